@@ -1,0 +1,110 @@
+//! `ferry-bench`: generates deterministic datasets and measures pipeline runs (rows/s, peak memory).
+//! BENCHMARKS.md records its figures with the commands that produced them.
+
+mod data;
+mod quickstart;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use ferry::run::{RunSettings, Status};
+use ferry::spec::Pipeline;
+
+#[derive(Parser)]
+#[command(name = "ferry-bench", about = "Ferry's throughput harness")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the 10-column `orders` dataset: parquet files in OUT/orders/ (and OUT/orders.csv with --csv).
+    #[command(after_help = "Example:\n  ferry-bench data --rows 10000000 --out /tmp/ferry-bench")]
+    Data {
+        #[arg(long)]
+        rows: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// How many parquet files to split the rows over.
+        #[arg(long, default_value_t = 8)]
+        files: usize,
+        /// Also write the rows as one CSV file.
+        #[arg(long)]
+        csv: bool,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Regenerate the quickstart's input data.
+    QuickstartData {
+        #[arg(long, default_value = "pipelines/data")]
+        out: PathBuf,
+    },
+    /// Run a pipeline in this process and report rows/s and peak memory (VmHWM).
+    #[command(after_help = "Example:\n  ferry-bench run benches/pipelines/orders-to-sqlite.toml")]
+    Run { pipeline: PathBuf },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Data {
+            rows,
+            out,
+            files,
+            csv,
+            seed,
+        } => {
+            let started = Instant::now();
+            data::write_orders_parquet(&out.join("orders"), rows, files, seed)?;
+            if csv {
+                data::write_orders_csv(&out.join("orders.csv"), rows, seed)?;
+            }
+            println!(
+                "wrote {rows} orders to {} in {:.1}s",
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Command::QuickstartData { out } => {
+            quickstart::write(&out)?;
+            println!("wrote the quickstart data to {}", out.display());
+        }
+        Command::Run { pipeline } => {
+            let pipeline = Pipeline::load(&pipeline).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime
+                .block_on(ferry::run::run(&pipeline, &RunSettings::default()))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{report}");
+            println!(
+                "bench: pipeline={} rows={} seconds={:.2} rows_per_s={:.0} peak_rss_mib={:.0}",
+                pipeline.name,
+                report.rows_read,
+                report.duration.as_secs_f64(),
+                report.rows_per_second(),
+                peak_rss_kib()? as f64 / 1024.0
+            );
+            if report.status != Status::Completed {
+                bail!("the run did not complete");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// This process's peak resident memory, from /proc/self/status.
+fn peak_rss_kib() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}

@@ -1,0 +1,206 @@
+//! Delta tables as sources (delta-rs's table provider) and as targets.
+//!
+//! ```text
+//! workers ──write(batch)──▶ channel ──▶ StreamingTable ──▶ delta-rs WriteBuilder (one task)
+//!                                                             │ parquet files written as rows arrive
+//! finish(): close channel ─────────────────────────────────▶ │ one commit: Append or Overwrite
+//! abort():  drop channel with an error ────────────────────▶ no commit, the table is unchanged
+//! ```
+//!
+//! delta-rs creates the table when missing, and commits once, so a reader sees all of a run or none.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use deltalake::protocol::SaveMode;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::{ConnectorError, Result};
+use crate::sink::{BatchWritten, Finished, Sink, WriteMode};
+
+/// Registers the Delta table at `location` as the table `name`.
+pub async fn register_source(ctx: &SessionContext, name: &str, location: &str) -> Result<()> {
+    let url = deltalake::ensure_table_uri(location)?;
+    let table = deltalake::open_table(url).await.map_err(|e| {
+        ConnectorError::fatal(format!("{location} is not a readable Delta table: {e}"))
+    })?;
+    table.update_datafusion_session(&ctx.state())?;
+    let provider = table.table_provider().await?;
+    ctx.register_table(name, provider)?;
+    Ok(())
+}
+
+type BatchSender = mpsc::Sender<std::result::Result<RecordBatch, DataFusionError>>;
+
+/// A Delta table target: `truncate` overwrites it, `insert` appends to it.
+pub struct DeltaSink {
+    location: String,
+    mode: WriteMode,
+    key: Vec<String>,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    sender: BatchSender,
+    writer: JoinHandle<Result<()>>,
+}
+
+impl DeltaSink {
+    pub fn new(location: String, mode: WriteMode, key: Vec<String>) -> Self {
+        Self {
+            location,
+            mode,
+            key,
+            running: Mutex::new(None),
+        }
+    }
+
+    fn sender(&self) -> Result<BatchSender> {
+        self.running
+            .lock()
+            .expect("delta sink lock")
+            .as_ref()
+            .map(|r| r.sender.clone())
+            .ok_or_else(|| ConnectorError::fatal("write before begin"))
+    }
+}
+
+#[async_trait]
+impl Sink for DeltaSink {
+    fn describe(&self) -> String {
+        format!("delta table {}", self.location)
+    }
+
+    async fn check(&self, _schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
+        let supported = match self.mode {
+            WriteMode::Truncate => true,
+            WriteMode::Insert => self.key.is_empty(),
+            WriteMode::Upsert | WriteMode::Sync => false,
+        };
+        if supported {
+            return Ok(Vec::new());
+        }
+        Ok(vec![
+            ConnectorError::fatal(format!(
+                "a Delta target is written with mode \"truncate\" (overwrite) or \"insert\" without a key (append), not \"{}\"{}",
+                self.mode,
+                if self.key.is_empty() { "" } else { " with a key" }
+            ))
+            .with_hint("write to a database for keyed modes, or use truncate"),
+        ])
+    }
+
+    async fn begin(&self, schema: SchemaRef) -> Result<()> {
+        if let Some(first) = self.check(&schema).await?.into_iter().next() {
+            return Err(first);
+        }
+        let url = deltalake::ensure_table_uri(&self.location)?;
+        let table = DeltaTable::try_from_url(url).await?;
+        let (sender, receiver) = mpsc::channel(4);
+        let input = Arc::new(ChannelStream {
+            schema: schema.clone(),
+            receiver: Mutex::new(Some(receiver)),
+        });
+        let provider = StreamingTable::try_new(schema, vec![input])?;
+        let plan = LogicalPlanBuilder::scan(
+            "ferry_input",
+            datafusion::datasource::provider_as_source(Arc::new(provider)),
+            None,
+        )?
+        .build()?;
+        let save_mode = match self.mode {
+            WriteMode::Truncate => SaveMode::Overwrite,
+            _ => SaveMode::Append,
+        };
+        let location = self.location.clone();
+        let writer = tokio::spawn(async move {
+            table
+                .write(Vec::new())
+                .with_input_plan(plan)
+                .with_save_mode(save_mode)
+                .await
+                .map(|_| ())
+                .map_err(|e| ConnectorError::fatal(format!("writing Delta table {location}: {e}")))
+        });
+        *self.running.lock().expect("delta sink lock") = Some(Running { sender, writer });
+        Ok(())
+    }
+
+    async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
+        let rows = batch.num_rows() as u64;
+        self.sender()?.send(Ok(batch)).await.map_err(|_| {
+            ConnectorError::fatal(format!(
+                "the Delta writer for {} stopped; see the error that follows",
+                self.location
+            ))
+        })?;
+        Ok(BatchWritten {
+            written: rows,
+            skipped: 0,
+        })
+    }
+
+    async fn finish(&self) -> Result<Finished> {
+        let running = self.running.lock().expect("delta sink lock").take();
+        let Some(Running { sender, writer }) = running else {
+            return Err(ConnectorError::fatal("finish before begin"));
+        };
+        drop(sender);
+        writer
+            .await
+            .map_err(|e| ConnectorError::fatal(format!("Delta writer stopped: {e}")))??;
+        Ok(Finished::default())
+    }
+
+    async fn abort(&self) {
+        let running = self.running.lock().expect("delta sink lock").take();
+        if let Some(Running { sender, writer }) = running {
+            let _ = sender
+                .send(Err(DataFusionError::Execution("run aborted".into())))
+                .await;
+            drop(sender);
+            let _ = writer.await;
+        }
+    }
+}
+
+/// The receiving end of the workers' channel, as the one partition of a streaming table.
+struct ChannelStream {
+    schema: SchemaRef,
+    receiver: Mutex<Option<mpsc::Receiver<std::result::Result<RecordBatch, DataFusionError>>>>,
+}
+
+impl fmt::Debug for ChannelStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChannelStream")
+    }
+}
+
+impl PartitionStream for ChannelStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let receiver = self.receiver.lock().expect("channel lock").take();
+        let stream = futures::stream::unfold(receiver, |receiver| async move {
+            let mut receiver = receiver?;
+            let next = receiver.recv().await?;
+            Some((next, Some(receiver)))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}

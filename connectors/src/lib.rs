@@ -1,0 +1,12 @@
+//! Ferry's connectors: everything that touches the outside world.
+//!
+//! Sources become DataFusion tables; targets implement [`sink::Sink`]. [`registry`] lists them all.
+
+pub mod error;
+pub mod files;
+pub mod registry;
+pub mod sink;
+pub mod sql;
+
+pub use error::{ConnectorError, ErrorClass};
+pub use sink::{BatchWritten, Finished, Sink, TargetOptions, WriteMode};

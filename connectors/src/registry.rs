@@ -1,0 +1,111 @@
+//! Every connector Ferry has, in one place: which connection URLs and file formats lead to which sink.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{ConnectorError, Result};
+use crate::files::FileFormat;
+use crate::files::delta::DeltaSink;
+use crate::files::sink::FileSink;
+use crate::sink::{Sink, TargetOptions};
+use crate::sql::sqlite::SqliteSink;
+
+/// A database or service a connection URL points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db`
+    Sqlite { path: PathBuf },
+    /// `postgres://` or `postgresql://`
+    Postgres { url: String },
+    /// `mysql://` or `mariadb://`
+    Mysql { url: String },
+}
+
+impl Endpoint {
+    pub const SCHEMES: [&'static str; 3] = ["sqlite://", "postgres://", "mysql://"];
+
+    /// Reads a connection URL; relative SQLite paths are taken from `base_dir`.
+    pub fn parse(url: &str, base_dir: &Path) -> Result<Self> {
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            ConnectorError::fatal(format!("\"{url}\" is not a connection URL"))
+                .with_hint(format!("start it with one of: {}", Self::SCHEMES.join(", ")))
+        })?;
+        match scheme {
+            "sqlite" => {
+                let path = rest.split('?').next().unwrap_or(rest);
+                if path.is_empty() {
+                    return Err(ConnectorError::fatal("the sqlite:// URL names no file")
+                        .with_hint("write sqlite://path/to/file.db"));
+                }
+                Ok(Self::Sqlite {
+                    path: base_dir.join(path),
+                })
+            }
+            "postgres" | "postgresql" => Ok(Self::Postgres {
+                url: url.to_string(),
+            }),
+            "mysql" | "mariadb" => Ok(Self::Mysql {
+                url: url.to_string(),
+            }),
+            other => Err(
+                ConnectorError::fatal(format!("Ferry has no connector for \"{other}://\""))
+                    .with_hint(format!("use one of: {}", Self::SCHEMES.join(", "))),
+            ),
+        }
+    }
+}
+
+/// Where the final step's rows go.
+#[derive(Debug, Clone)]
+pub enum TargetLocation {
+    Endpoint(Endpoint),
+    File { location: String, format: FileFormat },
+}
+
+/// The sink for a target.
+pub fn sink(location: &TargetLocation, options: TargetOptions) -> Result<Arc<dyn Sink>> {
+    Ok(match location {
+        TargetLocation::Endpoint(Endpoint::Sqlite { path }) => {
+            Arc::new(SqliteSink::new(path.clone(), options))
+        }
+        TargetLocation::Endpoint(Endpoint::Postgres { .. } | Endpoint::Mysql { .. }) => {
+            return Err(ConnectorError::fatal(
+                "PostgreSQL and MySQL targets are not available in this version of Ferry",
+            )
+            .with_hint("write to sqlite://, or to a parquet, csv or delta path"));
+        }
+        TargetLocation::File {
+            location,
+            format: FileFormat::Delta,
+        } => Arc::new(DeltaSink::new(location.clone(), options.mode, options.key)),
+        TargetLocation::File { location, format } => Arc::new(FileSink::new(
+            PathBuf::from(location),
+            *format,
+            options.mode,
+        )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_are_relative_to_the_pipeline() {
+        let base = Path::new("/work/p");
+        assert_eq!(
+            Endpoint::parse("sqlite://out/w.db", base).unwrap(),
+            Endpoint::Sqlite {
+                path: "/work/p/out/w.db".into()
+            }
+        );
+        assert_eq!(
+            Endpoint::parse("sqlite:///tmp/w.db", base).unwrap(),
+            Endpoint::Sqlite {
+                path: "/tmp/w.db".into()
+            }
+        );
+        let err = Endpoint::parse("oracle://x", base).unwrap_err();
+        assert!(err.to_string().contains("no connector for \"oracle://\""));
+    }
+}

@@ -1,0 +1,593 @@
+//! SQLite as a target: one file, one writer, all four write modes.
+//!
+//! ```text
+//! insert    INSERT ... ON CONFLICT (key) DO NOTHING          skipped rows counted, never failed
+//! upsert    INSERT ... ON CONFLICT (key) DO UPDATE SET ...
+//! truncate  rows go to "_ferry_stage_<t>"; finish swaps them in, in one transaction
+//! sync      upsert + the batch's keys into "_ferry_keys_<t>" (same transaction);
+//!           finish deletes target rows whose key is not there, in one transaction
+//! ```
+//!
+//! Each `write` is one transaction, so a batch lands whole or not at all. SQLite has a single writer:
+//! workers encode in parallel and take turns on the connection.
+
+pub mod values;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use rusqlite::types::ToSqlOutput;
+use rusqlite::{Connection, ErrorCode, OptionalExtension};
+
+use self::values::{BindableBatch, column_type};
+use crate::error::{ConnectorError, Result};
+use crate::sink::{BatchWritten, Finished, Sink, TargetOptions, WriteMode};
+use crate::sql::ident::{quote_ansi as q, quote_list};
+
+pub struct SqliteSink {
+    target: Target,
+    conn: Arc<Mutex<Option<Connection>>>,
+    /// Set by `begin`: the statements every batch runs.
+    plan: Mutex<Option<Arc<WritePlan>>>,
+}
+
+struct WritePlan {
+    /// Writes one row into the target (or the staging table, for truncate).
+    row_sql: String,
+    /// Records one row's key (sync only).
+    key_sql: Option<String>,
+}
+
+/// The file and table, and everything about them that needs no open connection of the sink's own.
+#[derive(Clone)]
+struct Target {
+    path: PathBuf,
+    options: TargetOptions,
+}
+
+impl SqliteSink {
+    pub fn new(path: PathBuf, options: TargetOptions) -> Self {
+        Self {
+            target: Target { path, options },
+            conn: Arc::new(Mutex::new(None)),
+            plan: Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` on the open connection, off the async threads.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        let path = self.target.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().expect("sqlite connection lock");
+            if guard.is_none() {
+                *guard = Some(open(&path)?);
+            }
+            f(guard.as_mut().expect("opened above"))
+        })
+        .await
+        .map_err(|e| ConnectorError::fatal(format!("SQLite worker stopped: {e}")))?
+    }
+}
+
+impl Target {
+    fn stage_table(&self) -> String {
+        format!("_ferry_stage_{}", self.options.table)
+    }
+
+    fn keys_table(&self) -> String {
+        format!("_ferry_keys_{}", self.options.table)
+    }
+
+    fn problems(&self, conn: &Connection, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
+        let opts = &self.options;
+        let mut problems = Vec::new();
+        for field in schema.fields() {
+            if let Err(e) = column_type(field) {
+                problems.push(e);
+            }
+        }
+        for key in &opts.key {
+            if schema.column_with_name(key).is_none() {
+                problems.push(
+                    ConnectorError::fatal(format!(
+                        "key column \"{key}\" is not in the result of the last step"
+                    ))
+                    .with_hint(format!(
+                        "the last step returns: {}",
+                        field_names(schema).join(", ")
+                    )),
+                );
+            }
+        }
+        let Some(columns) = table_columns(conn, &opts.table)? else {
+            if !opts.create {
+                problems.push(
+                    ConnectorError::fatal(format!(
+                        "table \"{}\" does not exist in {}",
+                        opts.table,
+                        self.path.display()
+                    ))
+                    .with_hint("create it, or set create = true under [target]"),
+                );
+            }
+            return Ok(problems);
+        };
+        for field in schema.fields() {
+            if !columns.iter().any(|c| c.eq_ignore_ascii_case(field.name())) {
+                problems.push(
+                    ConnectorError::fatal(format!(
+                        "table \"{}\" has no column \"{}\"",
+                        opts.table,
+                        field.name()
+                    ))
+                    .with_hint(format!(
+                        "the table's columns are: {}; rename the column in the last step or add it to the table",
+                        columns.join(", ")
+                    )),
+                );
+            }
+        }
+        if !opts.key.is_empty() && opts.mode != WriteMode::Truncate && !has_unique_key(conn, opts)? {
+            problems.push(
+                ConnectorError::fatal(format!(
+                    "table \"{}\" has no primary key or unique index on ({})",
+                    opts.table,
+                    opts.key.join(", ")
+                ))
+                .with_hint(format!(
+                    "mode {} needs one: CREATE UNIQUE INDEX ON {} ({})",
+                    opts.mode,
+                    q(&opts.table),
+                    quote_list(&opts.key)
+                )),
+            );
+        }
+        Ok(problems)
+    }
+
+    fn prepare(&self, conn: &mut Connection, schema: &SchemaRef) -> Result<WritePlan> {
+        let opts = &self.options;
+        if let Some(first) = self.problems(conn, schema)?.into_iter().next() {
+            return Err(first);
+        }
+        let tx = conn.transaction().map_err(classify)?;
+        if table_columns(&tx, &opts.table)?.is_none() {
+            tx.execute_batch(&create_table_sql(&opts.table, schema, &opts.key)?)
+                .map_err(classify)?;
+        }
+        // Leftovers of a run that died belong to nobody now.
+        for leftover in [self.stage_table(), self.keys_table()] {
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", q(&leftover)))
+                .map_err(classify)?;
+        }
+        let columns: Vec<String> = field_names(schema);
+        let into = match opts.mode {
+            WriteMode::Truncate => {
+                tx.execute_batch(&create_stage_sql(&tx, &opts.table, &self.stage_table())?)
+                    .map_err(classify)?;
+                self.stage_table()
+            }
+            _ => opts.table.clone(),
+        };
+        let key_sql = if opts.mode == WriteMode::Sync {
+            let key_fields: Vec<_> = opts
+                .key
+                .iter()
+                .map(|k| {
+                    let f = schema.field_with_name(k)?;
+                    Ok(format!("{} {}", q(k), column_type(f)?))
+                })
+                .collect::<Result<_>>()?;
+            tx.execute_batch(&format!(
+                "CREATE TABLE {} ({}, PRIMARY KEY ({}))",
+                q(&self.keys_table()),
+                key_fields.join(", "),
+                quote_list(&opts.key)
+            ))
+            .map_err(classify)?;
+            Some(format!(
+                "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
+                q(&self.keys_table()),
+                quote_list(&opts.key),
+                placeholders(opts.key.len())
+            ))
+        } else {
+            None
+        };
+        tx.commit().map_err(classify)?;
+        Ok(WritePlan {
+            row_sql: row_sql(&into, &columns, opts),
+            key_sql,
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for SqliteSink {
+    fn describe(&self) -> String {
+        format!(
+            "sqlite {}, table {}",
+            self.target.path.display(),
+            self.target.options.table
+        )
+    }
+
+    async fn check(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
+        let target = self.target.clone();
+        if !target.path.exists() {
+            let mut problems = Vec::new();
+            if !target.options.create {
+                problems.push(
+                    ConnectorError::fatal(format!(
+                        "SQLite file {} does not exist",
+                        target.path.display()
+                    ))
+                    .with_hint("check the url, or set create = true to create it"),
+                );
+            }
+            return Ok(problems);
+        }
+        let schema = schema.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = open_read_only(&target.path)?;
+            target.problems(&conn, &schema)
+        })
+        .await
+        .map_err(|e| ConnectorError::fatal(e.to_string()))?
+    }
+
+    async fn begin(&self, schema: SchemaRef) -> Result<()> {
+        if let Some(dir) = self.target.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ConnectorError::fatal(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let target = self.target.clone();
+        let plan = self
+            .with_conn(move |conn| target.prepare(conn, &schema))
+            .await?;
+        *self.plan.lock().expect("plan lock") = Some(Arc::new(plan));
+        Ok(())
+    }
+
+    async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
+        let plan = self
+            .plan
+            .lock()
+            .expect("plan lock")
+            .clone()
+            .ok_or_else(|| ConnectorError::fatal("write before begin"))?;
+        let key_columns: Vec<usize> = self
+            .target
+            .options
+            .key
+            .iter()
+            .map(|k| batch.schema().index_of(k))
+            .collect::<std::result::Result<_, _>>()?;
+        // Casting is the costly part: do it before taking the single writer's turn.
+        let rows = tokio::task::spawn_blocking(move || BindableBatch::new(&batch))
+            .await
+            .map_err(|e| ConnectorError::fatal(e.to_string()))??;
+        self.with_conn(move |conn| write_rows(conn, &plan, &rows, &key_columns))
+            .await
+    }
+
+    async fn finish(&self) -> Result<Finished> {
+        let opts = self.target.options.clone();
+        let stage = self.target.stage_table();
+        let keys = self.target.keys_table();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(classify)?;
+            let mut finished = Finished::default();
+            match opts.mode {
+                WriteMode::Truncate => {
+                    tx.execute(&format!("DELETE FROM {}", q(&opts.table)), [])
+                        .map_err(classify)?;
+                    let cols = quote_list(&table_columns(&tx, &stage)?.unwrap_or_default());
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO {} ({cols}) SELECT {cols} FROM {}",
+                            q(&opts.table),
+                            q(&stage)
+                        ),
+                        [],
+                    )
+                    .map_err(classify)?;
+                    tx.execute_batch(&format!("DROP TABLE {}", q(&stage)))
+                        .map_err(classify)?;
+                }
+                WriteMode::Sync => {
+                    let matches = opts
+                        .key
+                        .iter()
+                        .map(|k| format!("k.{0} IS t.{0}", q(k)))
+                        .collect::<Vec<_>>()
+                        .join(" AND ");
+                    let deleted = tx
+                        .execute(
+                            &format!(
+                                "DELETE FROM {} AS t WHERE NOT EXISTS (SELECT 1 FROM {} AS k WHERE {matches})",
+                                q(&opts.table),
+                                q(&keys)
+                            ),
+                            [],
+                        )
+                        .map_err(classify)?;
+                    finished.deleted = deleted as u64;
+                    tx.execute_batch(&format!("DROP TABLE {}", q(&keys)))
+                        .map_err(classify)?;
+                }
+                WriteMode::Insert | WriteMode::Upsert => {}
+            }
+            tx.commit().map_err(classify)?;
+            Ok(finished)
+        })
+        .await
+    }
+
+    async fn abort(&self) {
+        let stage = self.target.stage_table();
+        let keys = self.target.keys_table();
+        let result = self
+            .with_conn(move |conn| {
+                conn.execute_batch(&format!(
+                    "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
+                    q(&stage),
+                    q(&keys)
+                ))
+                .map_err(classify)
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not drop SQLite staging tables");
+        }
+    }
+}
+
+fn write_rows(
+    conn: &mut Connection,
+    plan: &WritePlan,
+    rows: &BindableBatch,
+    key_columns: &[usize],
+) -> Result<BatchWritten> {
+    let tx = conn.transaction().map_err(classify)?;
+    let mut written = BatchWritten::default();
+    {
+        let mut stmt = tx.prepare_cached(&plan.row_sql).map_err(classify)?;
+        let mut key_stmt = match &plan.key_sql {
+            Some(sql) => Some(tx.prepare_cached(sql).map_err(classify)?),
+            None => None,
+        };
+        let ncols = stmt.parameter_count();
+        for row in 0..rows.num_rows() {
+            for col in 0..ncols {
+                stmt.raw_bind_parameter(col + 1, ToSqlOutput::Borrowed(rows.value(col, row)))
+                    .map_err(classify)?;
+            }
+            let changed = stmt
+                .raw_execute()
+                .map_err(|e| classify(e).at_row(row))?;
+            if changed == 0 {
+                written.skipped += 1;
+            } else {
+                written.written += 1;
+            }
+            if let Some(key_stmt) = key_stmt.as_mut() {
+                for (i, &col) in key_columns.iter().enumerate() {
+                    key_stmt
+                        .raw_bind_parameter(i + 1, ToSqlOutput::Borrowed(rows.value(col, row)))
+                        .map_err(classify)?;
+                }
+                key_stmt.raw_execute().map_err(classify)?;
+            }
+        }
+    }
+    tx.commit().map_err(classify)?;
+    Ok(written)
+}
+
+fn row_sql(into: &str, columns: &[String], opts: &TargetOptions) -> String {
+    let insert = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        q(into),
+        quote_list(columns),
+        placeholders(columns.len())
+    );
+    if opts.key.is_empty() || opts.mode == WriteMode::Truncate {
+        return insert;
+    }
+    let conflict = quote_list(&opts.key);
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| !opts.key.contains(c))
+        .map(|c| format!("{0} = excluded.{0}", q(c)))
+        .collect();
+    if opts.mode == WriteMode::Insert || updates.is_empty() {
+        format!("{insert} ON CONFLICT ({conflict}) DO NOTHING")
+    } else {
+        format!(
+            "{insert} ON CONFLICT ({conflict}) DO UPDATE SET {}",
+            updates.join(", ")
+        )
+    }
+}
+
+fn create_table_sql(table: &str, schema: &SchemaRef, key: &[String]) -> Result<String> {
+    let mut defs = Vec::new();
+    for field in schema.fields() {
+        let not_null = !field.is_nullable() || key.contains(field.name());
+        defs.push(format!(
+            "{} {}{}",
+            q(field.name()),
+            column_type(field)?,
+            if not_null { " NOT NULL" } else { "" }
+        ));
+    }
+    if !key.is_empty() {
+        defs.push(format!("PRIMARY KEY ({})", quote_list(key)));
+    }
+    Ok(format!("CREATE TABLE {} ({})", q(table), defs.join(", ")))
+}
+
+/// The staging table for truncate: the target's columns with their types, NOT NULL and primary key,
+/// so that bad rows fail while staging, not during the swap.
+fn create_stage_sql(conn: &Connection, table: &str, stage: &str) -> Result<String> {
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA table_info({})", q(table)))
+        .map_err(classify)?;
+    let mut defs = Vec::new();
+    let mut pk: Vec<(i64, String)> = Vec::new();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .map_err(classify)?;
+    for row in rows {
+        let (name, ty, not_null, pk_pos) = row.map_err(classify)?;
+        defs.push(format!(
+            "{} {ty}{}",
+            q(&name),
+            if not_null { " NOT NULL" } else { "" }
+        ));
+        if pk_pos > 0 {
+            pk.push((pk_pos, name));
+        }
+    }
+    pk.sort();
+    if !pk.is_empty() {
+        let names: Vec<String> = pk.into_iter().map(|(_, n)| n).collect();
+        defs.push(format!("PRIMARY KEY ({})", quote_list(&names)));
+    }
+    Ok(format!("CREATE TABLE {} ({})", q(stage), defs.join(", ")))
+}
+
+fn table_columns(conn: &Connection, table: &str) -> Result<Option<Vec<String>>> {
+    let exists: Option<String> = conn
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(classify)?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA table_info({})", q(table)))
+        .map_err(classify)?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(1))
+        .map_err(classify)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(classify)?;
+    Ok(Some(names))
+}
+
+/// Whether the primary key or a unique index covers exactly the key columns.
+fn has_unique_key(conn: &Connection, opts: &TargetOptions) -> Result<bool> {
+    let wanted = |cols: &mut Vec<String>| {
+        let mut key: Vec<String> = opts.key.iter().map(|k| k.to_lowercase()).collect();
+        key.sort();
+        cols.iter_mut().for_each(|c| *c = c.to_lowercase());
+        cols.sort();
+        *cols == key
+    };
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA table_info({})", q(&opts.table)))
+        .map_err(classify)?;
+    let mut pk: Vec<String> = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(5)?)))
+        .map_err(classify)?
+        .filter_map(|r| r.ok())
+        .filter(|(_, pos)| *pos > 0)
+        .map(|(n, _)| n)
+        .collect();
+    if !pk.is_empty() && wanted(&mut pk) {
+        return Ok(true);
+    }
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA index_list({})", q(&opts.table)))
+        .map_err(classify)?;
+    let unique_indexes: Vec<String> = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, bool>(2)?)))
+        .map_err(classify)?
+        .filter_map(|r| r.ok())
+        .filter(|(_, unique)| *unique)
+        .map(|(n, _)| n)
+        .collect();
+    for index in unique_indexes {
+        let mut stmt = conn
+            .prepare(&format!("PRAGMA index_info({})", q(&index)))
+            .map_err(classify)?;
+        let mut cols: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(2))
+            .map_err(classify)?
+            .filter_map(|r| r.ok())
+            .collect();
+        if wanted(&mut cols) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+fn field_names(schema: &SchemaRef) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
+fn open(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| {
+        ConnectorError::fatal(format!("cannot open SQLite file {}: {e}", path.display()))
+    })?;
+    conn.busy_timeout(Duration::from_secs(30)).map_err(classify)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        .map_err(classify)?;
+    Ok(conn)
+}
+
+fn open_read_only(path: &Path) -> Result<Connection> {
+    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
+        ConnectorError::fatal(format!("cannot open SQLite file {}: {e}", path.display()))
+    })
+}
+
+/// SQLite's error codes, sorted into what the run does about them.
+fn classify(err: rusqlite::Error) -> ConnectorError {
+    let message = err.to_string();
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            ConnectorError::retryable(message)
+        }
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch) => {
+            ConnectorError::data(message, None)
+        }
+        _ => ConnectorError::fatal(message),
+    }
+}
+
+impl ConnectorError {
+    fn at_row(mut self, row: usize) -> Self {
+        if self.class == crate::error::ErrorClass::Data {
+            self.row = Some(row);
+        }
+        self
+    }
+}

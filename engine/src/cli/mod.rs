@@ -1,0 +1,127 @@
+//! The `ferry` command line: what was typed (clap), then what it means (the commands below).
+
+mod preview;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::run::{self, RunSettings};
+use crate::spec::Pipeline;
+
+const EXAMPLE: &str = r#"A pipeline file (TOML):
+
+  name = "orders-summary"
+
+  [connections.warehouse]
+  url = "sqlite://out/warehouse.db"        # relative paths: from the pipeline file's folder
+
+  [sources.orders]
+  path = "data/orders/*.parquet"           # parquet | csv | json | xlsx | delta, file, folder or glob
+
+  [sources.customers]
+  path = "data/customers.csv"
+
+  [[steps]]
+  name = "paid"
+  sql = "SELECT * FROM orders WHERE paid"
+
+  [[steps]]                                # the last step feeds the target
+  name = "summary"
+  sql = "SELECT customer_id, count(*) AS orders FROM @result1 GROUP BY customer_id"
+
+  [target]
+  connection = "warehouse"                 # or: path = "out/summary.parquet"
+  table = "order_summary"
+  mode = "upsert"                          # insert | upsert | truncate | sync
+  key = ["customer_id"]
+  create = true
+
+Exit codes: 0 every row landed; 1 the run failed; 2 the pipeline file or target is wrong;
+3 some rows were rejected (Partial Success); 130 stopped with Ctrl-C."#;
+
+#[derive(Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Moves data from files and databases into databases and services: fast, every batch accounted for.",
+    after_help = EXAMPLE
+)]
+pub struct Cli {
+    /// Print what each batch does (repeat for more: -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a pipeline: read the sources, run the steps, write the last step's rows to the target.
+    #[command(after_help = "Example:\n  ferry run pipelines/quickstart.toml\n\n".to_string() + EXAMPLE)]
+    Run {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// No progress bar (it is shown only on a terminal anyway).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Show the first rows of a step (the last one by default). Writes nothing.
+    #[command(after_help = "Examples:\n  ferry preview pipelines/quickstart.toml\n  ferry preview pipelines/quickstart.toml --step paid --limit 5")]
+    Preview {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// The step (or source) to show.
+        #[arg(long)]
+        step: Option<String>,
+        /// How many rows.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Check a pipeline without writing: the file, every source and step, and the target. Reports every
+    /// problem at once.
+    #[command(after_help = "Example:\n  ferry validate pipelines/quickstart.toml")]
+    Validate {
+        /// The pipeline file.
+        pipeline: PathBuf,
+    },
+}
+
+/// Runs the command and says how it went as an exit code.
+pub async fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run { pipeline, quiet } => run_command(&pipeline, !quiet).await,
+        Command::Preview {
+            pipeline,
+            step,
+            limit,
+        } => preview::preview(&pipeline, step.as_deref(), limit).await,
+        Command::Validate { pipeline } => validate::validate(&pipeline).await,
+    }
+}
+
+/// Exit code for a pipeline file or target that is wrong.
+pub const INVALID: u8 = 2;
+
+async fn run_command(file: &std::path::Path, progress: bool) -> ExitCode {
+    let pipeline = match Pipeline::load(file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(INVALID);
+        }
+    };
+    match run::run(&pipeline, &RunSettings { progress }).await {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::from(report.status.exit_code() as u8)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(INVALID)
+        }
+    }
+}

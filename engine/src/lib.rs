@@ -1,0 +1,9 @@
+//! Ferry's engine: pipeline files (`spec`), planning on DataFusion (`plan`), the partitioned run
+//! (`run`) and the command line (`cli`). Connectors live in the `ferry-connectors` crate.
+
+pub mod cli;
+pub mod plan;
+pub mod run;
+pub mod spec;
+
+pub use ferry_connectors as connectors;

@@ -1,0 +1,128 @@
+//! From a pipeline to a DataFusion plan: sources registered as tables, each step a view named after it,
+//! the last step's DataFrame the rows the target receives. Nothing is read yet beyond schemas.
+//!
+//! ```text
+//! [sources.*] ──register──▶ SessionContext ◀──view── step 1 ◀──view── step 2 ... ──▶ result DataFrame
+//! ```
+//!
+//! A SQL error is reported at the step's line, on the line of the name it is about when it can be found.
+
+use datafusion::execution::config::SessionConfig;
+use datafusion::prelude::{DataFrame, SessionContext};
+
+use crate::spec::{Pipeline, SpecError, SpecErrors, Step, did_you_mean};
+
+/// A pipeline's sources and steps, ready to execute.
+pub struct Planned {
+    pub ctx: SessionContext,
+    /// One DataFrame per step, in order; the last feeds the target.
+    pub steps: Vec<DataFrame>,
+}
+
+impl Planned {
+    pub fn result(&self) -> &DataFrame {
+        self.steps.last().expect("a validated pipeline has a step")
+    }
+}
+
+/// A session tuned for moving data: batches of DataFusion's usual size, all cores.
+pub fn session() -> SessionContext {
+    let config = SessionConfig::new()
+        .with_information_schema(false)
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    SessionContext::new_with_config(config)
+}
+
+/// Registers every source and plans every step. Stops at the first step that does not plan, since the
+/// steps after it build on it; all failing sources are reported together.
+pub async fn plan(pipeline: &Pipeline) -> Result<Planned, SpecErrors> {
+    let ctx = session();
+    let mut errors = Vec::new();
+    for source in &pipeline.sources {
+        if let Err(e) =
+            ferry_connectors::files::source::register(&ctx, &source.name, &source.file).await
+        {
+            let mut err = pipeline
+                .locator
+                .error(source.span.clone(), format!("source \"{}\": {}", source.name, e.message));
+            err.hint = e.hint;
+            errors.push(err);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(SpecErrors(errors));
+    }
+    let mut steps = Vec::with_capacity(pipeline.steps.len());
+    for (i, step) in pipeline.steps.iter().enumerate() {
+        let df = ctx
+            .sql(&step.sql)
+            .await
+            .map_err(|e| SpecErrors(vec![sql_error(pipeline, i, step, &e.to_string())]))?;
+        ctx.register_table(step.name.as_str(), df.clone().into_view())
+            .map_err(|e| SpecErrors(vec![sql_error(pipeline, i, step, &e.to_string())]))?;
+        steps.push(df);
+    }
+    Ok(Planned { ctx, steps })
+}
+
+/// A DataFusion error in a step, placed on the line of the name it complains about.
+fn sql_error(pipeline: &Pipeline, index: usize, step: &Step, message: &str) -> SpecError {
+    let message = message
+        .trim_start_matches("Error during planning: ")
+        .trim_start_matches("SQL error: ")
+        .trim_start_matches("Schema error: ")
+        .to_string();
+    let quoted = quoted_names(&message);
+    let line = quoted
+        .iter()
+        .filter_map(|name| {
+            let bare = name.rsplit('.').next().unwrap_or(name).to_lowercase();
+            step.sql
+                .to_lowercase()
+                .lines()
+                .position(|l| l.contains(&bare))
+        })
+        .next()
+        .unwrap_or(0);
+    let err = pipeline.locator.error_in(
+        step.sql_span.clone(),
+        line,
+        format!("step \"{}\": {message}", step.name),
+    );
+    let available: Vec<&str> = pipeline
+        .table_names()
+        .into_iter()
+        .take(pipeline.sources.len() + index)
+        .collect();
+    if message.contains("not found") && message.starts_with("table") {
+        let missing = quoted
+            .first()
+            .map(|n| n.rsplit('.').next().unwrap_or(n).to_string())
+            .unwrap_or_default();
+        return match did_you_mean(&missing, available.iter().copied()) {
+            Some(m) => err.hint(format!("did you mean {m}? tables available here: {}", available.join(", "))),
+            None => err.hint(format!(
+                "tables available here: {} (a step sees the sources and the steps before it)",
+                available.join(", ")
+            )),
+        };
+    }
+    err.hint("run `ferry preview` on the steps before it to see their columns")
+}
+
+/// The names a DataFusion message quotes: 'datafusion.public.x', "x", `x`.
+fn quoted_names(message: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for quote in ['\'', '"', '`'] {
+        let parts: Vec<&str> = message.split(quote).collect();
+        names.extend(
+            parts
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .filter(|s| !s.is_empty() && !s.contains(' '))
+                .map(|s| s.to_string()),
+        );
+    }
+    names
+}

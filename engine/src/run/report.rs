@@ -1,0 +1,136 @@
+//! What a run did, for people (the summary printed at the end) and for scripts (the exit code).
+
+use std::fmt;
+use std::time::Duration;
+
+/// How a run ended, in the words the history uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Every row landed.
+    Completed,
+    /// The run finished, but some rows were rejected.
+    PartialSuccess,
+    /// The run stopped on an error; the target keeps the rows it had, plus whole batches already written.
+    Failed,
+    /// Stopped by the user (Ctrl-C).
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Completed => "Completed",
+            Status::PartialSuccess => "Partial Success",
+            Status::Failed => "Failed",
+            Status::Stopped => "Stopped",
+        }
+    }
+
+    /// The process exit code scripts can rely on.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Completed => 0,
+            Status::Failed => 1,
+            Status::PartialSuccess => 3,
+            Status::Stopped => 130,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The numbers of one run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub pipeline: String,
+    pub target: String,
+    pub status: Status,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub rows_skipped: u64,
+    pub rows_rejected: u64,
+    pub rows_deleted: u64,
+    pub batches: u64,
+    pub retries: u64,
+    pub duration: Duration,
+    pub error: Option<String>,
+}
+
+impl RunReport {
+    pub fn rows_per_second(&self) -> f64 {
+        let secs = self.duration.as_secs_f64();
+        if secs > 0.0 {
+            self.rows_read as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {}", self.pipeline, self.status)?;
+        writeln!(f, "  target        {}", self.target)?;
+        writeln!(f, "  rows read     {}", thousands(self.rows_read))?;
+        writeln!(f, "  rows written  {}", thousands(self.rows_written))?;
+        if self.rows_skipped > 0 {
+            writeln!(
+                f,
+                "  rows skipped  {} (key already in the target)",
+                thousands(self.rows_skipped)
+            )?;
+        }
+        if self.rows_deleted > 0 {
+            writeln!(
+                f,
+                "  rows deleted  {} (key no longer in the source)",
+                thousands(self.rows_deleted)
+            )?;
+        }
+        writeln!(f, "  rows rejected {}", thousands(self.rows_rejected))?;
+        if self.retries > 0 {
+            writeln!(f, "  retries       {}", thousands(self.retries))?;
+        }
+        write!(
+            f,
+            "  duration      {:.1}s ({} rows/s, {} batches)",
+            self.duration.as_secs_f64(),
+            thousands(self.rows_per_second().round() as u64),
+            thousands(self.batches)
+        )?;
+        if let Some(e) = &self.error {
+            write!(f, "\nerror: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// 1234567 as "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+}

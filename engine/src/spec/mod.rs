@@ -1,0 +1,669 @@
+//! Pipeline files, in two stages: `raw` is what the user wrote (serde, unknown keys refused, spans
+//! kept); this module turns it into a [`Pipeline`] that means something: paths resolved against the
+//! pipeline file's folder, names checked, `@resultN` replaced, modes and keys verified. Every problem
+//! becomes a [`SpecError`] naming the file, the line and the fix, and all of them are reported at once.
+
+mod error;
+mod raw;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_connectors::files::FileFormat;
+use ferry_connectors::files::source::FileSource;
+use ferry_connectors::registry::{Endpoint, TargetLocation};
+use ferry_connectors::{TargetOptions, WriteMode};
+use toml::Spanned;
+
+pub use self::error::{Locator, SpecError, SpecErrors, did_you_mean};
+pub use self::secret::Secret;
+use self::raw::{RawPipeline, RawRun, RawSource, RawStep, RawTarget};
+
+/// A pipeline, validated: everything here has been checked against everything else.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    /// The pipeline file.
+    pub file: PathBuf,
+    /// Where bookkeeping goes (default: `.ferry` beside the pipeline file).
+    pub state_dir: String,
+    pub connections: BTreeMap<String, Connection>,
+    pub sources: Vec<Source>,
+    pub steps: Vec<Step>,
+    pub target: Target,
+    pub run: RunOptions,
+    /// Maps byte offsets to lines for errors found later (SQL planning).
+    pub locator: Locator,
+}
+
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub name: String,
+    pub endpoint: Endpoint,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The table name the steps use (lower case, as SQL folds unquoted names).
+    pub name: String,
+    pub file: FileSource,
+    /// Where `[sources.<name>]` stands.
+    pub span: std::ops::Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub description: Option<String>,
+    /// The SQL with `@resultN` replaced by the step names.
+    pub sql: String,
+    /// Where the `sql` value starts in the file.
+    pub sql_span: std::ops::Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub location: TargetLocation,
+    pub options: TargetOptions,
+    pub batch_size: usize,
+    pub workers: usize,
+    pub span: std::ops::Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub max_retries: u32,
+    pub timeout: Duration,
+    /// Check the target before writing anything.
+    pub validate: bool,
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file.
+    pub fn load(file: &Path) -> Result<Pipeline, SpecErrors> {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            SpecErrors(vec![
+                Locator::new(file, "")
+                    .whole_file(format!("cannot read the pipeline file: {e}"))
+                    .hint("check the path; `ferry run --help` shows an example pipeline"),
+            ])
+        })?;
+        Self::parse(file, &text)
+    }
+
+    /// Validates a pipeline file's text; `file` locates relative paths and names the file in errors.
+    pub fn parse(file: &Path, text: &str) -> Result<Pipeline, SpecErrors> {
+        let locator = Locator::new(file, text);
+        let raw: RawPipeline = toml::from_str(text)
+            .map_err(|e| SpecErrors(vec![toml_error(&locator, &e)]))?;
+        let dir = std::path::absolute(file)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut cx = Checker {
+            loc: &locator,
+            dir: &dir,
+            errors: Vec::new(),
+        };
+        let pipeline = cx.pipeline(raw, file);
+        if cx.errors.is_empty() {
+            Ok(pipeline.expect("no errors means a pipeline"))
+        } else {
+            Err(SpecErrors(cx.errors))
+        }
+    }
+
+    /// The file of the pipeline's folder a relative path means.
+    pub fn dir(&self) -> PathBuf {
+        std::path::absolute(&self.file)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// Every table name the steps can use, in the order they become available.
+    pub fn table_names(&self) -> Vec<&str> {
+        self.sources
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(self.steps.iter().map(|s| s.name.as_str()))
+            .collect()
+    }
+}
+
+/// Collects errors while building the pipeline, so that all of them are reported together.
+struct Checker<'a> {
+    loc: &'a Locator,
+    dir: &'a Path,
+    errors: Vec<SpecError>,
+}
+
+impl Checker<'_> {
+    fn pipeline(&mut self, raw: RawPipeline, file: &Path) -> Option<Pipeline> {
+        let name_span = raw.name.span();
+        let name = raw.name.into_inner();
+        if name.trim().is_empty() {
+            self.errors.push(
+                self.loc
+                    .error(name_span, "the pipeline's name is empty")
+                    .hint("name = \"orders-summary\""),
+            );
+        }
+        let state_dir = match raw.state_dir {
+            Some(s) => self.resolve_location(s.get_ref()),
+            None => self.dir.join(".ferry").display().to_string(),
+        };
+        let connections: BTreeMap<String, Connection> = raw
+            .connections
+            .into_iter()
+            .filter_map(|(name, conn)| {
+                let conn = conn.into_inner();
+                let url_span = conn.url.span();
+                let url = self.interpolate(conn.url)?;
+                let endpoint = Endpoint::parse(&url, self.dir)
+                    .map_err(|e| self.connector_error(url_span, e))
+                    .ok()?;
+                let user = conn.user.and_then(|u| self.interpolate(u));
+                let password = conn.password.and_then(|p| self.interpolate(p)).map(Secret::new);
+                Some((
+                    name.get_ref().clone(),
+                    Connection {
+                        name: name.into_inner(),
+                        endpoint,
+                        user,
+                        password,
+                    },
+                ))
+            })
+            .collect();
+        let mut known: Vec<String> = Vec::new();
+        let mut sources = Vec::new();
+        let source_count = raw.sources.len();
+        for (name, source) in raw.sources {
+            let span = name.span();
+            if let Some(name) = self.table_name(name, &known) {
+                if let Some(s) = self.source(name.clone(), source) {
+                    sources.push(Source { span, ..s });
+                }
+                known.push(name);
+            }
+        }
+        let mut steps = Vec::new();
+        let step_count = raw.steps.len();
+        for step in raw.steps {
+            if let Some(s) = self.step(step, &known, &steps) {
+                known.push(s.name.clone());
+                steps.push(s);
+            }
+        }
+        if step_count == 0 {
+            match sources.as_slice() {
+                // The one source is wrong, and already reported.
+                [] if source_count == 1 => {}
+                [only] => steps.push(Step {
+                    name: "result".to_string(),
+                    description: Some(format!("all rows of {}", only.name)),
+                    sql: format!("SELECT * FROM {}", only.name),
+                    sql_span: only.span.clone(),
+                }),
+                _ => self.errors.push(
+                    self.loc
+                        .whole_file("the pipeline has no [[steps]]: Ferry cannot tell which rows to write")
+                        .hint("add [[steps]] with name = \"result\" and sql = \"SELECT * FROM <source>\""),
+                ),
+            }
+        }
+        let target_span = raw.target.span();
+        let target = self.target(raw.target.into_inner(), target_span, &connections);
+        let run = self.run(raw.run);
+        Some(Pipeline {
+            name,
+            description: raw.description,
+            file: file.to_path_buf(),
+            state_dir,
+            connections,
+            sources,
+            steps,
+            target: target?,
+            run: run?,
+            locator: self.loc.clone(),
+        })
+    }
+
+    /// Checks a source or step name: a plain SQL identifier, not used before.
+    fn table_name(&mut self, name: Spanned<String>, known: &[String]) -> Option<String> {
+        let span = name.span();
+        let raw = name.into_inner();
+        let lower = raw.to_lowercase();
+        let valid = lower
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && lower.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            self.errors.push(
+                self.loc
+                    .error(span, format!("\"{raw}\" cannot be used as a table name in SQL"))
+                    .hint("use letters, digits and _ only, starting with a letter, e.g. \"orders_2024\""),
+            );
+            return None;
+        }
+        if known.contains(&lower) {
+            self.errors.push(
+                self.loc
+                    .error(span, format!("the name \"{raw}\" is used twice"))
+                    .hint("give every source and step its own name"),
+            );
+            return None;
+        }
+        Some(lower)
+    }
+
+    fn source(&mut self, name: String, source: Spanned<RawSource>) -> Option<Source> {
+        let span = source.span();
+        let raw = source.into_inner();
+        let Some(path) = raw.path else {
+            self.errors.push(
+                self.loc
+                    .error(span.clone(), format!("source \"{name}\" has no path"))
+                    .hint("path = \"data/orders/*.parquet\" (a file, a folder, a glob or an s3://, az://, gs:// URL)"),
+            );
+            return None;
+        };
+        let path_span = path.span();
+        let path = self.interpolate(path)?;
+        let format = self.format(raw.format, &path, path_span)?;
+        let delimiter = match raw.delimiter {
+            None => b',',
+            Some(d) => match d.get_ref().as_bytes() {
+                [b] => *b,
+                b"\\t" => b'\t',
+                _ => {
+                    self.errors.push(
+                        self.loc
+                            .error(d.span(), "the delimiter must be a single character")
+                            .hint("delimiter = \";\" or delimiter = \"\\t\""),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(Source {
+            name,
+            file: FileSource {
+                location: self.resolve_location(&path),
+                format,
+                header: raw.header.unwrap_or(true),
+                delimiter,
+                sheet: raw.sheet,
+            },
+            span,
+        })
+    }
+
+    fn format(
+        &mut self,
+        format: Option<Spanned<String>>,
+        path: &str,
+        path_span: std::ops::Range<usize>,
+    ) -> Option<FileFormat> {
+        match format {
+            Some(f) => match f.get_ref().parse::<FileFormat>() {
+                Ok(format) => Some(format),
+                Err(e) => {
+                    let mut err = self.connector_error(f.span(), e);
+                    if let Some(m) = did_you_mean(f.get_ref(), FileFormat::ALL) {
+                        err = err.hint(format!("did you mean format = \"{m}\"?"));
+                    }
+                    self.errors.push(err);
+                    None
+                }
+            },
+            None => {
+                let found = FileFormat::from_extension(path);
+                if found.is_none() {
+                    self.errors.push(
+                        self.loc
+                            .error(
+                                path_span,
+                                format!("cannot tell the format of \"{path}\" from its name"),
+                            )
+                            .hint(format!("add format = \"...\", one of: {}", FileFormat::ALL.join(", "))),
+                    );
+                }
+                found
+            }
+        }
+    }
+
+    fn step(&mut self, step: Spanned<RawStep>, known: &[String], before: &[Step]) -> Option<Step> {
+        let raw = step.into_inner();
+        let name = self.table_name(raw.name, known)?;
+        let sql_span = raw.sql.span();
+        let sql = raw.sql.into_inner();
+        let sql = self.replace_result_refs(&sql, sql_span.clone(), before)?;
+        if sql.trim().is_empty() {
+            self.errors.push(
+                self.loc
+                    .error(sql_span, format!("step \"{name}\" has no SQL"))
+                    .hint("sql = \"SELECT ... FROM <source or earlier step>\""),
+            );
+            return None;
+        }
+        Some(Step {
+            name,
+            description: raw.description,
+            sql,
+            sql_span,
+        })
+    }
+
+    /// `@result1` means the first step's table, `@result2` the second's, and so on.
+    fn replace_result_refs(
+        &mut self,
+        sql: &str,
+        span: std::ops::Range<usize>,
+        before: &[Step],
+    ) -> Option<String> {
+        let mut out = String::with_capacity(sql.len());
+        let mut rest = sql;
+        while let Some(at) = rest.find("@result") {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + "@result".len()..];
+            let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+            let n: usize = digits.parse().unwrap_or(0);
+            match n.checked_sub(1).and_then(|i| before.get(i)) {
+                Some(step) => out.push_str(&step.name),
+                None => {
+                    let line = sql[..sql.len() - rest.len() + at].matches('\n').count();
+                    let available = if before.is_empty() {
+                        "none: this is the first step".to_string()
+                    } else {
+                        format!("@result1 to @result{}", before.len())
+                    };
+                    self.errors.push(
+                        self.loc
+                            .error_in(
+                                span,
+                                line,
+                                format!("@result{digits} does not name an earlier step"),
+                            )
+                            .hint(format!(
+                                "@resultN is the N-th step's result; available here: {available}"
+                            )),
+                    );
+                    return None;
+                }
+            }
+            rest = &after[digits.len()..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+
+    fn target(
+        &mut self,
+        raw: RawTarget,
+        span: std::ops::Range<usize>,
+        connections: &BTreeMap<String, Connection>,
+    ) -> Option<Target> {
+        let errors_before = self.errors.len();
+        let mode = match &raw.mode {
+            None => WriteMode::Insert,
+            Some(m) => match m.get_ref().parse::<WriteMode>() {
+                Ok(mode) => mode,
+                Err(e) => {
+                    let mut err = self.connector_error(m.span(), e);
+                    if let Some(s) = did_you_mean(m.get_ref(), WriteMode::ALL) {
+                        err = err.hint(format!("did you mean mode = \"{s}\"?"));
+                    }
+                    self.errors.push(err);
+                    WriteMode::Insert
+                }
+            },
+        };
+        let key_span = raw.key.as_ref().map(|k| k.span());
+        let key: Vec<String> = raw.key.map(|k| k.into_inner().into_vec()).unwrap_or_default();
+        if mode.needs_key() && key.is_empty() {
+            let at = raw.mode.as_ref().map(|m| m.span()).unwrap_or(span.clone());
+            self.errors.push(
+                self.loc
+                    .error(at, format!("mode \"{mode}\" needs a key: the columns that identify a row"))
+                    .hint("add key = [\"customer_id\"] under [target]"),
+            );
+        }
+        if let Some(dup) = key.iter().enumerate().find(|(i, k)| key[..*i].contains(k)) {
+            self.errors.push(
+                self.loc
+                    .error(key_span.clone().unwrap_or(span.clone()), format!("key column \"{}\" is listed twice", dup.1)),
+            );
+        }
+        let location = match (raw.connection, raw.path) {
+            (Some(c), None) => match connections.get(c.get_ref()) {
+                Some(conn) => Some(TargetLocation::Endpoint(conn.endpoint.clone())),
+                None => {
+                    let names: Vec<&str> = connections.keys().map(String::as_str).collect();
+                    let hint = match did_you_mean(c.get_ref(), names.iter().copied()) {
+                        Some(m) => format!("did you mean connection = \"{m}\"?"),
+                        None if names.is_empty() => {
+                            "declare it: [connections.NAME] with url = \"sqlite://out/warehouse.db\"".to_string()
+                        }
+                        None => format!("declared connections: {}", names.join(", ")),
+                    };
+                    self.errors.push(
+                        self.loc
+                            .error(c.span(), format!("there is no connection named \"{}\"", c.get_ref()))
+                            .hint(hint),
+                    );
+                    None
+                }
+            },
+            (None, Some(p)) => {
+                let path_span = p.span();
+                let path = self.interpolate(p)?;
+                let format = match &raw.format {
+                    Some(_) => self.format(raw.format, &path, path_span),
+                    None if path.ends_with('/') => Some(FileFormat::Delta),
+                    None => self.format(None, &path, path_span),
+                };
+                format.map(|format| TargetLocation::File {
+                    location: self.resolve_location(&path),
+                    format,
+                })
+            }
+            (Some(c), Some(_)) => {
+                self.errors.push(
+                    self.loc
+                        .error(c.span(), "the target has both a connection and a path")
+                        .hint("keep connection = \"...\" with table = \"...\" for a database, or path = \"...\" for a file"),
+                );
+                None
+            }
+            (None, None) => {
+                self.errors.push(
+                    self.loc
+                        .error(span.clone(), "the target says neither where to write nor how")
+                        .hint("connection = \"warehouse\" with table = \"order_summary\", or path = \"out/summary.parquet\""),
+                );
+                None
+            }
+        };
+        let table = match (&location, raw.table) {
+            (Some(TargetLocation::Endpoint(_)), None) => {
+                self.errors.push(
+                    self.loc
+                        .error(span.clone(), "a database target needs a table")
+                        .hint("table = \"order_summary\""),
+                );
+                String::new()
+            }
+            (_, Some(t)) => t.into_inner(),
+            (_, None) => String::new(),
+        };
+        let batch_size = self.positive(raw.batch_size, "batch_size", 1000, 1_000_000)?;
+        let workers = self.positive(raw.workers, "workers", 4, 256)?;
+        let location = location?;
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(Target {
+            location,
+            options: TargetOptions {
+                table,
+                mode,
+                key,
+                create: raw.create.unwrap_or(false),
+            },
+            batch_size,
+            workers,
+            span,
+        })
+    }
+
+    fn positive(&mut self, value: Option<Spanned<i64>>, key: &str, default: usize, max: usize) -> Option<usize> {
+        let Some(v) = value else {
+            return Some(default);
+        };
+        match usize::try_from(*v.get_ref()) {
+            Ok(n) if (1..=max).contains(&n) => Some(n),
+            _ => {
+                self.errors.push(
+                    self.loc
+                        .error(v.span(), format!("{key} must be between 1 and {max}, not {}", v.get_ref()))
+                        .hint(format!("{key} = {default}")),
+                );
+                None
+            }
+        }
+    }
+
+    fn run(&mut self, raw: Option<Spanned<RawRun>>) -> Option<RunOptions> {
+        let raw = raw.map(Spanned::into_inner).unwrap_or(RawRun {
+            max_retries: None,
+            timeout: None,
+            validate: None,
+        });
+        let max_retries = match raw.max_retries {
+            None => 3,
+            Some(r) => match u32::try_from(*r.get_ref()) {
+                Ok(n) if n <= 100 => n,
+                _ => {
+                    self.errors.push(
+                        self.loc
+                            .error(r.span(), format!("max_retries must be between 0 and 100, not {}", r.get_ref()))
+                            .hint("max_retries = 3"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let timeout = match raw.timeout {
+            None => Duration::from_secs(30 * 60),
+            Some(t) => match parse_duration(t.get_ref()) {
+                Some(d) if !d.is_zero() => d,
+                _ => {
+                    self.errors.push(
+                        self.loc
+                            .error(t.span(), format!("\"{}\" is not a duration", t.get_ref()))
+                            .hint("timeout = \"30m\" (units: s, m, h; e.g. \"90s\", \"1h30m\")"),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(RunOptions {
+            max_retries,
+            timeout,
+            validate: raw.validate.unwrap_or(true),
+        })
+    }
+
+    /// Replaces `${VAR}` with the environment's value; a missing variable is an error at its line.
+    fn interpolate(&mut self, value: Spanned<String>) -> Option<String> {
+        match secret::interpolate(value.get_ref()) {
+            Ok(s) => Some(s),
+            Err(var) => {
+                self.errors.push(
+                    self.loc
+                        .error(value.span(), format!("the environment variable {var} is not set"))
+                        .hint(format!("export {var}=... before running; its value is read at run time and never stored")),
+                );
+                None
+            }
+        }
+    }
+
+    /// Local paths are relative to the pipeline file's folder; URLs are left as they are.
+    fn resolve_location(&self, location: &str) -> String {
+        if ferry_connectors::files::is_url(location) {
+            return location.to_string();
+        }
+        let path = location.strip_prefix("file://").unwrap_or(location);
+        self.dir.join(path).display().to_string()
+    }
+
+    fn connector_error(&self, span: std::ops::Range<usize>, e: ferry_connectors::ConnectorError) -> SpecError {
+        let err = self.loc.error(span, e.message);
+        match e.hint {
+            Some(h) => err.hint(h),
+            None => err,
+        }
+    }
+}
+
+/// "90s", "30m", "2h", "1h30m", "1h 30m".
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut seen_unit = false;
+    for c in text.chars().filter(|c| !c.is_whitespace()) {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().ok()?;
+        number.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return None,
+        };
+        seen_unit = true;
+    }
+    if !number.is_empty() || !seen_unit {
+        return None;
+    }
+    Some(Duration::from_secs(total))
+}
+
+/// A TOML syntax or shape error, at its line, with the keys that are allowed where one was not.
+fn toml_error(loc: &Locator, e: &toml::de::Error) -> SpecError {
+    let message = e.message().trim().to_string();
+    let err = match e.span() {
+        Some(span) => loc.error(span, message.clone()),
+        None => loc.whole_file(message.clone()),
+    };
+    // serde says: unknown field `pth`, expected one of `path`, `format`, ...
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let word = rest.split('`').next().unwrap_or_default();
+        let expected: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
+        return match did_you_mean(word, expected.iter().copied()) {
+            Some(m) => err.hint(format!("did you mean `{m}`?")),
+            None => err.hint(format!("allowed here: {}", expected.join(", "))),
+        };
+    }
+    if message.starts_with("missing field") {
+        return err.hint("add it; `ferry run --help` shows a complete pipeline file");
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,89 @@
+//! The pipeline file exactly as the user wrote it: serde structs that refuse unknown keys and keep
+//! where every value stands, so that later errors can name the line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    pub state_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub connections: BTreeMap<Spanned<String>, Spanned<RawConnection>>,
+    #[serde(default)]
+    pub sources: BTreeMap<Spanned<String>, Spanned<RawSource>>,
+    #[serde(default)]
+    pub steps: Vec<Spanned<RawStep>>,
+    pub target: Spanned<RawTarget>,
+    #[serde(default)]
+    pub run: Option<Spanned<RawRun>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnection {
+    pub url: Spanned<String>,
+    pub user: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub path: Option<Spanned<String>>,
+    pub format: Option<Spanned<String>>,
+    pub header: Option<bool>,
+    pub delimiter: Option<Spanned<String>>,
+    pub sheet: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    pub sql: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub connection: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub format: Option<Spanned<String>>,
+    pub table: Option<Spanned<String>>,
+    pub mode: Option<Spanned<String>>,
+    pub key: Option<Spanned<KeyList>>,
+    pub create: Option<bool>,
+    pub batch_size: Option<Spanned<i64>>,
+    pub workers: Option<Spanned<i64>>,
+}
+
+/// `key = "id"` or `key = ["a", "b"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum KeyList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl KeyList {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            KeyList::One(k) => vec![k],
+            KeyList::Many(ks) => ks,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRun {
+    pub max_retries: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<String>>,
+    pub validate: Option<bool>,
+}

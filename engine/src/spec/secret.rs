@@ -1,0 +1,74 @@
+//! Secrets: `${VAR}` references are resolved from the environment at run time, and the values are
+//! held in a type that never prints them, so they cannot reach a log, an error, a table or the history.
+
+use std::fmt;
+
+/// A resolved secret. `Debug` and `Display` print a mask; only `expose` gives the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The value, for the one place that hands it to a driver.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Replaces every `${VAR}` with the variable's value; `Err(VAR)` names the first one that is unset.
+/// `$${` writes a literal `${`.
+pub fn interpolate(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(literal) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = literal;
+        } else if let Some(var) = after.strip_prefix('{').and_then(|a| a.split_once('}')) {
+            let (name, tail) = var;
+            let value = std::env::var(name).map_err(|_| name.to_string())?;
+            out.push_str(&value);
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_are_replaced_and_secrets_are_masked() {
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(interpolate("p=${PATH};").unwrap(), format!("p={path};"));
+        assert_eq!(interpolate("cost $5 and $${X}").unwrap(), "cost $5 and ${X}");
+        assert_eq!(
+            interpolate("${FERRY_TEST_SURELY_UNSET}").unwrap_err(),
+            "FERRY_TEST_SURELY_UNSET"
+        );
+        let s = Secret::new("hunter2".into());
+        assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
+    }
+}

@@ -1,0 +1,170 @@
+//! Each class of pipeline-file error, with the line it names and the fix it suggests.
+
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"name = "orders-summary"
+
+[connections.warehouse]
+url = "sqlite://out/warehouse.db"
+
+[sources.orders]
+path = "data/orders.parquet"
+
+[sources.customers]
+path = "data/customers.csv"
+
+[[steps]]
+name = "paid"
+sql = "SELECT * FROM orders WHERE paid"
+
+[[steps]]
+name = "summary"
+sql = """
+SELECT c.customer_id, count(*) AS orders
+FROM @result1 p JOIN customers c ON c.customer_id = p.customer_id
+GROUP BY c.customer_id
+"""
+
+[target]
+connection = "warehouse"
+table = "order_summary"
+mode = "upsert"
+key = ["customer_id"]
+"#;
+
+fn errors(text: &str) -> Vec<SpecError> {
+    match Pipeline::parse(Path::new("/p/pipe.toml"), text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(SpecErrors(errors)) => errors,
+    }
+}
+
+fn one_error(text: &str) -> String {
+    let errors = errors(text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    errors[0].to_string()
+}
+
+#[test]
+fn a_good_pipeline_resolves_paths_and_result_references() {
+    let p = Pipeline::parse(Path::new("/p/pipe.toml"), GOOD).unwrap();
+    assert_eq!(p.name, "orders-summary");
+    assert_eq!(p.sources.len(), 2);
+    let orders = p.sources.iter().find(|s| s.name == "orders").unwrap();
+    assert_eq!(orders.file.location, "/p/data/orders.parquet");
+    assert_eq!(orders.file.format, FileFormat::Parquet);
+    assert!(p.steps[1].sql.contains("FROM paid p JOIN"), "{}", p.steps[1].sql);
+    assert_eq!(p.target.options.mode, WriteMode::Upsert);
+    assert_eq!(p.target.options.key, vec!["customer_id"]);
+    assert_eq!(p.target.batch_size, 1000);
+    assert_eq!(p.target.workers, 4);
+    assert_eq!(p.state_dir, "/p/.ferry");
+    match &p.target.location {
+        TargetLocation::Endpoint(Endpoint::Sqlite { path }) => {
+            assert_eq!(path, Path::new("/p/out/warehouse.db"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_key_names_line_and_suggests_the_right_one() {
+    let text = GOOD.replace("path = \"data/orders.parquet\"", "pth = \"data/orders.parquet\"");
+    let e = one_error(&text);
+    assert!(e.starts_with("/p/pipe.toml:7:1: unknown field `pth`"), "{e}");
+    assert!(e.contains("hint: did you mean `path`?"), "{e}");
+}
+
+#[test]
+fn bad_mode_names_line_and_lists_modes() {
+    let text = GOOD.replace("mode = \"upsert\"", "mode = \"upsertt\"");
+    let e = one_error(&text);
+    assert!(e.starts_with("/p/pipe.toml:27:8: unknown write mode \"upsertt\""), "{e}");
+    assert!(e.contains("did you mean mode = \"upsert\"?"), "{e}");
+}
+
+#[test]
+fn upsert_without_key_is_refused() {
+    let text = GOOD.replace("key = [\"customer_id\"]\n", "");
+    let e = one_error(&text);
+    assert!(e.contains(":27:8: mode \"upsert\" needs a key"), "{e}");
+    assert!(e.contains("add key = [\"customer_id\"]"), "{e}");
+}
+
+#[test]
+fn result_reference_past_the_steps_names_its_line_inside_the_sql() {
+    let text = GOOD.replace("FROM @result1 p", "FROM @result3 p");
+    let e = one_error(&text);
+    assert!(e.starts_with("/p/pipe.toml:20:1: @result3 does not name an earlier step"), "{e}");
+    assert!(e.contains("available here: @result1 to @result1"), "{e}");
+}
+
+#[test]
+fn unknown_connection_suggests_the_declared_one() {
+    let text = GOOD.replace("connection = \"warehouse\"", "connection = \"warehous\"");
+    let e = one_error(&text);
+    assert!(e.contains(":25:14: there is no connection named \"warehous\""), "{e}");
+    assert!(e.contains("did you mean connection = \"warehouse\"?"), "{e}");
+}
+
+#[test]
+fn missing_environment_variable_is_named_and_never_printed_as_a_value() {
+    let text = GOOD.replace(
+        "url = \"sqlite://out/warehouse.db\"",
+        "url = \"sqlite://out/warehouse.db\"\npassword = \"${FERRY_TEST_NOT_SET_ANYWHERE}\"",
+    );
+    let e = one_error(&text);
+    assert!(e.contains(":5:12: the environment variable FERRY_TEST_NOT_SET_ANYWHERE is not set"), "{e}");
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let text = GOOD
+        .replace("mode = \"upsert\"", "mode = \"merge\"")
+        .replace("[sources.customers]", "[sources.\"cust omers\"]");
+    let all = errors(&text.replace("key = [\"customer_id\"]", "key = [\"customer_id\"]\nbatch_size = 0"));
+    let text: Vec<String> = all.iter().map(|e| e.to_string()).collect();
+    assert_eq!(all.len(), 3, "{text:#?}");
+    assert!(text.iter().any(|e| e.contains("\"cust omers\" cannot be used as a table name")));
+    assert!(text.iter().any(|e| e.contains("unknown write mode \"merge\"")));
+    assert!(text.iter().any(|e| e.contains("batch_size must be between 1 and 1000000, not 0")));
+}
+
+#[test]
+fn syntax_errors_name_their_line() {
+    let e = one_error("name = \"x\"\n[target\npath = \"a.csv\"\n");
+    assert!(e.starts_with("/p/pipe.toml:2:"), "{e}");
+}
+
+#[test]
+fn missing_target_and_unknown_format_are_explained() {
+    let e = one_error("name = \"x\"\n[sources.a]\npath = \"a.csv\"\n");
+    assert!(e.contains("missing field `target`"), "{e}");
+    let e = one_error(
+        "name = \"x\"\n[sources.a]\npath = \"a.dat\"\n[target]\npath = \"o.parquet\"\nmode = \"truncate\"\n",
+    );
+    assert!(e.contains(":3:8: cannot tell the format of \"a.dat\""), "{e}");
+    assert!(e.contains("add format = \"...\""), "{e}");
+}
+
+#[test]
+fn a_single_source_without_steps_is_copied_whole() {
+    let p = Pipeline::parse(
+        Path::new("/p/pipe.toml"),
+        "name = \"copy\"\n[sources.a]\npath = \"a.csv\"\n[target]\npath = \"o.parquet\"\nmode = \"truncate\"\n",
+    )
+    .unwrap();
+    assert_eq!(p.steps.len(), 1);
+    assert_eq!(p.steps[0].sql, "SELECT * FROM a");
+}
+
+#[test]
+fn durations_read_like_people_write_them() {
+    assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+    assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("90"), None);
+    assert_eq!(parse_duration("ten minutes"), None);
+}

@@ -1,0 +1,106 @@
+//! The `ferry` binary as a script sees it: exit codes, the summary, errors on stderr.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ferry(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("ferry runs");
+    out
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("src.csv"), "id,name\n1,a\n2,b\n3,c\n").unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "name = \"cli\"\n[connections.db]\nurl = \"sqlite://out/db.sqlite\"\n[sources.src]\npath = \"src.csv\"\n[[steps]]\nname = \"all\"\nsql = \"SELECT * FROM src\"\n[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"upsert\"\nkey = \"id\"\ncreate = true\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn run_prints_a_summary_and_exits_zero() {
+    let dir = setup();
+    let out = ferry(dir.path(), &["run", "p.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cli: Completed"), "{}", show(&out));
+    assert!(stdout.contains("rows written  3"), "{}", show(&out));
+    assert!(dir.path().join("out/db.sqlite").exists());
+}
+
+#[test]
+fn validate_reports_problems_with_exit_code_two_and_writes_nothing() {
+    let dir = setup();
+    let text = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
+    std::fs::write(dir.path().join("p.toml"), text.replace("mode = \"upsert\"", "mode = \"upsrt\"")).unwrap();
+    let out = ferry(dir.path(), &["validate", "p.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("p.toml:12:8: unknown write mode \"upsrt\""), "{}", show(&out));
+    assert!(stderr.contains("did you mean mode = \"upsert\"?"), "{}", show(&out));
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn validate_accepts_a_good_pipeline_without_writing() {
+    let dir = setup();
+    let out = ferry(dir.path(), &["validate", "p.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("p.toml is valid"), "{}", show(&out));
+    assert!(!dir.path().join("out/db.sqlite").exists());
+}
+
+#[test]
+fn preview_shows_the_rows_of_a_step() {
+    let dir = setup();
+    let out = ferry(dir.path(), &["preview", "p.toml", "--step", "all", "--limit", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| id | name |"), "{}", show(&out));
+    assert!(stdout.contains("all: first 2 rows"), "{}", show(&out));
+    let out = ferry(dir.path(), &["preview", "p.toml", "--step", "al"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean --step all?"));
+}
+
+#[test]
+fn a_failed_run_exits_one_and_says_why() {
+    let dir = setup();
+    std::fs::write(dir.path().join("src.csv"), "id,name\n1,a\n1,b\n").unwrap();
+    let text = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        text.replace("mode = \"upsert\"\nkey = \"id\"\n", "mode = \"truncate\"\nkey = \"id\"\n"),
+    )
+    .unwrap();
+    let out = ferry(dir.path(), &["run", "p.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cli: Failed"), "{}", show(&out));
+    assert!(stdout.contains("UNIQUE constraint failed"), "{}", show(&out));
+}
+
+#[test]
+fn help_teaches_with_an_example() {
+    let out = ferry(Path::new("."), &["run", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ferry run pipelines/quickstart.toml"));
+    assert!(stdout.contains("mode = \"upsert\""));
+    assert!(stdout.contains("Exit codes"));
+}

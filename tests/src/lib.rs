@@ -1,0 +1,181 @@
+//! The end-to-end tests' context: a temporary folder per test with pipeline files and data in it, runs
+//! of real pipelines, and readers that bring the target's rows back as sorted text rows so that whole
+//! tables can be compared.
+
+use std::path::{Path, PathBuf};
+
+use arrow::record_batch::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use ferry::run::{RunReport, RunSettings};
+use ferry::spec::Pipeline;
+use tempfile::TempDir;
+
+/// A temporary folder that holds one test's pipeline files, data and targets.
+pub struct Workspace {
+    dir: TempDir,
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new()
+                .prefix("ferry-test-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file (creating its folders) and returns its path.
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.join(rel);
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(&path, content).expect("write");
+        path
+    }
+
+    /// Copies the project's folder `rel` (relative to the repository root) into the workspace.
+    pub fn copy_from_repo(&self, rel: &str) -> PathBuf {
+        let from = repo_root().join(rel);
+        let to = self.join(rel);
+        copy_dir(&from, &to);
+        to
+    }
+
+    /// Writes a pipeline file and loads it; panics with the errors when it is invalid.
+    pub fn pipeline(&self, rel: &str, toml: &str) -> Pipeline {
+        let path = self.write(rel, toml);
+        Pipeline::load(&path).unwrap_or_else(|e| panic!("invalid pipeline {rel}:\n{e}\n---\n{toml}"))
+    }
+}
+
+/// Runs a pipeline in-process; panics if it cannot start.
+pub async fn run(pipeline: &Pipeline) -> RunReport {
+    ferry::run::run(pipeline, &RunSettings::default())
+        .await
+        .unwrap_or_else(|e| panic!("pipeline {} did not start:\n{e}", pipeline.name))
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// The rows of a SQLite query as text, sorted; numbers normalised so 12.5 and 12.50 compare equal.
+pub fn sqlite_rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
+    let conn = rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let ncols = stmt.column_count();
+    let mut rows: Vec<Vec<String>> = stmt
+        .query_map([], |r| {
+            (0..ncols)
+                .map(|i| {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    Ok(match v {
+                        rusqlite::types::Value::Null => "NULL".to_string(),
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Real(f) => f.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        rusqlite::types::Value::Blob(b) => format!("{b:?}"),
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .expect("query")
+        .map(|r| r.expect("row").into_iter().map(normalise).collect())
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Record batches as text rows, sorted, numbers normalised like [`sqlite_rows`].
+pub fn batch_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| normalise(f.value(row).to_string()))
+                    .collect(),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Runs SQL in a fresh DataFusion session with the given parquet/CSV files registered.
+pub async fn datafusion_rows(tables: &[(&str, &Path)], sql: &str) -> Vec<Vec<String>> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    for (name, path) in tables {
+        let p = path.to_str().expect("utf-8 path");
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => ctx
+                .register_csv(*name, p, Default::default())
+                .await
+                .expect("csv"),
+            _ => ctx
+                .register_parquet(*name, p, Default::default())
+                .await
+                .expect("parquet"),
+        }
+    }
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("collect");
+    batch_rows(&batches)
+}
+
+/// The rows of a parquet file or folder, sorted text.
+pub async fn parquet_rows(path: &Path) -> Vec<Vec<String>> {
+    datafusion_rows(&[("t", path)], "SELECT * FROM t").await
+}
+
+fn normalise(cell: String) -> String {
+    match cell.parse::<f64>() {
+        Ok(f) if cell.contains('.') => {
+            let s = format!("{f:.6}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+        _ => cell,
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: real files, real SQLite and Delta tables on disk, real pipeline files.
+//! (PostgreSQL, MariaDB and the OData emulator join as their connectors land.)
+
+mod files;
+mod quickstart;
+mod sources;
+mod sqlite_modes;
+mod steps;
