@@ -58,7 +58,9 @@ pub fn orders_batch(start: u64, len: usize, customers: u64, seed: u64) -> Result
     let ids: Vec<u64> = (start..start + len as u64).collect();
     let r = |id: u64, salt: u64| mix(id ^ seed.wrapping_mul(0x1000_0000_01B3) ^ (salt << 56));
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(ids.iter().map(|&i| i as i64 + 1))),
+        Arc::new(Int64Array::from_iter_values(
+            ids.iter().map(|&i| i as i64 + 1),
+        )),
         Arc::new(Int32Array::from_iter_values(
             ids.iter().map(|&i| (r(i, 1) % customers) as i32 + 1),
         )),

@@ -27,8 +27,10 @@ impl Endpoint {
     /// Reads a connection URL; relative SQLite paths are taken from `base_dir`.
     pub fn parse(url: &str, base_dir: &Path) -> Result<Self> {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            ConnectorError::fatal(format!("\"{url}\" is not a connection URL"))
-                .with_hint(format!("start it with one of: {}", Self::SCHEMES.join(", ")))
+            ConnectorError::fatal(format!("\"{url}\" is not a connection URL")).with_hint(format!(
+                "start it with one of: {}",
+                Self::SCHEMES.join(", ")
+            ))
         })?;
         match scheme {
             "sqlite" => {
@@ -47,10 +49,10 @@ impl Endpoint {
             "mysql" | "mariadb" => Ok(Self::Mysql {
                 url: url.to_string(),
             }),
-            other => Err(
-                ConnectorError::fatal(format!("Ferry has no connector for \"{other}://\""))
-                    .with_hint(format!("use one of: {}", Self::SCHEMES.join(", "))),
-            ),
+            other => Err(ConnectorError::fatal(format!(
+                "Ferry has no connector for \"{other}://\""
+            ))
+            .with_hint(format!("use one of: {}", Self::SCHEMES.join(", ")))),
         }
     }
 }
@@ -59,7 +61,10 @@ impl Endpoint {
 #[derive(Debug, Clone)]
 pub enum TargetLocation {
     Endpoint(Endpoint),
-    File { location: String, format: FileFormat },
+    File {
+        location: String,
+        format: FileFormat,
+    },
 }
 
 /// The sink for a target.

@@ -65,8 +65,10 @@ impl FromStr for WriteMode {
             "upsert" => Ok(WriteMode::Upsert),
             "truncate" => Ok(WriteMode::Truncate),
             "sync" => Ok(WriteMode::Sync),
-            other => Err(ConnectorError::fatal(format!("unknown write mode \"{other}\""))
-                .with_hint(format!("write one of: {}", WriteMode::ALL.join(", ")))),
+            other => Err(
+                ConnectorError::fatal(format!("unknown write mode \"{other}\""))
+                    .with_hint(format!("write one of: {}", WriteMode::ALL.join(", "))),
+            ),
         }
     }
 }

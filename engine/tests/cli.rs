@@ -4,12 +4,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn ferry(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("ferry runs");
-    out
+        .expect("ferry runs")
 }
 
 fn show(out: &Output) -> String {
@@ -47,12 +46,24 @@ fn run_prints_a_summary_and_exits_zero() {
 fn validate_reports_problems_with_exit_code_two_and_writes_nothing() {
     let dir = setup();
     let text = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
-    std::fs::write(dir.path().join("p.toml"), text.replace("mode = \"upsert\"", "mode = \"upsrt\"")).unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        text.replace("mode = \"upsert\"", "mode = \"upsrt\""),
+    )
+    .unwrap();
     let out = ferry(dir.path(), &["validate", "p.toml"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("p.toml:12:8: unknown write mode \"upsrt\""), "{}", show(&out));
-    assert!(stderr.contains("did you mean mode = \"upsert\"?"), "{}", show(&out));
+    assert!(
+        stderr.contains("p.toml:12:8: unknown write mode \"upsrt\""),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stderr.contains("did you mean mode = \"upsert\"?"),
+        "{}",
+        show(&out)
+    );
     assert!(!dir.path().join("out").exists());
 }
 
@@ -61,14 +72,21 @@ fn validate_accepts_a_good_pipeline_without_writing() {
     let dir = setup();
     let out = ferry(dir.path(), &["validate", "p.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("p.toml is valid"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("p.toml is valid"),
+        "{}",
+        show(&out)
+    );
     assert!(!dir.path().join("out/db.sqlite").exists());
 }
 
 #[test]
 fn preview_shows_the_rows_of_a_step() {
     let dir = setup();
-    let out = ferry(dir.path(), &["preview", "p.toml", "--step", "all", "--limit", "2"]);
+    let out = ferry(
+        dir.path(),
+        &["preview", "p.toml", "--step", "all", "--limit", "2"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("| id | name |"), "{}", show(&out));
@@ -85,14 +103,21 @@ fn a_failed_run_exits_one_and_says_why() {
     let text = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
     std::fs::write(
         dir.path().join("p.toml"),
-        text.replace("mode = \"upsert\"\nkey = \"id\"\n", "mode = \"truncate\"\nkey = \"id\"\n"),
+        text.replace(
+            "mode = \"upsert\"\nkey = \"id\"\n",
+            "mode = \"truncate\"\nkey = \"id\"\n",
+        ),
     )
     .unwrap();
     let out = ferry(dir.path(), &["run", "p.toml"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("cli: Failed"), "{}", show(&out));
-    assert!(stdout.contains("UNIQUE constraint failed"), "{}", show(&out));
+    assert!(
+        stdout.contains("UNIQUE constraint failed"),
+        "{}",
+        show(&out)
+    );
 }
 
 #[test]

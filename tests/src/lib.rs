@@ -58,7 +58,8 @@ impl Workspace {
     /// Writes a pipeline file and loads it; panics with the errors when it is invalid.
     pub fn pipeline(&self, rel: &str, toml: &str) -> Pipeline {
         let path = self.write(rel, toml);
-        Pipeline::load(&path).unwrap_or_else(|e| panic!("invalid pipeline {rel}:\n{e}\n---\n{toml}"))
+        Pipeline::load(&path)
+            .unwrap_or_else(|e| panic!("invalid pipeline {rel}:\n{e}\n---\n{toml}"))
     }
 }
 

@@ -76,10 +76,10 @@ impl Sink for FileSink {
             );
         }
         if !matches!(self.format, FileFormat::Parquet | FileFormat::Csv) {
-            problems.push(ConnectorError::fatal(format!(
-                "Ferry does not write {} files",
-                self.format
-            )).with_hint("write parquet, csv or delta"));
+            problems.push(
+                ConnectorError::fatal(format!("Ferry does not write {} files", self.format))
+                    .with_hint("write parquet, csv or delta"),
+            );
         }
         Ok(problems)
     }
@@ -94,7 +94,11 @@ impl Sink for FileSink {
         let file = File::create(self.partial_path()).map_err(|e| self.io_error(e))?;
         let out = BufWriter::with_capacity(1 << 20, file);
         let writer = match self.format {
-            FileFormat::Csv => Writer::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(out)),
+            FileFormat::Csv => Writer::Csv(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out),
+            ),
             _ => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))

@@ -66,8 +66,11 @@ fn listing_location(location: &str) -> Result<String> {
             ConnectorError::fatal(format!("\"{location}\" is not a valid pattern: {e}"))
         })?;
         if matches.next().is_none() {
-            return Err(ConnectorError::fatal(format!("no file matches {location}"))
-                .with_hint("check the path; relative paths are read from the pipeline file's folder"));
+            return Err(
+                ConnectorError::fatal(format!("no file matches {location}")).with_hint(
+                    "check the path; relative paths are read from the pipeline file's folder",
+                ),
+            );
         }
         return Ok(location.to_string());
     }

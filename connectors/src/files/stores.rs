@@ -49,7 +49,8 @@ fn store_for(url: &Url) -> Result<Arc<dyn ObjectStore>> {
         }
     };
     built.map_err(|e| {
-        ConnectorError::fatal(format!("cannot reach {url}: {e}"))
-            .with_hint("set the cloud's usual environment variables (AWS_*, AZURE_STORAGE_*, GOOGLE_*)")
+        ConnectorError::fatal(format!("cannot reach {url}: {e}")).with_hint(
+            "set the cloud's usual environment variables (AWS_*, AZURE_STORAGE_*, GOOGLE_*)",
+        )
     })
 }

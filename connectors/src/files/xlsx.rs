@@ -42,7 +42,9 @@ pub async fn register(ctx: &SessionContext, name: &str, source: &FileSource) -> 
                     describe(&file_schema),
                     describe(s)
                 ))
-                .with_hint("give every workbook of one source the same header row and cell types"));
+                .with_hint(
+                    "give every workbook of one source the same header row and cell types",
+                ));
             }
         }
         batches.extend(file_batches);
@@ -100,8 +102,8 @@ pub fn read_sheet(
     let mut fields = Vec::with_capacity(names.len());
     let mut kinds = Vec::with_capacity(names.len());
     for (col, name) in names.iter().enumerate() {
-        let kind = infer(body.iter().map(|r| r.get(col).unwrap_or(&Data::Empty)))
-            .map_err(|row| {
+        let kind =
+            infer(body.iter().map(|r| r.get(col).unwrap_or(&Data::Empty))).map_err(|row| {
                 ConnectorError::fatal(format!("{}: the cell holds an Excel error", at(row, col)))
                     .with_hint("correct the formula or clear the cell")
             })?;
@@ -144,7 +146,9 @@ async fn read_files(ctx: &SessionContext, location: &str) -> Result<Vec<(String,
     }
     let paths: Vec<std::path::PathBuf> = if location.contains(['*', '?', '[']) {
         let mut found: Vec<_> = glob::glob(location)
-            .map_err(|e| ConnectorError::fatal(format!("\"{location}\" is not a valid pattern: {e}")))?
+            .map_err(|e| {
+                ConnectorError::fatal(format!("\"{location}\" is not a valid pattern: {e}"))
+            })?
             .filter_map(|p| p.ok())
             .collect();
         found.sort();
@@ -209,9 +213,7 @@ fn infer<'a>(cells: impl Iterator<Item = &'a Data>) -> std::result::Result<DataT
         (false, true, false, false) if floats => DataType::Float64,
         (false, true, false, false) => DataType::Int64,
         (false, false, true, false) => DataType::Boolean,
-        (false, false, false, true) if times => {
-            DataType::Timestamp(TimeUnit::Millisecond, None)
-        }
+        (false, false, false, true) if times => DataType::Timestamp(TimeUnit::Millisecond, None),
         (false, false, false, true) => DataType::Date32,
         _ => DataType::Utf8,
     })

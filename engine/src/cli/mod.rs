@@ -70,7 +70,9 @@ pub enum Command {
         quiet: bool,
     },
     /// Show the first rows of a step (the last one by default). Writes nothing.
-    #[command(after_help = "Examples:\n  ferry preview pipelines/quickstart.toml\n  ferry preview pipelines/quickstart.toml --step paid --limit 5")]
+    #[command(
+        after_help = "Examples:\n  ferry preview pipelines/quickstart.toml\n  ferry preview pipelines/quickstart.toml --step paid --limit 5"
+    )]
     Preview {
         /// The pipeline file.
         pipeline: PathBuf,

@@ -26,7 +26,11 @@ pub async fn preview(file: &Path, step: Option<&str>, limit: usize) -> ExitCode 
     };
     let names = pipeline.table_names();
     let name = match step {
-        None => pipeline.steps.last().map(|s| s.name.as_str()).unwrap_or_default(),
+        None => pipeline
+            .steps
+            .last()
+            .map(|s| s.name.as_str())
+            .unwrap_or_default(),
         Some(s) if names.contains(&s.to_lowercase().as_str()) => s,
         Some(s) => {
             let hint = match did_you_mean(s, names.iter().copied()) {

@@ -42,9 +42,10 @@ pub async fn plan(pipeline: &Pipeline) -> Result<Planned, SpecErrors> {
         if let Err(e) =
             ferry_connectors::files::source::register(&ctx, &source.name, &source.file).await
         {
-            let mut err = pipeline
-                .locator
-                .error(source.span.clone(), format!("source \"{}\": {}", source.name, e.message));
+            let mut err = pipeline.locator.error(
+                source.span.clone(),
+                format!("source \"{}\": {}", source.name, e.message),
+            );
             err.hint = e.hint;
             errors.push(err);
         }
@@ -100,7 +101,10 @@ fn sql_error(pipeline: &Pipeline, index: usize, step: &Step, message: &str) -> S
             .map(|n| n.rsplit('.').next().unwrap_or(n).to_string())
             .unwrap_or_default();
         return match did_you_mean(&missing, available.iter().copied()) {
-            Some(m) => err.hint(format!("did you mean {m}? tables available here: {}", available.join(", "))),
+            Some(m) => err.hint(format!(
+                "did you mean {m}? tables available here: {}",
+                available.join(", ")
+            )),
             None => err.hint(format!(
                 "tables available here: {} (a step sees the sources and the steps before it)",
                 available.join(", ")

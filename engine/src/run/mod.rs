@@ -16,8 +16,8 @@ mod workers;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::logical_expr::ident;
 use datafusion::logical_expr::Partitioning;
+use datafusion::logical_expr::ident;
 use ferry_connectors::{ConnectorError, Sink, WriteMode};
 
 use self::progress::Progress;
@@ -98,7 +98,14 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         duration: Default::default(),
         error: None,
     };
-    let write = write_all(pipeline, &planned, sink.clone(), schema, &counters, &progress);
+    let write = write_all(
+        pipeline,
+        &planned,
+        sink.clone(),
+        schema,
+        &counters,
+        &progress,
+    );
     let outcome = tokio::select! {
         r = tokio::time::timeout(pipeline.run.timeout, write) => match r {
             Ok(r) => r.map_err(|e| (Status::Failed, e)),
@@ -153,6 +160,13 @@ async fn write_all(
         max_retries: pipeline.run.max_retries,
         key: target.options.key.clone(),
     };
-    workers::run_all(streams, sink.clone(), config, counters.clone(), progress.clone()).await?;
+    workers::run_all(
+        streams,
+        sink.clone(),
+        config,
+        counters.clone(),
+        progress.clone(),
+    )
+    .await?;
     sink.finish().await
 }

@@ -20,8 +20,10 @@ impl Progress {
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} {human_pos} rows written  {per_sec}  {elapsed}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{spinner} {prefix} {human_pos} rows written  {per_sec}  {elapsed}",
+            )
+            .expect("valid template"),
         );
         bar.set_prefix(name.to_string());
         bar.enable_steady_tick(Duration::from_millis(120));

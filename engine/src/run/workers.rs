@@ -109,8 +109,12 @@ impl Worker {
         loop {
             match self.sink.write(batch.clone()).await {
                 Ok(done) => {
-                    self.counters.written.fetch_add(done.written, Ordering::Relaxed);
-                    self.counters.skipped.fetch_add(done.skipped, Ordering::Relaxed);
+                    self.counters
+                        .written
+                        .fetch_add(done.written, Ordering::Relaxed);
+                    self.counters
+                        .skipped
+                        .fetch_add(done.skipped, Ordering::Relaxed);
                     self.counters.batches.fetch_add(1, Ordering::Relaxed);
                     self.progress.add(done.written + done.skipped);
                     tracing::debug!(
@@ -183,7 +187,8 @@ fn describe_row(batch: &RecordBatch, row: usize, key: &[String]) -> String {
 
 /// 200 ms, 400 ms, 800 ms ... up to 30 s, each with up to a quarter more at random.
 fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(200u64.saturating_mul(1 << attempt.min(8))).min(Duration::from_secs(30));
+    let base = Duration::from_millis(200u64.saturating_mul(1 << attempt.min(8)))
+        .min(Duration::from_secs(30));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

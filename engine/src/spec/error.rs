@@ -98,7 +98,12 @@ impl Locator {
 
     /// An error on line `line_offset` (0-based) of the string value at `span`, such as one line of a
     /// multi-line SQL string.
-    pub fn error_in(&self, span: Range<usize>, line_offset: usize, message: impl Into<String>) -> SpecError {
+    pub fn error_in(
+        &self,
+        span: Range<usize>,
+        line_offset: usize,
+        message: impl Into<String>,
+    ) -> SpecError {
         let raw = self.text.get(span.start..).unwrap_or_default();
         // TOML drops the newline right after an opening triple quote.
         let opens_block = ["\"\"\"\n", "\"\"\"\r\n", "'''\n", "'''\r\n"]
@@ -132,7 +137,10 @@ impl SpecError {
 }
 
 /// The candidate closest to `word`, if it is close enough to be a typo of it.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(&word.to_lowercase(), &c.to_lowercase()), c))

@@ -18,8 +18,8 @@ use ferry_connectors::{TargetOptions, WriteMode};
 use toml::Spanned;
 
 pub use self::error::{Locator, SpecError, SpecErrors, did_you_mean};
-pub use self::secret::Secret;
 use self::raw::{RawPipeline, RawRun, RawSource, RawStep, RawTarget};
+pub use self::secret::Secret;
 
 /// A pipeline, validated: everything here has been checked against everything else.
 #[derive(Debug, Clone)]
@@ -99,8 +99,8 @@ impl Pipeline {
     /// Validates a pipeline file's text; `file` locates relative paths and names the file in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Pipeline, SpecErrors> {
         let locator = Locator::new(file, text);
-        let raw: RawPipeline = toml::from_str(text)
-            .map_err(|e| SpecErrors(vec![toml_error(&locator, &e)]))?;
+        let raw: RawPipeline =
+            toml::from_str(text).map_err(|e| SpecErrors(vec![toml_error(&locator, &e)]))?;
         let dir = std::path::absolute(file)
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -169,7 +169,10 @@ impl Checker<'_> {
                     .map_err(|e| self.connector_error(url_span, e))
                     .ok()?;
                 let user = conn.user.and_then(|u| self.interpolate(u));
-                let password = conn.password.and_then(|p| self.interpolate(p)).map(Secret::new);
+                let password = conn
+                    .password
+                    .and_then(|p| self.interpolate(p))
+                    .map(Secret::new);
                 Some((
                     name.get_ref().clone(),
                     Connection {
@@ -333,7 +336,10 @@ impl Checker<'_> {
                                 path_span,
                                 format!("cannot tell the format of \"{path}\" from its name"),
                             )
-                            .hint(format!("add format = \"...\", one of: {}", FileFormat::ALL.join(", "))),
+                            .hint(format!(
+                                "add format = \"...\", one of: {}",
+                                FileFormat::ALL.join(", ")
+                            )),
                     );
                 }
                 found
@@ -428,20 +434,26 @@ impl Checker<'_> {
             },
         };
         let key_span = raw.key.as_ref().map(|k| k.span());
-        let key: Vec<String> = raw.key.map(|k| k.into_inner().into_vec()).unwrap_or_default();
+        let key: Vec<String> = raw
+            .key
+            .map(|k| k.into_inner().into_vec())
+            .unwrap_or_default();
         if mode.needs_key() && key.is_empty() {
             let at = raw.mode.as_ref().map(|m| m.span()).unwrap_or(span.clone());
             self.errors.push(
                 self.loc
-                    .error(at, format!("mode \"{mode}\" needs a key: the columns that identify a row"))
+                    .error(
+                        at,
+                        format!("mode \"{mode}\" needs a key: the columns that identify a row"),
+                    )
                     .hint("add key = [\"customer_id\"] under [target]"),
             );
         }
         if let Some(dup) = key.iter().enumerate().find(|(i, k)| key[..*i].contains(k)) {
-            self.errors.push(
-                self.loc
-                    .error(key_span.clone().unwrap_or(span.clone()), format!("key column \"{}\" is listed twice", dup.1)),
-            );
+            self.errors.push(self.loc.error(
+                key_span.clone().unwrap_or(span.clone()),
+                format!("key column \"{}\" is listed twice", dup.1),
+            ));
         }
         let location = match (raw.connection, raw.path) {
             (Some(c), None) => match connections.get(c.get_ref()) {
@@ -457,7 +469,10 @@ impl Checker<'_> {
                     };
                     self.errors.push(
                         self.loc
-                            .error(c.span(), format!("there is no connection named \"{}\"", c.get_ref()))
+                            .error(
+                                c.span(),
+                                format!("there is no connection named \"{}\"", c.get_ref()),
+                            )
                             .hint(hint),
                     );
                     None
@@ -525,7 +540,13 @@ impl Checker<'_> {
         })
     }
 
-    fn positive(&mut self, value: Option<Spanned<i64>>, key: &str, default: usize, max: usize) -> Option<usize> {
+    fn positive(
+        &mut self,
+        value: Option<Spanned<i64>>,
+        key: &str,
+        default: usize,
+        max: usize,
+    ) -> Option<usize> {
         let Some(v) = value else {
             return Some(default);
         };
@@ -534,7 +555,10 @@ impl Checker<'_> {
             _ => {
                 self.errors.push(
                     self.loc
-                        .error(v.span(), format!("{key} must be between 1 and {max}, not {}", v.get_ref()))
+                        .error(
+                            v.span(),
+                            format!("{key} must be between 1 and {max}, not {}", v.get_ref()),
+                        )
                         .hint(format!("{key} = {default}")),
                 );
                 None
@@ -555,7 +579,13 @@ impl Checker<'_> {
                 _ => {
                     self.errors.push(
                         self.loc
-                            .error(r.span(), format!("max_retries must be between 0 and 100, not {}", r.get_ref()))
+                            .error(
+                                r.span(),
+                                format!(
+                                    "max_retries must be between 0 and 100, not {}",
+                                    r.get_ref()
+                                ),
+                            )
                             .hint("max_retries = 3"),
                     );
                     return None;
@@ -607,7 +637,11 @@ impl Checker<'_> {
         self.dir.join(path).display().to_string()
     }
 
-    fn connector_error(&self, span: std::ops::Range<usize>, e: ferry_connectors::ConnectorError) -> SpecError {
+    fn connector_error(
+        &self,
+        span: std::ops::Range<usize>,
+        e: ferry_connectors::ConnectorError,
+    ) -> SpecError {
         let err = self.loc.error(span, e.message);
         match e.hint {
             Some(h) => err.hint(h),

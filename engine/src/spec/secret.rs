@@ -63,7 +63,10 @@ mod tests {
     fn variables_are_replaced_and_secrets_are_masked() {
         let path = std::env::var("PATH").unwrap();
         assert_eq!(interpolate("p=${PATH};").unwrap(), format!("p={path};"));
-        assert_eq!(interpolate("cost $5 and $${X}").unwrap(), "cost $5 and ${X}");
+        assert_eq!(
+            interpolate("cost $5 and $${X}").unwrap(),
+            "cost $5 and ${X}"
+        );
         assert_eq!(
             interpolate("${FERRY_TEST_SURELY_UNSET}").unwrap_err(),
             "FERRY_TEST_SURELY_UNSET"

@@ -55,7 +55,11 @@ fn a_good_pipeline_resolves_paths_and_result_references() {
     let orders = p.sources.iter().find(|s| s.name == "orders").unwrap();
     assert_eq!(orders.file.location, "/p/data/orders.parquet");
     assert_eq!(orders.file.format, FileFormat::Parquet);
-    assert!(p.steps[1].sql.contains("FROM paid p JOIN"), "{}", p.steps[1].sql);
+    assert!(
+        p.steps[1].sql.contains("FROM paid p JOIN"),
+        "{}",
+        p.steps[1].sql
+    );
     assert_eq!(p.target.options.mode, WriteMode::Upsert);
     assert_eq!(p.target.options.key, vec!["customer_id"]);
     assert_eq!(p.target.batch_size, 1000);
@@ -71,9 +75,15 @@ fn a_good_pipeline_resolves_paths_and_result_references() {
 
 #[test]
 fn unknown_key_names_line_and_suggests_the_right_one() {
-    let text = GOOD.replace("path = \"data/orders.parquet\"", "pth = \"data/orders.parquet\"");
+    let text = GOOD.replace(
+        "path = \"data/orders.parquet\"",
+        "pth = \"data/orders.parquet\"",
+    );
     let e = one_error(&text);
-    assert!(e.starts_with("/p/pipe.toml:7:1: unknown field `pth`"), "{e}");
+    assert!(
+        e.starts_with("/p/pipe.toml:7:1: unknown field `pth`"),
+        "{e}"
+    );
     assert!(e.contains("hint: did you mean `path`?"), "{e}");
 }
 
@@ -81,7 +91,10 @@ fn unknown_key_names_line_and_suggests_the_right_one() {
 fn bad_mode_names_line_and_lists_modes() {
     let text = GOOD.replace("mode = \"upsert\"", "mode = \"upsertt\"");
     let e = one_error(&text);
-    assert!(e.starts_with("/p/pipe.toml:27:8: unknown write mode \"upsertt\""), "{e}");
+    assert!(
+        e.starts_with("/p/pipe.toml:27:8: unknown write mode \"upsertt\""),
+        "{e}"
+    );
     assert!(e.contains("did you mean mode = \"upsert\"?"), "{e}");
 }
 
@@ -97,7 +110,10 @@ fn upsert_without_key_is_refused() {
 fn result_reference_past_the_steps_names_its_line_inside_the_sql() {
     let text = GOOD.replace("FROM @result1 p", "FROM @result3 p");
     let e = one_error(&text);
-    assert!(e.starts_with("/p/pipe.toml:20:1: @result3 does not name an earlier step"), "{e}");
+    assert!(
+        e.starts_with("/p/pipe.toml:20:1: @result3 does not name an earlier step"),
+        "{e}"
+    );
     assert!(e.contains("available here: @result1 to @result1"), "{e}");
 }
 
@@ -105,8 +121,14 @@ fn result_reference_past_the_steps_names_its_line_inside_the_sql() {
 fn unknown_connection_suggests_the_declared_one() {
     let text = GOOD.replace("connection = \"warehouse\"", "connection = \"warehous\"");
     let e = one_error(&text);
-    assert!(e.contains(":25:14: there is no connection named \"warehous\""), "{e}");
-    assert!(e.contains("did you mean connection = \"warehouse\"?"), "{e}");
+    assert!(
+        e.contains(":25:14: there is no connection named \"warehous\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("did you mean connection = \"warehouse\"?"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -116,7 +138,10 @@ fn missing_environment_variable_is_named_and_never_printed_as_a_value() {
         "url = \"sqlite://out/warehouse.db\"\npassword = \"${FERRY_TEST_NOT_SET_ANYWHERE}\"",
     );
     let e = one_error(&text);
-    assert!(e.contains(":5:12: the environment variable FERRY_TEST_NOT_SET_ANYWHERE is not set"), "{e}");
+    assert!(
+        e.contains(":5:12: the environment variable FERRY_TEST_NOT_SET_ANYWHERE is not set"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -124,12 +149,24 @@ fn several_problems_are_reported_together() {
     let text = GOOD
         .replace("mode = \"upsert\"", "mode = \"merge\"")
         .replace("[sources.customers]", "[sources.\"cust omers\"]");
-    let all = errors(&text.replace("key = [\"customer_id\"]", "key = [\"customer_id\"]\nbatch_size = 0"));
+    let all = errors(&text.replace(
+        "key = [\"customer_id\"]",
+        "key = [\"customer_id\"]\nbatch_size = 0",
+    ));
     let text: Vec<String> = all.iter().map(|e| e.to_string()).collect();
     assert_eq!(all.len(), 3, "{text:#?}");
-    assert!(text.iter().any(|e| e.contains("\"cust omers\" cannot be used as a table name")));
-    assert!(text.iter().any(|e| e.contains("unknown write mode \"merge\"")));
-    assert!(text.iter().any(|e| e.contains("batch_size must be between 1 and 1000000, not 0")));
+    assert!(
+        text.iter()
+            .any(|e| e.contains("\"cust omers\" cannot be used as a table name"))
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.contains("unknown write mode \"merge\""))
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.contains("batch_size must be between 1 and 1000000, not 0"))
+    );
 }
 
 #[test]
@@ -145,7 +182,10 @@ fn missing_target_and_unknown_format_are_explained() {
     let e = one_error(
         "name = \"x\"\n[sources.a]\npath = \"a.dat\"\n[target]\npath = \"o.parquet\"\nmode = \"truncate\"\n",
     );
-    assert!(e.contains(":3:8: cannot tell the format of \"a.dat\""), "{e}");
+    assert!(
+        e.contains(":3:8: cannot tell the format of \"a.dat\""),
+        "{e}"
+    );
     assert!(e.contains("add format = \"...\""), "{e}");
 }
 

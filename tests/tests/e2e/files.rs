@@ -4,18 +4,26 @@ use ferry::run::Status;
 use ferry_tests::{Workspace, datafusion_rows, parquet_rows, run};
 
 fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
-    let mut r: Vec<Vec<String>> = v.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect();
+    let mut r: Vec<Vec<String>> = v
+        .iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
     r.sort();
     r
 }
 
 fn pipeline_toml(target: &str) -> String {
-    format!("name = \"f\"\n[sources.src]\npath = \"in/src.csv\"\n[[steps]]\nname = \"out\"\nsql = \"SELECT id, 100 / score AS inv FROM src\"\n[target]\n{target}\nmode = \"truncate\"\nbatch_size = 1\n")
+    format!(
+        "name = \"f\"\n[sources.src]\npath = \"in/src.csv\"\n[[steps]]\nname = \"out\"\nsql = \"SELECT id, 100 / score AS inv FROM src\"\n[target]\n{target}\nmode = \"truncate\"\nbatch_size = 1\n"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_and_csv_targets_are_replaced_on_each_run() {
-    for (target, file) in [("path = \"out/r.parquet\"", "out/r.parquet"), ("path = \"out/r.csv\"", "out/r.csv")] {
+    for (target, file) in [
+        ("path = \"out/r.parquet\"", "out/r.parquet"),
+        ("path = \"out/r.csv\"", "out/r.csv"),
+    ] {
         let ws = Workspace::new();
         ws.write("in/src.csv", "id,score\n1,10\n2,20\n");
         let p = ws.pipeline("p.toml", &pipeline_toml(target));
@@ -37,8 +45,18 @@ async fn a_failed_run_leaves_the_previous_file() {
     ws.write("in/src.csv", "id,score\n3,10\n4,0\n");
     let failed = run(&p).await;
     assert_eq!(failed.status, Status::Failed, "{failed}");
-    assert!(failed.error.as_deref().unwrap_or("").contains("Divide by zero"), "{failed}");
-    assert_eq!(parquet_rows(&ws.join("out/r.parquet")).await, rows(&[&["1", "10"], &["2", "5"]]));
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("Divide by zero"),
+        "{failed}"
+    );
+    assert_eq!(
+        parquet_rows(&ws.join("out/r.parquet")).await,
+        rows(&[&["1", "10"], &["2", "5"]])
+    );
     assert!(!ws.join("out/.r.parquet.ferry-partial").exists());
 }
 
@@ -46,12 +64,16 @@ async fn a_failed_run_leaves_the_previous_file() {
 async fn delta_target_overwrites_with_truncate_and_appends_with_insert() {
     let ws = Workspace::new();
     ws.write("in/src.csv", "id,score\n1,10\n2,20\n");
-    let over = ws.pipeline("o.toml", &pipeline_toml("path = \"lake/t/\"\nformat = \"delta\""));
+    let over = ws.pipeline(
+        "o.toml",
+        &pipeline_toml("path = \"lake/t/\"\nformat = \"delta\""),
+    );
     assert_eq!(run(&over).await.status, Status::Completed);
     assert_eq!(run(&over).await.status, Status::Completed);
     let append = ws.pipeline(
         "a.toml",
-        &pipeline_toml("path = \"lake/t/\"\nformat = \"delta\"").replace("mode = \"truncate\"", "mode = \"insert\""),
+        &pipeline_toml("path = \"lake/t/\"\nformat = \"delta\"")
+            .replace("mode = \"truncate\"", "mode = \"insert\""),
     );
     assert_eq!(run(&append).await.status, Status::Completed);
 
@@ -63,8 +85,16 @@ async fn delta_target_overwrites_with_truncate_and_appends_with_insert() {
         delimiter: b',',
         sheet: None,
     };
-    ferry_connectors::files::source::register(&ctx, "t", &source).await.unwrap();
-    let batches = ctx.sql("SELECT * FROM t").await.unwrap().collect().await.unwrap();
+    ferry_connectors::files::source::register(&ctx, "t", &source)
+        .await
+        .unwrap();
+    let batches = ctx
+        .sql("SELECT * FROM t")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     assert_eq!(
         ferry_tests::batch_rows(&batches),
         rows(&[&["1", "10"], &["1", "10"], &["2", "5"], &["2", "5"]])
@@ -77,8 +107,15 @@ async fn file_targets_refuse_keyed_modes_with_a_way_out() {
     ws.write("in/src.csv", "id,score\n1,10\n");
     let p = ws.pipeline(
         "p.toml",
-        &pipeline_toml("path = \"out/r.parquet\"\nkey = \"id\"").replace("mode = \"truncate\"", "mode = \"upsert\""),
+        &pipeline_toml("path = \"out/r.parquet\"\nkey = \"id\"")
+            .replace("mode = \"truncate\"", "mode = \"upsert\""),
     );
-    let err = ferry::run::run(&p, &Default::default()).await.unwrap_err().to_string();
-    assert!(err.contains("can only be written with mode = \"truncate\""), "{err}");
+    let err = ferry::run::run(&p, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("can only be written with mode = \"truncate\""),
+        "{err}"
+    );
 }

@@ -22,9 +22,21 @@ async fn quickstart_lands_exactly_what_datafusion_computes() {
 
     let ctx = datafusion::prelude::SessionContext::new();
     for (name, file, format) in [
-        ("orders", "orders.parquet", ferry_connectors::files::FileFormat::Parquet),
-        ("customers", "customers.csv", ferry_connectors::files::FileFormat::Csv),
-        ("regions", "regions.xlsx", ferry_connectors::files::FileFormat::Xlsx),
+        (
+            "orders",
+            "orders.parquet",
+            ferry_connectors::files::FileFormat::Parquet,
+        ),
+        (
+            "customers",
+            "customers.csv",
+            ferry_connectors::files::FileFormat::Csv,
+        ),
+        (
+            "regions",
+            "regions.xlsx",
+            ferry_connectors::files::FileFormat::Xlsx,
+        ),
     ] {
         let source = ferry_connectors::files::source::FileSource {
             location: ws.join("pipelines/data").join(file).display().to_string(),
@@ -43,7 +55,10 @@ async fn quickstart_lands_exactly_what_datafusion_computes() {
         &db,
         "SELECT customer_id, name, region, orders, total, last_order FROM customer_summary",
     );
-    assert!(expected.len() > 100, "the quickstart should summarise many customers");
+    assert!(
+        expected.len() > 100,
+        "the quickstart should summarise many customers"
+    );
     assert_eq!(landed, expected);
     assert_eq!(report.rows_written as usize, expected.len());
 
@@ -51,7 +66,10 @@ async fn quickstart_lands_exactly_what_datafusion_computes() {
     let again = run(&pipeline).await;
     assert_eq!(again.status, Status::Completed, "{again}");
     assert_eq!(
-        sqlite_rows(&db, "SELECT customer_id, name, region, orders, total, last_order FROM customer_summary"),
+        sqlite_rows(
+            &db,
+            "SELECT customer_id, name, region, orders, total, last_order FROM customer_summary"
+        ),
         expected
     );
 }

@@ -4,7 +4,10 @@ use ferry::run::Status;
 use ferry_tests::{Workspace, parquet_rows, run};
 
 fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
-    let mut r: Vec<Vec<String>> = v.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect();
+    let mut r: Vec<Vec<String>> = v
+        .iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
     r.sort();
     r
 }
@@ -25,14 +28,24 @@ async fn copy(ws: &Workspace, source_toml: &str, sql: &str) -> Vec<Vec<String>> 
 #[tokio::test]
 async fn csv_with_its_own_delimiter() {
     let ws = Workspace::new();
-    ws.write("in/people.txt", "id;name;score\n1;Ada;9.5\n2;Grace;\n3;Alan;7\n");
+    ws.write(
+        "in/people.txt",
+        "id;name;score\n1;Ada;9.5\n2;Grace;\n3;Alan;7\n",
+    );
     let got = copy(
         &ws,
         "[sources.people]\npath = \"in/people.txt\"\nformat = \"csv\"\ndelimiter = \";\"",
         "SELECT id, name, score FROM people",
     )
     .await;
-    assert_eq!(got, rows(&[&["1", "Ada", "9.5"], &["2", "Grace", "NULL"], &["3", "Alan", "7"]]));
+    assert_eq!(
+        got,
+        rows(&[
+            &["1", "Ada", "9.5"],
+            &["2", "Grace", "NULL"],
+            &["3", "Alan", "7"]
+        ])
+    );
 }
 
 #[tokio::test]
@@ -42,8 +55,16 @@ async fn newline_delimited_json() {
         "in/events.json",
         "{\"id\": 1, \"kind\": \"click\", \"ok\": true}\n{\"id\": 2, \"kind\": \"view\", \"ok\": false}\n",
     );
-    let got = copy(&ws, "[sources.events]\npath = \"in/events.json\"", "SELECT id, kind, ok FROM events").await;
-    assert_eq!(got, rows(&[&["1", "click", "true"], &["2", "view", "false"]]));
+    let got = copy(
+        &ws,
+        "[sources.events]\npath = \"in/events.json\"",
+        "SELECT id, kind, ok FROM events",
+    )
+    .await;
+    assert_eq!(
+        got,
+        rows(&[&["1", "click", "true"], &["2", "view", "false"]])
+    );
 }
 
 #[tokio::test]
@@ -58,7 +79,12 @@ async fn parquet_glob_over_several_files() {
         assert_eq!(run(&p).await.status, Status::Completed);
     }
     ws.write("in/orders/ignored.txt", "not parquet");
-    let got = copy(&ws, "[sources.orders]\npath = \"in/orders/*.parquet\"", "SELECT id, v FROM orders").await;
+    let got = copy(
+        &ws,
+        "[sources.orders]\npath = \"in/orders/*.parquet\"",
+        "SELECT id, v FROM orders",
+    )
+    .await;
     assert_eq!(got, rows(&[&["1", "a"], &["2", "b"], &["3", "c"]]));
 }
 
@@ -70,14 +96,19 @@ async fn excel_cells_get_their_types() {
     sheet.set_name("Accounts").unwrap();
     let date = rust_xlsxwriter::ExcelDateTime::from_ymd(2024, 3, 15).unwrap();
     let date_format = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd");
-    for (c, h) in ["id", "name", "balance", "active", "opened"].iter().enumerate() {
+    for (c, h) in ["id", "name", "balance", "active", "opened"]
+        .iter()
+        .enumerate()
+    {
         sheet.write_string(0, c as u16, *h).unwrap();
     }
     sheet.write_number(1, 0, 1).unwrap();
     sheet.write_string(1, 1, "Contoso").unwrap();
     sheet.write_number(1, 2, 1250.5).unwrap();
     sheet.write_boolean(1, 3, true).unwrap();
-    sheet.write_datetime_with_format(1, 4, &date, &date_format).unwrap();
+    sheet
+        .write_datetime_with_format(1, 4, &date, &date_format)
+        .unwrap();
     sheet.write_number(2, 0, 2).unwrap();
     sheet.write_string(2, 1, "Fabrikam").unwrap();
     sheet.write_number(2, 2, 99).unwrap();
@@ -93,7 +124,10 @@ async fn excel_cells_get_their_types() {
     .await;
     assert_eq!(
         got,
-        rows(&[&["1", "Contoso", "1250.5", "true", "2024-03-15"], &["2", "Fabrikam", "99", "false", "NULL"]])
+        rows(&[
+            &["1", "Contoso", "1250.5", "true", "2024-03-15"],
+            &["2", "Fabrikam", "99", "false", "NULL"]
+        ])
     );
 }
 
@@ -125,6 +159,11 @@ async fn delta_table_written_then_read_as_a_source() {
         "name = \"w\"\n[sources.a]\npath = \"in/a.csv\"\n[target]\npath = \"lake/a/\"\nformat = \"delta\"\nmode = \"truncate\"\n",
     );
     assert_eq!(run(&write).await.status, Status::Completed);
-    let got = copy(&ws, "[sources.a]\npath = \"lake/a\"\nformat = \"delta\"", "SELECT id, name FROM a").await;
+    let got = copy(
+        &ws,
+        "[sources.a]\npath = \"lake/a\"\nformat = \"delta\"",
+        "SELECT id, name FROM a",
+    )
+    .await;
     assert_eq!(got, rows(&[&["1", "x"], &["2", "y"]]));
 }

@@ -4,7 +4,10 @@ use ferry::run::{RunReport, Status};
 use ferry_tests::{Workspace, run, sqlite_rows};
 
 fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
-    let mut r: Vec<Vec<String>> = v.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect();
+    let mut r: Vec<Vec<String>> = v
+        .iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
     r.sort();
     r
 }
@@ -33,12 +36,25 @@ async fn insert_skips_existing_keys_and_counts_them() {
     let ws = Workspace::new();
     let target = "table = \"t\"\nmode = \"insert\"\nkey = \"id\"\ncreate = true";
     let first = load(&ws, FIRST, target).await;
-    assert_eq!((first.status, first.rows_written, first.rows_skipped), (Status::Completed, 3, 0), "{first}");
+    assert_eq!(
+        (first.status, first.rows_written, first.rows_skipped),
+        (Status::Completed, 3, 0),
+        "{first}"
+    );
     let second = load(&ws, SECOND, target).await;
-    assert_eq!((second.status, second.rows_written, second.rows_skipped), (Status::Completed, 1, 2), "{second}");
+    assert_eq!(
+        (second.status, second.rows_written, second.rows_skipped),
+        (Status::Completed, 1, 2),
+        "{second}"
+    );
     assert_eq!(
         table(&ws, "SELECT id, name, score FROM t"),
-        rows(&[&["1", "a", "10"], &["2", "b", "20"], &["3", "c", "30"], &["4", "d", "40"]])
+        rows(&[
+            &["1", "a", "10"],
+            &["2", "b", "20"],
+            &["3", "c", "30"],
+            &["4", "d", "40"]
+        ])
     );
 }
 
@@ -48,10 +64,19 @@ async fn upsert_updates_by_key_and_keeps_the_rest() {
     let target = "table = \"t\"\nmode = \"upsert\"\nkey = [\"id\"]\ncreate = true";
     assert_eq!(load(&ws, FIRST, target).await.status, Status::Completed);
     let second = load(&ws, SECOND, target).await;
-    assert_eq!((second.status, second.rows_written), (Status::Completed, 3), "{second}");
+    assert_eq!(
+        (second.status, second.rows_written),
+        (Status::Completed, 3),
+        "{second}"
+    );
     assert_eq!(
         table(&ws, "SELECT id, name, score FROM t"),
-        rows(&[&["1", "a", "10"], &["2", "B", "21"], &["3", "c", "30"], &["4", "d", "40"]])
+        rows(&[
+            &["1", "a", "10"],
+            &["2", "B", "21"],
+            &["3", "c", "30"],
+            &["4", "d", "40"]
+        ])
     );
     // The same input again changes nothing.
     assert_eq!(load(&ws, SECOND, target).await.status, Status::Completed);
@@ -63,13 +88,19 @@ async fn truncate_replaces_the_rows_and_a_failure_keeps_the_old_ones() {
     let ws = Workspace::new();
     {
         let conn = rusqlite::Connection::open(ws.join("db.sqlite")).unwrap();
-        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score INTEGER)")
-            .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score INTEGER)",
+        )
+        .unwrap();
     }
     let target = "table = \"t\"\nmode = \"truncate\"";
     assert_eq!(load(&ws, FIRST, target).await.status, Status::Completed);
     let second = load(&ws, SECOND, target).await;
-    assert_eq!((second.status, second.rows_written), (Status::Completed, 3), "{second}");
+    assert_eq!(
+        (second.status, second.rows_written),
+        (Status::Completed, 3),
+        "{second}"
+    );
     assert_eq!(
         table(&ws, "SELECT id, name, score FROM t"),
         rows(&[&["2", "B", "21"], &["3", "c", "30"], &["4", "d", "40"]])
@@ -85,7 +116,10 @@ async fn truncate_replaces_the_rows_and_a_failure_keeps_the_old_ones() {
         rows(&[&["2", "B", "21"], &["3", "c", "30"], &["4", "d", "40"]])
     );
     assert_eq!(
-        table(&ws, "SELECT count(*) FROM sqlite_master WHERE name LIKE '_ferry_%'"),
+        table(
+            &ws,
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE '_ferry_%'"
+        ),
         rows(&[&["0"]])
     );
 }
@@ -96,13 +130,21 @@ async fn sync_deletes_rows_whose_key_left_the_source() {
     let target = "table = \"t\"\nmode = \"sync\"\nkey = [\"id\"]\ncreate = true";
     assert_eq!(load(&ws, FIRST, target).await.status, Status::Completed);
     let second = load(&ws, SECOND, target).await;
-    assert_eq!((second.status, second.rows_written, second.rows_deleted), (Status::Completed, 3, 1), "{second}");
+    assert_eq!(
+        (second.status, second.rows_written, second.rows_deleted),
+        (Status::Completed, 3, 1),
+        "{second}"
+    );
     assert_eq!(
         table(&ws, "SELECT id, name, score FROM t"),
         rows(&[&["2", "B", "21"], &["3", "c", "30"], &["4", "d", "40"]])
     );
     let third = load(&ws, SECOND, target).await;
-    assert_eq!((third.status, third.rows_deleted), (Status::Completed, 0), "{third}");
+    assert_eq!(
+        (third.status, third.rows_deleted),
+        (Status::Completed, 0),
+        "{third}"
+    );
     assert_eq!(table(&ws, "SELECT count(*) FROM t"), rows(&[&["3"]]));
 }
 
@@ -111,16 +153,26 @@ async fn keyed_modes_need_a_unique_index_and_say_how_to_add_one() {
     let ws = Workspace::new();
     {
         let conn = rusqlite::Connection::open(ws.join("db.sqlite")).unwrap();
-        conn.execute_batch("CREATE TABLE t (id INTEGER, name TEXT, score INTEGER)").unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER, name TEXT, score INTEGER)")
+            .unwrap();
     }
     ws.write("in/src.csv", FIRST);
     let pipeline = ws.pipeline(
         "p.toml",
         "name = \"x\"\n[connections.db]\nurl = \"sqlite://db.sqlite\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"upsert\"\nkey = [\"id\"]\n",
     );
-    let err = ferry::run::run(&pipeline, &Default::default()).await.unwrap_err().to_string();
-    assert!(err.contains("table \"t\" has no primary key or unique index on (id)"), "{err}");
-    assert!(err.contains("CREATE UNIQUE INDEX ON \"t\" (\"id\")"), "{err}");
+    let err = ferry::run::run(&pipeline, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("table \"t\" has no primary key or unique index on (id)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("CREATE UNIQUE INDEX ON \"t\" (\"id\")"),
+        "{err}"
+    );
     assert_eq!(table(&ws, "SELECT count(*) FROM t"), rows(&[&["0"]]));
 }
 
@@ -132,7 +184,10 @@ async fn a_missing_table_without_create_is_refused_before_writing() {
         "p.toml",
         "name = \"x\"\n[connections.db]\nurl = \"sqlite://db.sqlite\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\ntable = \"nope\"\nmode = \"insert\"\n",
     );
-    let err = ferry::run::run(&pipeline, &Default::default()).await.unwrap_err().to_string();
+    let err = ferry::run::run(&pipeline, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("does not exist"), "{err}");
     assert!(err.contains("set create = true"), "{err}");
 }
@@ -142,7 +197,8 @@ async fn hostile_identifiers_are_quoted_not_executed() {
     let ws = Workspace::new();
     {
         let conn = rusqlite::Connection::open(ws.join("db.sqlite")).unwrap();
-        conn.execute_batch("CREATE TABLE victim (x INTEGER); INSERT INTO victim VALUES (1);").unwrap();
+        conn.execute_batch("CREATE TABLE victim (x INTEGER); INSERT INTO victim VALUES (1);")
+            .unwrap();
     }
     ws.write("in/src.csv", "id,v\n1,a\n2,b\n");
     let pipeline = ws.pipeline(
@@ -167,7 +223,10 @@ create = true
     assert_eq!(report.status, Status::Completed, "{report}");
     assert_eq!(table(&ws, "SELECT x FROM victim"), rows(&[&["1"]]));
     assert_eq!(
-        table(&ws, r#"SELECT "k""; DROP TABLE victim; --", "v`;" FROM "we""ird; DROP TABLE victim; --""#),
+        table(
+            &ws,
+            r#"SELECT "k""; DROP TABLE victim; --", "v`;" FROM "we""ird; DROP TABLE victim; --""#
+        ),
         rows(&[&["1", "a"], &["2", "b"]])
     );
 }

@@ -4,13 +4,18 @@ use ferry::run::Status;
 use ferry_tests::{Workspace, parquet_rows, run};
 
 fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
-    v.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect()
+    v.iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_references_name_earlier_steps() {
     let ws = Workspace::new();
-    ws.write("data/sales.csv", "id,region,amount\n1,north,10\n2,south,20\n3,north,30\n4,east,5\n");
+    ws.write(
+        "data/sales.csv",
+        "id,region,amount\n1,north,10\n2,south,20\n3,north,30\n4,east,5\n",
+    );
     let pipeline = ws.pipeline(
         "p.toml",
         r#"
@@ -86,6 +91,9 @@ async fn missing_source_file_names_the_source_and_its_line() {
         Ok(_) => panic!("the plan should fail"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("p.toml:2:10: source \"orders\": no file matches"), "{err}");
+    assert!(
+        err.contains("p.toml:2:10: source \"orders\": no file matches"),
+        "{err}"
+    );
     assert!(err.contains("data/none/*.parquet"), "{err}");
 }

@@ -135,7 +135,8 @@ impl Target {
                 );
             }
         }
-        if !opts.key.is_empty() && opts.mode != WriteMode::Truncate && !has_unique_key(conn, opts)? {
+        if !opts.key.is_empty() && opts.mode != WriteMode::Truncate && !has_unique_key(conn, opts)?
+        {
             problems.push(
                 ConnectorError::fatal(format!(
                     "table \"{}\" has no primary key or unique index on ({})",
@@ -372,9 +373,7 @@ fn write_rows(
                 stmt.raw_bind_parameter(col + 1, ToSqlOutput::Borrowed(rows.value(col, row)))
                     .map_err(classify)?;
             }
-            let changed = stmt
-                .raw_execute()
-                .map_err(|e| classify(e).at_row(row))?;
+            let changed = stmt.raw_execute().map_err(|e| classify(e).at_row(row))?;
             if changed == 0 {
                 written.skipped += 1;
             } else {
@@ -557,7 +556,8 @@ fn open(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| {
         ConnectorError::fatal(format!("cannot open SQLite file {}: {e}", path.display()))
     })?;
-    conn.busy_timeout(Duration::from_secs(30)).map_err(classify)?;
+    conn.busy_timeout(Duration::from_secs(30))
+        .map_err(classify)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
         .map_err(classify)?;
     Ok(conn)

@@ -118,7 +118,10 @@ fn bindable(field: &Field, column: &ArrayRef) -> Result<Bindable> {
     let cast_to = |to: &DataType| {
         cast_with_options(column, to, &strict).map_err(|e| {
             ConnectorError::data(
-                format!("column \"{}\" cannot be stored in SQLite: {e}", field.name()),
+                format!(
+                    "column \"{}\" cannot be stored in SQLite: {e}",
+                    field.name()
+                ),
                 None,
             )
         })
