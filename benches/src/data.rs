@@ -111,8 +111,10 @@ pub fn write_orders_parquet(dir: &Path, rows: u64, files: usize, seed: u64) -> R
         }
         let path = dir.join(format!("orders-{f:03}.parquet"));
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        // Row groups of a fixed size, so that readers hold the same amount at once whatever the total.
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(128 * 1024))
             .build();
         let mut writer = ArrowWriter::try_new(file, orders_schema(), Some(props))?;
         let mut at = start;

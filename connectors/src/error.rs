@@ -25,6 +25,8 @@ pub struct ConnectorError {
     pub row: Option<usize>,
     /// What the user can do about it.
     pub hint: Option<String>,
+    /// The suspected cause of a data error, in a few words ("a required column is empty").
+    pub cause: Option<String>,
 }
 
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
@@ -36,6 +38,7 @@ impl ConnectorError {
             message: message.into(),
             row: None,
             hint: None,
+            cause: None,
         }
     }
 
@@ -52,6 +55,23 @@ impl ConnectorError {
             row,
             ..Self::fatal(message)
         }
+    }
+
+    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    /// The cause for the log and quarantine: the sink's own words, else one by class.
+    pub fn cause_text(&self) -> String {
+        self.cause.clone().unwrap_or_else(|| {
+            match self.class {
+                ErrorClass::Retryable => "the target was unavailable; retrying can land it",
+                ErrorClass::Data => "the target rejected the row's values",
+                ErrorClass::Fatal => "the run could not go on",
+            }
+            .to_string()
+        })
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {

@@ -3,10 +3,11 @@
 //! Sources become DataFusion tables; targets implement [`sink::Sink`]. [`registry`] lists them all.
 
 pub mod error;
+pub mod failpoint;
 pub mod files;
 pub mod registry;
 pub mod sink;
 pub mod sql;
 
 pub use error::{ConnectorError, ErrorClass};
-pub use sink::{BatchWritten, Finished, Sink, TargetOptions, WriteMode};
+pub use sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   check(schema)            validate: what would go wrong, nothing written
-//!   begin(schema)            create the table, prepare staging; once per run
+//!   begin(schema, resume)    create the table, prepare staging (kept when resuming); once per run
 //!   write(batch)  x N        concurrently from every worker; each call commits its batch or nothing
 //!   finish()                 after every batch succeeded: swap (truncate), delete (sync), commit (files)
 //!   abort()                  after a failure: leave the target as it was before the run
@@ -106,6 +106,15 @@ pub struct Finished {
     pub deleted: u64,
 }
 
+/// Whether a resumed run can skip the batches its log records as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// What the earlier attempt wrote is still there: logged batches can be skipped.
+    Intact,
+    /// The earlier attempt's work is gone (or already finished, or files start over): write every batch.
+    Lost,
+}
+
 /// A place rows are written to.
 #[async_trait]
 pub trait Sink: Send + Sync {
@@ -116,7 +125,12 @@ pub trait Sink: Send + Sync {
     async fn check(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>>;
 
     /// Creates the table when asked to and prepares staging; called once before any `write`.
-    async fn begin(&self, schema: SchemaRef) -> Result<()>;
+    /// With `resume`, staging left by an earlier attempt of the same run is kept, not dropped.
+    async fn begin(&self, schema: SchemaRef, resume: bool) -> Result<Resume>;
+
+    /// Whether writing the same batch twice leaves the target as writing it once (keyed writes, or
+    /// files that are replaced whole). When false, a run that dies may write some rows twice.
+    fn exactly_once(&self) -> bool;
 
     /// Writes one batch, all of it or none of it. Called concurrently by the workers.
     async fn write(&self, batch: RecordBatch) -> Result<BatchWritten>;

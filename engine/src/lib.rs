@@ -1,6 +1,7 @@
 //! Ferry's engine: pipeline files (`spec`), planning on DataFusion (`plan`), the partitioned run
-//! (`run`) and the command line (`cli`). Connectors live in the `ferry-connectors` crate.
+//! (`run`), bookkeeping in Delta tables (`book`) and the command line (`cli`). Connectors live in the `ferry-connectors` crate.
 
+pub mod book;
 pub mod cli;
 pub mod plan;
 pub mod run;

@@ -99,13 +99,12 @@ fn preview_shows_the_rows_of_a_step() {
 #[test]
 fn a_failed_run_exits_one_and_says_why() {
     let dir = setup();
-    std::fs::write(dir.path().join("src.csv"), "id,name\n1,a\n1,b\n").unwrap();
     let text = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
     std::fs::write(
         dir.path().join("p.toml"),
         text.replace(
-            "mode = \"upsert\"\nkey = \"id\"\n",
-            "mode = \"truncate\"\nkey = \"id\"\n",
+            "SELECT * FROM src",
+            "SELECT id, name, 10 / (id - 2) AS x FROM src",
         ),
     )
     .unwrap();
@@ -113,11 +112,22 @@ fn a_failed_run_exits_one_and_says_why() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("cli: Failed"), "{}", show(&out));
-    assert!(
-        stdout.contains("UNIQUE constraint failed"),
-        "{}",
-        show(&out)
-    );
+    assert!(stdout.contains("Divide by zero"), "{}", show(&out));
+}
+
+#[test]
+fn rejected_rows_exit_three_with_partial_success() {
+    let dir = setup();
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("out/db.sqlite")).unwrap();
+    db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        .unwrap();
+    std::fs::write(dir.path().join("src.csv"), "id,name\n1,a\n2,\n3,c\n").unwrap();
+    let out = ferry(dir.path(), &["run", "p.toml"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cli: Partial Success"), "{}", show(&out));
+    assert!(stdout.contains("rows rejected 1"), "{}", show(&out));
 }
 
 #[test]

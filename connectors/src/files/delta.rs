@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{ConnectorError, Result};
-use crate::sink::{BatchWritten, Finished, Sink, WriteMode};
+use crate::sink::{BatchWritten, Finished, Resume, Sink, WriteMode};
 
 /// Registers the Delta table at `location` as the table `name`.
 pub async fn register_source(ctx: &SessionContext, name: &str, location: &str) -> Result<()> {
@@ -103,7 +103,12 @@ impl Sink for DeltaSink {
         ])
     }
 
-    async fn begin(&self, schema: SchemaRef) -> Result<()> {
+    fn exactly_once(&self) -> bool {
+        true
+    }
+
+    /// Nothing is committed before `finish`, so every attempt writes everything.
+    async fn begin(&self, schema: SchemaRef, _resume: bool) -> Result<Resume> {
         if let Some(first) = self.check(&schema).await?.into_iter().next() {
             return Err(first);
         }
@@ -136,7 +141,7 @@ impl Sink for DeltaSink {
                 .map_err(|e| ConnectorError::fatal(format!("writing Delta table {location}: {e}")))
         });
         *self.running.lock().expect("delta sink lock") = Some(Running { sender, writer });
-        Ok(())
+        Ok(Resume::Lost)
     }
 
     async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {

@@ -19,7 +19,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::FileFormat;
 use crate::error::{ConnectorError, Result};
-use crate::sink::{BatchWritten, Finished, Sink, WriteMode};
+use crate::sink::{BatchWritten, Finished, Resume, Sink, WriteMode};
 
 enum Writer {
     Parquet(ArrowWriter<BufWriter<File>>),
@@ -84,7 +84,12 @@ impl Sink for FileSink {
         Ok(problems)
     }
 
-    async fn begin(&self, schema: SchemaRef) -> Result<()> {
+    fn exactly_once(&self) -> bool {
+        true
+    }
+
+    /// A file starts over on every attempt: nothing is visible until `finish` renames it.
+    async fn begin(&self, schema: SchemaRef, _resume: bool) -> Result<Resume> {
         if let Some(first) = self.check(&schema).await?.into_iter().next() {
             return Err(first);
         }
@@ -111,7 +116,7 @@ impl Sink for FileSink {
             }
         };
         *self.writer.lock().expect("writer lock") = Some(writer);
-        Ok(())
+        Ok(Resume::Lost)
     }
 
     async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {

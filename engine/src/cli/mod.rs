@@ -68,6 +68,10 @@ pub enum Command {
         /// No progress bar (it is shown only on a terminal anyway).
         #[arg(long)]
         quiet: bool,
+        /// Start a new run, even if the last one did not finish (by default it is resumed: the
+        /// batches its log records as written are skipped).
+        #[arg(long)]
+        fresh: bool,
     },
     /// Show the first rows of a step (the last one by default). Writes nothing.
     #[command(
@@ -95,7 +99,17 @@ pub enum Command {
 /// Runs the command and says how it went as an exit code.
 pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Run { pipeline, quiet } => run_command(&pipeline, !quiet).await,
+        Command::Run {
+            pipeline,
+            quiet,
+            fresh,
+        } => {
+            let settings = RunSettings {
+                progress: !quiet,
+                fresh,
+            };
+            run_command(&pipeline, &settings).await
+        }
         Command::Preview {
             pipeline,
             step,
@@ -108,7 +122,7 @@ pub async fn main(cli: Cli) -> ExitCode {
 /// Exit code for a pipeline file or target that is wrong.
 pub const INVALID: u8 = 2;
 
-async fn run_command(file: &std::path::Path, progress: bool) -> ExitCode {
+async fn run_command(file: &std::path::Path, settings: &RunSettings) -> ExitCode {
     let pipeline = match Pipeline::load(file) {
         Ok(p) => p,
         Err(e) => {
@@ -116,7 +130,7 @@ async fn run_command(file: &std::path::Path, progress: bool) -> ExitCode {
             return ExitCode::from(INVALID);
         }
     };
-    match run::run(&pipeline, &RunSettings { progress }).await {
+    match run::run(&pipeline, settings).await {
         Ok(report) => {
             println!("{report}");
             ExitCode::from(report.status.exit_code() as u8)

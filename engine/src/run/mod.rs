@@ -1,10 +1,13 @@
-//! One run of a pipeline: plan, check the target, stream the result through the workers, finish.
+//! One run of a pipeline: plan, check the target, stream the result through the workers, finish, and
+//! account for everything in the bookkeeping tables.
 //!
 //! ```text
-//! result DataFrame ──repartition──▶ partition 0 ──▶ worker 0 ─┐  batches of batch_size,
-//!   by hash of the key (upsert, sync:    ...          ...      ├─▶ Sink::write  (retried when
-//!   one key never in two partitions),  partition N ──▶ worker N ─┘   the error is retryable)
-//!   round robin otherwise                                            then Sink::finish once
+//! lock ─▶ history: Running ─▶ result DataFrame ──repartition──▶ partition 0 ─▶ worker 0 ─┐
+//!   (resuming the last unfinished run         by hash of the key       ...       ...     ├─▶ Sink::write
+//!    unless --fresh: its logged batches       (one key never in two    partition N ─▶ worker N ─┘   │
+//!    are skipped)                              partitions), else                        recorder ◀─┘
+//!                                              round robin                    (log + quarantine, grouped)
+//!   ─▶ Sink::finish ─▶ history: Completed | Partial Success | Failed | Stopped, state ─▶ unlock
 //! ```
 //!
 //! Memory stays bounded by workers x batch_size x row width: nothing collects the whole result.
@@ -13,24 +16,33 @@ pub mod progress;
 pub mod report;
 mod workers;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::logical_expr::Partitioning;
-use datafusion::logical_expr::ident;
-use ferry_connectors::{ConnectorError, Sink, WriteMode};
+use chrono::Utc;
+use datafusion::logical_expr::{Partitioning, ident};
+use ferry_connectors::failpoint::pause_point;
+use ferry_connectors::registry::TargetLocation;
+use ferry_connectors::{ConnectorError, Resume, Sink, WriteMode};
 
 use self::progress::Progress;
 pub use self::report::{RunReport, Status};
 use self::workers::{Counters, WorkerConfig};
+use crate::book::lock::RunLock;
+use crate::book::recorder::Recorder;
+use crate::book::tables::{HistoryRow, StateRow};
+use crate::book::{Book, Totals};
 use crate::plan;
 use crate::spec::{Pipeline, SpecErrors};
 
-/// How the command line wants the run shown.
+/// How the command line wants the run done and shown.
 #[derive(Debug, Clone, Default)]
 pub struct RunSettings {
     /// Show a progress bar (only where stderr is a terminal).
     pub progress: bool,
+    /// Start a new run even if the last one did not finish.
+    pub fresh: bool,
 }
 
 /// Why a run could not start at all.
@@ -40,6 +52,8 @@ pub enum StartError {
     Pipeline(SpecErrors),
     /// The target refuses the result (checked before writing anything).
     Target(Vec<ConnectorError>),
+    /// The bookkeeping tables cannot be used, or another run holds the lock.
+    Book(ConnectorError),
 }
 
 impl std::fmt::Display for StartError {
@@ -55,6 +69,7 @@ impl std::fmt::Display for StartError {
                 }
                 Ok(())
             }
+            StartError::Book(e) => write!(f, "error: {e}"),
         }
     }
 }
@@ -67,9 +82,26 @@ pub fn sink_for(pipeline: &Pipeline) -> Result<Arc<dyn Sink>, StartError> {
         .map_err(|e| StartError::Target(vec![e]))
 }
 
+/// The target's name in the log and in `quarantine/<name>`: the table, or the file's name.
+pub fn target_name(pipeline: &Pipeline) -> String {
+    match &pipeline.target.location {
+        TargetLocation::Endpoint(_) => pipeline.target.options.table.clone(),
+        TargetLocation::File { location, .. } => location
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("target")
+            .split('.')
+            .next()
+            .unwrap_or("target")
+            .to_string(),
+    }
+}
+
 /// Runs a pipeline to its end. A run that starts always returns a report, whatever happened.
 pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunReport, StartError> {
     let started = Instant::now();
+    let start_time = Utc::now();
     let planned = plan::plan(pipeline).await.map_err(StartError::Pipeline)?;
     let sink = sink_for(pipeline)?;
     let schema = Arc::new(planned.result().schema().as_arrow().clone());
@@ -82,30 +114,106 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
             return Err(StartError::Target(problems));
         }
     }
+    let _lock = RunLock::acquire(&pipeline.state_dir, &pipeline.name).map_err(StartError::Book)?;
+    let book = Book::open(&pipeline.state_dir, &pipeline.name)
+        .await
+        .map_err(StartError::Book)?;
+    let table_name = target_name(pipeline);
+    let previous = if settings.fresh {
+        None
+    } else {
+        book.unfinished_run().await.map_err(StartError::Book)?
+    };
+    let (run_id, attempt) = match &previous {
+        Some(p) => (p.run_id.clone(), p.attempt + 1),
+        None => (new_run_id(), 1),
+    };
+    let (mut done, earlier) = match &previous {
+        Some(p) => book
+            .written_batches(&p.run_id, &table_name)
+            .await
+            .map_err(StartError::Book)?,
+        None => (HashSet::new(), Totals::default()),
+    };
+    if let Some(p) = &previous {
+        tracing::warn!(
+            run = %p.run_id,
+            status = %p.status,
+            batches = done.len(),
+            "resuming the last run, which did not finish; `ferry run --fresh` starts a new one"
+        );
+    }
+    if !sink.exactly_once() {
+        tracing::warn!(
+            target = %sink.describe(),
+            "the target has no key: if this run dies and is run again, some rows may be written twice"
+        );
+    }
+    let mut history = HistoryRow {
+        run_id: run_id.clone(),
+        pipeline: pipeline.name.clone(),
+        start: previous.as_ref().map_or(start_time, |p| p.start),
+        end: None,
+        duration: None,
+        status: "Running".to_string(),
+        rows_read: 0,
+        rows_written: 0,
+        rows_rejected: 0,
+        rows_per_second: None,
+        attempt,
+        error: None,
+    };
+    book.record_run(&history).await.map_err(StartError::Book)?;
+    pause_point("run_recorded");
+
     let counters = Arc::new(Counters::default());
     let progress = Progress::new(settings.progress, &pipeline.name);
     let mut report = RunReport {
         pipeline: pipeline.name.clone(),
+        run_id: run_id.clone(),
+        attempt,
         target: sink.describe(),
         status: Status::Completed,
         rows_read: 0,
         rows_written: 0,
         rows_skipped: 0,
         rows_rejected: 0,
+        rows_resumed: 0,
         rows_deleted: 0,
         batches: 0,
         retries: 0,
         duration: Default::default(),
         error: None,
     };
-    let write = write_all(
-        pipeline,
-        &planned,
-        sink.clone(),
-        schema,
-        &counters,
-        &progress,
-    );
+    let (recorder, recorder_task) = Recorder::start(book.clone());
+    let write = async {
+        if sink.begin(schema, previous.is_some()).await? == Resume::Lost {
+            done.clear();
+        } else {
+            counters.inherit(earlier);
+        }
+        let config = WorkerConfig {
+            batch_size: pipeline.target.batch_size,
+            max_retries: pipeline.run.max_retries,
+            max_consecutive_failures: pipeline.run.max_consecutive_failures,
+            key: pipeline.target.options.key.clone(),
+            table_name: table_name.clone(),
+            pipeline: pipeline.name.clone(),
+            run_id: run_id.clone(),
+            attempt,
+            done: std::mem::take(&mut done),
+        };
+        write_all(
+            pipeline,
+            &planned,
+            sink.clone(),
+            config,
+            &counters,
+            &progress,
+            recorder,
+        )
+        .await
+    };
     let outcome = tokio::select! {
         r = tokio::time::timeout(pipeline.run.timeout, write) => match r {
             Ok(r) => r.map_err(|e| (Status::Failed, e)),
@@ -115,8 +223,18 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         },
         _ = tokio::signal::ctrl_c() => Err((Status::Stopped, ConnectorError::fatal("stopped by the user"))),
     };
+    // Everything the workers recorded is committed before the run's outcome is.
+    let recorded = recorder_task.close().await;
+    let outcome = match (outcome, recorded) {
+        (Ok(finished), Ok(())) => Ok(finished),
+        (Ok(_), Err(e)) => Err((Status::Failed, e)),
+        (Err(e), _) => Err(e),
+    };
     match outcome {
-        Ok(finished) => report.rows_deleted = finished.deleted,
+        Ok(finished) => {
+            pause_point("sink_finished");
+            report.rows_deleted = finished.deleted;
+        }
         Err((status, e)) => {
             sink.abort().await;
             report.status = status;
@@ -125,7 +243,50 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
     }
     progress.finish();
     counters.fill(&mut report);
+    if report.status == Status::Completed && report.rows_rejected > 0 {
+        report.status = Status::PartialSuccess;
+    }
     report.duration = started.elapsed();
+
+    history.end = Some(Utc::now());
+    history.duration = Some(report.duration.as_secs_f64());
+    history.status = report.status.as_str().to_string();
+    history.rows_read = (report.rows_read + report.rows_resumed) as i64;
+    history.rows_written = report.rows_written as i64;
+    history.rows_rejected = report.rows_rejected as i64;
+    history.rows_per_second = Some(report.rows_per_second());
+    history.error = report.error.clone();
+    let state = StateRow {
+        id: 0,
+        table_name: table_name.clone(),
+        records: history.rows_read,
+        validated: report.status == Status::Completed,
+        workers: pipeline.target.workers as i32,
+        status: history.status.clone(),
+        rows_written: history.rows_written,
+        rows_rejected: history.rows_rejected,
+        updated_at: Utc::now(),
+        pipeline: pipeline.name.clone(),
+    };
+    let closing = async {
+        book.record_state(state).await?;
+        book.record_run(&history).await?;
+        for table in [crate::book::LOG, crate::book::HISTORY, crate::book::STATE] {
+            book.compact(table).await?;
+        }
+        Ok::<_, ConnectorError>(())
+    };
+    if let Err(e) = closing.await {
+        report.status = Status::Failed;
+        report.error = Some(format!(
+            "{}the run's outcome could not be recorded: {e}",
+            report
+                .error
+                .as_ref()
+                .map(|e| format!("{e}\n"))
+                .unwrap_or_default()
+        ));
+    }
     Ok(report)
 }
 
@@ -134,12 +295,12 @@ async fn write_all(
     pipeline: &Pipeline,
     planned: &plan::Planned,
     sink: Arc<dyn Sink>,
-    schema: arrow::datatypes::SchemaRef,
+    config: WorkerConfig,
     counters: &Arc<Counters>,
     progress: &Progress,
+    recorder: Recorder,
 ) -> Result<ferry_connectors::Finished, ConnectorError> {
     let target = &pipeline.target;
-    sink.begin(schema).await?;
     let df = planned.result().clone();
     let streams = if target.workers == 1 {
         vec![df.execute_stream().await?]
@@ -155,18 +316,22 @@ async fn write_all(
             .execute_stream_partitioned()
             .await?
     };
-    let config = WorkerConfig {
-        batch_size: target.batch_size,
-        max_retries: pipeline.run.max_retries,
-        key: target.options.key.clone(),
-    };
+    pause_point("before_first_batch");
     workers::run_all(
         streams,
         sink.clone(),
         config,
         counters.clone(),
         progress.clone(),
+        recorder,
     )
     .await?;
+    pause_point("before_finish");
     sink.finish().await
+}
+
+/// A run id that sorts by time and says when: 20261122-043012-1a2b3c4d.
+fn new_run_id() -> String {
+    let uuid = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", Utc::now().format("%Y%m%d-%H%M%S"), &uuid[..8])
 }

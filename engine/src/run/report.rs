@@ -47,12 +47,17 @@ impl fmt::Display for Status {
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub pipeline: String,
+    pub run_id: String,
+    /// 1 for a new run; more when this run resumed one that did not finish.
+    pub attempt: i32,
     pub target: String,
     pub status: Status,
     pub rows_read: u64,
     pub rows_written: u64,
     pub rows_skipped: u64,
     pub rows_rejected: u64,
+    /// Rows of batches an earlier attempt of this run had written, skipped this time.
+    pub rows_resumed: u64,
     pub rows_deleted: u64,
     pub batches: u64,
     pub retries: u64,
@@ -74,6 +79,15 @@ impl RunReport {
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}: {}", self.pipeline, self.status)?;
+        if self.attempt > 1 {
+            writeln!(
+                f,
+                "  run           {} (attempt {}, resumed)",
+                self.run_id, self.attempt
+            )?;
+        } else {
+            writeln!(f, "  run           {}", self.run_id)?;
+        }
         writeln!(f, "  target        {}", self.target)?;
         writeln!(f, "  rows read     {}", thousands(self.rows_read))?;
         writeln!(f, "  rows written  {}", thousands(self.rows_written))?;
@@ -91,7 +105,20 @@ impl fmt::Display for RunReport {
                 thousands(self.rows_deleted)
             )?;
         }
+        if self.rows_resumed > 0 {
+            writeln!(
+                f,
+                "  rows resumed  {} (written by an earlier attempt, skipped)",
+                thousands(self.rows_resumed)
+            )?;
+        }
         writeln!(f, "  rows rejected {}", thousands(self.rows_rejected))?;
+        if self.rows_rejected > 0 {
+            writeln!(
+                f,
+                "                see `ferry quarantine show` for the rows and their errors"
+            )?;
+        }
         if self.retries > 0 {
             writeln!(f, "  retries       {}", thousands(self.retries))?;
         }

@@ -1,25 +1,47 @@
-//! The workers: one tokio task per partition, each cutting its stream into batches of `batch_size` and
-//! writing them through the sink, retrying what the sink calls retryable. The first failure stops all.
+//! The workers: one tokio task per partition, each cutting its stream into batches of `batch_size`.
+//! For every batch a worker
+//!
+//! 1. skips it if a resumed run's log records the same batch (same place, same content) as written;
+//! 2. writes it, retrying what the sink calls retryable with backoff;
+//! 3. on a data error, splits it until the offending rows are isolated: the good rows land once, the
+//!    bad ones go to quarantine with the target's message and a cause;
+//! 4. hands the batch's log row to the recorder.
+//!
+//! The first fatal error, or `max_consecutive_failures` rejected rows in a row, stops every worker.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::compute::BatchCoalescer;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::physical_plan::SendableRecordBatchStream;
-use ferry_connectors::{ConnectorError, ErrorClass, Sink};
+use ferry_connectors::failpoint::pause_point;
+use ferry_connectors::{BatchWritten, ConnectorError, ErrorClass, Sink};
 use futures::StreamExt;
 use tokio::task::JoinSet;
 
 use super::progress::Progress;
 use super::report::RunReport;
+use crate::book::recorder::Recorder;
+use crate::book::tables::{LogRow, Rejection, quarantine_batch, severity};
+use crate::book::{BatchKey, Totals};
 
+/// What every worker of one run shares.
 pub struct WorkerConfig {
     pub batch_size: usize,
     pub max_retries: u32,
+    pub max_consecutive_failures: u64,
     pub key: Vec<String>,
+    /// The target's name in the log and for `quarantine/<table_name>`.
+    pub table_name: String,
+    pub pipeline: String,
+    pub run_id: String,
+    pub attempt: i32,
+    /// Batches an earlier attempt of this run wrote.
+    pub done: HashSet<BatchKey>,
 }
 
 /// Totals shared by every worker.
@@ -28,15 +50,27 @@ pub struct Counters {
     read: AtomicU64,
     written: AtomicU64,
     skipped: AtomicU64,
+    rejected: AtomicU64,
+    resumed: AtomicU64,
     batches: AtomicU64,
     retries: AtomicU64,
+    consecutive_rejects: AtomicU64,
 }
 
 impl Counters {
+    /// Starts from what earlier attempts of the run already did.
+    pub fn inherit(&self, earlier: Totals) {
+        self.written.fetch_add(earlier.written, Ordering::Relaxed);
+        self.skipped.fetch_add(earlier.skipped, Ordering::Relaxed);
+        self.rejected.fetch_add(earlier.rejected, Ordering::Relaxed);
+    }
+
     pub fn fill(&self, report: &mut RunReport) {
         report.rows_read = self.read.load(Ordering::Relaxed);
         report.rows_written = self.written.load(Ordering::Relaxed);
         report.rows_skipped = self.skipped.load(Ordering::Relaxed);
+        report.rows_rejected = self.rejected.load(Ordering::Relaxed);
+        report.rows_resumed = self.resumed.load(Ordering::Relaxed);
         report.batches = self.batches.load(Ordering::Relaxed);
         report.retries = self.retries.load(Ordering::Relaxed);
     }
@@ -49,19 +83,22 @@ pub async fn run_all(
     config: WorkerConfig,
     counters: Arc<Counters>,
     progress: Progress,
+    recorder: Recorder,
 ) -> Result<(), ConnectorError> {
     let config = Arc::new(config);
     let mut tasks = JoinSet::new();
     for (partition, stream) in streams.into_iter().enumerate() {
         let worker = Worker {
-            partition,
+            partition: partition as i32,
             sink: sink.clone(),
             config: config.clone(),
             counters: counters.clone(),
             progress: progress.clone(),
+            recorder: recorder.clone(),
         };
         tasks.spawn(worker.run(stream));
     }
+    drop(recorder);
     while let Some(done) = tasks.join_next().await {
         let result = done.map_err(|e| ConnectorError::fatal(format!("a worker stopped: {e}")));
         if let Err(e) = result.and_then(|r| r) {
@@ -73,17 +110,19 @@ pub async fn run_all(
 }
 
 struct Worker {
-    partition: usize,
+    partition: i32,
     sink: Arc<dyn Sink>,
     config: Arc<WorkerConfig>,
     counters: Arc<Counters>,
     progress: Progress,
+    recorder: Recorder,
 }
 
 impl Worker {
     async fn run(self, mut stream: SendableRecordBatchStream) -> Result<(), ConnectorError> {
         let mut coalescer = BatchCoalescer::new(stream.schema(), self.config.batch_size);
-        let mut batch_id = 0u64;
+        let mut batch_id = 0i32;
+        let mut position = 0i64;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             self.counters
@@ -91,49 +130,184 @@ impl Worker {
                 .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
             coalescer.push_batch(batch)?;
             while let Some(ready) = coalescer.next_completed_batch() {
-                self.write(batch_id, ready).await?;
+                let rows = ready.num_rows() as i64;
+                self.batch(batch_id, position, ready).await?;
                 batch_id += 1;
+                position += rows;
             }
         }
         coalescer.finish_buffered_batch()?;
         while let Some(ready) = coalescer.next_completed_batch() {
-            self.write(batch_id, ready).await?;
+            let rows = ready.num_rows() as i64;
+            self.batch(batch_id, position, ready).await?;
             batch_id += 1;
+            position += rows;
         }
         Ok(())
     }
 
-    /// Writes one batch, retrying retryable errors with exponential backoff and jitter.
-    async fn write(&self, batch_id: u64, batch: RecordBatch) -> Result<(), ConnectorError> {
+    /// One batch, start to end: skip or write, isolate bad rows, record.
+    async fn batch(
+        &self,
+        batch_id: i32,
+        position: i64,
+        batch: RecordBatch,
+    ) -> Result<(), ConnectorError> {
+        let fingerprint = fingerprint(&batch)?;
+        let rows = batch.num_rows() as u64;
+        if self
+            .config
+            .done
+            .contains(&(self.partition, batch_id, fingerprint))
+        {
+            self.counters.resumed.fetch_add(rows, Ordering::Relaxed);
+            self.progress.add(rows);
+            return Ok(());
+        }
+        let started = Instant::now();
+        let outcome = self.write_isolating(&batch).await;
+        let (written, rejected, failure) = match outcome {
+            Ok((written, rejected)) => (written, rejected, None),
+            Err(e) => (
+                BatchWritten::default(),
+                Vec::new(),
+                Some(self.explain(batch_id, &batch, e)),
+            ),
+        };
+        pause_point("batch_written");
+        let mut log = LogRow {
+            table_name: self.config.table_name.clone(),
+            partition_id: self.partition,
+            batch_id,
+            batch_size: rows as i32,
+            write_time: started.elapsed().as_secs_f32(),
+            time: chrono::Utc::now(),
+            error: None,
+            severity: severity::OK,
+            cause: None,
+            quarantine_table: None,
+            pipeline: self.config.pipeline.clone(),
+            run_id: self.config.run_id.clone(),
+            attempt: self.config.attempt,
+            rows_written: written.written as i64,
+            rows_skipped: written.skipped as i64,
+            rows_rejected: rejected.len() as i64,
+            fingerprint,
+        };
+        if let Some(e) = &failure {
+            log.error = Some(e.message.clone());
+            log.cause = Some(e.cause_text());
+            log.severity = severity::BATCH_FAILED;
+        } else if let Some((_, first)) = rejected.first() {
+            log.error = Some(first.message.clone());
+            log.cause = Some(first.cause_text());
+            log.severity = severity::ROWS_REJECTED;
+            log.quarantine_table = Some(format!("quarantine/{}", self.config.table_name));
+            self.quarantine(batch_id, position, &batch, &rejected)
+                .await?;
+        }
+        self.recorder.batch(log).await?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        self.counters
+            .written
+            .fetch_add(written.written, Ordering::Relaxed);
+        self.counters
+            .skipped
+            .fetch_add(written.skipped, Ordering::Relaxed);
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        self.progress.add(rows);
+        tracing::debug!(
+            partition = self.partition,
+            batch = batch_id,
+            rows,
+            written = written.written,
+            skipped = written.skipped,
+            rejected = rejected.len(),
+            "batch written"
+        );
+        Ok(())
+    }
+
+    /// Writes the batch; on a data error splits it until every bad row is alone, and returns the
+    /// bad rows (by index in the batch) with their errors.
+    async fn write_isolating(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<(BatchWritten, Vec<(usize, ConnectorError)>), ConnectorError> {
+        let mut written = BatchWritten::default();
+        let mut rejected = Vec::new();
+        let mut pending = vec![(0usize, batch.num_rows())];
+        while let Some((offset, len)) = pending.pop() {
+            if len == 0 {
+                continue;
+            }
+            match self.write_retrying(batch.slice(offset, len)).await {
+                Ok(done) => {
+                    written += done;
+                    if done.written > 0 {
+                        self.counters
+                            .consecutive_rejects
+                            .store(0, Ordering::Relaxed);
+                    }
+                }
+                Err(e) if e.class == ErrorClass::Data => {
+                    let bad = match e.row {
+                        Some(r) if r < len => Some(r),
+                        _ if len == 1 => Some(0),
+                        _ => None,
+                    };
+                    match bad {
+                        Some(r) => {
+                            pending.push((offset + r + 1, len - r - 1));
+                            pending.push((offset, r));
+                            self.reject_one(&e)?;
+                            rejected.push((offset + r, e));
+                        }
+                        None => {
+                            let half = len / 2;
+                            pending.push((offset + half, len - half));
+                            pending.push((offset, half));
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        rejected.sort_by_key(|(row, _)| *row);
+        Ok((written, rejected))
+    }
+
+    /// Counts one rejected row; too many in a row means something is wrong with all of them.
+    fn reject_one(&self, e: &ConnectorError) -> Result<(), ConnectorError> {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        let run = self
+            .counters
+            .consecutive_rejects
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if run >= self.config.max_consecutive_failures {
+            return Err(ConnectorError::fatal(format!(
+                "stopped after {run} rejected rows in a row; the last: {}",
+                e.message
+            ))
+            .with_hint("the rows in quarantine show what is wrong; raise max_consecutive_failures under [run] to go on regardless"));
+        }
+        Ok(())
+    }
+
+    async fn write_retrying(&self, batch: RecordBatch) -> Result<BatchWritten, ConnectorError> {
         let mut attempt = 0;
         loop {
             match self.sink.write(batch.clone()).await {
-                Ok(done) => {
-                    self.counters
-                        .written
-                        .fetch_add(done.written, Ordering::Relaxed);
-                    self.counters
-                        .skipped
-                        .fetch_add(done.skipped, Ordering::Relaxed);
-                    self.counters.batches.fetch_add(1, Ordering::Relaxed);
-                    self.progress.add(done.written + done.skipped);
-                    tracing::debug!(
-                        partition = self.partition,
-                        batch = batch_id,
-                        rows = batch.num_rows(),
-                        written = done.written,
-                        skipped = done.skipped,
-                        "batch written"
-                    );
-                    return Ok(());
-                }
+                Ok(done) => return Ok(done),
                 Err(e) if e.class == ErrorClass::Retryable && attempt < self.config.max_retries => {
                     attempt += 1;
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     let wait = backoff(attempt);
                     tracing::warn!(
                         partition = self.partition,
-                        batch = batch_id,
                         attempt,
                         wait_ms = wait.as_millis() as u64,
                         error = %e,
@@ -141,19 +315,49 @@ impl Worker {
                     );
                     tokio::time::sleep(wait).await;
                 }
-                Err(e) => return Err(self.explain(batch_id, &batch, e)),
+                Err(e) => return Err(e),
             }
         }
     }
 
+    async fn quarantine(
+        &self,
+        batch_id: i32,
+        position: i64,
+        batch: &RecordBatch,
+        rejected: &[(usize, ConnectorError)],
+    ) -> Result<(), ConnectorError> {
+        let indices =
+            arrow::array::UInt32Array::from_iter_values(rejected.iter().map(|(r, _)| *r as u32));
+        let rows = arrow::compute::take_record_batch(batch, &indices)?;
+        let now = chrono::Utc::now();
+        let meta: Vec<Rejection> = rejected
+            .iter()
+            .map(|(row, e)| Rejection {
+                id: uuid::Uuid::new_v4().to_string(),
+                run_id: self.config.run_id.clone(),
+                partition: self.partition,
+                batch: batch_id,
+                row: position + *row as i64,
+                error: e.message.clone(),
+                cause: e.cause_text(),
+                severity: severity::ROWS_REJECTED,
+                time: now,
+                pipeline: self.config.pipeline.clone(),
+            })
+            .collect();
+        self.recorder
+            .rejected(&self.config.table_name, quarantine_batch(&rows, &meta))
+            .await
+    }
+
     /// Names the batch, and for a data error the row and its key, in the error.
-    fn explain(&self, batch_id: u64, batch: &RecordBatch, e: ConnectorError) -> ConnectorError {
+    fn explain(&self, batch_id: i32, batch: &RecordBatch, e: ConnectorError) -> ConnectorError {
         let place = format!("partition {}, batch {}", self.partition, batch_id);
         match (e.class, e.row) {
             (ErrorClass::Data, Some(row)) => {
                 let shown = describe_row(batch, row, &self.config.key);
                 e.context(format!("{place}, row {} ({shown})", row + 1))
-                    .with_hint("correct the row in the source or in a step, then run again")
             }
             (ErrorClass::Retryable, _) => e.context(format!(
                 "{place}: still failing after {} retries",
@@ -162,6 +366,19 @@ impl Worker {
             _ => e.context(place),
         }
     }
+}
+
+/// A hash of every value in the batch: the same rows in the same order give the same number in every
+/// process, so a resumed run recognises a batch it already wrote.
+fn fingerprint(batch: &RecordBatch) -> Result<i64, ConnectorError> {
+    let state = datafusion::common::hash_utils::RandomState::with_seed(0x5EED_F3E7);
+    let mut hashes = vec![0u64; batch.num_rows()];
+    datafusion::common::hash_utils::create_hashes(batch.columns(), &state, &mut hashes)?;
+    let mut acc = batch.num_rows() as u64;
+    for (i, h) in hashes.iter().enumerate() {
+        acc = acc.rotate_left(5) ^ h.wrapping_add(i as u64);
+    }
+    Ok(acc as i64)
 }
 
 /// "customer_id = 42" for a keyed target, otherwise the row's first columns.

@@ -78,6 +78,8 @@ pub struct Target {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub max_retries: u32,
+    /// Stop the run after this many rejected rows in a row.
+    pub max_consecutive_failures: u64,
     pub timeout: Duration,
     /// Check the target before writing anything.
     pub validate: bool,
@@ -569,9 +571,16 @@ impl Checker<'_> {
     fn run(&mut self, raw: Option<Spanned<RawRun>>) -> Option<RunOptions> {
         let raw = raw.map(Spanned::into_inner).unwrap_or(RawRun {
             max_retries: None,
+            max_consecutive_failures: None,
             timeout: None,
             validate: None,
         });
+        let max_consecutive_failures = self.positive(
+            raw.max_consecutive_failures,
+            "max_consecutive_failures",
+            100,
+            1_000_000_000,
+        )? as u64;
         let max_retries = match raw.max_retries {
             None => 3,
             Some(r) => match u32::try_from(*r.get_ref()) {
@@ -608,6 +617,7 @@ impl Checker<'_> {
         };
         Some(RunOptions {
             max_retries,
+            max_consecutive_failures,
             timeout,
             validate: raw.validate.unwrap_or(true),
         })

@@ -84,6 +84,7 @@ impl KeyList {
 #[serde(deny_unknown_fields)]
 pub struct RawRun {
     pub max_retries: Option<Spanned<i64>>,
+    pub max_consecutive_failures: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<String>>,
     pub validate: Option<bool>,
 }

@@ -105,12 +105,22 @@ async fn truncate_replaces_the_rows_and_a_failure_keeps_the_old_ones() {
         table(&ws, "SELECT id, name, score FROM t"),
         rows(&[&["2", "B", "21"], &["3", "c", "30"], &["4", "d", "40"]])
     );
-    // A run with a bad row fails; the table keeps the previous run's rows and no staging is left.
-    let bad = load(&ws, "id,name,score\n7,x,1\n8,,2\n9,z,3\n", target).await;
-    assert_eq!(bad.status, Status::Failed, "{bad}");
-    let error = bad.error.unwrap();
-    assert!(error.contains("NOT NULL constraint failed"), "{error}");
-    assert!(error.contains("row") && error.contains("id = 8"), "{error}");
+    // A run that fails midway (the step divides by zero on id 9) leaves the previous rows and no staging.
+    ws.write("in/src.csv", "id,name,score\n7,x,1\n8,y,2\n9,z,3\n");
+    let failing = ws.pipeline(
+        "fail.toml",
+        "name = \"modes\"\n[connections.db]\nurl = \"sqlite://db.sqlite\"\n[sources.src]\npath = \"in/src.csv\"\n[[steps]]\nname = \"s\"\nsql = \"SELECT id, name, 100 / (9 - id) AS score FROM src\"\n[target]\nconnection = \"db\"\nbatch_size = 1\nworkers = 1\ntable = \"t\"\nmode = \"truncate\"\n",
+    );
+    let failed = run(&failing).await;
+    assert_eq!(failed.status, Status::Failed, "{failed}");
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("Divide by zero"),
+        "{failed}"
+    );
     assert_eq!(
         table(&ws, "SELECT id, name, score FROM t"),
         rows(&[&["2", "B", "21"], &["3", "c", "30"], &["4", "d", "40"]])
@@ -121,6 +131,30 @@ async fn truncate_replaces_the_rows_and_a_failure_keeps_the_old_ones() {
             "SELECT count(*) FROM sqlite_master WHERE name LIKE '_ferry_%'"
         ),
         rows(&[&["0"]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_with_a_bad_row_replaces_with_the_good_rows_and_quarantines_the_bad_one() {
+    let ws = Workspace::new();
+    {
+        let conn = rusqlite::Connection::open(ws.join("db.sqlite")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score INTEGER)",
+        )
+        .unwrap();
+    }
+    let target = "table = \"t\"\nmode = \"truncate\"";
+    assert_eq!(load(&ws, FIRST, target).await.status, Status::Completed);
+    let bad = load(&ws, "id,name,score\n7,x,1\n8,,2\n9,z,3\n", target).await;
+    assert_eq!(
+        (bad.status, bad.rows_written, bad.rows_rejected),
+        (Status::PartialSuccess, 2, 1),
+        "{bad}"
+    );
+    assert_eq!(
+        table(&ws, "SELECT id, name, score FROM t"),
+        rows(&[&["7", "x", "1"], &["9", "z", "3"]])
     );
 }
 

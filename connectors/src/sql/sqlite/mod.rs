@@ -3,7 +3,8 @@
 //! ```text
 //! insert    INSERT ... ON CONFLICT (key) DO NOTHING          skipped rows counted, never failed
 //! upsert    INSERT ... ON CONFLICT (key) DO UPDATE SET ...
-//! truncate  rows go to "_ferry_stage_<t>"; finish swaps them in, in one transaction
+//! truncate  rows go to "_ferry_stage_<t>" (upserted by key when there is one, so a batch written
+//!           again after a crash is harmless); finish swaps them in, in one transaction
 //! sync      upsert + the batch's keys into "_ferry_keys_<t>" (same transaction);
 //!           finish deletes target rows whose key is not there, in one transaction
 //! ```
@@ -25,7 +26,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
 use self::values::{BindableBatch, column_type};
 use crate::error::{ConnectorError, Result};
-use crate::sink::{BatchWritten, Finished, Sink, TargetOptions, WriteMode};
+use crate::failpoint::pause_point;
+use crate::sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
 use crate::sql::ident::{quote_ansi as q, quote_list};
 
 pub struct SqliteSink {
@@ -154,7 +156,12 @@ impl Target {
         Ok(problems)
     }
 
-    fn prepare(&self, conn: &mut Connection, schema: &SchemaRef) -> Result<WritePlan> {
+    fn prepare(
+        &self,
+        conn: &mut Connection,
+        schema: &SchemaRef,
+        resume: bool,
+    ) -> Result<(WritePlan, Resume)> {
         let opts = &self.options;
         if let Some(first) = self.problems(conn, schema)?.into_iter().next() {
             return Err(first);
@@ -164,16 +171,34 @@ impl Target {
             tx.execute_batch(&create_table_sql(&opts.table, schema, &opts.key)?)
                 .map_err(classify)?;
         }
-        // Leftovers of a run that died belong to nobody now.
+        // Staging of the mode in use: kept when resuming the run that made it, else started afresh.
+        let staging = match opts.mode {
+            WriteMode::Truncate => Some(self.stage_table()),
+            WriteMode::Sync => Some(self.keys_table()),
+            WriteMode::Insert | WriteMode::Upsert => None,
+        };
+        let kept = match &staging {
+            Some(t) => resume && table_columns(&tx, t)?.is_some(),
+            None => resume,
+        };
         for leftover in [self.stage_table(), self.keys_table()] {
-            tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", q(&leftover)))
-                .map_err(classify)?;
+            if !(kept && staging.as_ref() == Some(&leftover)) {
+                tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", q(&leftover)))
+                    .map_err(classify)?;
+            }
         }
         let columns: Vec<String> = field_names(schema);
         let into = match opts.mode {
             WriteMode::Truncate => {
-                tx.execute_batch(&create_stage_sql(&tx, &opts.table, &self.stage_table())?)
+                if !kept {
+                    tx.execute_batch(&create_stage_sql(
+                        &tx,
+                        &opts.table,
+                        &self.stage_table(),
+                        &opts.key,
+                    )?)
                     .map_err(classify)?;
+                }
                 self.stage_table()
             }
             _ => opts.table.clone(),
@@ -188,7 +213,7 @@ impl Target {
                 })
                 .collect::<Result<_>>()?;
             tx.execute_batch(&format!(
-                "CREATE TABLE {} ({}, PRIMARY KEY ({}))",
+                "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
                 q(&self.keys_table()),
                 key_fields.join(", "),
                 quote_list(&opts.key)
@@ -204,10 +229,11 @@ impl Target {
             None
         };
         tx.commit().map_err(classify)?;
-        Ok(WritePlan {
+        let plan = WritePlan {
             row_sql: row_sql(&into, &columns, opts),
             key_sql,
-        })
+        };
+        Ok((plan, if kept { Resume::Intact } else { Resume::Lost }))
     }
 }
 
@@ -245,18 +271,22 @@ impl Sink for SqliteSink {
         .map_err(|e| ConnectorError::fatal(e.to_string()))?
     }
 
-    async fn begin(&self, schema: SchemaRef) -> Result<()> {
+    fn exactly_once(&self) -> bool {
+        !self.target.options.key.is_empty()
+    }
+
+    async fn begin(&self, schema: SchemaRef, resume: bool) -> Result<Resume> {
         if let Some(dir) = self.target.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 ConnectorError::fatal(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
         let target = self.target.clone();
-        let plan = self
-            .with_conn(move |conn| target.prepare(conn, &schema))
+        let (plan, resumed) = self
+            .with_conn(move |conn| target.prepare(conn, &schema, resume))
             .await?;
         *self.plan.lock().expect("plan lock") = Some(Arc::new(plan));
-        Ok(())
+        Ok(resumed)
     }
 
     async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
@@ -328,6 +358,7 @@ impl Sink for SqliteSink {
                 }
                 WriteMode::Insert | WriteMode::Upsert => {}
             }
+            pause_point("sink_finish_before_commit");
             tx.commit().map_err(classify)?;
             Ok(finished)
         })
@@ -369,6 +400,9 @@ fn write_rows(
         };
         let ncols = stmt.parameter_count();
         for row in 0..rows.num_rows() {
+            if row == rows.num_rows() / 2 {
+                pause_point("sink_mid_batch");
+            }
             for col in 0..ncols {
                 stmt.raw_bind_parameter(col + 1, ToSqlOutput::Borrowed(rows.value(col, row)))
                     .map_err(classify)?;
@@ -400,7 +434,7 @@ fn row_sql(into: &str, columns: &[String], opts: &TargetOptions) -> String {
         quote_list(columns),
         placeholders(columns.len())
     );
-    if opts.key.is_empty() || opts.mode == WriteMode::Truncate {
+    if opts.key.is_empty() {
         return insert;
     }
     let conflict = quote_list(&opts.key);
@@ -436,9 +470,9 @@ fn create_table_sql(table: &str, schema: &SchemaRef, key: &[String]) -> Result<S
     Ok(format!("CREATE TABLE {} ({})", q(table), defs.join(", ")))
 }
 
-/// The staging table for truncate: the target's columns with their types, NOT NULL and primary key,
-/// so that bad rows fail while staging, not during the swap.
-fn create_stage_sql(conn: &Connection, table: &str, stage: &str) -> Result<String> {
+/// The staging table for truncate: the target's columns with their types and NOT NULL, keyed by the
+/// run's key (else the target's primary key), so that bad rows fail while staging, not during the swap.
+fn create_stage_sql(conn: &Connection, table: &str, stage: &str, key: &[String]) -> Result<String> {
     let mut stmt = conn
         .prepare(&format!("PRAGMA table_info({})", q(table)))
         .map_err(classify)?;
@@ -466,8 +500,12 @@ fn create_stage_sql(conn: &Connection, table: &str, stage: &str) -> Result<Strin
         }
     }
     pk.sort();
-    if !pk.is_empty() {
-        let names: Vec<String> = pk.into_iter().map(|(_, n)| n).collect();
+    let names: Vec<String> = if key.is_empty() {
+        pk.into_iter().map(|(_, n)| n).collect()
+    } else {
+        key.to_vec()
+    };
+    if !names.is_empty() {
         defs.push(format!("PRIMARY KEY ({})", quote_list(&names)));
     }
     Ok(format!("CREATE TABLE {} ({})", q(stage), defs.join(", ")))
@@ -572,12 +610,30 @@ fn open_read_only(path: &Path) -> Result<Connection> {
 /// SQLite's error codes, sorted into what the run does about them.
 fn classify(err: rusqlite::Error) -> ConnectorError {
     let message = err.to_string();
+    let extended = match &err {
+        rusqlite::Error::SqliteFailure(e, _) => e.extended_code,
+        _ => 0,
+    };
     match err.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             ConnectorError::retryable(message)
         }
         Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch) => {
-            ConnectorError::data(message, None)
+            let cause = match extended {
+                rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => "a required column is empty",
+                rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => {
+                    "another row already has this key or unique value"
+                }
+                rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => "a referenced row does not exist",
+                rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => "a check constraint rejected a value",
+                rusqlite::ffi::SQLITE_CONSTRAINT_DATATYPE => {
+                    "a value has the wrong type for its column"
+                }
+                rusqlite::ffi::SQLITE_TOOBIG => "a value is too long",
+                _ => "the target rejected the row's values",
+            };
+            ConnectorError::data(message, None).with_cause(cause)
         }
         _ => ConnectorError::fatal(message),
     }

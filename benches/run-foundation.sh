@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The foundation benchmark of BENCHMARKS.md: the generated orders through two steps into parquet and
+# into SQLite, at 1M and 10M rows, three runs each; prints one `bench:` line per run.
+# Usage: benches/run-foundation.sh [DATA_DIR]   (default /tmp/ferry-bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data="${1:-/tmp/ferry-bench}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry-target}"
+cargo build -q -p ferry-bench
+bench="$CARGO_TARGET_DIR/debug/ferry-bench"
+for rows in 1000000 10000000; do
+  dir="$data/$rows"
+  [ -d "$dir/orders" ] || "$bench" data --rows "$rows" --out "$dir"
+  for run in 1 2 3; do
+    for target in parquet sqlite; do
+      rm -rf "$dir/out"
+      FERRY_BENCH_DATA="$dir" "$bench" run "benches/pipelines/orders-to-$target.toml" | grep '^bench:' | sed "s/^bench:/bench: rows_in=$rows run=$run/"
+    done
+  done
+done

@@ -1,0 +1,415 @@
+//! Bookkeeping: every run and every batch recorded in Delta tables under the pipeline's `state_dir`,
+//! readable by any Delta reader, so that a run that dies is simply run again.
+//!
+//! ```text
+//! <state_dir>/log                 one row per batch (DDU's columns + run, attempt, rows, fingerprint)
+//! <state_dir>/state               one row per pipeline and target table
+//! <state_dir>/history             one row per run: Running, then Completed | Partial Success | Failed | Stopped
+//! <state_dir>/checkpoints         input files consumed by incremental sources
+//! <state_dir>/quarantine/<table>  rejected rows with their error; append-only, retried rows marked resolved
+//! <state_dir>/locks/<pipeline>.lock   held while a run of the pipeline is under way
+//! ```
+//!
+//! A table that exists but cannot be read stops the run: it is never taken for "nothing done yet".
+
+pub mod lock;
+pub mod recorder;
+pub mod tables;
+
+use std::collections::HashSet;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int32Type, Int64Type};
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::{DataFrame, SessionContext, col, lit};
+use deltalake::DeltaTable;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use ferry_connectors::ConnectorError;
+use url::Url;
+
+use self::tables::*;
+
+type Result<T, E = ConnectorError> = std::result::Result<T, E>;
+
+/// The names of the bookkeeping tables.
+pub const LOG: &str = "log";
+pub const STATE: &str = "state";
+pub const HISTORY: &str = "history";
+pub const CHECKPOINTS: &str = "checkpoints";
+
+/// A pipeline's bookkeeping tables.
+#[derive(Debug, Clone)]
+pub struct Book {
+    root: String,
+    pipeline: String,
+}
+
+/// A batch a run has already written: (partition, batch, fingerprint).
+pub type BatchKey = (i32, i32, i64);
+
+impl Book {
+    /// Opens (creating when missing) the bookkeeping tables under `state_dir`.
+    pub async fn open(state_dir: &str, pipeline: &str) -> Result<Book> {
+        let book = Book {
+            root: state_dir.trim_end_matches('/').to_string(),
+            pipeline: pipeline.to_string(),
+        };
+        for (name, schema) in [
+            (LOG, log_schema()),
+            (STATE, state_schema()),
+            (HISTORY, history_schema()),
+            (CHECKPOINTS, checkpoints_schema()),
+        ] {
+            book.open_or_create(name, schema).await?;
+        }
+        Ok(book)
+    }
+
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// The location of a bookkeeping table (`quarantine/<t>` for quarantine tables).
+    pub fn location(&self, name: &str) -> String {
+        format!("{}/{}", self.root, name)
+    }
+
+    fn url(&self, name: &str) -> Result<Url> {
+        let location = self.location(name);
+        if !ferry_connectors::files::is_url(&location) {
+            std::fs::create_dir_all(&location).map_err(|e| {
+                ConnectorError::fatal(format!("cannot create the state folder {location}: {e}"))
+                    .with_hint("set state_dir in the pipeline file to a folder Ferry can write")
+            })?;
+        }
+        deltalake::ensure_table_uri(&location).map_err(|e| self.damaged(name, e))
+    }
+
+    fn damaged(&self, name: &str, e: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::fatal(format!(
+            "the bookkeeping table {} cannot be read: {e}",
+            self.location(name)
+        ))
+        .with_hint(
+            "Ferry will not guess what was already done. Restore the folder, or move it away to start \
+             from nothing (the target keeps its rows; a keyed re-run is harmless)",
+        )
+    }
+
+    async fn open_or_create(
+        &self,
+        name: &str,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> Result<DeltaTable> {
+        let table = DeltaTable::try_from_url(self.url(name)?)
+            .await
+            .map_err(|e| self.damaged(name, e))?;
+        if table.version().is_some() {
+            return Ok(table);
+        }
+        table
+            .write(vec![RecordBatch::new_empty(schema)])
+            .with_save_mode(SaveMode::Append)
+            .with_table_name(name)
+            .await
+            .map_err(|e| self.damaged(name, e))
+    }
+
+    /// Opens an existing bookkeeping table at its latest version; `None` when it was never written.
+    pub async fn table(&self, name: &str) -> Result<Option<DeltaTable>> {
+        let location = self.location(name);
+        if !ferry_connectors::files::is_url(&location)
+            && !std::path::Path::new(&location).join("_delta_log").exists()
+        {
+            return Ok(None);
+        }
+        let table = DeltaTable::try_from_url(self.url(name)?)
+            .await
+            .map_err(|e| self.damaged(name, e))?;
+        Ok(table.version().is_some().then_some(table))
+    }
+
+    /// The table as a DataFrame filtered to this pipeline; `None` when it was never written.
+    pub async fn frame(&self, name: &str, pipeline_column: &str) -> Result<Option<DataFrame>> {
+        let Some(table) = self.table(name).await? else {
+            return Ok(None);
+        };
+        let ctx = SessionContext::new();
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| self.damaged(name, e))?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| self.damaged(name, e))?;
+        let df = ctx
+            .read_table(provider)
+            .and_then(|df| df.filter(col(pipeline_column).eq(lit(self.pipeline.clone()))))
+            .map_err(|e| self.damaged(name, e))?;
+        Ok(Some(df))
+    }
+
+    /// Appends rows to a bookkeeping table in one commit, creating it when missing (quarantine tables
+    /// are created on their first rejected row, with the rows' schema; later schemas are merged).
+    pub async fn append(&self, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let table = DeltaTable::try_from_url(self.url(name)?)
+            .await
+            .map_err(|e| self.damaged(name, e))?;
+        table
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(SchemaMode::Merge)
+            .await
+            .map_err(|e| {
+                ConnectorError::fatal(format!("recording in {}: {e}", self.location(name)))
+            })?;
+        Ok(())
+    }
+
+    /// Replaces the rows matching `predicate` with `batch`, in one commit.
+    async fn replace(
+        &self,
+        name: &str,
+        predicate: datafusion::prelude::Expr,
+        batch: RecordBatch,
+    ) -> Result<()> {
+        let table = DeltaTable::try_from_url(self.url(name)?)
+            .await
+            .map_err(|e| self.damaged(name, e))?;
+        table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(predicate)
+            .await
+            .map_err(|e| {
+                ConnectorError::fatal(format!("recording in {}: {e}", self.location(name)))
+            })?;
+        Ok(())
+    }
+
+    /// Records the run in `history` (a new row, or the same run's row replaced).
+    pub async fn record_run(&self, row: &HistoryRow) -> Result<()> {
+        let predicate = col("run_id").eq(lit(row.run_id.clone()));
+        self.replace(HISTORY, predicate, history_batch(row)).await
+    }
+
+    /// The latest run of this pipeline that did not finish (Running, Failed or Stopped): the one a new
+    /// `ferry run` resumes.
+    pub async fn unfinished_run(&self) -> Result<Option<HistoryRow>> {
+        let Some(df) = self.frame(HISTORY, "pipeline").await? else {
+            return Ok(None);
+        };
+        let batches = df
+            .sort(vec![col("start").sort(false, false)])
+            .and_then(|df| df.limit(0, Some(1)))
+            .map_err(|e| self.damaged(HISTORY, e))?
+            .collect()
+            .await
+            .map_err(|e| self.damaged(HISTORY, e))?;
+        let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+            return Ok(None);
+        };
+        let text = |c: &str| strings(batch, c).value(0).to_string();
+        let status = text("status");
+        if !matches!(status.as_str(), "Running" | "Failed" | "Stopped") {
+            return Ok(None);
+        }
+        let start = batch
+            .column_by_name("start")
+            .expect("start")
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+            .value(0);
+        Ok(Some(HistoryRow {
+            run_id: text("run_id"),
+            pipeline: text("pipeline"),
+            start: chrono::DateTime::from_timestamp_micros(start).unwrap_or_default(),
+            end: None,
+            duration: None,
+            status,
+            rows_read: 0,
+            rows_written: 0,
+            rows_rejected: 0,
+            rows_per_second: None,
+            attempt: batch
+                .column_by_name("attempt")
+                .expect("attempt")
+                .as_primitive::<Int32Type>()
+                .value(0),
+            error: None,
+        }))
+    }
+
+    /// The batches of `run_id` the log records as landed, and the rows they accounted for.
+    pub async fn written_batches(
+        &self,
+        run_id: &str,
+        table: &str,
+    ) -> Result<(HashSet<BatchKey>, Totals)> {
+        let mut done = HashSet::new();
+        let mut totals = Totals::default();
+        let Some(df) = self.frame(LOG, "pipeline").await? else {
+            return Ok((done, totals));
+        };
+        let batches = df
+            .filter(
+                col("run_id")
+                    .eq(lit(run_id.to_string()))
+                    .and(col("table_name").eq(lit(table.to_string())))
+                    .and(col("severity").lt(lit(severity::BATCH_FAILED))),
+            )
+            .map_err(|e| self.damaged(LOG, e))?
+            .collect()
+            .await
+            .map_err(|e| self.damaged(LOG, e))?;
+        for b in &batches {
+            let int = |c: &str| {
+                b.column_by_name(c)
+                    .expect("log column")
+                    .as_primitive::<Int32Type>()
+                    .clone()
+            };
+            let long = |c: &str| {
+                b.column_by_name(c)
+                    .expect("log column")
+                    .as_primitive::<Int64Type>()
+                    .clone()
+            };
+            let (partition, batch, fingerprint) =
+                (int("partition_id"), int("batch_id"), long("fingerprint"));
+            let (written, skipped, rejected) = (
+                long("rows_written"),
+                long("rows_skipped"),
+                long("rows_rejected"),
+            );
+            for i in 0..b.num_rows() {
+                if done.insert((partition.value(i), batch.value(i), fingerprint.value(i))) {
+                    totals.read += (written.value(i) + skipped.value(i) + rejected.value(i)) as u64;
+                    totals.written += written.value(i) as u64;
+                    totals.skipped += skipped.value(i) as u64;
+                    totals.rejected += rejected.value(i) as u64;
+                }
+            }
+        }
+        Ok((done, totals))
+    }
+
+    /// Records the target table's state after a run.
+    pub async fn record_state(&self, mut row: StateRow) -> Result<()> {
+        let existing = match self.frame(STATE, "pipeline").await? {
+            None => Vec::new(),
+            Some(df) => df.collect().await.map_err(|e| self.damaged(STATE, e))?,
+        };
+        let mut next_id = 1;
+        for b in &existing {
+            let ids = b
+                .column_by_name("id")
+                .expect("id")
+                .as_primitive::<Int32Type>();
+            let names = strings(b, "table_name");
+            for i in 0..b.num_rows() {
+                if names.value(i) == row.table_name {
+                    row.id = ids.value(i);
+                    next_id = 0;
+                    break;
+                }
+                next_id = next_id.max(ids.value(i) + 1);
+            }
+            if next_id == 0 {
+                break;
+            }
+        }
+        if next_id > 0 {
+            row.id = self.next_state_id().await?.max(next_id);
+        }
+        let predicate = col("pipeline")
+            .eq(lit(self.pipeline.clone()))
+            .and(col("table_name").eq(lit(row.table_name.clone())));
+        self.replace(STATE, predicate, state_batch(&row)).await
+    }
+
+    /// State ids are global to the state folder: the order tables were first migrated in.
+    async fn next_state_id(&self) -> Result<i32> {
+        let Some(table) = self.table(STATE).await? else {
+            return Ok(1);
+        };
+        let ctx = SessionContext::new();
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| self.damaged(STATE, e))?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| self.damaged(STATE, e))?;
+        let batches = ctx
+            .read_table(provider)
+            .and_then(|df| {
+                df.aggregate(
+                    vec![],
+                    vec![datafusion::functions_aggregate::expr_fn::max(col("id"))],
+                )
+            })
+            .map_err(|e| self.damaged(STATE, e))?
+            .collect()
+            .await
+            .map_err(|e| self.damaged(STATE, e))?;
+        let max = batches
+            .first()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| b.column(0).as_primitive::<Int32Type>())
+            .filter(|a| !a.is_null(0))
+            .map(|a| a.value(0))
+            .unwrap_or(0);
+        Ok(max + 1)
+    }
+
+    /// Compacts a table's small files and removes the replaced ones, so that a pipeline run thousands
+    /// of times still starts fast. Called with the run lock held.
+    pub async fn compact(&self, name: &str) -> Result<()> {
+        let Some(table) = self.table(name).await? else {
+            return Ok(());
+        };
+        let files = table.get_file_uris().map(|f| f.count()).unwrap_or(0);
+        if files < 64 {
+            return Ok(());
+        }
+        let (table, _) = table.optimize().await.map_err(|e| {
+            ConnectorError::fatal(format!("compacting {}: {e}", self.location(name)))
+        })?;
+        table
+            .vacuum()
+            .with_retention_period(chrono::Duration::zero())
+            .with_enforce_retention_duration(false)
+            .await
+            .map_err(|e| {
+                ConnectorError::fatal(format!("vacuuming {}: {e}", self.location(name)))
+            })?;
+        Ok(())
+    }
+}
+
+/// A text column of a bookkeeping table, whatever string layout the reader chose (Utf8 or Utf8View).
+pub fn strings(batch: &RecordBatch, name: &str) -> arrow::array::StringArray {
+    let column = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("bookkeeping column {name}"));
+    let plain = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
+        .expect("text columns cast to Utf8");
+    plain.as_string::<i32>().clone()
+}
+
+/// Row counts a resumed run inherits from its earlier attempts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub read: u64,
+    pub written: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+}
