@@ -13,6 +13,7 @@
 //! A table that exists but cannot be read stops the run: it is never taken for "nothing done yet".
 
 pub mod lock;
+pub mod quarantine;
 pub mod recorder;
 pub mod tables;
 

@@ -1,6 +1,9 @@
 //! The `ferry` command line: what was typed (clap), then what it means (the commands below).
 
+mod book;
 mod preview;
+mod quarantine;
+mod show;
 mod validate;
 
 use std::path::PathBuf;
@@ -94,6 +97,96 @@ pub enum Command {
         /// The pipeline file.
         pipeline: PathBuf,
     },
+    /// The batches of a run (the latest by default), from the log table.
+    #[command(
+        after_help = "Examples:\n  ferry log pipelines/quickstart.toml\n  ferry log pipelines/quickstart.toml --errors --json"
+    )]
+    Log {
+        pipeline: PathBuf,
+        /// The run to show (see `ferry history`).
+        #[arg(long)]
+        run: Option<String>,
+        /// Only batches with an error or rejected rows.
+        #[arg(long)]
+        errors: bool,
+        /// One JSON object per line, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The pipeline's runs, newest first: status, rows, throughput, errors.
+    #[command(
+        after_help = "Examples:\n  ferry history pipelines/quickstart.toml\n  ferry history pipelines/quickstart.toml --status Failed --since 2026-11-01"
+    )]
+    History {
+        pipeline: PathBuf,
+        /// Only runs with this status: Running, Completed, "Partial Success", Failed, Stopped.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs started on or after this date (2026-11-01) or time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rejected rows: list the tables, show the rows, export them to Excel, retry them.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+    /// Forget what was done: checkpoints (incremental sources read every file again), state and log
+    /// (the next run starts afresh), or everything. Asks first on a terminal; needs --yes otherwise.
+    #[command(after_help = "Example:\n  ferry reset pipelines/quickstart.toml --checkpoints --yes")]
+    Reset {
+        pipeline: PathBuf,
+        #[arg(long)]
+        checkpoints: bool,
+        #[arg(long)]
+        state: bool,
+        #[arg(long)]
+        all: bool,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum QuarantineCommand {
+    /// Each quarantine table with its unresolved and resolved rows.
+    List {
+        pipeline: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The unresolved rows of a table (the pipeline's target by default), with their errors.
+    Show {
+        pipeline: PathBuf,
+        table: Option<String>,
+        /// Resolved rows too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The unresolved rows into an Excel workbook, for a person to correct.
+    #[command(
+        after_help = "Example:\n  ferry quarantine export pipelines/accounts.toml accounts rejected.xlsx"
+    )]
+    Export {
+        pipeline: PathBuf,
+        table: String,
+        file: PathBuf,
+    },
+    /// Write the unresolved rows (or the corrected rows of a workbook) through the target again.
+    /// Rows that land are marked resolved; the others keep their new error.
+    #[command(
+        after_help = "Example:\n  ferry quarantine retry pipelines/accounts.toml accounts --from rejected.xlsx"
+    )]
+    Retry {
+        pipeline: PathBuf,
+        table: String,
+        /// The corrected workbook from `ferry quarantine export`.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
 }
 
 /// Runs the command and says how it went as an exit code.
@@ -116,6 +209,51 @@ pub async fn main(cli: Cli) -> ExitCode {
             limit,
         } => preview::preview(&pipeline, step.as_deref(), limit).await,
         Command::Validate { pipeline } => validate::validate(&pipeline).await,
+        Command::Log {
+            pipeline,
+            run,
+            errors,
+            json,
+        } => book::log(&pipeline, run, errors, json).await,
+        Command::History {
+            pipeline,
+            status,
+            since,
+            json,
+        } => book::history(&pipeline, status, since, json).await,
+        Command::Quarantine(q) => match q {
+            QuarantineCommand::List { pipeline, json } => quarantine::list(&pipeline, json).await,
+            QuarantineCommand::Show {
+                pipeline,
+                table,
+                all,
+                json,
+            } => quarantine::show_rows(&pipeline, table, all, json).await,
+            QuarantineCommand::Export {
+                pipeline,
+                table,
+                file,
+            } => quarantine::export(&pipeline, &table, &file).await,
+            QuarantineCommand::Retry {
+                pipeline,
+                table,
+                from,
+            } => quarantine::retry(&pipeline, &table, from.as_deref()).await,
+        },
+        Command::Reset {
+            pipeline,
+            checkpoints,
+            state,
+            all,
+            yes,
+        } => {
+            let what = book::ResetWhat {
+                checkpoints,
+                state,
+                all,
+            };
+            book::reset(&pipeline, what, yes).await
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod progress;
 pub mod report;
+pub mod retry;
 mod workers;
 
 use std::collections::HashSet;

@@ -1,6 +1,7 @@
 //! End-to-end tests: real files, real SQLite and Delta tables on disk, real pipeline files.
 //! (PostgreSQL, MariaDB and the OData emulator join as their connectors land.)
 
+mod bookkeeping;
 mod files;
 mod quickstart;
 mod sources;
