@@ -7,9 +7,11 @@ use ferry::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // delta-rs's kernel logs an ERROR whenever it looks for a table that does not exist yet, which
+    // is how every bookkeeping table starts: keep it quiet unless asked for with FERRY_LOG.
     let level = match cli.verbose {
-        0 => "warn",
-        1 => "info,ferry=debug",
+        0 => "warn,buoyant_kernel=off",
+        1 => "info,ferry=debug,buoyant_kernel=off",
         _ => "debug",
     };
     tracing_subscriber::fmt()
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

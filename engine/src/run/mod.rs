@@ -252,7 +252,7 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
     history.end = Some(Utc::now());
     history.duration = Some(report.duration.as_secs_f64());
     history.status = report.status.as_str().to_string();
-    history.rows_read = (report.rows_read + report.rows_resumed) as i64;
+    history.rows_read = report.rows_read as i64;
     history.rows_written = report.rows_written as i64;
     history.rows_rejected = report.rows_rejected as i64;
     history.rows_per_second = Some(report.rows_per_second());
