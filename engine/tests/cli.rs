@@ -131,6 +131,81 @@ fn rejected_rows_exit_three_with_partial_success() {
 }
 
 #[test]
+fn reset_asks_for_yes_and_then_forgets_the_consumed_files() {
+    let dir = setup();
+    let text = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        text.replace(
+            "path = \"src.csv\"",
+            "path = \"src.csv\"\nincremental = true",
+        ),
+    )
+    .unwrap();
+    let first = ferry(dir.path(), &["run", "p.toml"]);
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("rows read     3"),
+        "{}",
+        show(&first)
+    );
+    let idle = ferry(dir.path(), &["run", "p.toml"]);
+    assert!(
+        String::from_utf8_lossy(&idle.stdout).contains("rows read     0"),
+        "{}",
+        show(&idle)
+    );
+
+    let refused = ferry(dir.path(), &["reset", "p.toml", "--checkpoints"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("add --yes"),
+        "{}",
+        show(&refused)
+    );
+
+    let reset = ferry(dir.path(), &["reset", "p.toml", "--checkpoints", "--yes"]);
+    assert_eq!(reset.status.code(), Some(0), "{}", show(&reset));
+    assert!(
+        String::from_utf8_lossy(&reset.stdout).contains("checkpoints: 1 rows deleted"),
+        "{}",
+        show(&reset)
+    );
+    let again = ferry(dir.path(), &["run", "p.toml"]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("rows read     3"),
+        "{}",
+        show(&again)
+    );
+}
+
+#[test]
+fn log_and_history_show_the_runs() {
+    let dir = setup();
+    assert_eq!(ferry(dir.path(), &["run", "p.toml"]).status.code(), Some(0));
+    let history = ferry(dir.path(), &["history", "p.toml"]);
+    let text = String::from_utf8_lossy(&history.stdout);
+    assert!(
+        text.contains("| run_id") && text.contains("Completed"),
+        "{}",
+        show(&history)
+    );
+    let log = ferry(dir.path(), &["log", "p.toml", "--json"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&log.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", show(&log));
+    assert_eq!(lines[0]["rows_written"], 3);
+    assert_eq!(lines[0]["severity"], 0);
+    let errors = ferry(dir.path(), &["log", "p.toml", "--errors"]);
+    assert!(
+        String::from_utf8_lossy(&errors.stdout).contains("(no rows)"),
+        "{}",
+        show(&errors)
+    );
+}
+
+#[test]
 fn help_teaches_with_an_example() {
     let out = ferry(Path::new("."), &["run", "--help"]);
     assert_eq!(out.status.code(), Some(0));

@@ -23,7 +23,9 @@ fn source_csv() -> String {
 }
 
 fn expected() -> Vec<(i64, String, i64)> {
-    (1..=ROWS as i64).map(|i| (i, format!("name {i}"), i * 3)).collect()
+    (1..=ROWS as i64)
+        .map(|i| (i, format!("name {i}"), i * 3))
+        .collect()
 }
 
 /// A folder with the source, a target table holding rows the run must change or remove, the pipeline.
@@ -31,7 +33,8 @@ fn setup(mode: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("src.csv"), source_csv()).unwrap();
     let db = rusqlite::Connection::open(dir.path().join("db.sqlite")).unwrap();
-    db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score INTEGER)").unwrap();
+    db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score INTEGER)")
+        .unwrap();
     if mode != "insert" {
         // Old values for some keys, and keys the source does not have.
         db.execute_batch(
@@ -71,12 +74,17 @@ fn kill_at(dir: &Path, point: &str) {
         seen.push(line);
     }
     let status = child.wait().unwrap();
-    panic!("ferry never reached {point} (exit {status:?}):\n{}", seen.join("\n"));
+    panic!(
+        "ferry never reached {point} (exit {status:?}):\n{}",
+        seen.join("\n")
+    );
 }
 
 fn target_rows(dir: &Path) -> Vec<(i64, String, i64)> {
     let db = rusqlite::Connection::open(dir.join("db.sqlite")).unwrap();
-    let mut stmt = db.prepare("SELECT id, name, score FROM t ORDER BY id").unwrap();
+    let mut stmt = db
+        .prepare("SELECT id, name, score FROM t ORDER BY id")
+        .unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .map(|r| r.unwrap())
@@ -85,8 +93,16 @@ fn target_rows(dir: &Path) -> Vec<(i64, String, i64)> {
 
 /// (status, attempt) of every run, oldest first.
 fn history(dir: &Path) -> Vec<(String, i64, String)> {
-    let out = ferry().args(["history", "p.toml", "--json"]).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ferry()
+        .args(["history", "p.toml", "--json"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut runs: Vec<(String, i64, String)> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
@@ -106,9 +122,18 @@ fn history(dir: &Path) -> Vec<(String, i64, String)> {
 fn crash_and_recover(mode: &str, point: &str, resumed: bool) {
     let dir = setup(mode);
     kill_at(dir.path(), point);
-    let out = ferry().args(["run", "p.toml"]).current_dir(dir.path()).output().unwrap();
+    let out = ferry()
+        .args(["run", "p.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{mode} after {point}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{mode} after {point}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows = target_rows(dir.path());
     let want: Vec<(i64, String, i64)> = match mode {
         // Upsert keeps the rows the source does not have.
@@ -125,7 +150,11 @@ fn crash_and_recover(mode: &str, point: &str, resumed: bool) {
     let last = runs.last().unwrap();
     assert_eq!(last.0, "Completed", "{mode} after {point}: {runs:?}");
     if resumed {
-        assert_eq!(runs.len(), 1, "{mode} after {point}: the killed run is resumed, not a new one: {runs:?}");
+        assert_eq!(
+            runs.len(),
+            1,
+            "{mode} after {point}: the killed run is resumed, not a new one: {runs:?}"
+        );
         assert_eq!(last.1, 2, "{mode} after {point}: second attempt: {runs:?}");
         assert!(stdout.contains("attempt 2, resumed"), "{stdout}");
     }
@@ -190,15 +219,34 @@ fn a_second_run_at_the_same_time_stops_at_once() {
     let mut line = String::new();
     while !line.starts_with("ferry: paused") {
         line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the first run ended early");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the first run ended early"
+        );
     }
-    let second = ferry().args(["run", "p.toml"]).current_dir(dir.path()).output().unwrap();
+    let second = ferry()
+        .args(["run", "p.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     first.kill().unwrap();
     first.wait().unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(2), "{err}");
-    assert!(err.contains("pipeline \"crash\" is already running"), "{err}");
+    assert!(
+        err.contains("pipeline \"crash\" is already running"),
+        "{err}"
+    );
     // The killed run's lock is taken over; the run completes.
-    let third = ferry().args(["run", "p.toml"]).current_dir(dir.path()).output().unwrap();
-    assert_eq!(third.status.code(), Some(0), "{}", String::from_utf8_lossy(&third.stderr));
+    let third = ferry()
+        .args(["run", "p.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        third.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
 }

@@ -55,6 +55,127 @@ pub async fn register(ctx: &SessionContext, name: &str, source: &FileSource) -> 
     Ok(())
 }
 
+/// A file a source location names, with what tells whether it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFile {
+    pub path: String,
+    pub size: u64,
+    /// Last modification, microseconds since the Unix epoch.
+    pub modified: i64,
+}
+
+/// The files a local source location names (a file, a folder read recursively, or a glob), sorted.
+pub fn list_files(source: &FileSource) -> Result<Vec<ListedFile>> {
+    if is_url(&source.location) {
+        return Err(ConnectorError::fatal(format!(
+            "incremental sources read local files; {} is an object-store URL",
+            source.location
+        ))
+        .with_hint("copy the files to a local folder, or drop incremental = true"));
+    }
+    let location = listing_location(&source.location)?;
+    let mut paths: Vec<std::path::PathBuf> = if location.contains(['*', '?', '[']) {
+        glob::glob(&location)
+            .map_err(|e| {
+                ConnectorError::fatal(format!("\"{location}\" is not a valid pattern: {e}"))
+            })?
+            .filter_map(|p| p.ok())
+            .filter(|p| p.is_file())
+            .collect()
+    } else if location.ends_with('/') {
+        let mut found = Vec::new();
+        walk(
+            std::path::Path::new(&location),
+            source.format.extension(),
+            &mut found,
+        )?;
+        found
+    } else {
+        vec![location.into()]
+    };
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p)
+                .map_err(|e| ConnectorError::fatal(format!("cannot read {}: {e}", p.display())))?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_micros() as i64);
+            Ok(ListedFile {
+                path: p.display().to_string(),
+                size: meta.len(),
+                modified,
+            })
+        })
+        .collect()
+}
+
+fn walk(dir: &std::path::Path, extension: &str, found: &mut Vec<std::path::PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ConnectorError::fatal(format!("cannot read {}: {e}", dir.display())))?;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with(['.', '_']);
+        if path.is_dir() && !hidden {
+            walk(&path, extension, found)?;
+        } else if path.is_file() && !hidden && path.to_string_lossy().ends_with(extension) {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Registers `source` as the table `name`, reading only `files` (an incremental run's new files).
+/// With no files, the table has the source's columns and no rows.
+pub async fn register_files(
+    ctx: &SessionContext,
+    name: &str,
+    source: &FileSource,
+    files: &[String],
+) -> Result<()> {
+    if files.is_empty() {
+        let probe = SessionContext::new();
+        register(&probe, "probe", source).await?;
+        let schema = probe.table("probe").await?.schema().as_arrow().clone();
+        let empty =
+            datafusion::datasource::MemTable::try_new(std::sync::Arc::new(schema), vec![vec![]])?;
+        ctx.register_table(name, std::sync::Arc::new(empty))?;
+        return Ok(());
+    }
+    let paths: Vec<String> = files.to_vec();
+    let df = match source.format {
+        FileFormat::Parquet => {
+            ctx.read_parquet(paths, ParquetReadOptions::default().file_extension(""))
+                .await?
+        }
+        FileFormat::Csv => {
+            let options = CsvReadOptions::new()
+                .has_header(source.header)
+                .delimiter(source.delimiter)
+                .file_extension("");
+            ctx.read_csv(paths, options).await?
+        }
+        FileFormat::Json => {
+            ctx.read_json(paths, JsonReadOptions::default().file_extension(""))
+                .await?
+        }
+        FileFormat::Xlsx => {
+            return xlsx::register_paths(ctx, name, &paths, source.sheet.as_deref()).await;
+        }
+        FileFormat::Delta => {
+            return Err(
+                ConnectorError::fatal("a Delta table is read whole, not file by file")
+                    .with_hint("drop incremental = true for Delta sources"),
+            );
+        }
+    };
+    ctx.register_table(name, df.into_view())?;
+    Ok(())
+}
+
 /// Checks that a local location names something, and marks directories with a trailing slash as
 /// DataFusion expects.
 fn listing_location(location: &str) -> Result<String> {

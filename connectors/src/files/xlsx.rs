@@ -29,10 +29,38 @@ const EXCEL_UNIX_DAYS: f64 = 25569.0;
 
 /// Registers the worksheet(s) of `source` as the table `name`.
 pub async fn register(ctx: &SessionContext, name: &str, source: &FileSource) -> Result<()> {
+    let files = read_files(ctx, &source.location).await?;
+    register_workbooks(ctx, name, files, source.sheet.as_deref())
+}
+
+/// Registers the worksheets of exactly these local files as the table `name`.
+pub async fn register_paths(
+    ctx: &SessionContext,
+    name: &str,
+    paths: &[String],
+    sheet: Option<&str>,
+) -> Result<()> {
+    let files = paths
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p)
+                .map_err(|e| ConnectorError::fatal(format!("cannot read {p}: {e}")))?;
+            Ok((p.clone(), bytes))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    register_workbooks(ctx, name, files, sheet)
+}
+
+fn register_workbooks(
+    ctx: &SessionContext,
+    name: &str,
+    files: Vec<(String, Vec<u8>)>,
+    sheet: Option<&str>,
+) -> Result<()> {
     let mut schema: Option<SchemaRef> = None;
     let mut batches = Vec::new();
-    for (label, bytes) in read_files(ctx, &source.location).await? {
-        let (file_schema, file_batches) = read_sheet(&label, bytes, source.sheet.as_deref())?;
+    for (label, bytes) in files {
+        let (file_schema, file_batches) = read_sheet(&label, bytes, sheet)?;
         match &schema {
             None => schema = Some(file_schema),
             Some(s) if s.fields() == file_schema.fields() => {}

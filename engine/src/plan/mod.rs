@@ -7,6 +7,8 @@
 //!
 //! A SQL error is reported at the step's line, on the line of the name it is about when it can be found.
 
+use std::collections::HashMap;
+
 use datafusion::execution::config::SessionConfig;
 use datafusion::prelude::{DataFrame, SessionContext};
 
@@ -36,12 +38,23 @@ pub fn session() -> SessionContext {
 /// Registers every source and plans every step. Stops at the first step that does not plan, since the
 /// steps after it build on it; all failing sources are reported together.
 pub async fn plan(pipeline: &Pipeline) -> Result<Planned, SpecErrors> {
+    plan_with(pipeline, &HashMap::new()).await
+}
+
+/// Like [`plan`], with the sources named in `files` reading exactly those files (incremental runs).
+pub async fn plan_with(
+    pipeline: &Pipeline,
+    files: &HashMap<String, Vec<String>>,
+) -> Result<Planned, SpecErrors> {
+    use ferry_connectors::files::source::{register, register_files};
     let ctx = session();
     let mut errors = Vec::new();
     for source in &pipeline.sources {
-        if let Err(e) =
-            ferry_connectors::files::source::register(&ctx, &source.name, &source.file).await
-        {
+        let registered = match files.get(&source.name) {
+            Some(list) => register_files(&ctx, &source.name, &source.file, list).await,
+            None => register(&ctx, &source.name, &source.file).await,
+        };
+        if let Err(e) = registered {
             let mut err = pipeline.locator.error(
                 source.span.clone(),
                 format!("source \"{}\": {}", source.name, e.message),

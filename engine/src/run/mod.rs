@@ -12,6 +12,7 @@
 //!
 //! Memory stays bounded by workers x batch_size x row width: nothing collects the whole result.
 
+pub mod incremental;
 pub mod progress;
 pub mod report;
 pub mod retry;
@@ -103,7 +104,25 @@ pub fn target_name(pipeline: &Pipeline) -> String {
 pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunReport, StartError> {
     let started = Instant::now();
     let start_time = Utc::now();
-    let planned = plan::plan(pipeline).await.map_err(StartError::Pipeline)?;
+    let _lock = RunLock::acquire(&pipeline.state_dir, &pipeline.name).map_err(StartError::Book)?;
+    let book = Book::open(&pipeline.state_dir, &pipeline.name)
+        .await
+        .map_err(StartError::Book)?;
+    let selection = incremental::select(pipeline, &book)
+        .await
+        .map_err(StartError::Book)?;
+    let files = selection
+        .iter()
+        .map(|(source, files)| {
+            (
+                source.clone(),
+                files.iter().map(|f| f.path.clone()).collect(),
+            )
+        })
+        .collect();
+    let planned = plan::plan_with(pipeline, &files)
+        .await
+        .map_err(StartError::Pipeline)?;
     let sink = sink_for(pipeline)?;
     let schema = Arc::new(planned.result().schema().as_arrow().clone());
     if pipeline.run.validate {
@@ -115,10 +134,6 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
             return Err(StartError::Target(problems));
         }
     }
-    let _lock = RunLock::acquire(&pipeline.state_dir, &pipeline.name).map_err(StartError::Book)?;
-    let book = Book::open(&pipeline.state_dir, &pipeline.name)
-        .await
-        .map_err(StartError::Book)?;
     let table_name = target_name(pipeline);
     let previous = if settings.fresh {
         None
@@ -269,7 +284,11 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         updated_at: Utc::now(),
         pipeline: pipeline.name.clone(),
     };
+    let finished = matches!(report.status, Status::Completed | Status::PartialSuccess);
     let closing = async {
+        if finished {
+            incremental::record(pipeline, &book, &run_id, &selection).await?;
+        }
         book.record_state(state).await?;
         book.record_run(&history).await?;
         for table in [crate::book::LOG, crate::book::HISTORY, crate::book::STATE] {

@@ -52,8 +52,19 @@ pub struct Source {
     /// The table name the steps use (lower case, as SQL folds unquoted names).
     pub name: String,
     pub file: FileSource,
+    /// `incremental = true`: each run reads only the files no earlier run consumed.
+    pub incremental: Option<OnChangedFile>,
     /// Where `[sources.<name>]` stands.
     pub span: std::ops::Range<usize>,
+}
+
+/// What an incremental run does with a consumed file that has changed since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnChangedFile {
+    /// Stop before writing anything, and say which file changed (the default).
+    Stop,
+    /// Read it again.
+    Reprocess,
 }
 
 #[derive(Debug, Clone)]
@@ -298,8 +309,36 @@ impl Checker<'_> {
                 }
             },
         };
+        let incremental = match (raw.incremental.unwrap_or(false), raw.on_changed_file) {
+            (false, None) => None,
+            (false, Some(o)) => {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            o.span(),
+                            "on_changed_file applies to incremental sources only",
+                        )
+                        .hint("add incremental = true, or remove on_changed_file"),
+                );
+                return None;
+            }
+            (true, None) => Some(OnChangedFile::Stop),
+            (true, Some(o)) => match o.get_ref().as_str() {
+                "stop" => Some(OnChangedFile::Stop),
+                "reprocess" => Some(OnChangedFile::Reprocess),
+                other => {
+                    self.errors.push(
+                        self.loc
+                            .error(o.span(), format!("on_changed_file cannot be \"{other}\""))
+                            .hint("on_changed_file = \"stop\" (the default) or \"reprocess\""),
+                    );
+                    return None;
+                }
+            },
+        };
         Some(Source {
             name,
+            incremental,
             file: FileSource {
                 location: self.resolve_location(&path),
                 format,

@@ -39,6 +39,8 @@ pub struct RawSource {
     pub header: Option<bool>,
     pub delimiter: Option<Spanned<String>>,
     pub sheet: Option<String>,
+    pub incremental: Option<bool>,
+    pub on_changed_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

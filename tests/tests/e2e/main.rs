@@ -3,6 +3,7 @@
 
 mod bookkeeping;
 mod files;
+mod incremental;
 mod quickstart;
 mod sources;
 mod sqlite_modes;

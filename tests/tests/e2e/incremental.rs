@@ -1,0 +1,84 @@
+//! Incremental sources: every file read exactly once across runs; a changed file is caught.
+
+use ferry::run::Status;
+use ferry_tests::{Workspace, run, sqlite_rows};
+
+fn pipeline(on_changed: &str) -> String {
+    format!(
+        "name = \"inc\"\n[connections.db]\nurl = \"sqlite://db.sqlite\"\n[sources.drops]\npath = \"dropbox/*.csv\"\nincremental = true\n{on_changed}\n[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"insert\"\nkey = \"id\"\ncreate = true\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_runs_read_each_file_once_and_a_changed_file_is_caught() {
+    let ws = Workspace::new();
+    let p = ws.pipeline("p.toml", &pipeline(""));
+    ws.write("dropbox/a.csv", "id,v\n1,a1\n2,a2\n");
+    let first = run(&p).await;
+    assert_eq!(
+        (first.status, first.rows_read, first.rows_written),
+        (Status::Completed, 2, 2),
+        "{first}"
+    );
+
+    ws.write("dropbox/b.csv", "id,v\n3,b3\n");
+    let second = run(&p).await;
+    assert_eq!(
+        (second.status, second.rows_read, second.rows_written),
+        (Status::Completed, 1, 1),
+        "{second}"
+    );
+
+    ws.write("dropbox/c.csv", "id,v\n4,c4\n5,c5\n6,c6\n");
+    let third = run(&p).await;
+    assert_eq!(
+        (third.status, third.rows_read, third.rows_written),
+        (Status::Completed, 3, 3),
+        "{third}"
+    );
+
+    // Nothing new: nothing read.
+    let idle = run(&p).await;
+    assert_eq!(
+        (idle.status, idle.rows_read),
+        (Status::Completed, 0),
+        "{idle}"
+    );
+    assert_eq!(
+        sqlite_rows(
+            &ws.join("db.sqlite"),
+            "SELECT count(*), count(DISTINCT id) FROM t"
+        ),
+        vec![vec!["6".to_string(), "6".to_string()]]
+    );
+
+    // A consumed file that changes stops the run, naming it.
+    ws.write("dropbox/b.csv", "id,v\n3,b3\n7,b7\n");
+    let err = ferry::run::run(&p, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dropbox/b.csv was consumed by run"), "{err}");
+    assert!(
+        err.contains("on_changed_file = \"reprocess\" under [sources.drops]"),
+        "{err}"
+    );
+
+    // Asked to, it reads the changed file again (and only it).
+    let p = ws.pipeline("p.toml", &pipeline("on_changed_file = \"reprocess\""));
+    let again = run(&p).await;
+    assert_eq!(
+        (
+            again.status,
+            again.rows_read,
+            again.rows_written,
+            again.rows_skipped
+        ),
+        (Status::Completed, 2, 1, 1),
+        "{again}"
+    );
+    assert_eq!(
+        sqlite_rows(&ws.join("db.sqlite"), "SELECT count(*) FROM t"),
+        vec![vec!["7".to_string()]]
+    );
+}
