@@ -67,6 +67,15 @@ impl Book {
         Ok(book)
     }
 
+    /// Reads the tables under `state_dir` for every pipeline (for `ferry history` without a pipeline);
+    /// creates nothing.
+    pub fn reader(state_dir: &str) -> Book {
+        Book {
+            root: state_dir.trim_end_matches('/').to_string(),
+            pipeline: String::new(),
+        }
+    }
+
     pub fn pipeline(&self) -> &str {
         &self.pipeline
     }
@@ -135,7 +144,8 @@ impl Book {
         Ok(table.version().is_some().then_some(table))
     }
 
-    /// The table as a DataFrame filtered to this pipeline; `None` when it was never written.
+    /// The table as a DataFrame filtered to this pipeline (all pipelines for a `reader`); `None` when
+    /// it was never written.
     pub async fn frame(&self, name: &str, pipeline_column: &str) -> Result<Option<DataFrame>> {
         let Some(table) = self.table(name).await? else {
             return Ok(None);
@@ -150,7 +160,12 @@ impl Book {
             .map_err(|e| self.damaged(name, e))?;
         let df = ctx
             .read_table(provider)
-            .and_then(|df| df.filter(col(pipeline_column).eq(lit(self.pipeline.clone()))))
+            .map_err(|e| self.damaged(name, e))?;
+        if self.pipeline.is_empty() {
+            return Ok(Some(df));
+        }
+        let df = df
+            .filter(col(pipeline_column).eq(lit(self.pipeline.clone())))
             .map_err(|e| self.damaged(name, e))?;
         Ok(Some(df))
     }

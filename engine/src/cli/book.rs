@@ -44,7 +44,7 @@ pub async fn log(file: &Path, run: Option<String>, errors: bool, json: bool) -> 
         None => match latest_run(&book).await {
             Some(r) => r,
             None => {
-                println!("{} has not run yet", pipeline.name);
+                say!("{} has not run yet", pipeline.name);
                 return ExitCode::SUCCESS;
             }
         },
@@ -86,7 +86,7 @@ pub async fn log(file: &Path, run: Option<String>, errors: bool, json: bool) -> 
     match rows {
         Ok(batches) => {
             if !json {
-                println!("run {run} of {}", pipeline.name);
+                say!("run {run} of {}", pipeline.name);
             }
             show::print(&batches, json);
             ExitCode::SUCCESS
@@ -114,16 +114,23 @@ async fn latest_run(book: &Book) -> Option<String> {
 
 /// `ferry history`: one row per run, newest first.
 pub async fn history(
-    file: &Path,
+    file: Option<&Path>,
+    state_dir: &Path,
     status: Option<String>,
     since: Option<String>,
     json: bool,
 ) -> ExitCode {
-    let Some(pipeline) = load(file) else {
-        return ExitCode::from(INVALID);
-    };
-    let Some(book) = open(&pipeline).await else {
-        return ExitCode::FAILURE;
+    let book = match file {
+        Some(file) => {
+            let Some(pipeline) = load(file) else {
+                return ExitCode::from(INVALID);
+            };
+            let Some(book) = open(&pipeline).await else {
+                return ExitCode::FAILURE;
+            };
+            book
+        }
+        None => Book::reader(&state_dir.display().to_string()),
     };
     let since = match since.as_deref().map(parse_since) {
         None => None,
@@ -153,6 +160,7 @@ pub async fn history(
         let df = df
             .sort(vec![col("start").sort(false, false)])?
             .select_columns(&[
+                "pipeline",
                 "run_id",
                 "status",
                 "start",
@@ -267,7 +275,7 @@ pub async fn reset(file: &Path, what: ResetWhat, yes: bool) -> ExitCode {
         }
         .await;
         match result {
-            Ok(n) => println!("{table}: {n} rows deleted"),
+            Ok(n) => say!("{table}: {n} rows deleted"),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;

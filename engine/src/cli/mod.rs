@@ -1,5 +1,13 @@
 //! The `ferry` command line: what was typed (clap), then what it means (the commands below).
 
+/// Prints a line to stdout; a closed pipe (`ferry history | head`) ends the output, not the program.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod book;
 mod preview;
 mod quarantine;
@@ -113,12 +121,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The pipeline's runs, newest first: status, rows, throughput, errors.
+    /// Runs, newest first: status, rows, throughput, errors. Of one pipeline, or of every pipeline
+    /// whose bookkeeping is in --state-dir.
     #[command(
-        after_help = "Examples:\n  ferry history pipelines/quickstart.toml\n  ferry history pipelines/quickstart.toml --status Failed --since 2026-11-01"
+        after_help = "Examples:\n  ferry history pipelines/quickstart.toml\n  ferry history pipelines/quickstart.toml --status Failed --since 2026-11-01\n  ferry history --state-dir pipelines/.ferry"
     )]
     History {
-        pipeline: PathBuf,
+        pipeline: Option<PathBuf>,
+        /// Without a pipeline: the state folder to read.
+        #[arg(long, default_value = ".ferry")]
+        state_dir: PathBuf,
         /// Only runs with this status: Running, Completed, "Partial Success", Failed, Stopped.
         #[arg(long)]
         status: Option<String>,
@@ -217,10 +229,11 @@ pub async fn main(cli: Cli) -> ExitCode {
         } => book::log(&pipeline, run, errors, json).await,
         Command::History {
             pipeline,
+            state_dir,
             status,
             since,
             json,
-        } => book::history(&pipeline, status, since, json).await,
+        } => book::history(pipeline.as_deref(), &state_dir, status, since, json).await,
         Command::Quarantine(q) => match q {
             QuarantineCommand::List { pipeline, json } => quarantine::list(&pipeline, json).await,
             QuarantineCommand::Show {
@@ -270,7 +283,7 @@ async fn run_command(file: &std::path::Path, settings: &RunSettings) -> ExitCode
     };
     match run::run(&pipeline, settings).await {
         Ok(report) => {
-            println!("{report}");
+            say!("{report}");
             ExitCode::from(report.status.exit_code() as u8)
         }
         Err(e) => {

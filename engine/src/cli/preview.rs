@@ -50,10 +50,10 @@ pub async fn preview(file: &Path, step: Option<&str>, limit: usize) -> ExitCode 
         Ok(batches) => {
             let shown: usize = batches.iter().map(|b| b.num_rows()).sum();
             match pretty_format_batches(&batches) {
-                Ok(table) if shown > 0 => println!("{table}"),
-                _ => println!("(no rows)"),
+                Ok(table) if shown > 0 => say!("{table}"),
+                _ => say!("(no rows)"),
             }
-            println!("{name}: first {shown} rows (--limit {limit})");
+            say!("{name}: first {shown} rows (--limit {limit})");
             ExitCode::SUCCESS
         }
         Err(e) => {

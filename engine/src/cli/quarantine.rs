@@ -99,7 +99,7 @@ pub async fn show_rows(file: &Path, table: Option<String>, all: bool, json: bool
             show::print(&wanted, json);
             if !json {
                 let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-                println!(
+                say!(
                     "{n} {} rows in quarantine/{table}; `ferry quarantine export` writes them to Excel for correction",
                     if all { "" } else { "unresolved" }
                 );
@@ -143,7 +143,7 @@ pub async fn export(file: &Path, table: &str, out: &Path) -> ExitCode {
     .await;
     match result {
         Ok(n) => {
-            println!(
+            say!(
                 "{n} rows written to {}; correct them there, then: ferry quarantine retry {} {table} --from {}",
                 out.display(),
                 file.display(),
@@ -169,13 +169,13 @@ pub async fn retry(file: &Path, table: &str, from: Option<&Path>) -> ExitCode {
     };
     match crate::run::retry::retry(&pipeline, table, from).await {
         Ok(r) => {
-            println!(
+            say!(
                 "{} rows landed and are resolved; {} failed again",
                 r.landed.len(),
                 r.failed.len()
             );
             for (id, error) in &r.failed {
-                println!("  {id}: {error}");
+                say!("  {id}: {error}");
             }
             if r.failed.is_empty() {
                 ExitCode::SUCCESS

@@ -20,16 +20,19 @@ pub fn print(batches: &[RecordBatch], json: bool) {
             }
             writer.finish().expect("JSON of Arrow rows");
         }
-        print!("{}", String::from_utf8_lossy(&out));
+        {
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(&out);
+        }
         return;
     }
     if batches.is_empty() {
-        println!("(no rows)");
+        say!("(no rows)");
         return;
     }
     let shortened: Vec<RecordBatch> = batches.iter().map(|b| shorten(b)).collect();
     match pretty_format_batches(&shortened) {
-        Ok(table) => println!("{table}"),
+        Ok(table) => say!("{table}"),
         Err(e) => eprintln!("error: {e}"),
     }
 }
@@ -60,6 +63,29 @@ fn shorten(batch: &RecordBatch) -> RecordBatch {
                 .collect();
             fields.push(Field::new(field.name(), DataType::Utf8, true));
             columns.push(Arc::new(cut));
+        } else if field.data_type().is_floating() {
+            // Three decimals are plenty on a screen (seconds, rows/s).
+            let v = cast(column, &DataType::Float64).expect("floats cast to f64");
+            let v = v
+                .as_any()
+                .downcast_ref::<arrow::array::Float64Array>()
+                .expect("f64");
+            let rounded: arrow::array::Float64Array = v
+                .iter()
+                .map(|x| x.map(|x| (x * 1000.0).round() / 1000.0))
+                .collect();
+            fields.push(Field::new(field.name(), DataType::Float64, true));
+            columns.push(Arc::new(rounded));
+        } else if matches!(field.data_type(), DataType::Timestamp(_, _)) {
+            // To the second, in UTC: 2026-11-22 04:52:03
+            let text = cast(column, &DataType::Utf8).expect("timestamps cast to text");
+            let text = text.as_any().downcast_ref::<StringArray>().expect("Utf8");
+            let short: StringArray = text
+                .iter()
+                .map(|v| v.map(|s| s.chars().take(19).collect::<String>().replacen('T', " ", 1)))
+                .collect();
+            fields.push(Field::new(field.name(), DataType::Utf8, true));
+            columns.push(Arc::new(short));
         } else {
             fields.push(field.as_ref().clone());
             columns.push(column.clone());

@@ -42,7 +42,7 @@ pub async fn validate(file: &Path) -> ExitCode {
         }
         return ExitCode::from(INVALID);
     }
-    println!(
+    say!(
         "{} is valid: {} sources, {} steps, {} columns into {} (mode {})",
         file.display(),
         pipeline.sources.len(),
