@@ -326,3 +326,44 @@ async fn damaged_bookkeeping_stops_the_run_instead_of_starting_over() {
     );
     assert!(err.contains("Ferry will not guess"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_run_many_times_keeps_its_tables_compact() {
+    let ws = Workspace::new();
+    setup(&ws, "id,name,score\n1,a,10\n");
+    let pipeline = ws.pipeline("p.toml", PIPELINE);
+    for _ in 0..70 {
+        assert_eq!(run(&pipeline).await.status, Status::Completed);
+    }
+    // delta-rs writes a checkpoint every 100 commits, so a reader starts there, not at commit 0.
+    let checkpoints = std::fs::read_dir(ws.join(".ferry/history/_delta_log"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".checkpoint.parquet")
+        })
+        .count();
+    assert!(
+        checkpoints >= 1,
+        "history has no Delta checkpoint after 140 commits"
+    );
+    // One small file per run is compacted once there are many.
+    for table in ["log", "history", "state"] {
+        let t = deltalake::open_table(
+            deltalake::ensure_table_uri(ws.join(".ferry").join(table).to_str().unwrap()).unwrap(),
+        )
+        .await
+        .unwrap();
+        let files = t.get_file_uris().unwrap().count();
+        assert!(files < 20, "{table} keeps {files} files after 70 runs");
+    }
+    let (_, runs) = read_delta(
+        &ws.join(".ferry/history"),
+        "SELECT count(*), count(DISTINCT run_id) FROM t",
+    )
+    .await;
+    assert_eq!(runs, rows(&[&["70", "70"]]));
+}
