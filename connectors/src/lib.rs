@@ -5,6 +5,7 @@
 pub mod error;
 pub mod failpoint;
 pub mod files;
+pub mod odata;
 pub mod registry;
 pub mod sink;
 pub mod sql;

@@ -9,6 +9,7 @@ macro_rules! say {
 }
 
 mod book;
+mod emulate;
 mod preview;
 mod quarantine;
 mod show;
@@ -140,6 +141,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Emulate a target service on this machine.
+    #[command(subcommand)]
+    Emulate(EmulateCommand),
     /// Rejected rows: list the tables, show the rows, export them to Excel, retry them.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
@@ -158,6 +162,16 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum EmulateCommand {
+    /// A Dataverse-like OData v4 Web API: records in memory, validation errors, OAuth2 tokens,
+    /// service protection limits (429 + Retry-After) and injected faults.
+    #[command(
+        after_help = "Examples:\n  ferry emulate dynamics --port 8080\n  ferry emulate dynamics --requests 600 --window 30s --fail 0.1 --lost 0.02"
+    )]
+    Dynamics(emulate::EmulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -234,6 +248,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             since,
             json,
         } => book::history(pipeline.as_deref(), &state_dir, status, since, json).await,
+        Command::Emulate(EmulateCommand::Dynamics(args)) => emulate::dynamics(args).await,
         Command::Quarantine(q) => match q {
             QuarantineCommand::List { pipeline, json } => quarantine::list(&pipeline, json).await,
             QuarantineCommand::Show {

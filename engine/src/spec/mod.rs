@@ -699,31 +699,27 @@ impl Checker<'_> {
     }
 }
 
-/// "90s", "30m", "2h", "1h30m", "1h 30m".
+/// "250ms", "90s", "30m", "2h", "1h30m", "1h 30m".
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = 0u64;
-    let mut number = String::new();
-    let mut seen_unit = false;
-    for c in text.chars().filter(|c| !c.is_whitespace()) {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
+    let mut total = Duration::ZERO;
+    let mut chars = text.chars().filter(|c| !c.is_whitespace()).peekable();
+    let mut seen = false;
+    while chars.peek().is_some() {
+        let number: String = std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_digit())).collect();
+        let unit: String =
+            std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphabetic())).collect();
         let n: u64 = number.parse().ok()?;
-        number.clear();
-        total += n * match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
+        total += match unit.as_str() {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86400),
             _ => return None,
         };
-        seen_unit = true;
+        seen = true;
     }
-    if !number.is_empty() || !seen_unit {
-        return None;
-    }
-    Some(Duration::from_secs(total))
+    seen.then_some(total)
 }
 
 /// A TOML syntax or shape error, at its line, with the keys that are allowed where one was not.

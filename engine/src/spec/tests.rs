@@ -205,6 +205,7 @@ fn durations_read_like_people_write_them() {
     assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
     assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
     assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
     assert_eq!(parse_duration("90"), None);
     assert_eq!(parse_duration("ten minutes"), None);
 }

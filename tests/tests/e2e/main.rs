@@ -2,6 +2,7 @@
 //! (PostgreSQL, MariaDB and the OData emulator join as their connectors land.)
 
 mod bookkeeping;
+mod emulator;
 mod files;
 mod incremental;
 mod quickstart;

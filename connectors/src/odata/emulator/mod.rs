@@ -1,0 +1,541 @@
+//! A Dataverse-like OData v4 service for rehearsing and testing loads: the Web API protocol, its
+//! validation errors, OAuth2 client credentials and, above all, the service protection limits.
+//!
+//! ```text
+//! HTTP ──▶ /oauth2/v2.0/token            tokens per client id (expiry configurable)
+//!      ──▶ /_emulator/stats | reset       counters per client; clear records and windows
+//!      ──▶ /api/data/v9.2/...  auth (bearer → client) ─▶ limits (429 + Retry-After) ─▶ faults
+//!                              ─▶ api::execute / batch::run on the store ─▶ simulated execution time
+//! ```
+//!
+//! Records live in memory (`store.rs`); the model comes from a TOML file or is built in (`model.rs`).
+
+pub mod api;
+pub mod batch;
+pub mod limits;
+pub mod model;
+pub mod store;
+pub mod url;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::{Value, json};
+
+use self::api::Request;
+use self::limits::{Limiter, Limits};
+use self::model::Model;
+use self::store::{ODataError, Store};
+
+/// The service root path, as Dataverse has it.
+pub const ROOT: &str = "/api/data/v9.2";
+
+/// How long a request takes inside the service: a base, a cost per record, and jitter (a share of
+/// the total, plus or minus). This is what makes big batches meet the execution-time limit.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub base: Duration,
+    pub per_record: Duration,
+    pub jitter: f64,
+}
+
+impl Latency {
+    pub fn none() -> Self {
+        Self {
+            base: Duration::ZERO,
+            per_record: Duration::ZERO,
+            jitter: 0.0,
+        }
+    }
+}
+
+/// Faults injected at random, each a share of requests (0.0 to 1.0).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Answer 503 or 500 without doing anything.
+    pub errors: f64,
+    /// Answer after `slow` more.
+    pub slow: f64,
+    pub slow_by: Duration,
+    /// Drop the connection without doing anything.
+    pub dropped: f64,
+    /// Do the work, then drop the connection: the write happened, the client cannot know.
+    pub lost: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub model: Model,
+    pub limits: Limits,
+    pub latency: Latency,
+    pub faults: Faults,
+    /// Require `Authorization: Bearer` tokens from the token endpoint.
+    pub auth: bool,
+    pub token_lifetime: Duration,
+    /// Records per page of a GET (`Prefer: odata.maxpagesize` overrides).
+    pub page_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            model: Model::builtin(),
+            limits: Limits::default(),
+            latency: Latency {
+                base: Duration::from_millis(5),
+                per_record: Duration::from_millis(2),
+                jitter: 0.2,
+            },
+            faults: Faults::default(),
+            auth: true,
+            token_lifetime: Duration::from_secs(3600),
+            page_size: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ClientStats {
+    pub requests: u64,
+    pub records_written: u64,
+    pub throttled: u64,
+    pub faults: u64,
+}
+
+struct State {
+    config: Mutex<Config>,
+    store: Mutex<Store>,
+    limiter: Mutex<Limiter>,
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    stats: Mutex<HashMap<String, ClientStats>>,
+    seed: AtomicU64,
+}
+
+/// A running emulator.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// The service root URL: `http://127.0.0.1:PORT/api/data/v9.2`.
+    pub fn url(&self) -> String {
+        format!("http://{}{ROOT}", self.addr)
+    }
+
+    /// The token endpoint URL.
+    pub fn token_url(&self) -> String {
+        format!("http://{}/oauth2/v2.0/token", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Serves until the process is stopped.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the emulator on `addr` (port 0: any free port).
+pub async fn start(config: Config, addr: SocketAddr) -> std::io::Result<Running> {
+    let state = Arc::new(State {
+        store: Mutex::new(Store::new(config.model.clone())),
+        config: Mutex::new(config),
+        limiter: Mutex::new(Limiter::default()),
+        tokens: Mutex::new(HashMap::new()),
+        stats: Mutex::new(HashMap::new()),
+        seed: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+    });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().fallback(handle).with_state(state);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(Running {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+type AxumResponse = axum::response::Response;
+
+async fn handle(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    request: axum::extract::Request,
+) -> AxumResponse {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or_default().to_string();
+    let body = match axum::body::to_bytes(body, 256 << 20).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(&ODataError::new(
+                400,
+                store::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            ));
+        }
+    };
+    let method = parts.method.as_str().to_string();
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/_emulator/stats") => return stats(&state),
+        ("POST", "/_emulator/reset") => {
+            state.store.lock().expect("store").clear();
+            state.limiter.lock().expect("limiter").clear();
+            state.stats.lock().expect("stats").clear();
+            return plain(StatusCode::NO_CONTENT, Vec::new(), "");
+        }
+        ("POST", p) if p.ends_with("/oauth2/v2.0/token") => return token(&state, &body),
+        _ => {}
+    }
+    let Some(rest) = path.strip_prefix(ROOT) else {
+        return error_response(&ODataError::new(
+            404,
+            store::BAD_REQUEST,
+            format!("No service at {path}; the Web API is under {ROOT}/"),
+        ));
+    };
+    let config = state.config.lock().expect("config").clone();
+    let client = match client_of(&state, &config, &parts.headers) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut r = error_response(&e);
+            r.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    };
+    let admitted =
+        state
+            .limiter
+            .lock()
+            .expect("limiter")
+            .admit(&config.limits, &client, Instant::now());
+    if let Err(throttled) = admitted {
+        bump(&state, &client, |s| s.throttled += 1);
+        let mut r = error_response(&throttled.error);
+        let secs = throttled.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(secs));
+        return r;
+    }
+    let started = Instant::now();
+    let roll = |state: &State| random(&state.seed);
+    let faults = &config.faults;
+    let mut lose_response = false;
+    let fault = roll(&state);
+    let mut outcome = None;
+    if fault < faults.errors {
+        bump(&state, &client, |s| s.faults += 1);
+        let status = if roll(&state) < 0.5 { 503 } else { 500 };
+        outcome = Some(error_response(&ODataError::new(
+            status,
+            "0x80040216",
+            "An unexpected error occurred (injected by the emulator).",
+        )));
+    } else if fault < faults.errors + faults.dropped {
+        bump(&state, &client, |s| s.faults += 1);
+        outcome = Some(dropped());
+    } else if fault < faults.errors + faults.dropped + faults.lost {
+        bump(&state, &client, |s| s.faults += 1);
+        lose_response = true;
+    }
+    let response = match outcome {
+        Some(r) => r,
+        None => {
+            let headers: Vec<(String, String)> = parts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_ascii_lowercase(),
+                        v.to_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            let host = parts
+                .headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost")
+                .to_string();
+            let base = format!("http://{host}{ROOT}");
+            let api_request = Request {
+                method,
+                path: rest.trim_start_matches('/').to_string(),
+                query,
+                headers,
+                body: body.to_vec(),
+            };
+            let (response, records, written) = serve_api(&state, &config, api_request, &base);
+            bump(&state, &client, |s| s.records_written += written as u64);
+            let cost = config.latency.base + config.latency.per_record * records as u32;
+            let jitter = 1.0 + config.latency.jitter * (2.0 * roll(&state) - 1.0);
+            let mut wait = cost.mul_f64(jitter.max(0.0));
+            if roll(&state) < faults.slow {
+                bump(&state, &client, |s| s.faults += 1);
+                wait += faults.slow_by;
+            }
+            let elapsed = started.elapsed();
+            if wait > elapsed {
+                tokio::time::sleep(wait - elapsed).await;
+            }
+            if lose_response { dropped() } else { response }
+        }
+    };
+    state
+        .limiter
+        .lock()
+        .expect("limiter")
+        .finish(&config.limits, &client, started.elapsed());
+    bump(&state, &client, |s| s.requests += 1);
+    let mut response = response;
+    response.headers_mut().insert(
+        "x-ms-dop-hint",
+        HeaderValue::from(config.limits.dop_hint as u64),
+    );
+    response
+        .headers_mut()
+        .insert("odata-version", HeaderValue::from_static("4.0"));
+    response
+}
+
+/// Runs a Web API request (or a batch); returns the response, the records it touched (for the
+/// simulated execution time) and the records it wrote.
+fn serve_api(
+    state: &State,
+    config: &Config,
+    request: Request,
+    base: &str,
+) -> (AxumResponse, usize, usize) {
+    if request.path == "$batch" && request.method == "POST" {
+        let content_type = request
+            .header("content-type")
+            .unwrap_or_default()
+            .to_string();
+        let items = match batch::parse(&request.body, &content_type, ROOT) {
+            Ok(items) => items,
+            Err(e) => return (error_response(&e), 1, 0),
+        };
+        let records: usize = items.iter().map(batch::Item::len).sum();
+        let continue_on_error = request
+            .header("prefer")
+            .is_some_and(|p| p.contains("odata.continue-on-error"));
+        let (status, content_type, body, effect) = batch::run(
+            &state.store,
+            items,
+            base,
+            continue_on_error,
+            config.page_size,
+        );
+        let response = plain(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            body,
+            &content_type,
+        );
+        return (response, records, effect.written);
+    }
+    let mut undo = Vec::new();
+    let (response, effect) = {
+        let mut store = state.store.lock().expect("store");
+        api::execute(
+            &mut store,
+            &request,
+            base,
+            &HashMap::new(),
+            &mut undo,
+            config.page_size,
+        )
+    };
+    let mut out = plain(
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK),
+        response.body,
+        "",
+    );
+    for (k, v) in response.headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(k),
+            HeaderValue::try_from(v),
+        ) {
+            out.headers_mut().insert(name, value);
+        }
+    }
+    (
+        out,
+        1,
+        if (200..300).contains(&response.status) {
+            effect.written
+        } else {
+            0
+        },
+    )
+}
+
+fn client_of(state: &State, config: &Config, headers: &HeaderMap) -> Result<String, ODataError> {
+    if !config.auth {
+        return Ok(headers
+            .get("x-client-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("anonymous")
+            .to_string());
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ODataError::new(
+                401,
+                "0x80072560",
+                "The user is not authenticated: send Authorization: Bearer <token>.",
+            )
+        })?;
+    let tokens = state.tokens.lock().expect("tokens");
+    match tokens.get(token) {
+        Some((client, expires)) if *expires > Instant::now() => Ok(client.clone()),
+        Some(_) => Err(ODataError::new(
+            401,
+            "0x80072560",
+            "The access token has expired.",
+        )),
+        None => Err(ODataError::new(
+            401,
+            "0x80072560",
+            "The access token is not valid.",
+        )),
+    }
+}
+
+/// OAuth2 client credentials: any client id with any secret gets a token for `token_lifetime`.
+fn token(state: &State, body: &Bytes) -> AxumResponse {
+    let form: HashMap<String, String> = String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (url::percent_decode(k), url::percent_decode(v)))
+        .collect();
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        let body = json!({"error": "unsupported_grant_type", "error_description": "Only grant_type=client_credentials is supported."});
+        return plain(
+            StatusCode::BAD_REQUEST,
+            body.to_string().into_bytes(),
+            "application/json",
+        );
+    }
+    let (Some(client), Some(_secret)) = (form.get("client_id"), form.get("client_secret")) else {
+        let body = json!({"error": "invalid_client", "error_description": "client_id and client_secret are required."});
+        return plain(
+            StatusCode::UNAUTHORIZED,
+            body.to_string().into_bytes(),
+            "application/json",
+        );
+    };
+    let lifetime = state.config.lock().expect("config").token_lifetime;
+    let access = format!("emu.{}", uuid::Uuid::new_v4().simple());
+    state
+        .tokens
+        .lock()
+        .expect("tokens")
+        .insert(access.clone(), (client.clone(), Instant::now() + lifetime));
+    let body = json!({"token_type": "Bearer", "expires_in": lifetime.as_secs(), "ext_expires_in": lifetime.as_secs(), "access_token": access});
+    plain(
+        StatusCode::OK,
+        body.to_string().into_bytes(),
+        "application/json",
+    )
+}
+
+fn stats(state: &State) -> AxumResponse {
+    let stats = state.stats.lock().expect("stats").clone();
+    let mut total = ClientStats::default();
+    for s in stats.values() {
+        total.requests += s.requests;
+        total.records_written += s.records_written;
+        total.throttled += s.throttled;
+        total.faults += s.faults;
+    }
+    let records: HashMap<String, usize> = {
+        let store = state.store.lock().expect("store");
+        store
+            .model()
+            .sets
+            .keys()
+            .map(|k| (k.clone(), store.count(k)))
+            .collect()
+    };
+    let body: Value = json!({"clients": stats, "total": total, "records": records});
+    plain(
+        StatusCode::OK,
+        body.to_string().into_bytes(),
+        "application/json",
+    )
+}
+
+fn bump(state: &State, client: &str, f: impl FnOnce(&mut ClientStats)) {
+    f(state
+        .stats
+        .lock()
+        .expect("stats")
+        .entry(client.to_string())
+        .or_default());
+}
+
+fn plain(status: StatusCode, body: Vec<u8>, content_type: &str) -> AxumResponse {
+    let mut r = axum::response::Response::new(Body::from(body));
+    *r.status_mut() = status;
+    if !content_type.is_empty() {
+        if let Ok(v) = HeaderValue::try_from(content_type) {
+            r.headers_mut().insert("content-type", v);
+        }
+    }
+    r
+}
+
+fn error_response(e: &ODataError) -> AxumResponse {
+    plain(
+        StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+        e.body(),
+        "application/json; odata.metadata=minimal",
+    )
+}
+
+/// A response whose body fails: the server closes the connection mid-response.
+fn dropped() -> AxumResponse {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "dropped by the emulator",
+        ))
+    });
+    let mut r = axum::response::Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A fast, shared pseudo-random number in [0, 1) (xorshift; good enough for fault injection).
+fn random(seed: &AtomicU64) -> f64 {
+    let mut x = seed.load(Ordering::Relaxed);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    seed.store(x, Ordering::Relaxed);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,818 @@
+//! The Dataverse-like emulator, driven over real HTTP with a plain client: every status code and error
+//! body, changesets, continue-on-error, paging, tokens, each limit's 429 and recovery, the faults.
+
+use std::time::Duration;
+
+use ferry_connectors::odata::emulator::limits::Limits;
+use ferry_connectors::odata::emulator::{self, Config, Faults, Latency, Running};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+fn quiet() -> Config {
+    Config {
+        auth: false,
+        limits: Limits::off(),
+        latency: Latency::none(),
+        ..Config::default()
+    }
+}
+
+async fn start(config: Config) -> Running {
+    emulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+async fn body(r: reqwest::Response) -> (StatusCode, Value) {
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_default()
+}
+
+fn message(v: &Value) -> &str {
+    v["error"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn records_are_created_read_upserted_and_deleted_with_dataverse_answers() {
+    let emu = start(quiet()).await;
+    let (c, url) = (Client::new(), emu.url());
+
+    let r = c
+        .post(format!("{url}/accounts"))
+        .json(&json!({"name": "Contoso", "accountnumber": "A-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let entity = r.headers()["odata-entityid"].to_str().unwrap().to_string();
+    assert!(entity.starts_with(&format!("{url}/accounts(")), "{entity}");
+    let (s, v) = body(c.get(&entity).send().await.unwrap()).await;
+    assert_eq!((s, v["name"].as_str()), (StatusCode::OK, Some("Contoso")));
+
+    let (s, v) = body(
+        c.post(format!("{url}/accounts"))
+            .header("Prefer", "return=representation")
+            .json(&json!({"name": "Fabrikam", "numberofemployees": 12}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(
+        v["accountid"].as_str().is_some()
+            && v["@odata.context"]
+                .as_str()
+                .unwrap()
+                .ends_with("#accounts/$entity")
+    );
+
+    // Upsert by alternate key creates, then updates.
+    let by_key = format!("{url}/accounts(accountnumber='A-2')");
+    assert_eq!(
+        c.patch(&by_key)
+            .json(&json!({"name": "Adatum"}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.patch(&by_key)
+            .json(&json!({"name": "Adatum Corp"}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let (_, v) = body(c.get(&by_key).send().await.unwrap()).await;
+    assert_eq!(
+        (v["name"].as_str(), v["accountnumber"].as_str()),
+        (Some("Adatum Corp"), Some("A-2"))
+    );
+
+    // If-Match: * updates only; If-None-Match: * creates only.
+    let (s, v) = body(
+        c.patch(format!("{url}/accounts(accountnumber='NOPE')"))
+            .header("If-Match", "*")
+            .json(&json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "0x80040217"));
+    let (s, v) = body(
+        c.patch(&by_key)
+            .header("If-None-Match", "*")
+            .json(&json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v), message(&v)),
+        (
+            StatusCode::PRECONDITION_FAILED,
+            "0x80040237",
+            "A record with matching key values already exists."
+        )
+    );
+
+    // Delete, then it is gone.
+    assert_eq!(
+        c.delete(&entity).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let (s, v) = body(c.get(&entity).send().await.unwrap()).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "0x80040217"));
+    assert!(message(&v).starts_with("account With Id = "), "{v}");
+    emu.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_records_get_dataverse_errors() {
+    let emu = start(quiet()).await;
+    let (c, url) = (Client::new(), emu.url());
+    let post = |b: Value| c.post(format!("{url}/accounts")).json(&b).send();
+    let (s, v) = body(post(json!({"accountnumber": "A-9"})).await.unwrap()).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "0x80040200"));
+    assert!(message(&v).contains("required attribute 'name'"), "{v}");
+    let (s, v) = body(
+        post(json!({"name": "x", "accountnumber": "A-123456789012345678901"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "0x80044331"));
+    assert!(message(&v).contains("The length of the 'accountnumber' attribute of the 'account' entity exceeded the maximum allowed length of '20'"), "{v}");
+    let (s, v) = body(
+        post(json!({"name": "x", "numberofemployees": "many"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "0x80060888"));
+    assert!(message(&v).contains("Edm.Int32"), "{v}");
+    let (s, v) = body(post(json!({"name": "x", "colour": "red"})).await.unwrap()).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "0x80060888"));
+    assert!(
+        message(&v).contains(
+            "The property 'colour' does not exist on type 'Microsoft.Dynamics.CRM.account'"
+        ),
+        "{v}"
+    );
+    // Duplicate alternate key.
+    assert_eq!(
+        post(json!({"name": "a", "accountnumber": "DUP"}))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let (s, v) = body(
+        post(json!({"name": "b", "accountnumber": "DUP"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::PRECONDITION_FAILED, "0x80040237")
+    );
+    // Lookups: by alternate key, and dangling.
+    let (s, _) = body(
+        c.post(format!("{url}/contacts"))
+            .json(&json!({"lastname": "Lee", "parentcustomerid@odata.bind": "/accounts(accountnumber='DUP')"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, v) = body(
+        c.get(format!("{url}/contacts?$filter=lastname eq 'Lee'"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (_, account) = body(
+        c.get(format!("{url}/accounts(accountnumber='DUP')"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        v["value"][0]["_parentcustomerid_value"],
+        account["accountid"]
+    );
+    let (s, v) = body(
+        c.post(format!("{url}/contacts"))
+            .json(&json!({"lastname": "Kim", "parentcustomerid@odata.bind": format!("/accounts({})", uuid::Uuid::new_v4())}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "0x80040217"));
+    emu.stop().await;
+}
+
+#[tokio::test]
+async fn queries_filter_select_order_count_and_page() {
+    let emu = start(quiet()).await;
+    let (c, url) = (Client::new(), emu.url());
+    for i in 0..25 {
+        let b = json!({"name": format!("n{i:02}"), "accountnumber": format!("A-{i}"), "numberofemployees": i, "creditonhold": i % 2 == 0});
+        assert!(
+            c.post(format!("{url}/accounts"))
+                .json(&b)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success()
+        );
+    }
+    let (s, v) = body(
+        c.get(format!("{url}/accounts?$select=name&$filter=numberofemployees gt 10 and creditonhold eq false&$orderby=name desc&$count=true&$top=3"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["n23", "n21", "n19"]);
+    assert_eq!(v["@odata.count"], 3);
+    assert!(
+        v["value"][0].get("numberofemployees").is_none(),
+        "$select keeps only the selected columns"
+    );
+
+    let mut next = Some(format!("{url}/accounts?$select=accountnumber"));
+    let mut seen = 0;
+    let mut pages = 0;
+    while let Some(link) = next {
+        let (_, v) = body(
+            c.get(&link)
+                .header("Prefer", "odata.maxpagesize=10")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        seen += v["value"].as_array().unwrap().len();
+        pages += 1;
+        next = v["@odata.nextLink"].as_str().map(String::from);
+    }
+    assert_eq!((seen, pages), (25, 3));
+    let (s, v) = body(
+        c.get(format!("{url}/accounts?$filter=name like 'x'"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "0x80060888"));
+
+    let metadata = c
+        .get(format!("{url}/$metadata"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metadata.contains(
+            "<EntitySet Name=\"accounts\" EntityType=\"Microsoft.Dynamics.CRM.account\"/>"
+        )
+    );
+    assert!(metadata.contains("<Key><PropertyRef Name=\"accountid\"/></Key>"));
+    assert!(metadata.contains("PropertyPath=\"accountnumber\""));
+    assert!(metadata.contains(
+        "<Property Name=\"name\" Type=\"Edm.String\" MaxLength=\"160\" Nullable=\"false\"/>"
+    ));
+    assert!(
+        metadata.contains("<NavigationProperty Name=\"parentcustomerid\" Type=\"mscrm.account\"/>")
+    );
+    emu.stop().await;
+}
+
+/// A multipart/mixed $batch body: each entry a changeset (Vec of requests) or a single request.
+fn batch_body(items: &[Vec<(&str, &str, Value)>], singles: bool) -> (String, String) {
+    let b = "batch_test";
+    let mut out = String::new();
+    let mut id = 0;
+    for item in items {
+        if singles {
+            for (method, path, json) in item {
+                out.push_str(&format!("--{b}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n{method} /api/data/v9.2/{path} HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{json}\r\n"));
+            }
+            continue;
+        }
+        let cs = format!("changeset_{id}");
+        out.push_str(&format!(
+            "--{b}\r\nContent-Type: multipart/mixed; boundary={cs}\r\n\r\n"
+        ));
+        for (method, path, json) in item {
+            id += 1;
+            out.push_str(&format!("--{cs}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {id}\r\n\r\n{method} /api/data/v9.2/{path} HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{json}\r\n"));
+        }
+        out.push_str(&format!("--{cs}--\r\n"));
+    }
+    out.push_str(&format!("--{b}--\r\n"));
+    (format!("multipart/mixed; boundary={b}"), out)
+}
+
+async fn count(c: &Client, url: &str, set: &str) -> usize {
+    let (_, v) = body(
+        c.get(format!("{url}/{set}?$count=true"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    v["@odata.count"].as_u64().unwrap() as usize
+}
+
+#[tokio::test]
+async fn batches_roll_back_changesets_continue_on_error_and_resolve_content_ids() {
+    let emu = start(quiet()).await;
+    let (c, url) = (Client::new(), emu.url());
+    // A changeset with a bad request: nothing of it lands, the batch stops with 400.
+    let (ct, b) = batch_body(
+        &[vec![
+            ("POST", "accounts", json!({"name": "one"})),
+            ("POST", "accounts", json!({"name": "two"})),
+            ("POST", "accounts", json!({"accountnumber": "no name"})),
+        ]],
+        false,
+    );
+    let r = c
+        .post(format!("{url}/$batch"))
+        .header("Content-Type", ct)
+        .body(b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("HTTP/1.1 400 Bad Request") && text.contains("0x80040200"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("HTTP/1.1").count(),
+        1,
+        "a failed changeset answers once: {text}"
+    );
+    assert_eq!(count(&c, &url, "accounts").await, 0);
+
+    // Content-ID: the contact's lookup points at the account created just before, in one changeset.
+    let (ct, b) = batch_body(
+        &[vec![
+            (
+                "POST",
+                "accounts",
+                json!({"name": "parent", "accountnumber": "P-1"}),
+            ),
+            (
+                "POST",
+                "contacts",
+                json!({"lastname": "child", "parentcustomerid@odata.bind": "$1"}),
+            ),
+        ]],
+        false,
+    );
+    let r = c
+        .post(format!("{url}/$batch"))
+        .header("Content-Type", ct)
+        .body(b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert_eq!(text.matches("HTTP/1.1 204 No Content").count(), 2, "{text}");
+    let (_, parent) = body(
+        c.get(format!("{url}/accounts(accountnumber='P-1')"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (_, kids) = body(c.get(format!("{url}/contacts")).send().await.unwrap()).await;
+    assert_eq!(
+        kids["value"][0]["_parentcustomerid_value"],
+        parent["accountid"]
+    );
+
+    // Without continue-on-error the batch stops at the first failure; with it, it goes on.
+    let singles = vec![vec![
+        ("POST", "accounts", json!({"name": "s1"})),
+        ("POST", "accounts", json!({"bad": 1})),
+        ("POST", "accounts", json!({"name": "s3"})),
+    ]];
+    let (ct, b) = batch_body(&singles, true);
+    let r = c
+        .post(format!("{url}/$batch"))
+        .header("Content-Type", &ct)
+        .body(b.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(count(&c, &url, "accounts").await, 2);
+    let r = c
+        .post(format!("{url}/$batch"))
+        .header("Content-Type", ct)
+        .header("Prefer", "odata.continue-on-error")
+        .body(b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        (
+            text.matches("204 No Content").count(),
+            text.matches("400 Bad Request").count()
+        ),
+        (2, 1),
+        "{text}"
+    );
+    assert_eq!(count(&c, &url, "accounts").await, 4);
+
+    // More than 1000 requests are refused whole.
+    let many: Vec<(&str, &str, Value)> = (0..1001)
+        .map(|_| ("POST", "accounts", json!({"name": "m"})))
+        .collect();
+    let (ct, b) = batch_body(&[many], true);
+    let (s, v) = body(
+        c.post(format!("{url}/$batch"))
+            .header("Content-Type", ct)
+            .body(b)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&v).contains("exceeds the limit of 1000"), "{v}");
+    assert_eq!(count(&c, &url, "accounts").await, 4);
+    emu.stop().await;
+}
+
+async fn token(c: &Client, emu: &Running, client: &str) -> String {
+    let (s, v) = body(
+        c.post(emu.token_url())
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client),
+                ("client_secret", "s3cret"),
+                ("scope", "x/.default"),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn tokens_are_required_and_expire() {
+    let emu = start(Config {
+        auth: true,
+        token_lifetime: Duration::from_millis(800),
+        ..quiet()
+    })
+    .await;
+    let (c, url) = (Client::new(), emu.url());
+    let (s, v) = body(c.get(format!("{url}/accounts")).send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    let t = token(&c, &emu, "app-1").await;
+    assert_eq!(
+        c.get(format!("{url}/accounts"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (s, v) = body(
+        c.get(format!("{url}/accounts"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(message(&v).contains("expired"), "{v}");
+    let fresh = token(&c, &emu, "app-1").await;
+    assert_eq!(
+        c.get(format!("{url}/accounts"))
+            .bearer_auth(&fresh)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let (s, v) = body(
+        c.post(emu.token_url())
+            .form(&[("grant_type", "password")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unsupported_grant_type"))
+    );
+    emu.stop().await;
+}
+
+#[tokio::test]
+async fn each_limit_answers_429_with_retry_after_and_recovers() {
+    // Requests in the window, per client.
+    let emu = start(Config {
+        auth: true,
+        limits: Limits {
+            window: Duration::from_secs(2),
+            requests: 5,
+            ..Limits::default()
+        },
+        ..quiet()
+    })
+    .await;
+    let (c, url) = (Client::new(), emu.url());
+    let (a, b) = (token(&c, &emu, "a").await, token(&c, &emu, "b").await);
+    for _ in 0..5 {
+        let r = c
+            .get(format!("{url}/accounts"))
+            .bearer_auth(&a)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["x-ms-dop-hint"], "8");
+    }
+    let r = c
+        .get(format!("{url}/accounts"))
+        .bearer_auth(&a)
+        .send()
+        .await
+        .unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (s, v) = body(r).await;
+    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "0x80072322"));
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(
+        c.get(format!("{url}/accounts"))
+            .bearer_auth(&b)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_secs(retry) + Duration::from_millis(300)).await;
+    assert_eq!(
+        c.get(format!("{url}/accounts"))
+            .bearer_auth(&a)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    emu.stop().await;
+
+    // Concurrent requests.
+    let emu = start(Config {
+        limits: Limits {
+            concurrency: 2,
+            ..Limits::default()
+        },
+        latency: Latency {
+            base: Duration::from_millis(300),
+            per_record: Duration::ZERO,
+            jitter: 0.0,
+        },
+        ..quiet()
+    })
+    .await;
+    let url = emu.url();
+    let calls = (0..5).map(|_| {
+        let (c, url) = (c.clone(), url.clone());
+        async move { body(c.get(format!("{url}/accounts")).send().await.unwrap()).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let throttled: Vec<&Value> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(throttled.len(), 3, "{results:?}");
+    assert!(throttled.iter().all(|v| code(v) == "0x80072326"));
+    assert_eq!(
+        c.get(format!("{url}/accounts"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    emu.stop().await;
+
+    // Combined execution time.
+    let emu = start(Config {
+        limits: Limits {
+            window: Duration::from_secs(2),
+            execution: Duration::from_millis(300),
+            ..Limits::default()
+        },
+        latency: Latency {
+            base: Duration::from_millis(200),
+            per_record: Duration::ZERO,
+            jitter: 0.0,
+        },
+        ..quiet()
+    })
+    .await;
+    let url = emu.url();
+    for _ in 0..2 {
+        assert_eq!(
+            c.get(format!("{url}/accounts"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let r = c.get(format!("{url}/accounts")).send().await.unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (s, v) = body(r).await;
+    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "0x80072321"));
+    tokio::time::sleep(Duration::from_secs(retry) + Duration::from_millis(300)).await;
+    assert_eq!(
+        c.get(format!("{url}/accounts"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    emu.stop().await;
+}
+
+async fn stats(c: &Client, emu: &Running) -> Value {
+    body(
+        c.get(format!("http://{}/_emulator/stats", emu.addr))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .1
+}
+
+#[tokio::test]
+async fn faults_are_injected_and_counted() {
+    let c = Client::new();
+    let emu = start(Config {
+        faults: Faults {
+            errors: 1.0,
+            ..Faults::default()
+        },
+        ..quiet()
+    })
+    .await;
+    let r = c
+        .post(format!("{}/accounts", emu.url()))
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+    assert_eq!(stats(&c, &emu).await["records"]["accounts"], 0);
+    emu.stop().await;
+
+    let emu = start(Config {
+        faults: Faults {
+            dropped: 1.0,
+            ..Faults::default()
+        },
+        ..quiet()
+    })
+    .await;
+    let r = c
+        .post(format!("{}/accounts", emu.url()))
+        .json(&json!({"name": "x"}))
+        .send()
+        .await;
+    assert!(
+        r.is_err() || r.unwrap().text().await.is_err(),
+        "the connection is dropped"
+    );
+    assert_eq!(stats(&c, &emu).await["records"]["accounts"], 0);
+    emu.stop().await;
+
+    // Applied, but the response is lost.
+    let emu = start(Config {
+        faults: Faults {
+            lost: 1.0,
+            ..Faults::default()
+        },
+        ..quiet()
+    })
+    .await;
+    let r = c
+        .post(format!("{}/accounts", emu.url()))
+        .json(&json!({"name": "x"}))
+        .send()
+        .await;
+    assert!(
+        r.is_err() || r.unwrap().text().await.is_err(),
+        "the response is lost"
+    );
+    let s = stats(&c, &emu).await;
+    assert_eq!(s["records"]["accounts"], 1, "{s}");
+    assert_eq!(s["clients"]["anonymous"]["faults"], 1, "{s}");
+    assert_eq!(s["clients"]["anonymous"]["records_written"], 1, "{s}");
+    // Reset clears records and counters.
+    assert_eq!(
+        c.post(format!("http://{}/_emulator/reset", emu.addr))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let s = stats(&c, &emu).await;
+    assert_eq!(
+        (
+            s["records"]["accounts"].as_u64(),
+            s["total"]["requests"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{s}"
+    );
+    emu.stop().await;
+
+    // Slow answers arrive late.
+    let emu = start(Config {
+        faults: Faults {
+            slow: 1.0,
+            slow_by: Duration::from_millis(400),
+            ..Faults::default()
+        },
+        ..quiet()
+    })
+    .await;
+    assert_eq!(
+        c.get(format!("{}/accounts", emu.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(stats(&c, &emu).await["clients"]["anonymous"]["faults"], 1);
+    emu.stop().await;
+}
