@@ -2,6 +2,7 @@
 //! BENCHMARKS.md records its figures with the commands that produced them.
 
 mod data;
+mod emulator;
 mod quickstart;
 
 use std::path::PathBuf;
@@ -42,6 +43,17 @@ enum Command {
         #[arg(long, default_value = "pipelines/data")]
         out: PathBuf,
     },
+    /// Measure the Dataverse-like emulator with its limits off: single-record requests/s and records/s
+    /// in $batch (client and server share this machine).
+    #[command(after_help = "Example:\n  ferry-bench emulator --seconds 10")]
+    Emulator {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+    },
     /// Run a pipeline in this process and report rows/s and peak memory (VmHWM).
     #[command(after_help = "Example:\n  ferry-bench run benches/pipelines/orders-to-sqlite.toml")]
     Run { pipeline: PathBuf },
@@ -71,6 +83,18 @@ fn main() -> Result<()> {
         Command::QuickstartData { out } => {
             quickstart::write(&out)?;
             println!("wrote the quickstart data to {}", out.display());
+        }
+        Command::Emulator {
+            seconds,
+            concurrency,
+            batch_size,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let f = runtime.block_on(emulator::measure(seconds, concurrency, batch_size))?;
+            println!(
+                "bench: emulator single_requests_per_s={:.0} batch_records_per_s={:.0} (concurrency {concurrency}, batch {batch_size})",
+                f.single_per_second, f.batch_records_per_second
+            );
         }
         Command::Run { pipeline } => {
             let pipeline = Pipeline::load(&pipeline).map_err(|e| anyhow::anyhow!("{e}"))?;

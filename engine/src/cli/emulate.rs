@@ -88,6 +88,9 @@ pub struct EmulateArgs {
     /// Records per page of a GET.
     #[arg(long, default_value_t = 5000)]
     page_size: usize,
+    /// Keep the records in this SQLite file too, so they outlive the emulator (in memory otherwise).
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 pub async fn dynamics(args: EmulateArgs) -> ExitCode {
@@ -129,6 +132,7 @@ pub async fn dynamics(args: EmulateArgs) -> ExitCode {
         auth: !args.no_auth,
         token_lifetime: args.token_lifetime,
         page_size: args.page_size,
+        data_file: args.data.clone(),
     };
     let sets: Vec<String> = config.model.sets.keys().cloned().collect();
     let addr: SocketAddr = match format!("{}:{}", args.host, args.port).parse() {

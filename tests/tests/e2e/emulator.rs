@@ -227,7 +227,7 @@ async fn invalid_records_get_dataverse_errors() {
             .unwrap(),
     )
     .await;
-    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "0x80040217"));
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "0x80040217"));
     emu.stop().await;
 }
 
@@ -814,5 +814,42 @@ async fn faults_are_injected_and_counted() {
         StatusCode::OK
     );
     assert_eq!(stats(&c, &emu).await["clients"]["anonymous"]["faults"], 1);
+    emu.stop().await;
+}
+
+#[tokio::test]
+async fn records_can_outlive_the_emulator_in_a_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("crm.sqlite");
+    let c = Client::new();
+    let config = || Config {
+        data_file: Some(file.clone()),
+        ..quiet()
+    };
+    let emu = start(config()).await;
+    let r = c
+        .patch(format!("{}/accounts(accountnumber='K-1')", emu.url()))
+        .json(&json!({"name": "kept"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    emu.stop().await;
+    let emu = start(config()).await;
+    let (s, v) = body(
+        c.get(format!("{}/accounts(accountnumber='K-1')", emu.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["name"].as_str()), (StatusCode::OK, Some("kept")));
+    c.post(format!("http://{}/_emulator/reset", emu.addr))
+        .send()
+        .await
+        .unwrap();
+    emu.stop().await;
+    let emu = start(config()).await;
+    assert_eq!(stats(&c, &emu).await["records"]["accounts"], 0);
     emu.stop().await;
 }

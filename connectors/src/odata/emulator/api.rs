@@ -136,7 +136,7 @@ fn run(
             Ok((
                 Response::json(
                     200,
-                    &representation(base, &set, record, select.as_deref(), true),
+                    &representation(store, base, &set, record, select.as_deref(), true),
                 ),
                 Effect::default(),
             ))
@@ -243,10 +243,10 @@ fn json_body(
         )
     })?;
     for (k, v) in body.iter_mut() {
-        if let (true, Value::String(s)) = (k.ends_with("@odata.bind"), &*v) {
-            if s.starts_with('$') {
-                *v = Value::String(resolve_content_id(s, ids, base)?);
-            }
+        if let (true, Value::String(s)) = (k.ends_with("@odata.bind"), &*v)
+            && s.starts_with('$')
+        {
+            *v = Value::String(resolve_content_id(s, ids, base)?);
         }
     }
     Ok(body)
@@ -281,7 +281,10 @@ fn written_response(
     let url = entity_url(base, set, id);
     let mut response = if wants_representation(request) {
         let record = store.get(set, id).expect("just written");
-        Response::json(status, &representation(base, set, record, None, true))
+        Response::json(
+            status,
+            &representation(store, base, set, record, None, true),
+        )
     } else {
         Response::empty(204)
     };
@@ -292,13 +295,20 @@ fn written_response(
     response
 }
 
+/// A record as JSON: the selected attributes (all without $select) and always the primary key.
 fn representation(
+    store: &Store,
     base: &str,
     set: &str,
     record: &Map<String, Value>,
     select: Option<&[String]>,
     context: bool,
 ) -> Value {
+    let key = store
+        .model()
+        .set(set)
+        .map(|d| d.key.as_str())
+        .unwrap_or_default();
     let mut out = Map::new();
     if context {
         out.insert(
@@ -308,9 +318,7 @@ fn representation(
     }
     out.insert("@odata.etag".into(), Value::String("W/\"1\"".into()));
     for (k, v) in record {
-        if select
-            .is_none_or(|s| s.iter().any(|c| c == k) || k.ends_with("id") && !k.starts_with('_'))
-        {
+        if select.is_none_or(|s| s.iter().any(|c| c == k)) || k == key {
             out.insert(k.clone(), v.clone());
         }
     }
@@ -356,7 +364,7 @@ fn list(
     let stop = (start + page).min(end);
     let value: Vec<Value> = rows[start..stop]
         .iter()
-        .map(|r| representation(base, set, r, q.select.as_deref(), false))
+        .map(|r| representation(store, base, set, r, q.select.as_deref(), false))
         .collect();
     let mut out = Map::new();
     out.insert(

@@ -23,7 +23,8 @@ pub struct Part {
 }
 
 impl Item {
-    pub fn len(&self) -> usize {
+    /// How many requests the item holds.
+    pub fn requests(&self) -> usize {
         match self {
             Item::Single(_) => 1,
             Item::Changeset(parts) => parts.len(),
@@ -106,7 +107,7 @@ fn parse_http_part(part: &str, root: &str) -> Result<Part, ODataError> {
     let content_id = header(&mime, "content-id");
     let http = http.trim_start_matches(['\r', '\n']);
     let (line, after) = http.split_once('\n').unwrap_or((http, ""));
-    let mut words = line.trim().split_whitespace();
+    let mut words = line.split_whitespace();
     let (Some(method), Some(url)) = (words.next(), words.next()) else {
         return Err(bad(format!(
             "A batch part does not start with a request line: '{}'.",
@@ -144,7 +145,7 @@ pub fn run(
     continue_on_error: bool,
     page_size: usize,
 ) -> (u16, String, Vec<u8>, Effect) {
-    let total: usize = items.iter().map(Item::len).sum();
+    let total: usize = items.iter().map(Item::requests).sum();
     let boundary = format!("batchresponse_{}", uuid::Uuid::new_v4());
     let content_type = format!("multipart/mixed; boundary={boundary}");
     if total > MAX_REQUESTS {

@@ -79,6 +79,8 @@ pub struct Config {
     pub token_lifetime: Duration,
     /// Records per page of a GET (`Prefer: odata.maxpagesize` overrides).
     pub page_size: usize,
+    /// Keep the records in this SQLite file too (loaded at start, written through).
+    pub data_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -95,6 +97,7 @@ impl Default for Config {
             auth: true,
             token_lifetime: Duration::from_secs(3600),
             page_size: 5000,
+            data_file: None,
         }
     }
 }
@@ -149,8 +152,12 @@ impl Running {
 
 /// Starts the emulator on `addr` (port 0: any free port).
 pub async fn start(config: Config, addr: SocketAddr) -> std::io::Result<Running> {
+    let store = match &config.data_file {
+        None => Store::new(config.model.clone()),
+        Some(path) => Store::open(config.model.clone(), path).map_err(std::io::Error::other)?,
+    };
     let state = Arc::new(State {
-        store: Mutex::new(Store::new(config.model.clone())),
+        store: Mutex::new(store),
         config: Mutex::new(config),
         limiter: Mutex::new(Limiter::default()),
         tokens: Mutex::new(HashMap::new()),
@@ -335,7 +342,7 @@ fn serve_api(
             Ok(items) => items,
             Err(e) => return (error_response(&e), 1, 0),
         };
-        let records: usize = items.iter().map(batch::Item::len).sum();
+        let records: usize = items.iter().map(batch::Item::requests).sum();
         let continue_on_error = request
             .header("prefer")
             .is_some_and(|p| p.contains("odata.continue-on-error"));
@@ -500,10 +507,10 @@ fn bump(state: &State, client: &str, f: impl FnOnce(&mut ClientStats)) {
 fn plain(status: StatusCode, body: Vec<u8>, content_type: &str) -> AxumResponse {
     let mut r = axum::response::Response::new(Body::from(body));
     *r.status_mut() = status;
-    if !content_type.is_empty() {
-        if let Ok(v) = HeaderValue::try_from(content_type) {
-            r.headers_mut().insert("content-type", v);
-        }
+    if !content_type.is_empty()
+        && let Ok(v) = HeaderValue::try_from(content_type)
+    {
+        r.headers_mut().insert("content-type", v);
     }
     r
 }

@@ -55,10 +55,11 @@ struct Table {
     alternate: Vec<HashMap<Vec<String>, Uuid>>,
 }
 
-/// Every entity set's records.
+/// Every entity set's records, optionally written through to a SQLite file.
 pub struct Store {
     model: Model,
     tables: HashMap<String, Table>,
+    file: Option<rusqlite::Connection>,
 }
 
 /// A write to undo if its changeset fails: the record as it was (None: it did not exist).
@@ -77,7 +78,43 @@ impl Store {
                 (name.clone(), table)
             })
             .collect();
-        Self { model, tables }
+        Self {
+            model,
+            tables,
+            file: None,
+        }
+    }
+
+    /// A store kept in a SQLite file as well: loaded from it now, every change written to it.
+    pub fn open(model: Model, path: &std::path::Path) -> Result<Self, String> {
+        let conn =
+            rusqlite::Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS records (entity_set TEXT NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (entity_set, id));",
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut store = Store::new(model);
+        let rows: Vec<(String, String, String)> = {
+            let mut stmt = conn
+                .prepare("SELECT entity_set, id, record FROM records")
+                .map_err(|e| e.to_string())?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| e.to_string())?
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?
+        };
+        for (set, id, record) in rows {
+            let Some(def) = store.model.sets.get(&set).cloned() else {
+                continue;
+            };
+            let id = Uuid::parse_str(&id).map_err(|e| e.to_string())?;
+            let record: Map<String, Value> =
+                serde_json::from_str(&record).map_err(|e| e.to_string())?;
+            store.put(&def, &set, id, record);
+        }
+        store.file = Some(conn);
+        Ok(store)
     }
 
     pub fn model(&self) -> &Model {
@@ -85,7 +122,14 @@ impl Store {
     }
 
     pub fn clear(&mut self) {
+        let file = self.file.take();
+        if let Some(conn) = &file
+            && let Err(e) = conn.execute("DELETE FROM records", [])
+        {
+            tracing::warn!(error = %e, "could not clear the emulator's SQLite file");
+        }
         *self = Store::new(self.model.clone());
+        self.file = file;
     }
 
     pub fn set(&self, name: &str) -> Result<&EntitySet, ODataError> {
@@ -237,12 +281,30 @@ impl Store {
                 table.alternate[i].insert(values, id);
             }
         }
+        if let Some(conn) = &self.file {
+            let json = serde_json::to_string(&record).expect("JSON");
+            if let Err(e) = conn.execute(
+                "INSERT INTO records (entity_set, id, record) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (entity_set, id) DO UPDATE SET record = excluded.record",
+                (set, id.to_string(), json),
+            ) {
+                tracing::warn!(error = %e, "could not write the emulator's SQLite file");
+            }
+        }
         table.rows.insert(id, record);
     }
 
     fn remove(&mut self, def: &EntitySet, set: &str, id: Uuid) -> Option<Map<String, Value>> {
         let table = self.tables.get_mut(set).expect("known set");
         let record = table.rows.remove(&id)?;
+        if let Some(conn) = &self.file
+            && let Err(e) = conn.execute(
+                "DELETE FROM records WHERE entity_set = ?1 AND id = ?2",
+                (set, id.to_string()),
+            )
+        {
+            tracing::warn!(error = %e, "could not write the emulator's SQLite file");
+        }
         for (i, key) in def.alternate_keys.iter().enumerate() {
             if let Some(values) = alternate_values(key, &record) {
                 table.alternate[i].remove(&values);
@@ -259,17 +321,16 @@ impl Store {
         record: &Map<String, Value>,
     ) -> Result<(), ODataError> {
         for (i, key) in def.alternate_keys.iter().enumerate() {
-            if let Some(values) = alternate_values(key, record) {
-                if self.tables[set].alternate[i]
+            if let Some(values) = alternate_values(key, record)
+                && self.tables[set].alternate[i]
                     .get(&values)
                     .is_some_and(|other| *other != id)
-                {
-                    return Err(ODataError::new(
-                        412,
-                        DUPLICATE,
-                        "A record with matching key values already exists.",
-                    ));
-                }
+            {
+                return Err(ODataError::new(
+                    412,
+                    DUPLICATE,
+                    "A record with matching key values already exists.",
+                ));
             }
         }
         Ok(())
@@ -313,7 +374,10 @@ impl Store {
                 }
                 let target_def = self.set(target)?;
                 let id = self.resolve(target, &key)?.ok_or_else(|| match &key {
-                    KeyRef::Id(id) => not_found(target_def, *id),
+                    KeyRef::Id(id) => ODataError {
+                        status: 400,
+                        ..not_found(target_def, *id)
+                    },
                     KeyRef::Alternate(parts) => ODataError::new(
                         400,
                         NOT_FOUND,
@@ -389,17 +453,17 @@ fn check_type(
     match kind {
         AttrType::String => {
             let s = value.as_str().ok_or_else(wrong)?;
-            if let Some(max) = max_length {
-                if s.chars().count() > max {
-                    return Err(ODataError::new(
-                        400,
-                        TOO_LONG,
-                        format!(
-                            "A validation error occurred. The length of the '{name}' attribute of the '{}' entity exceeded the maximum allowed length of '{max}'.",
-                            def.entity
-                        ),
-                    ));
-                }
+            if let Some(max) = max_length
+                && s.chars().count() > max
+            {
+                return Err(ODataError::new(
+                    400,
+                    TOO_LONG,
+                    format!(
+                        "A validation error occurred. The length of the '{name}' attribute of the '{}' entity exceeded the maximum allowed length of '{max}'.",
+                        def.entity
+                    ),
+                ));
             }
         }
         AttrType::Int => {
