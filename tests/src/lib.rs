@@ -10,6 +10,16 @@ use ferry::run::{RunReport, RunSettings};
 use ferry::spec::Pipeline;
 use tempfile::TempDir;
 
+/// Expected rows written as text, sorted like [`sqlite_rows`] and [`batch_rows`] sort theirs.
+pub fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
+    let mut r: Vec<Vec<String>> = v
+        .iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+    r.sort();
+    r
+}
+
 /// A temporary folder that holds one test's pipeline files, data and targets.
 pub struct Workspace {
     dir: TempDir,

@@ -7,16 +7,7 @@ use arrow::datatypes::DataType;
 use ferry::book::Book;
 use ferry::book::quarantine::{ID_HEADER, export_xlsx};
 use ferry::run::Status;
-use ferry_tests::{Workspace, batch_rows, run, sqlite_rows};
-
-fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
-    let mut r: Vec<Vec<String>> = v
-        .iter()
-        .map(|r| r.iter().map(|c| c.to_string()).collect())
-        .collect();
-    r.sort();
-    r
-}
+use ferry_tests::{Workspace, batch_rows, rows, run, sqlite_rows};
 
 const PIPELINE: &str = r#"name = "accounts"
 [connections.db]

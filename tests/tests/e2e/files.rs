@@ -1,16 +1,7 @@
 //! File targets: replaced whole and atomically; a failed run leaves the previous file as it was.
 
 use ferry::run::Status;
-use ferry_tests::{Workspace, datafusion_rows, parquet_rows, run};
-
-fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
-    let mut r: Vec<Vec<String>> = v
-        .iter()
-        .map(|r| r.iter().map(|c| c.to_string()).collect())
-        .collect();
-    r.sort();
-    r
-}
+use ferry_tests::{Workspace, datafusion_rows, parquet_rows, rows, run};
 
 fn pipeline_toml(target: &str) -> String {
     format!(

@@ -1,16 +1,7 @@
 //! Every source format read through a pipeline and written to parquet, compared row for row.
 
 use ferry::run::Status;
-use ferry_tests::{Workspace, parquet_rows, run};
-
-fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
-    let mut r: Vec<Vec<String>> = v
-        .iter()
-        .map(|r| r.iter().map(|c| c.to_string()).collect())
-        .collect();
-    r.sort();
-    r
-}
+use ferry_tests::{Workspace, parquet_rows, rows, run};
 
 /// Copies source `from` (declared by `source_toml`) to parquet with `sql`, returns the rows landed.
 async fn copy(ws: &Workspace, source_toml: &str, sql: &str) -> Vec<Vec<String>> {

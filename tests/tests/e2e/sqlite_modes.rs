@@ -1,16 +1,7 @@
 //! SQLite, all four write modes, each run twice, and what each must leave behind.
 
 use ferry::run::{RunReport, Status};
-use ferry_tests::{Workspace, run, sqlite_rows};
-
-fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
-    let mut r: Vec<Vec<String>> = v
-        .iter()
-        .map(|r| r.iter().map(|c| c.to_string()).collect())
-        .collect();
-    r.sort();
-    r
-}
+use ferry_tests::{Workspace, rows, run, sqlite_rows};
 
 /// Writes `csv` as the source and runs it into `db.sqlite` table `t` with the given target settings.
 async fn load(ws: &Workspace, csv: &str, target: &str) -> RunReport {

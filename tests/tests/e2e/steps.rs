@@ -1,13 +1,7 @@
 //! Multi-step pipelines: steps as views, `@resultN` references, and SQL errors placed on their line.
 
 use ferry::run::Status;
-use ferry_tests::{Workspace, parquet_rows, run};
-
-fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
-    v.iter()
-        .map(|r| r.iter().map(|c| c.to_string()).collect())
-        .collect()
-}
+use ferry_tests::{Workspace, parquet_rows, rows, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_references_name_earlier_steps() {

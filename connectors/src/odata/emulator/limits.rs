@@ -97,15 +97,7 @@ impl Limiter {
                 c.blocked_until = Some(longer);
                 return Err(Throttled {
                     retry_after: longer - now,
-                    error: ODataError::new(
-                        429,
-                        REQUESTS_EXCEEDED,
-                        format!(
-                            "Number of requests exceeded the limit of {} over time window of {} seconds.",
-                            limits.requests,
-                            limits.window.as_secs()
-                        ),
-                    ),
+                    error: requests_exceeded(limits),
                 });
             }
             c.blocked_until = None;
@@ -128,15 +120,7 @@ impl Limiter {
             c.blocked_until = Some(now + wait);
             return Err(Throttled {
                 retry_after: wait,
-                error: ODataError::new(
-                    429,
-                    REQUESTS_EXCEEDED,
-                    format!(
-                        "Number of requests exceeded the limit of {} over time window of {} seconds.",
-                        limits.requests,
-                        limits.window.as_secs()
-                    ),
-                ),
+                error: requests_exceeded(limits),
             });
         }
         if c.executing >= limits.execution {
@@ -180,6 +164,18 @@ impl Limiter {
             c.executing += ran;
         }
     }
+}
+
+fn requests_exceeded(limits: &Limits) -> ODataError {
+    ODataError::new(
+        429,
+        REQUESTS_EXCEEDED,
+        format!(
+            "Number of requests exceeded the limit of {} over time window of {} seconds.",
+            limits.requests,
+            limits.window.as_secs()
+        ),
+    )
 }
 
 #[cfg(test)]
