@@ -19,6 +19,8 @@ pub enum Endpoint {
     Postgres { url: String },
     /// `mysql://` or `mariadb://`
     Mysql { url: String },
+    /// `http://` or `https://`: an OData v4 service root.
+    OData(crate::odata::config::ODataEndpoint),
 }
 
 impl Endpoint {
@@ -49,6 +51,9 @@ impl Endpoint {
             "mysql" | "mariadb" => Ok(Self::Mysql {
                 url: url.to_string(),
             }),
+            "http" | "https" => Err(ConnectorError::fatal(
+                "an http(s):// connection is an OData service: its kind and auth come from the connection's other keys",
+            )),
             other => Err(ConnectorError::fatal(format!(
                 "Ferry has no connector for \"{other}://\""
             ))
@@ -72,6 +77,14 @@ pub fn sink(location: &TargetLocation, options: TargetOptions) -> Result<Arc<dyn
     Ok(match location {
         TargetLocation::Endpoint(Endpoint::Sqlite { path }) => {
             Arc::new(SqliteSink::new(path.clone(), options))
+        }
+        TargetLocation::Endpoint(Endpoint::OData(endpoint)) => {
+            let odata = options.odata.clone();
+            Arc::new(crate::odata::sink::ODataSink::new(
+                endpoint.clone(),
+                options,
+                odata,
+            )?)
         }
         TargetLocation::Endpoint(Endpoint::Postgres { .. } | Endpoint::Mysql { .. }) => {
             return Err(ConnectorError::fatal(

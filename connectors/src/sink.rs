@@ -81,21 +81,27 @@ pub struct TargetOptions {
     pub key: Vec<String>,
     /// Create the table from the result's schema when it is missing.
     pub create: bool,
+    /// What only OData targets use (atomic batches, legal entity, a fixed rate).
+    pub odata: crate::odata::config::ODataOptions,
 }
 
 /// What one `write` call did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct BatchWritten {
     /// Rows inserted or updated.
     pub written: u64,
     /// Rows not written because their key already existed (insert mode).
     pub skipped: u64,
+    /// Rows the target refused one by one while the others landed (a service answering each record
+    /// of a batch on its own), by index in the batch, with the target's error.
+    pub rejected: Vec<(usize, ConnectorError)>,
 }
 
 impl std::ops::AddAssign for BatchWritten {
     fn add_assign(&mut self, other: Self) {
         self.written += other.written;
         self.skipped += other.skipped;
+        self.rejected.extend(other.rejected);
     }
 }
 

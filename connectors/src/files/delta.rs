@@ -154,7 +154,7 @@ impl Sink for DeltaSink {
         })?;
         Ok(BatchWritten {
             written: rows,
-            skipped: 0,
+            ..Default::default()
         })
     }
 

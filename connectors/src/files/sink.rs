@@ -136,7 +136,7 @@ impl Sink for FileSink {
         .map_err(|e| self.io_error(e))??;
         Ok(BatchWritten {
             written: rows,
-            skipped: 0,
+            ..Default::default()
         })
     }
 

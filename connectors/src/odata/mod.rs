@@ -1,4 +1,11 @@
-//! OData v4 services: the Dataverse-like emulator Ferry's REST sink is proven against (`emulator/`).
-//! The sink itself comes with the issue "The Dynamics-like OData target".
+//! OData v4 services: the target that writes to Dynamics-365-like services (`sink.rs`, with its
+//! token source, row encoding, throughput lanes and multipart handling), and the Dataverse-like
+//! emulator it is proven against (`emulator/`).
 
+mod auth;
+pub mod config;
 pub mod emulator;
+mod encode;
+mod lane;
+pub mod multipart;
+pub mod sink;

@@ -166,7 +166,7 @@ impl Worker {
         }
         let started = Instant::now();
         let outcome = self.write_isolating(&batch).await;
-        let (written, rejected, failure) = match outcome {
+        let (written, rejected, failure): (BatchWritten, _, _) = match outcome {
             Ok((written, rejected)) => (written, rejected, None),
             Err(e) => (
                 BatchWritten::default(),
@@ -244,13 +244,17 @@ impl Worker {
                 continue;
             }
             match self.write_retrying(batch.slice(offset, len)).await {
-                Ok(done) => {
-                    written += done;
+                Ok(mut done) => {
                     if done.written > 0 {
                         self.counters
                             .consecutive_rejects
                             .store(0, Ordering::Relaxed);
                     }
+                    for (row, e) in std::mem::take(&mut done.rejected) {
+                        self.reject_one(&e)?;
+                        rejected.push((offset + row, e));
+                    }
+                    written += done;
                 }
                 Err(e) if e.class == ErrorClass::Data => {
                     let bad = match e.row {

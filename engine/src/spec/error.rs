@@ -56,11 +56,18 @@ impl fmt::Display for SpecErrors {
 impl std::error::Error for SpecErrors {}
 
 /// Turns byte offsets in one file's text into line and column, and builds errors there.
-#[derive(Debug, Clone)]
+/// Its Debug leaves the text out: a pipeline file may hold a secret written in clear.
+#[derive(Clone)]
 pub struct Locator {
     file: PathBuf,
     text: String,
     line_starts: Vec<usize>,
+}
+
+impl fmt::Debug for Locator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Locator({})", self.file.display())
+    }
 }
 
 impl Locator {

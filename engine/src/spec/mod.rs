@@ -13,12 +13,15 @@ use std::time::Duration;
 
 use ferry_connectors::files::FileFormat;
 use ferry_connectors::files::source::FileSource;
+use ferry_connectors::odata::config::{
+    Auth, Credentials, ODataEndpoint, ODataOptions, ServiceKind, parse_rate,
+};
 use ferry_connectors::registry::{Endpoint, TargetLocation};
 use ferry_connectors::{TargetOptions, WriteMode};
 use toml::Spanned;
 
 pub use self::error::{Locator, SpecError, SpecErrors, did_you_mean};
-use self::raw::{RawPipeline, RawRun, RawSource, RawStep, RawTarget};
+use self::raw::{RawConnection, RawPipeline, RawRun, RawSource, RawStep, RawTarget};
 pub use self::secret::Secret;
 
 /// A pipeline, validated: everything here has been checked against everything else.
@@ -175,12 +178,17 @@ impl Checker<'_> {
             .connections
             .into_iter()
             .filter_map(|(name, conn)| {
-                let conn = conn.into_inner();
+                let span = conn.span();
+                let mut conn = conn.into_inner();
                 let url_span = conn.url.span();
-                let url = self.interpolate(conn.url)?;
-                let endpoint = Endpoint::parse(&url, self.dir)
-                    .map_err(|e| self.connector_error(url_span, e))
-                    .ok()?;
+                let url = self.interpolate(conn.url.clone())?;
+                let endpoint = if url.starts_with("http://") || url.starts_with("https://") {
+                    Endpoint::OData(self.odata_endpoint(url, &mut conn, span)?)
+                } else {
+                    Endpoint::parse(&url, self.dir)
+                        .map_err(|e| self.connector_error(url_span, e))
+                        .ok()?
+                };
                 let user = conn.user.and_then(|u| self.interpolate(u));
                 let password = conn
                     .password
@@ -249,6 +257,98 @@ impl Checker<'_> {
             run: run?,
             locator: self.loc.clone(),
         })
+    }
+
+    /// An http(s):// connection: an OData service, its kind and how it authorises.
+    fn odata_endpoint(
+        &mut self,
+        url: String,
+        conn: &mut RawConnection,
+        span: std::ops::Range<usize>,
+    ) -> Option<ODataEndpoint> {
+        let kind = match conn.kind.take() {
+            None if url.contains("/api/data/") => ServiceKind::Dataverse,
+            None => ServiceKind::Generic,
+            Some(k) => match ServiceKind::parse(k.get_ref()) {
+                Some(kind) => kind,
+                None => {
+                    self.errors.push(
+                        self.loc
+                            .error(
+                                k.span(),
+                                format!("unknown service kind \"{}\"", k.get_ref()),
+                            )
+                            .hint(format!("kind = one of: {}", ServiceKind::ALL.join(", "))),
+                    );
+                    return None;
+                }
+            },
+        };
+        let auth_kind = match conn.auth.take() {
+            Some(a) => Some((a.get_ref().clone(), a.span())),
+            None if conn.client_id.is_some() => {
+                Some(("client_credentials".to_string(), span.clone()))
+            }
+            None if conn.token.is_some() => Some(("bearer".to_string(), span.clone())),
+            None => None,
+        };
+        let auth = match auth_kind {
+            None => Auth::None,
+            Some((a, _)) if a == "none" => Auth::None,
+            Some((a, at)) if a == "bearer" => match conn.token.take() {
+                Some(t) => Auth::Bearer(self.interpolate(t)?),
+                None => {
+                    self.errors.push(
+                        self.loc
+                            .error(at, "auth = \"bearer\" needs a token")
+                            .hint("token = \"${TOKEN}\""),
+                    );
+                    return None;
+                }
+            },
+            Some((a, at)) if a == "client_credentials" => {
+                let (Some(token_url), Some(id), Some(secret)) = (
+                    conn.token_url.take(),
+                    conn.client_id.take(),
+                    conn.client_secret.take(),
+                ) else {
+                    self.errors.push(
+                        self.loc
+                            .error(at, "client credentials need token_url, client_id and client_secret")
+                            .hint("client_secret = \"${CRM_CLIENT_SECRET}\" (read from the environment, never stored)"),
+                    );
+                    return None;
+                };
+                let mut users = vec![Credentials {
+                    client_id: self.interpolate(id)?,
+                    client_secret: self.interpolate(secret)?,
+                }];
+                for u in std::mem::take(&mut conn.users) {
+                    let u = u.into_inner();
+                    users.push(Credentials {
+                        client_id: self.interpolate(u.client_id)?,
+                        client_secret: self.interpolate(u.client_secret)?,
+                    });
+                }
+                Auth::ClientCredentials {
+                    token_url: self.interpolate(token_url)?,
+                    scope: match conn.scope.take() {
+                        Some(s) => Some(self.interpolate(s)?),
+                        None => None,
+                    },
+                    users,
+                }
+            }
+            Some((a, at)) => {
+                self.errors.push(
+                    self.loc
+                        .error(at, format!("unknown auth \"{a}\""))
+                        .hint("auth = \"client_credentials\", \"bearer\" or \"none\""),
+                );
+                return None;
+            }
+        };
+        Some(ODataEndpoint { url, kind, auth })
     }
 
     /// Checks a source or step name: a plain SQL identifier, not used before.
@@ -563,6 +663,25 @@ impl Checker<'_> {
         };
         let batch_size = self.positive(raw.batch_size, "batch_size", 1000, 1_000_000)?;
         let workers = self.positive(raw.workers, "workers", 4, 256)?;
+        let rate_limit = match raw.rate_limit {
+            None => None,
+            Some(r) => match parse_rate(r.get_ref()) {
+                Some(rate) => Some(rate),
+                None => {
+                    self.errors.push(
+                        self.loc
+                            .error(r.span(), format!("\"{}\" is not a rate", r.get_ref()))
+                            .hint("rate_limit = \"6000/300s\" (requests per period, per application user)"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let odata = ODataOptions {
+            atomic: raw.atomic.unwrap_or(false),
+            legal_entity: raw.legal_entity,
+            rate_limit,
+        };
         let location = location?;
         if self.errors.len() > errors_before {
             return None;
@@ -574,6 +693,7 @@ impl Checker<'_> {
                 mode,
                 key,
                 create: raw.create.unwrap_or(false),
+                odata,
             },
             batch_size,
             workers,

@@ -29,6 +29,25 @@ pub struct RawConnection {
     pub url: Spanned<String>,
     pub user: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
+    /// OData: dataverse | fno | odata.
+    pub kind: Option<Spanned<String>>,
+    /// OData: client_credentials | bearer | none.
+    pub auth: Option<Spanned<String>>,
+    pub token_url: Option<Spanned<String>>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret: Option<Spanned<String>>,
+    pub scope: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+    /// More application users: their limits add up.
+    #[serde(default)]
+    pub users: Vec<Spanned<RawUser>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub client_id: Spanned<String>,
+    pub client_secret: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +82,12 @@ pub struct RawTarget {
     pub create: Option<bool>,
     pub batch_size: Option<Spanned<i64>>,
     pub workers: Option<Spanned<i64>>,
+    /// OData: each $batch one changeset.
+    pub atomic: Option<bool>,
+    /// OData (F&O): the dataAreaId written with every record.
+    pub legal_entity: Option<String>,
+    /// OData: a fixed ceiling per user, "6000/300s".
+    pub rate_limit: Option<Spanned<String>>,
 }
 
 /// `key = "id"` or `key = ["a", "b"]`.

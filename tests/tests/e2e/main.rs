@@ -5,6 +5,7 @@ mod bookkeeping;
 mod emulator;
 mod files;
 mod incremental;
+mod odata;
 mod quickstart;
 mod sources;
 mod sqlite_modes;

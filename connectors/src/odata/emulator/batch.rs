@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::api::{Effect, Request, Response, execute};
 use super::store::{BAD_REQUEST, ODataError, Store};
+use crate::odata::multipart::{boundary, header, split_headers, split_parts};
 
 pub const MAX_REQUESTS: usize = 1000;
 
@@ -36,14 +37,6 @@ fn bad(message: impl Into<String>) -> ODataError {
     ODataError::new(400, BAD_REQUEST, message)
 }
 
-/// The boundary of a `multipart/mixed; boundary=...` content type.
-pub fn boundary(content_type: &str) -> Option<String> {
-    content_type
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("boundary="))
-        .map(|b| b.trim_matches('"').to_string())
-}
-
 /// Parses a batch body into its items. `root` is the service root path (`/api/data/v9.2`).
 pub fn parse(body: &[u8], content_type: &str, root: &str) -> Result<Vec<Item>, ODataError> {
     let outer = boundary(content_type)
@@ -65,41 +58,6 @@ pub fn parse(body: &[u8], content_type: &str, root: &str) -> Result<Vec<Item>, O
         }
     }
     Ok(items)
-}
-
-fn split_parts<'a>(text: &'a str, boundary: &str) -> Vec<&'a str> {
-    let delimiter = format!("--{boundary}");
-    let mut parts = Vec::new();
-    for (i, chunk) in text.split(delimiter.as_str()).enumerate() {
-        if i == 0 || chunk.starts_with("--") {
-            continue;
-        }
-        parts.push(chunk.trim_start_matches(['\r', '\n']));
-    }
-    parts
-}
-
-/// Header lines (lower-case names) and what follows the blank line.
-fn split_headers(text: &str) -> (Vec<(String, String)>, &str) {
-    let (head, rest) = match (text.find("\r\n\r\n"), text.find("\n\n")) {
-        (Some(a), Some(b)) if b < a => (&text[..b], &text[b + 2..]),
-        (Some(a), _) => (&text[..a], &text[a + 4..]),
-        (None, Some(b)) => (&text[..b], &text[b + 2..]),
-        (None, None) => (text, ""),
-    };
-    let headers = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (headers, rest)
-}
-
-fn header(headers: &[(String, String)], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
 }
 
 fn parse_http_part(part: &str, root: &str) -> Result<Part, ODataError> {

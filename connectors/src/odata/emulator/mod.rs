@@ -104,6 +104,7 @@ impl Default for Config {
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct ClientStats {
+    pub tokens_issued: u64,
     pub requests: u64,
     pub records_written: u64,
     pub throttled: u64,
@@ -455,6 +456,7 @@ fn token(state: &State, body: &Bytes) -> AxumResponse {
         );
     };
     let lifetime = state.config.lock().expect("config").token_lifetime;
+    bump(state, client, |s| s.tokens_issued += 1);
     let access = format!("emu.{}", uuid::Uuid::new_v4().simple());
     state
         .tokens

@@ -1,0 +1,137 @@
+//! What an OData connection and target say: the service root, the flavour of service, how to get a
+//! token, the application users to spread the load over, and the target's options.
+
+use std::fmt;
+
+/// Which OData service this is; each has its own habits within the standard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// Dynamics 365 / Dataverse Web API: alternate keys, service protection limits.
+    Dataverse,
+    /// Dynamics 365 Finance & Operations: data entities, `dataAreaId` per legal entity.
+    Fno,
+    /// Any OData v4 service.
+    Generic,
+}
+
+impl ServiceKind {
+    pub const ALL: [&'static str; 3] = ["dataverse", "fno", "odata"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "dataverse" => Some(Self::Dataverse),
+            "fno" => Some(Self::Fno),
+            "odata" => Some(Self::Generic),
+            _ => None,
+        }
+    }
+}
+
+/// One application user: its client id and secret (never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials({}, ***)", self.client_id)
+    }
+}
+
+/// How requests are authorised.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    /// A fixed bearer token (never printed).
+    Bearer(String),
+    /// OAuth2 client credentials against `token_url`, one token per user.
+    ClientCredentials {
+        token_url: String,
+        scope: Option<String>,
+        users: Vec<Credentials>,
+    },
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Bearer(_) => f.write_str("Bearer(***)"),
+            Auth::ClientCredentials {
+                token_url, users, ..
+            } => {
+                write!(f, "ClientCredentials({token_url}, {users:?})")
+            }
+        }
+    }
+}
+
+/// An OData service a connection points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ODataEndpoint {
+    /// The service root: `https://contoso.crm.dynamics.com/api/data/v9.2`.
+    pub url: String,
+    pub kind: ServiceKind,
+    pub auth: Auth,
+}
+
+/// The OData-only options of a target.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ODataOptions {
+    /// Each $batch is one changeset: all of it lands or none.
+    pub atomic: bool,
+    /// F&O: written as `dataAreaId`.
+    pub legal_entity: Option<String>,
+    /// A fixed ceiling per user, requests per second.
+    pub rate_limit: Option<f64>,
+}
+
+/// "6000/300s" or "20/s" as requests per second.
+pub fn parse_rate(text: &str) -> Option<f64> {
+    let (count, per) = text.split_once('/')?;
+    let count: f64 = count.trim().parse().ok()?;
+    let per = per.trim();
+    let digits: String = per
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let unit = &per[digits.len()..];
+    let n: f64 = if digits.is_empty() {
+        1.0
+    } else {
+        digits.parse().ok()?
+    };
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (count > 0.0 && seconds > 0.0).then(|| count / seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_secrets() {
+        assert_eq!(parse_rate("6000/300s"), Some(20.0));
+        assert_eq!(parse_rate("20/s"), Some(20.0));
+        assert_eq!(parse_rate("60/m"), Some(1.0));
+        assert_eq!(parse_rate("fast"), None);
+        let auth = Auth::ClientCredentials {
+            token_url: "http://t".into(),
+            scope: None,
+            users: vec![Credentials {
+                client_id: "app".into(),
+                client_secret: "canary-secret".into(),
+            }],
+        };
+        assert!(!format!("{auth:?}").contains("canary"));
+        assert!(!format!("{:?}", Auth::Bearer("canary".into())).contains("canary"));
+    }
+}

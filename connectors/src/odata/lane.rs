@@ -1,0 +1,166 @@
+//! Throughput control for one application user: a fixed ceiling (governor) when the target sets
+//! `rate_limit`, adaptive concurrency on top, and a pause for the whole of a `Retry-After`.
+//!
+//! ```text
+//! acquire: wait out a pause ─▶ wait for the rate limiter ─▶ wait for a slot (in flight < limit)
+//! release: no 429 and latency steady → limit grows by 1/limit (additive increase)
+//!          429 or latency doubled     → limit halves (multiplicative decrease)
+//! ```
+
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Notify;
+
+pub struct Lane {
+    rate: Option<DefaultDirectRateLimiter>,
+    state: Mutex<State>,
+    freed: Notify,
+}
+
+struct State {
+    limit: f64,
+    max: f64,
+    in_flight: usize,
+    paused_until: Option<Instant>,
+    /// Smoothed latency of successful requests.
+    latency: Option<Duration>,
+    hinted: bool,
+}
+
+/// Holding one means a request is in flight on the lane.
+pub struct Slot<'a> {
+    lane: &'a Lane,
+    started: Instant,
+    done: bool,
+}
+
+impl Lane {
+    pub fn new(rate_per_second: Option<f64>, start: usize, max: usize) -> Self {
+        let rate = rate_per_second.map(|r| {
+            let period = Duration::from_secs_f64(1.0 / r.max(0.001));
+            let quota = Quota::with_period(period)
+                .expect("positive period")
+                .allow_burst(NonZeroU32::new(1).expect("one"));
+            RateLimiter::direct(quota)
+        });
+        Self {
+            rate,
+            state: Mutex::new(State {
+                limit: start.max(1) as f64,
+                max: max.max(1) as f64,
+                in_flight: 0,
+                paused_until: None,
+                latency: None,
+                hinted: false,
+            }),
+            freed: Notify::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn limit(&self) -> usize {
+        self.state.lock().expect("lane").limit as usize
+    }
+
+    /// Waits for the lane's turn.
+    pub async fn acquire(&self) -> Slot<'_> {
+        loop {
+            let pause = self.state.lock().expect("lane").paused_until;
+            match pause {
+                Some(until) if until > Instant::now() => {
+                    tokio::time::sleep_until(until.into()).await;
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(rate) = &self.rate {
+                rate.until_ready().await;
+            }
+            let notified = self.freed.notified();
+            {
+                let mut s = self.state.lock().expect("lane");
+                if s.paused_until.is_none_or(|u| u <= Instant::now())
+                    && (s.in_flight as f64) < s.limit.floor().max(1.0)
+                {
+                    s.in_flight += 1;
+                    return Slot {
+                        lane: self,
+                        started: Instant::now(),
+                        done: false,
+                    };
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The service told everyone on this lane to wait.
+    pub fn pause(&self, wait: Duration) {
+        let mut s = self.state.lock().expect("lane");
+        let until = Instant::now() + wait;
+        s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
+        s.limit = (s.limit / 2.0).max(1.0);
+    }
+
+    /// The service's recommended parallelism (`x-ms-dop-hint`), taken once as a starting point.
+    pub fn hint(&self, dop: usize) {
+        let mut s = self.state.lock().expect("lane");
+        if !s.hinted && dop > 0 {
+            s.hinted = true;
+            s.limit = (dop as f64).min(s.max);
+        }
+    }
+}
+
+impl Slot<'_> {
+    /// The request succeeded: grow the limit while latency stays steady.
+    pub fn success(mut self) {
+        self.done = true;
+        let took = self.started.elapsed();
+        let mut s = self.lane.state.lock().expect("lane");
+        s.in_flight -= 1;
+        let steady = s.latency.is_none_or(|l| took < l * 2);
+        s.latency = Some(match s.latency {
+            None => took,
+            Some(l) => l.mul_f64(0.8) + took.mul_f64(0.2),
+        });
+        if steady {
+            s.limit = (s.limit + 1.0 / s.limit).min(s.max);
+        } else {
+            s.limit = (s.limit * 0.75).max(1.0);
+        }
+        drop(s);
+        self.lane.freed.notify_waiters();
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.lane.state.lock().expect("lane").in_flight -= 1;
+            self.lane.freed.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_limit_grows_on_success_and_halves_on_pause() {
+        let lane = Lane::new(None, 4, 64);
+        for _ in 0..40 {
+            lane.acquire().await.success();
+        }
+        let grown = lane.limit();
+        assert!(grown > 4, "{grown}");
+        lane.pause(Duration::from_millis(1));
+        assert_eq!(lane.limit(), (grown as f64 / 2.0) as usize);
+        let held: Vec<Slot> = vec![lane.acquire().await];
+        drop(held);
+    }
+}

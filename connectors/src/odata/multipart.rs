@@ -1,0 +1,90 @@
+//! multipart/mixed, as OData `$batch` requests and responses use it: boundaries, parts, and the
+//! header block of each part. Shared by the emulator (parsing requests) and the OData target (parsing
+//! responses).
+
+/// The boundary of a `multipart/mixed; boundary=...` content type.
+pub fn boundary(content_type: &str) -> Option<String> {
+    content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"').to_string())
+}
+
+pub fn split_parts<'a>(text: &'a str, boundary: &str) -> Vec<&'a str> {
+    let delimiter = format!("--{boundary}");
+    let mut parts = Vec::new();
+    for (i, chunk) in text.split(delimiter.as_str()).enumerate() {
+        if i == 0 || chunk.starts_with("--") {
+            continue;
+        }
+        parts.push(chunk.trim_start_matches(['\r', '\n']));
+    }
+    parts
+}
+
+/// Header lines (lower-case names) and what follows the blank line.
+pub fn split_headers(text: &str) -> (Vec<(String, String)>, &str) {
+    let (head, rest) = match (text.find("\r\n\r\n"), text.find("\n\n")) {
+        (Some(a), Some(b)) if b < a => (&text[..b], &text[b + 2..]),
+        (Some(a), _) => (&text[..a], &text[a + 4..]),
+        (None, Some(b)) => (&text[..b], &text[b + 2..]),
+        (None, None) => (text, ""),
+    };
+    let headers = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (headers, rest)
+}
+
+pub fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// One part of a `$batch` response: its status, Content-ID and body, in order; a changeset's parts
+/// are flattened in place.
+#[derive(Debug, Clone)]
+pub struct ResponsePart {
+    pub status: u16,
+    pub content_id: Option<String>,
+    pub body: String,
+}
+
+/// Parses a `$batch` response body.
+pub fn parse_responses(body: &str, content_type: &str) -> Vec<ResponsePart> {
+    let Some(b) = boundary(content_type) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for part in split_parts(body, &b) {
+        let (mime, rest) = split_headers(part);
+        let kind = header(&mime, "content-type").unwrap_or_default();
+        if kind.starts_with("multipart/mixed") {
+            out.extend(parse_responses(rest, &kind));
+            continue;
+        }
+        let content_id = header(&mime, "content-id");
+        let rest = rest.trim_start_matches(['\r', '\n']);
+        let (line, after) = rest.split_once('\n').unwrap_or((rest, ""));
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let (_, body) = if after.trim().is_empty() {
+            (Vec::new(), "")
+        } else {
+            split_headers(after)
+        };
+        out.push(ResponsePart {
+            status,
+            content_id,
+            body: body.trim().to_string(),
+        });
+    }
+    out
+}

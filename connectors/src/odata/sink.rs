@@ -1,0 +1,576 @@
+//! An OData v4 entity set as a target (Dataverse, Finance & Operations, any OData v4 service).
+//!
+//! ```text
+//! write(batch) ─▶ lane of the next user (rate limit, adaptive concurrency, Retry-After pause)
+//!              ─▶ one $batch: a PATCH per row to <set>(<key>) (upsert; insert adds If-None-Match: *),
+//!                 or POST per row without a key; Prefer: odata.continue-on-error, or one changeset
+//!                 when atomic
+//!              ─▶ each part's outcome: landed | skipped (412 on insert) | rejected (the service's
+//!                 error, to quarantine) | retried (429/5xx parts, sent again)
+//! ```
+//!
+//! Upserts by key make a retry after a lost response harmless: exactly once. 401 renews the token once;
+//! 403 and an unknown entity set stop the run.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+
+use super::auth::Tokens;
+use super::config::{ODataEndpoint, ODataOptions, ServiceKind};
+use super::encode;
+use super::lane::Lane;
+use super::multipart::{ResponsePart, parse_responses};
+use crate::error::{ConnectorError, ErrorClass, Result};
+use crate::sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
+
+/// Part-level retries inside one write before the whole batch is handed back as retryable.
+const PART_RETRIES: usize = 4;
+
+pub struct ODataSink {
+    endpoint: ODataEndpoint,
+    options: TargetOptions,
+    odata: ODataOptions,
+    client: reqwest::Client,
+    tokens: Tokens,
+    lanes: Vec<Lane>,
+    next_lane: AtomicUsize,
+    /// The entity set's primary key, read from $metadata in `begin`.
+    primary_key: Mutex<Option<String>>,
+    /// Keys written this run (sync deletes the others).
+    seen: Mutex<HashSet<String>>,
+}
+
+impl ODataSink {
+    pub fn new(
+        endpoint: ODataEndpoint,
+        options: TargetOptions,
+        odata: ODataOptions,
+    ) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(150))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| ConnectorError::fatal(format!("HTTP client: {e}")))?;
+        let tokens = Tokens::new(client.clone(), endpoint.auth.clone());
+        let lanes = (0..tokens.users())
+            .map(|_| Lane::new(odata.rate_limit, 4, 52))
+            .collect();
+        Ok(Self {
+            endpoint,
+            options,
+            odata,
+            client,
+            tokens,
+            lanes,
+            next_lane: AtomicUsize::new(0),
+            primary_key: Mutex::new(None),
+            seen: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn url(&self, rest: &str) -> String {
+        format!("{}/{}", self.endpoint.url.trim_end_matches('/'), rest)
+    }
+
+    /// Sends one request on `user`'s lane, renewing the token once on 401.
+    async fn send(
+        &self,
+        user: usize,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        for renewed in [false, true] {
+            let mut request = build();
+            if let Some(auth) = self.tokens.header(user).await? {
+                request = request.header("authorization", auth);
+            }
+            let response = request.send().await.map_err(|e| {
+                ConnectorError::retryable(format!("{}: {}", self.endpoint.url, e.without_url()))
+            })?;
+            if response.status().as_u16() == 401 && !renewed {
+                self.tokens.forget(user).await;
+                continue;
+            }
+            return Ok(response);
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Turns a non-success top-level answer into the right error, pausing the lane on 429.
+    async fn refused(&self, lane: &Lane, response: reqwest::Response) -> ConnectorError {
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<f64>().ok());
+        let body = response.text().await.unwrap_or_default();
+        let message = error_message(&body).unwrap_or_else(|| body.chars().take(200).collect());
+        match status {
+            429 => {
+                lane.pause(Duration::from_secs_f64(retry_after.unwrap_or(5.0)));
+                ConnectorError::retryable(format!("throttled (429): {message}"))
+            }
+            408 | 500..=599 => ConnectorError::retryable(format!("{status}: {message}")),
+            401 => ConnectorError::fatal(format!("the service refused the token (401): {message}"))
+                .with_hint("check the application user's permissions and the connection's scope"),
+            403 => ConnectorError::fatal(format!("forbidden (403): {message}"))
+                .with_hint("the application user lacks a privilege on this entity set"),
+            404 => ConnectorError::fatal(format!("not found (404): {message}")).with_hint(format!(
+                "is \"{}\" an entity set of {}?",
+                self.options.table, self.endpoint.url
+            )),
+            _ => ConnectorError::fatal(format!("{status}: {message}")),
+        }
+    }
+
+    fn batch_body(&self, rows: &[usize], bodies: &[String], keys: &[String]) -> (String, String) {
+        let boundary = format!("batch_{}", uuid::Uuid::new_v4().simple());
+        let changeset = format!("changeset_{}", uuid::Uuid::new_v4().simple());
+        let mut out = String::with_capacity(rows.len() * 256);
+        if self.odata.atomic {
+            out.push_str(&format!(
+                "--{boundary}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"
+            ));
+        }
+        let set = &self.options.table;
+        let root_path = url::Url::parse(&self.endpoint.url)
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        let root_path = root_path.trim_end_matches('/');
+        for (n, &row) in rows.iter().enumerate() {
+            let part_boundary = if self.odata.atomic {
+                &changeset
+            } else {
+                &boundary
+            };
+            out.push_str(&format!(
+                "--{part_boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {}\r\n\r\n",
+                n + 1
+            ));
+            let (method, target, extra) = if keys.is_empty() {
+                ("POST", format!("{root_path}/{set}"), "")
+            } else if self.options.mode == WriteMode::Insert {
+                (
+                    "PATCH",
+                    format!("{root_path}/{set}{}", keys[row]),
+                    "If-None-Match: *\r\n",
+                )
+            } else {
+                ("PATCH", format!("{root_path}/{set}{}", keys[row]), "")
+            };
+            out.push_str(&format!(
+                "{method} {target} HTTP/1.1\r\nContent-Type: application/json\r\n{extra}\r\n{}\r\n",
+                bodies[row]
+            ));
+        }
+        if self.odata.atomic {
+            out.push_str(&format!("--{changeset}--\r\n"));
+        }
+        out.push_str(&format!("--{boundary}--\r\n"));
+        (format!("multipart/mixed; boundary={boundary}"), out)
+    }
+
+    async fn read_primary_key(&self) -> Result<Option<String>> {
+        let response = self
+            .send(0, || self.client.get(self.url("$metadata")))
+            .await?;
+        if !response.status().is_success() {
+            return Ok(None);
+        }
+        let xml = response.text().await.unwrap_or_default();
+        Ok(primary_key_of(&xml, &self.options.table))
+    }
+}
+
+#[async_trait]
+impl Sink for ODataSink {
+    fn describe(&self) -> String {
+        format!(
+            "OData {}, entity set {}",
+            self.endpoint.url, self.options.table
+        )
+    }
+
+    async fn check(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
+        let mut problems = Vec::new();
+        for field in schema.fields() {
+            if !field.name().ends_with("@odata.bind")
+                && let Err(e) = encode::check_type(field.name(), field.data_type())
+            {
+                problems.push(e);
+            }
+        }
+        for key in &self.options.key {
+            if schema.column_with_name(key).is_none() {
+                problems.push(ConnectorError::fatal(format!(
+                    "key column \"{key}\" is not in the result of the last step"
+                )));
+            }
+        }
+        if matches!(self.options.mode, WriteMode::Truncate | WriteMode::Sync)
+            && self.options.key.is_empty()
+        {
+            problems.push(ConnectorError::fatal(format!(
+                "mode \"{}\" on an OData target needs a key",
+                self.options.mode
+            )));
+        }
+        let response = self
+            .send(0, || self.client.get(self.url("$metadata")))
+            .await?;
+        if !response.status().is_success() {
+            let lane = &self.lanes[0];
+            problems.push(self.refused(lane, response).await);
+            return Ok(problems);
+        }
+        let xml = response.text().await.unwrap_or_default();
+        if !xml.contains(&format!("EntitySet Name=\"{}\"", self.options.table)) {
+            problems.push(
+                ConnectorError::fatal(format!(
+                    "{} has no entity set \"{}\"",
+                    self.endpoint.url, self.options.table
+                ))
+                .with_hint(
+                    "entity sets are plural and lower case in Dataverse: accounts, contacts",
+                ),
+            );
+        }
+        Ok(problems)
+    }
+
+    async fn begin(&self, schema: SchemaRef, _resume: bool) -> Result<Resume> {
+        if let Some(first) = self.check(&schema).await?.into_iter().next() {
+            return Err(first);
+        }
+        *self.primary_key.lock().expect("key") = self.read_primary_key().await?;
+        if self.options.mode == WriteMode::Truncate {
+            let deleted = self.delete_where(|_| true).await?;
+            tracing::warn!(entity_set = %self.options.table, deleted, "truncate: every record deleted before the load");
+        }
+        // Sync remembers the keys it wrote in memory: a resumed run writes every batch again.
+        Ok(if self.options.mode == WriteMode::Sync {
+            Resume::Lost
+        } else {
+            Resume::Intact
+        })
+    }
+
+    fn exactly_once(&self) -> bool {
+        !self.options.key.is_empty()
+    }
+
+    async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
+        let user = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
+        let lane = &self.lanes[user];
+        let primary = {
+            let pk = self.primary_key.lock().expect("key");
+            self.options.key.len() == 1 && pk.as_deref() == Some(self.options.key[0].as_str())
+        };
+        let keys = if self.options.key.is_empty() {
+            Vec::new()
+        } else {
+            encode::key_segments(&batch, &self.options.key, primary)?
+        };
+        let extra: Vec<(String, String)> = match (&self.endpoint.kind, &self.odata.legal_entity) {
+            (ServiceKind::Fno, Some(le)) => vec![(
+                "dataAreaId".into(),
+                serde_json::to_string(le).expect("JSON"),
+            )],
+            _ => Vec::new(),
+        };
+        let skip: Vec<String> = if primary {
+            self.options.key.clone()
+        } else {
+            Vec::new()
+        };
+        let bodies = encode::rows(&batch, &skip, &extra)?;
+        let mut pending: Vec<usize> = (0..batch.num_rows()).collect();
+        let mut done = BatchWritten::default();
+        for attempt in 0..=PART_RETRIES {
+            if pending.is_empty() {
+                break;
+            }
+            let (content_type, body) = self.batch_body(&pending, &bodies, &keys);
+            let slot = lane.acquire().await;
+            let response = self
+                .send(user, || {
+                    let mut r = self
+                        .client
+                        .post(self.url("$batch"))
+                        .header("content-type", content_type.clone())
+                        .header("odata-version", "4.0")
+                        .header("odata-maxversion", "4.0")
+                        .body(body.clone());
+                    if !self.odata.atomic {
+                        r = r.header("prefer", "odata.continue-on-error");
+                    }
+                    r
+                })
+                .await?;
+            if let Some(dop) = response
+                .headers()
+                .get("x-ms-dop-hint")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+            {
+                lane.hint(dop);
+            }
+            let response_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            if !response_type.starts_with("multipart/mixed") {
+                let e = self.refused(lane, response).await;
+                drop(slot);
+                return Err(e);
+            }
+            let text = response.text().await.map_err(|e| {
+                ConnectorError::retryable(format!(
+                    "{}: the answer to a $batch was cut off: {}",
+                    self.endpoint.url,
+                    e.without_url()
+                ))
+            })?;
+            let parts = parse_responses(&text, &response_type);
+            let mut retry = Vec::new();
+            let mut throttled = None;
+            if self.odata.atomic {
+                match parts.iter().find(|p| !(200..300).contains(&p.status)) {
+                    None => done.written += pending.len() as u64,
+                    Some(p) if is_retryable(p.status) => retry = pending.clone(),
+                    Some(p) => {
+                        let e = part_error(p);
+                        for &row in &pending {
+                            done.rejected.push((row, e.clone()));
+                        }
+                    }
+                }
+            } else {
+                for (i, &row) in pending.iter().enumerate() {
+                    match parts.get(i) {
+                        Some(p) if (200..300).contains(&p.status) => done.written += 1,
+                        Some(p) if p.status == 412 && self.options.mode == WriteMode::Insert => {
+                            done.skipped += 1
+                        }
+                        Some(p) if is_retryable(p.status) => {
+                            if p.status == 429 {
+                                throttled = Some(part_error(p));
+                            }
+                            retry.push(row);
+                        }
+                        Some(p) => done.rejected.push((row, part_error(p))),
+                        // The batch stopped before this part: send it again.
+                        None => retry.push(row),
+                    }
+                }
+            }
+            if retry.is_empty() {
+                slot.success();
+            } else {
+                drop(slot);
+                if throttled.is_some() {
+                    lane.pause(Duration::from_secs(1 << attempt.min(5)));
+                } else {
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+                }
+            }
+            pending = retry;
+        }
+        if !pending.is_empty() {
+            // Hand the whole batch back: writing it again is harmless with a key.
+            return Err(ConnectorError::retryable(format!(
+                "{} records of the batch were still refused after {PART_RETRIES} tries",
+                pending.len()
+            )));
+        }
+        if self.options.mode == WriteMode::Sync {
+            let mut seen = self.seen.lock().expect("seen");
+            let landed: HashSet<usize> = done.rejected.iter().map(|(r, _)| *r).collect();
+            for (row, key) in keys.iter().enumerate() {
+                if !landed.contains(&row) {
+                    seen.insert(key.clone());
+                }
+            }
+        }
+        done.rejected.sort_by_key(|(r, _)| *r);
+        Ok(done)
+    }
+
+    async fn finish(&self) -> Result<Finished> {
+        if self.options.mode != WriteMode::Sync {
+            return Ok(Finished::default());
+        }
+        let seen = std::mem::take(&mut *self.seen.lock().expect("seen"));
+        let deleted = self.delete_where(|key| !seen.contains(key)).await?;
+        Ok(Finished { deleted })
+    }
+
+    async fn abort(&self) {}
+}
+
+impl ODataSink {
+    /// Reads every record's key through paged GETs, and deletes those `doomed` picks (by primary key).
+    async fn delete_where(&self, doomed: impl Fn(&str) -> bool) -> Result<u64> {
+        let pk = self
+            .primary_key
+            .lock()
+            .expect("key")
+            .clone()
+            .ok_or_else(|| {
+                ConnectorError::fatal("the entity set's primary key is unknown ($metadata)")
+            })?;
+        let mut select: Vec<String> = vec![pk.clone()];
+        select.extend(self.options.key.iter().filter(|k| **k != pk).cloned());
+        let mut next = Some(self.url(&format!(
+            "{}?$select={}",
+            self.options.table,
+            select.join(",")
+        )));
+        let mut victims = Vec::new();
+        while let Some(url) = next {
+            let response = self
+                .send(0, || {
+                    self.client
+                        .get(&url)
+                        .header("prefer", "odata.maxpagesize=5000")
+                })
+                .await?;
+            if !response.status().is_success() {
+                return Err(self.refused(&self.lanes[0], response).await);
+            }
+            let page: serde_json::Value = response
+                .json()
+                .await
+                .map_err(|e| ConnectorError::retryable(format!("reading keys: {e}")))?;
+            for record in page["value"].as_array().into_iter().flatten() {
+                let key = record_key(
+                    record,
+                    &self.options.key,
+                    pk == self.options.key.first().cloned().unwrap_or_default(),
+                );
+                if doomed(&key)
+                    && let Some(id) = record[&pk].as_str()
+                {
+                    victims.push(id.to_string());
+                }
+            }
+            next = page["@odata.nextLink"].as_str().map(String::from);
+        }
+        for chunk in victims.chunks(100) {
+            let boundary = format!("batch_{}", uuid::Uuid::new_v4().simple());
+            let root_path = url::Url::parse(&self.endpoint.url)
+                .map(|u| u.path().to_string())
+                .unwrap_or_default();
+            let mut body = String::new();
+            for id in chunk {
+                body.push_str(&format!(
+                    "--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nDELETE {}/{}({id}) HTTP/1.1\r\n\r\n\r\n",
+                    root_path.trim_end_matches('/'),
+                    self.options.table
+                ));
+            }
+            body.push_str(&format!("--{boundary}--\r\n"));
+            let content_type = format!("multipart/mixed; boundary={boundary}");
+            let response = self
+                .send(0, || {
+                    self.client
+                        .post(self.url("$batch"))
+                        .header("content-type", content_type.clone())
+                        .header("prefer", "odata.continue-on-error")
+                        .body(body.clone())
+                })
+                .await?;
+            if !response.status().is_success() {
+                return Err(self.refused(&self.lanes[0], response).await);
+            }
+            let ct = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let text = response.text().await.unwrap_or_default();
+            if let Some(bad) = parse_responses(&text, &ct)
+                .iter()
+                .find(|p| !(200..300).contains(&p.status) && p.status != 404)
+            {
+                return Err(ConnectorError::retryable(format!(
+                    "deleting: {}",
+                    part_error(bad).message
+                )));
+            }
+        }
+        Ok(victims.len() as u64)
+    }
+}
+
+/// The key segment a record read back has, in the form `encode::key_segments` writes.
+fn record_key(record: &serde_json::Value, key: &[String], primary: bool) -> String {
+    let parts: Vec<(String, String, bool)> = key
+        .iter()
+        .map(|k| match &record[k] {
+            serde_json::Value::String(s) => (k.clone(), s.clone(), false),
+            other => (k.clone(), other.to_string(), other.is_number()),
+        })
+        .collect();
+    encode::segment(&parts, primary)
+}
+
+fn is_retryable(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
+fn error_message(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let code = v["error"]["code"].as_str().unwrap_or_default();
+    let message = v["error"]["message"].as_str()?;
+    Some(if code.is_empty() {
+        message.to_string()
+    } else {
+        format!("{message} ({code})")
+    })
+}
+
+/// A refused record's error: the service's message and code, and a cause in a few words.
+fn part_error(p: &ResponsePart) -> ConnectorError {
+    let v: serde_json::Value = serde_json::from_str(&p.body).unwrap_or_default();
+    let code = v["error"]["code"].as_str().unwrap_or_default().to_string();
+    let message = v["error"]["message"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| format!("HTTP {}", p.status));
+    let cause = match code.as_str() {
+        "0x80040200" => "a required attribute is missing",
+        "0x80044331" => "a value is too long",
+        "0x80040237" => "another record already has this key",
+        "0x80040217" => "a referenced record does not exist",
+        _ if message.contains("does not exist on type") => "the entity has no such attribute",
+        _ if message.contains("Cannot convert") => "a value has the wrong type",
+        _ => "the service rejected the record",
+    };
+    let mut e = ConnectorError::data(format!("{message} ({code}, HTTP {})", p.status), None)
+        .with_cause(cause);
+    if is_retryable(p.status) {
+        e.class = ErrorClass::Retryable;
+    }
+    e
+}
+
+/// The primary key property of the entity type behind `set`, from CSDL.
+fn primary_key_of(xml: &str, set: &str) -> Option<String> {
+    let marker = format!("EntitySet Name=\"{set}\" EntityType=\"");
+    let at = xml.find(&marker)? + marker.len();
+    let qualified = &xml[at..at + xml[at..].find('"')?];
+    let entity = qualified.rsplit('.').next()?;
+    let type_at = xml.find(&format!("<EntityType Name=\"{entity}\""))?;
+    let rest = &xml[type_at..];
+    let key_at = rest.find("<PropertyRef Name=\"")? + "<PropertyRef Name=\"".len();
+    Some(rest[key_at..key_at + rest[key_at..].find('"')?].to_string())
+}

@@ -1,0 +1,409 @@
+//! The OData target against the emulator on real HTTP: exactly once through faults and limits,
+//! invalid records quarantined with the service's messages, insert, sync, atomic batches, token
+//! renewal, a generic service without alternate keys, and no secret anywhere.
+
+use std::time::Duration;
+
+use ferry::run::Status;
+use ferry_connectors::odata::emulator::limits::Limits;
+use ferry_connectors::odata::emulator::model::Model;
+use ferry_connectors::odata::emulator::{self, Config, Faults, Latency, Running};
+use ferry_tests::{Workspace, run};
+use serde_json::Value;
+
+const CANARY: &str = "canary-5ecret-7f3a";
+
+async fn start(config: Config) -> Running {
+    emulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+fn quiet() -> Config {
+    Config {
+        limits: Limits::off(),
+        latency: Latency::none(),
+        ..Config::default()
+    }
+}
+
+fn accounts_csv(n: usize, name: impl Fn(usize) -> String) -> String {
+    let mut csv = String::from("accountnumber,name,numberofemployees\n");
+    for i in 0..n {
+        csv.push_str(&format!("A-{i:05},{},{}\n", name(i), i % 500));
+    }
+    csv
+}
+
+fn pipeline(emu: &Running, target: &str) -> String {
+    format!(
+        r#"name = "crm"
+[connections.crm]
+url = "{url}"
+kind = "dataverse"
+auth = "client_credentials"
+token_url = "{token}"
+client_id = "app-1"
+client_secret = "{CANARY}"
+
+[sources.src]
+path = "in/accounts.csv"
+
+[target]
+connection = "crm"
+table = "accounts"
+{target}
+
+[run]
+max_retries = 8
+"#,
+        url = emu.url(),
+        token = emu.token_url()
+    )
+}
+
+/// Every account in the emulator, by account number: (name, employees).
+async fn accounts(emu: &Running) -> std::collections::BTreeMap<String, (String, i64)> {
+    let c = reqwest::Client::new();
+    let token: Value = c
+        .post(emu.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "reader"),
+            ("client_secret", "x"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let mut out = std::collections::BTreeMap::new();
+    let mut next = Some(format!(
+        "{}/accounts?$select=accountnumber,name,numberofemployees",
+        emu.url()
+    ));
+    while let Some(url) = next {
+        let page: Value = c
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for r in page["value"].as_array().unwrap() {
+            out.insert(
+                r["accountnumber"].as_str().unwrap_or_default().to_string(),
+                (
+                    r["name"].as_str().unwrap_or_default().to_string(),
+                    r["numberofemployees"].as_i64().unwrap_or(-1),
+                ),
+            );
+        }
+        next = page["@odata.nextLink"].as_str().map(String::from);
+    }
+    out
+}
+
+async fn stats(emu: &Running) -> Value {
+    reqwest::get(format!("http://{}/_emulator/stats", emu.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_land_exactly_once_through_faults_and_limits() {
+    let emu = start(Config {
+        limits: Limits {
+            window: Duration::from_secs(1),
+            requests: 8,
+            concurrency: 6,
+            ..Limits::default()
+        },
+        latency: Latency {
+            base: Duration::from_millis(5),
+            per_record: Duration::from_micros(200),
+            jitter: 0.3,
+        },
+        faults: Faults {
+            errors: 0.1,
+            slow: 0.03,
+            slow_by: Duration::from_millis(300),
+            dropped: 0.03,
+            lost: 0.03,
+        },
+        ..Config::default()
+    })
+    .await;
+    let ws = Workspace::new();
+    let n = 3000;
+    ws.write(
+        "in/accounts.csv",
+        accounts_csv(n, |i| format!("Account {i}")),
+    );
+    let p = ws.pipeline(
+        "p.toml",
+        &pipeline(
+            &emu,
+            "mode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = 100\nworkers = 4",
+        ),
+    );
+    let report = run(&p).await;
+    assert_eq!(
+        (report.status, report.rows_rejected),
+        (Status::Completed, 0),
+        "{report}"
+    );
+    let landed = accounts(&emu).await;
+    assert_eq!(landed.len(), n, "every record exactly once");
+    for i in [0, 1234, n - 1] {
+        assert_eq!(
+            landed[&format!("A-{i:05}")],
+            (format!("Account {i}"), (i % 500) as i64)
+        );
+    }
+    let s = stats(&emu).await;
+    assert!(s["total"]["faults"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        s["total"]["throttled"].as_u64().unwrap() > 0,
+        "the limits were met: {s}"
+    );
+    assert!(report.retries > 0, "{report}");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_records_are_quarantined_with_the_services_messages() {
+    let emu = start(quiet()).await;
+    let ws = Workspace::new();
+    let long = "x".repeat(161);
+    ws.write(
+        "in/accounts.csv",
+        format!(
+            "accountnumber,name,numberofemployees\nA-1,good,1\nA-2,,2\nA-3,ok,3\nA-4,{long},4\n"
+        ),
+    );
+    let p = ws.pipeline(
+        "p.toml",
+        &pipeline(
+            &emu,
+            "mode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = 10",
+        ),
+    );
+    let report = run(&p).await;
+    assert_eq!(
+        (report.status, report.rows_written, report.rows_rejected),
+        (Status::PartialSuccess, 2, 2),
+        "{report}"
+    );
+    let book = ferry::book::Book::open(&p.state_dir, &p.name)
+        .await
+        .unwrap();
+    let rejected = book.rejected("accounts").await.unwrap();
+    let mut errors = rejected.errors.clone();
+    errors.sort();
+    assert_eq!(errors.len(), 2);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("required attribute 'name'") && e.contains("0x80040200")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(
+            |e| e.contains("exceeded the maximum allowed length of '160'")
+                && e.contains("0x80044331")
+        ),
+        "{errors:?}"
+    );
+    assert_eq!(accounts(&emu).await.len(), 2);
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_skips_existing_and_sync_deletes_what_left_the_source() {
+    let emu = start(quiet()).await;
+    let ws = Workspace::new();
+    ws.write("in/accounts.csv", accounts_csv(30, |i| format!("v1 {i}")));
+    let insert = ws.pipeline(
+        "i.toml",
+        &pipeline(
+            &emu,
+            "mode = \"insert\"\nkey = [\"accountnumber\"]\nbatch_size = 7",
+        ),
+    );
+    assert_eq!(run(&insert).await.rows_written, 30);
+    ws.write("in/accounts.csv", accounts_csv(20, |i| format!("v2 {i}")));
+    let again = run(&insert).await;
+    assert_eq!(
+        (again.status, again.rows_written, again.rows_skipped),
+        (Status::Completed, 0, 20),
+        "{again}"
+    );
+    assert_eq!(
+        accounts(&emu).await["A-00003"].0,
+        "v1 3",
+        "insert never overwrites"
+    );
+
+    let sync = ws.pipeline(
+        "s.toml",
+        &pipeline(
+            &emu,
+            "mode = \"sync\"\nkey = [\"accountnumber\"]\nbatch_size = 7",
+        )
+        .replace("name = \"crm\"", "name = \"crm-sync\""),
+    );
+    let synced = run(&sync).await;
+    assert_eq!(
+        (synced.status, synced.rows_written, synced.rows_deleted),
+        (Status::Completed, 20, 10),
+        "{synced}"
+    );
+    let landed = accounts(&emu).await;
+    assert_eq!(landed.len(), 20);
+    assert_eq!(landed["A-00003"].0, "v2 3");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_atomic_batch_with_a_bad_record_goes_to_quarantine_whole() {
+    let emu = start(quiet()).await;
+    let ws = Workspace::new();
+    ws.write(
+        "in/accounts.csv",
+        "accountnumber,name,numberofemployees\nA-1,a,1\nA-2,,2\nA-3,c,3\nA-4,d,4\n",
+    );
+    let p = ws.pipeline("p.toml", &pipeline(&emu, "mode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = 2\nworkers = 1\natomic = true"));
+    let report = run(&p).await;
+    assert_eq!(
+        (report.rows_written, report.rows_rejected),
+        (2, 2),
+        "{report}"
+    );
+    let landed = accounts(&emu).await;
+    assert_eq!(
+        landed.keys().cloned().collect::<Vec<_>>(),
+        vec!["A-3", "A-4"]
+    );
+    let book = ferry::book::Book::open(&p.state_dir, &p.name)
+        .await
+        .unwrap();
+    let rejected = book.rejected("accounts").await.unwrap();
+    assert!(
+        rejected
+            .errors
+            .iter()
+            .all(|e| e.contains("required attribute 'name'")),
+        "{:?}",
+        rejected.errors
+    );
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_token_is_renewed_and_the_secret_appears_nowhere() {
+    let emu = start(Config {
+        token_lifetime: Duration::from_secs(1),
+        limits: Limits::off(),
+        latency: Latency {
+            base: Duration::from_millis(40),
+            per_record: Duration::ZERO,
+            jitter: 0.0,
+        },
+        ..Config::default()
+    })
+    .await;
+    let ws = Workspace::new();
+    ws.write("in/accounts.csv", accounts_csv(200, |i| format!("T {i}")));
+    let p = ws.pipeline(
+        "p.toml",
+        &pipeline(
+            &emu,
+            "mode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = 5\nworkers = 1",
+        ),
+    );
+    assert!(
+        !format!("{p:?}").contains(CANARY),
+        "the pipeline's Debug shows the secret"
+    );
+    let report = run(&p).await;
+    assert_eq!(report.status, Status::Completed, "{report}");
+    let issued = stats(&emu).await["clients"]["app-1"]["tokens_issued"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        issued >= 2,
+        "the run outlived its first token and got another ({issued} issued)"
+    );
+    assert_eq!(accounts(&emu).await.len(), 200);
+    assert!(!report.to_string().contains(CANARY));
+    for entry in walk(&ws.join(".ferry")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(CANARY),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+    emu.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generic_service_without_alternate_keys_is_upserted_by_primary_key() {
+    let model = Model::from_toml(
+        "[sets.products]\nentity = \"product\"\nkey = \"productid\"\n[sets.products.attributes]\nname = { type = \"string\", max_length = 50 }\nprice = { type = \"decimal\" }\n",
+    )
+    .unwrap();
+    let emu = start(Config {
+        model,
+        auth: false,
+        ..quiet()
+    })
+    .await;
+    let ws = Workspace::new();
+    let ids: Vec<String> = (0..5).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let mut csv = String::from("productid,name,price\n");
+    for (i, id) in ids.iter().enumerate() {
+        csv.push_str(&format!("{id},p{i},{}.25\n", i + 1));
+    }
+    ws.write("in/p.csv", &csv);
+    let toml = format!(
+        "name = \"generic\"\n[connections.svc]\nurl = \"{}\"\nkind = \"odata\"\n[sources.src]\npath = \"in/p.csv\"\n[[steps]]\nname = \"s\"\nsql = \"SELECT productid, name, CAST(price AS DECIMAL(10,2)) AS price FROM src\"\n[target]\nconnection = \"svc\"\ntable = \"products\"\nmode = \"upsert\"\nkey = [\"productid\"]\n",
+        emu.url()
+    );
+    let p = ws.pipeline("p.toml", &toml);
+    assert_eq!(run(&p).await.status, Status::Completed);
+    assert_eq!(run(&p).await.status, Status::Completed);
+    let page: Value = reqwest::get(format!("{}/products({})", emu.url(), ids[2]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (page["name"].as_str(), page["price"].as_f64()),
+        (Some("p2"), Some(3.25))
+    );
+    assert_eq!(stats(&emu).await["records"]["products"], 5);
+    emu.stop().await;
+}
