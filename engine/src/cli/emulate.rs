@@ -85,6 +85,9 @@ pub struct EmulateArgs {
     /// Share of requests done whose response is then lost.
     #[arg(long, default_value = "0", value_parser = share)]
     lost: f64,
+    /// Spare GET requests from the faults: only writes meet them.
+    #[arg(long)]
+    faults_on_writes_only: bool,
     /// Records per page of a GET.
     #[arg(long, default_value_t = 5000)]
     page_size: usize,
@@ -128,6 +131,7 @@ pub async fn dynamics(args: EmulateArgs) -> ExitCode {
             slow_by: args.slow_by,
             dropped: args.drop,
             lost: args.lost,
+            writes_only: args.faults_on_writes_only,
         },
         auth: !args.no_auth,
         token_lifetime: args.token_lifetime,

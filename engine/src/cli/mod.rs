@@ -84,6 +84,10 @@ pub enum Command {
         /// batches its log records as written are skipped).
         #[arg(long)]
         fresh: bool,
+        /// Confirm a run that resets its target (truncate on an OData service deletes every record
+        /// before loading).
+        #[arg(long)]
+        yes: bool,
     },
     /// Show the first rows of a step (the last one by default). Writes nothing.
     #[command(
@@ -222,10 +226,12 @@ pub async fn main(cli: Cli) -> ExitCode {
             pipeline,
             quiet,
             fresh,
+            yes,
         } => {
             let settings = RunSettings {
                 progress: !quiet,
                 fresh,
+                confirmed: yes,
             };
             run_command(&pipeline, &settings).await
         }

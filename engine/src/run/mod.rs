@@ -45,6 +45,8 @@ pub struct RunSettings {
     pub progress: bool,
     /// Start a new run even if the last one did not finish.
     pub fresh: bool,
+    /// The user confirmed a run that resets the target (truncate on a service: every record deleted).
+    pub confirmed: bool,
 }
 
 /// Why a run could not start at all.
@@ -100,6 +102,15 @@ pub fn target_name(pipeline: &Pipeline) -> String {
     }
 }
 
+/// Truncate on a service deletes every record before the load (there is no staging to swap in).
+fn resets_target(pipeline: &Pipeline) -> bool {
+    pipeline.target.options.mode == WriteMode::Truncate
+        && matches!(
+            pipeline.target.location,
+            TargetLocation::Endpoint(ferry_connectors::registry::Endpoint::OData(_))
+        )
+}
+
 /// Runs a pipeline to its end. A run that starts always returns a report, whatever happened.
 pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunReport, StartError> {
     let started = Instant::now();
@@ -124,6 +135,15 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         .await
         .map_err(StartError::Pipeline)?;
     let sink = sink_for(pipeline)?;
+    if resets_target(pipeline) && !settings.confirmed {
+        return Err(StartError::Target(vec![
+            ConnectorError::fatal(format!(
+                "mode \"truncate\" deletes every record of {} before loading",
+                sink.describe()
+            ))
+            .with_hint("run again with --yes to confirm that the target is reset"),
+        ]));
+    }
     let schema = Arc::new(planned.result().schema().as_arrow().clone());
     if pipeline.run.validate {
         let problems = sink

@@ -276,6 +276,20 @@ impl Worker {
                         }
                     }
                 }
+                // Still unavailable after every retry: the rows wait in quarantine, marked as
+                // retryable, and the run goes on; `ferry quarantine retry` can land them later.
+                Err(e) if e.class == ErrorClass::Retryable => {
+                    let e = e
+                        .context(format!(
+                            "still failing after {} retries",
+                            self.config.max_retries
+                        ))
+                        .with_cause("the target was unavailable; retrying can land it");
+                    for row in offset..offset + len {
+                        self.reject_one(&e)?;
+                        rejected.push((row, e.clone()));
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }

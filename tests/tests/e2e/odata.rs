@@ -137,6 +137,7 @@ async fn records_land_exactly_once_through_faults_and_limits() {
             slow_by: Duration::from_millis(300),
             dropped: 0.03,
             lost: 0.03,
+            writes_only: false,
         },
         ..Config::default()
     })
@@ -405,5 +406,83 @@ async fn a_generic_service_without_alternate_keys_is_upserted_by_primary_key() {
         (Some("p2"), Some(3.25))
     );
     assert_eq!(stats(&emu).await["records"]["products"], 5);
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_resets_the_target_only_when_confirmed() {
+    let emu = start(quiet()).await;
+    let ws = Workspace::new();
+    ws.write("in/accounts.csv", accounts_csv(10, |i| format!("old {i}")));
+    let upsert = ws.pipeline(
+        "u.toml",
+        &pipeline(&emu, "mode = \"upsert\"\nkey = [\"accountnumber\"]"),
+    );
+    assert_eq!(run(&upsert).await.status, Status::Completed);
+    ws.write("in/accounts.csv", accounts_csv(4, |i| format!("new {i}")));
+    let truncate = ws.pipeline(
+        "t.toml",
+        &pipeline(&emu, "mode = \"truncate\"\nkey = [\"accountnumber\"]")
+            .replace("name = \"crm\"", "name = \"crm-t\""),
+    );
+    let refused = ferry::run::run(&truncate, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("deletes every record") && refused.contains("--yes"),
+        "{refused}"
+    );
+    assert_eq!(accounts(&emu).await.len(), 10, "nothing was touched");
+    let settings = ferry::run::RunSettings {
+        confirmed: true,
+        ..Default::default()
+    };
+    let report = ferry::run::run(&truncate, &settings).await.unwrap();
+    assert_eq!(report.status, Status::Completed, "{report}");
+    let landed = accounts(&emu).await;
+    assert_eq!(landed.len(), 4);
+    assert_eq!(landed["A-00002"].0, "new 2");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_never_gets_through_waits_in_quarantine_as_retryable() {
+    let faults = Faults {
+        errors: 1.0,
+        writes_only: true,
+        ..Faults::default()
+    };
+    let emu = start(Config { faults, ..quiet() }).await;
+    let ws = Workspace::new();
+    ws.write("in/accounts.csv", accounts_csv(3, |i| format!("n {i}")));
+    let p = ws.pipeline(
+        "p.toml",
+        &pipeline(&emu, "mode = \"upsert\"\nkey = [\"accountnumber\"]")
+            .replace("max_retries = 8", "max_retries = 1"),
+    );
+    let report = run(&p).await;
+    assert_eq!(
+        (report.status, report.rows_rejected),
+        (Status::PartialSuccess, 3),
+        "{report}"
+    );
+    let book = ferry::book::Book::open(&p.state_dir, &p.name)
+        .await
+        .unwrap();
+    let rejected = book.rejected("accounts").await.unwrap();
+    assert!(
+        rejected
+            .causes
+            .iter()
+            .all(|c| c == "the target was unavailable; retrying can land it"),
+        "{:?}",
+        rejected.causes
+    );
+    assert!(
+        rejected.errors[0].contains("still failing after 1 retries"),
+        "{:?}",
+        rejected.errors
+    );
     emu.stop().await;
 }

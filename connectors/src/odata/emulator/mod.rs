@@ -66,6 +66,8 @@ pub struct Faults {
     pub dropped: f64,
     /// Do the work, then drop the connection: the write happened, the client cannot know.
     pub lost: f64,
+    /// Spare GET requests (metadata, queries): only writes meet the faults.
+    pub writes_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -249,7 +251,8 @@ async fn handle(
     let roll = |state: &State| random(&state.seed);
     let faults = &config.faults;
     let mut lose_response = false;
-    let fault = roll(&state);
+    let spared = faults.writes_only && method == "GET";
+    let fault = if spared { 1.0 } else { roll(&state) };
     let mut outcome = None;
     if fault < faults.errors {
         bump(&state, &client, |s| s.faults += 1);
