@@ -1,6 +1,7 @@
 //! `ferry-bench`: generates deterministic datasets and measures pipeline runs (rows/s, peak memory).
 //! BENCHMARKS.md records its figures with the commands that produced them.
 
+mod ceiling;
 mod data;
 mod emulator;
 mod quickstart;
@@ -54,6 +55,18 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         batch_size: usize,
     },
+    /// The OData target against the emulator with Dataverse's limits scaled down (same ratios): records/s
+    /// achieved against the ceiling the limits allow, for each number of application users.
+    #[command(after_help = "Example:\n  ferry-bench odata-ceiling --users 1,4 --records 60000")]
+    OdataCeiling {
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        users: Vec<usize>,
+        /// Records per application user.
+        #[arg(long, default_value_t = 60000)]
+        records: usize,
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+    },
     /// Run a pipeline in this process and report rows/s and peak memory (VmHWM).
     #[command(after_help = "Example:\n  ferry-bench run benches/pipelines/orders-to-sqlite.toml")]
     Run { pipeline: PathBuf },
@@ -95,6 +108,26 @@ fn main() -> Result<()> {
                 "bench: emulator single_requests_per_s={:.0} batch_records_per_s={:.0} (concurrency {concurrency}, batch {batch_size})",
                 f.single_per_second, f.batch_records_per_second
             );
+        }
+        Command::OdataCeiling {
+            users,
+            records,
+            batch_size,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            for u in users {
+                let s = runtime.block_on(ceiling::measure(u, records * u, batch_size))?;
+                println!(
+                    "bench: odata users={} records={} seconds={:.1} records_per_s={:.0} ceiling_per_s={:.0} share={:.1}% throttled={}",
+                    s.users,
+                    s.records,
+                    s.seconds,
+                    s.achieved,
+                    s.ceiling,
+                    100.0 * s.achieved / s.ceiling,
+                    s.throttled
+                );
+            }
         }
         Command::Run { pipeline } => {
             let pipeline = Pipeline::load(&pipeline).map_err(|e| anyhow::anyhow!("{e}"))?;

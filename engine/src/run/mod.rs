@@ -16,6 +16,7 @@ pub mod incremental;
 pub mod progress;
 pub mod report;
 pub mod retry;
+mod route;
 mod workers;
 
 use std::collections::HashSet;
@@ -23,7 +24,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use datafusion::logical_expr::{Partitioning, ident};
 use ferry_connectors::failpoint::pause_point;
 use ferry_connectors::registry::TargetLocation;
 use ferry_connectors::{ConnectorError, Resume, Sink, WriteMode};
@@ -342,20 +342,9 @@ async fn write_all(
 ) -> Result<ferry_connectors::Finished, ConnectorError> {
     let target = &pipeline.target;
     let df = planned.result().clone();
-    let streams = if target.workers == 1 {
-        vec![df.execute_stream().await?]
-    } else {
-        let keyed = !target.options.key.is_empty() && target.options.mode != WriteMode::Truncate;
-        let partitioning = if keyed {
-            let exprs = target.options.key.iter().map(ident).collect();
-            Partitioning::Hash(exprs, target.workers)
-        } else {
-            Partitioning::RoundRobinBatch(target.workers)
-        };
-        df.repartition(partitioning)?
-            .execute_stream_partitioned()
-            .await?
-    };
+    let keyed = !target.options.key.is_empty() && target.options.mode != WriteMode::Truncate;
+    let key: &[String] = if keyed { &target.options.key } else { &[] };
+    let streams = route::route(df.execute_stream_partitioned().await?, target.workers, key)?;
     pause_point("before_first_batch");
     workers::run_all(
         streams,

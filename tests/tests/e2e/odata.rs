@@ -85,16 +85,19 @@ async fn accounts(emu: &Running) -> std::collections::BTreeMap<String, (String, 
         emu.url()
     ));
     while let Some(url) = next {
-        let page: Value = c
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for r in page["value"].as_array().unwrap() {
+        // The emulator may throttle or fault this reader too: ask again until it answers.
+        let mut page = Value::Null;
+        for _ in 0..50 {
+            if let Ok(r) = c.get(&url).bearer_auth(&token).send().await
+                && r.status().is_success()
+                && let Ok(v) = r.json::<Value>().await
+            {
+                page = v;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for r in page["value"].as_array().expect("the emulator answered") {
             out.insert(
                 r["accountnumber"].as_str().unwrap_or_default().to_string(),
                 (

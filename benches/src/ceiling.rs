@@ -1,0 +1,102 @@
+//! How much of the service protection ceiling the OData target achieves: the emulator with
+//! Dataverse's limits scaled down thirty times (the same ratios of window, requests, execution time and
+//! concurrency, so that a measurement takes seconds), a pipeline upserting accounts through it with
+//! one or more application users, and the records per second landed against the ceiling.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use ferry::run::{RunSettings, Status};
+use ferry::spec::Pipeline;
+use ferry_connectors::odata::emulator::limits::Limits;
+use ferry_connectors::odata::emulator::{self, Config, Latency};
+
+pub struct Share {
+    pub users: usize,
+    pub records: usize,
+    pub seconds: f64,
+    pub achieved: f64,
+    pub ceiling: f64,
+    pub throttled: u64,
+}
+
+/// Dataverse: 6000 requests and 1200 s of execution per 300 s, 52 at once; scaled by 1/30 in time.
+pub fn scaled_limits() -> Limits {
+    Limits {
+        enabled: true,
+        window: Duration::from_secs(10),
+        requests: 200,
+        execution: Duration::from_secs(40),
+        concurrency: 52,
+        dop_hint: 8,
+    }
+}
+
+pub async fn measure(users: usize, records: usize, batch_size: usize) -> Result<Share> {
+    let limits = scaled_limits();
+    let latency = Latency {
+        base: Duration::from_millis(5),
+        per_record: Duration::from_millis(2),
+        jitter: 0.1,
+    };
+    let per_request = latency.base + latency.per_record * batch_size as u32;
+    // Requests per second each limit allows one user; the tighter one is the ceiling.
+    let by_requests = limits.requests as f64 / limits.window.as_secs_f64();
+    let by_execution =
+        limits.execution.as_secs_f64() / limits.window.as_secs_f64() / per_request.as_secs_f64();
+    let ceiling = by_requests.min(by_execution) * batch_size as f64 * users as f64;
+
+    let config = Config {
+        limits,
+        latency,
+        ..Config::default()
+    };
+    let emu = emulator::start(config, "127.0.0.1:0".parse()?).await?;
+    let dir = tempfile::tempdir()?;
+    let mut csv = String::from("accountnumber,name\n");
+    for i in 0..records {
+        csv.push_str(&format!("C-{i:07},Account {i}\n"));
+    }
+    std::fs::write(dir.path().join("accounts.csv"), csv)?;
+    let mut toml = format!(
+        "name = \"ceiling\"\n[connections.crm]\nurl = \"{}\"\nkind = \"dataverse\"\nauth = \"client_credentials\"\ntoken_url = \"{}\"\nclient_id = \"user-0\"\nclient_secret = \"s\"\n",
+        emu.url(),
+        emu.token_url()
+    );
+    for u in 1..users {
+        toml.push_str(&format!(
+            "[[connections.crm.users]]\nclient_id = \"user-{u}\"\nclient_secret = \"s\"\n"
+        ));
+    }
+    toml.push_str(&format!(
+        "[sources.src]\npath = \"accounts.csv\"\n[target]\nconnection = \"crm\"\ntable = \"accounts\"\nmode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = {batch_size}\nworkers = {}\n[run]\nmax_retries = 20\n",
+        16 * users
+    ));
+    let path = dir.path().join("ceiling.toml");
+    std::fs::write(&path, toml)?;
+    let pipeline = Pipeline::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = ferry::run::run(&pipeline, &RunSettings::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if report.status != Status::Completed {
+        bail!("the run did not complete:\n{report}");
+    }
+    let stats: serde_json::Value = reqwest::get(format!("http://{}/_emulator/stats", emu.addr))
+        .await?
+        .json()
+        .await?;
+    emu.stop().await;
+    let landed = stats["records"]["accounts"].as_u64().unwrap_or(0) as usize;
+    if landed != records {
+        bail!("{landed} records landed, not {records}");
+    }
+    let seconds = report.duration.as_secs_f64();
+    Ok(Share {
+        users,
+        records,
+        seconds,
+        achieved: records as f64 / seconds,
+        ceiling,
+        throttled: stats["total"]["throttled"].as_u64().unwrap_or(0),
+    })
+}
