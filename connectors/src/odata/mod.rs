@@ -4,6 +4,7 @@
 
 mod auth;
 pub mod config;
+pub mod csdl;
 pub mod emulator;
 mod encode;
 mod lane;

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 
 use super::auth::Tokens;
 use super::config::{ODataEndpoint, ODataOptions, ServiceKind};
+use super::csdl;
 use super::encode;
 use super::lane::Lane;
 use super::multipart::{ResponsePart, parse_responses};
@@ -184,7 +185,7 @@ impl ODataSink {
             return Ok(None);
         }
         let xml = response.text().await.unwrap_or_default();
-        Ok(primary_key_of(&xml, &self.options.table))
+        Ok(csdl::entity(&xml, &self.options.table).map(|e| e.key))
     }
 }
 
@@ -230,7 +231,7 @@ impl Sink for ODataSink {
             return Ok(problems);
         }
         let xml = response.text().await.unwrap_or_default();
-        if !xml.contains(&format!("EntitySet Name=\"{}\"", self.options.table)) {
+        let Some(entity) = csdl::entity(&xml, &self.options.table) else {
             problems.push(
                 ConnectorError::fatal(format!(
                     "{} has no entity set \"{}\"",
@@ -239,6 +240,74 @@ impl Sink for ODataSink {
                 .with_hint(
                     "entity sets are plural and lower case in Dataverse: accounts, contacts",
                 ),
+            );
+            return Ok(problems);
+        };
+        for field in schema.fields() {
+            let name = field.name();
+            if let Some(nav) = name.strip_suffix("@odata.bind") {
+                if !entity.navigations.iter().any(|n| n == nav) {
+                    problems.push(
+                        ConnectorError::fatal(format!(
+                            "entity {} has no lookup \"{nav}\" for column \"{name}\"",
+                            entity.name
+                        ))
+                        .with_hint(format!("its lookups: {}", entity.navigations.join(", "))),
+                    );
+                }
+                continue;
+            }
+            match entity.property(name) {
+                None if self.endpoint.kind == ServiceKind::Fno && name == "dataAreaId" => {}
+                None => problems.push(
+                    ConnectorError::fatal(format!(
+                        "entity {} has no attribute \"{name}\"",
+                        entity.name
+                    ))
+                    .with_hint(format!(
+                        "rename or drop the column in a step; its attributes: {}",
+                        entity
+                            .properties
+                            .iter()
+                            .map(|(n, _, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                ),
+                Some((_, edm, max)) if !csdl::fits(field.data_type(), edm) => problems.push(
+                    ConnectorError::fatal(format!(
+                        "column \"{name}\" is {} but attribute {name} of {} is {edm}{}",
+                        field.data_type(),
+                        entity.name,
+                        max.map(|m| format!(" (max length {m})"))
+                            .unwrap_or_default()
+                    ))
+                    .with_hint(format!("cast it in a step to a type that fits {edm}")),
+                ),
+                Some(_) => {}
+            }
+        }
+        if !self.options.key.is_empty() && !entity.is_key(&self.options.key) {
+            let alternates: Vec<String> = entity
+                .alternate_keys
+                .iter()
+                .map(|k| format!("[{}]", k.join(", ")))
+                .collect();
+            problems.push(
+                ConnectorError::fatal(format!(
+                    "({}) is neither the primary key nor an alternate key of {}",
+                    self.options.key.join(", "),
+                    entity.name
+                ))
+                .with_hint(format!(
+                    "use key = [\"{}\"] (the primary key){}",
+                    entity.key,
+                    if alternates.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" or an alternate key: {}", alternates.join(", "))
+                    }
+                )),
             );
         }
         Ok(problems)
@@ -561,16 +630,4 @@ fn part_error(p: &ResponsePart) -> ConnectorError {
         e.class = ErrorClass::Retryable;
     }
     e
-}
-
-/// The primary key property of the entity type behind `set`, from CSDL.
-fn primary_key_of(xml: &str, set: &str) -> Option<String> {
-    let marker = format!("EntitySet Name=\"{set}\" EntityType=\"");
-    let at = xml.find(&marker)? + marker.len();
-    let qualified = &xml[at..at + xml[at..].find('"')?];
-    let entity = qualified.rsplit('.').next()?;
-    let type_at = xml.find(&format!("<EntityType Name=\"{entity}\""))?;
-    let rest = &xml[type_at..];
-    let key_at = rest.find("<PropertyRef Name=\"")? + "<PropertyRef Name=\"".len();
-    Some(rest[key_at..key_at + rest[key_at..].find('"')?].to_string())
 }

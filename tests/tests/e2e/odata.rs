@@ -489,3 +489,46 @@ async fn a_batch_that_never_gets_through_waits_in_quarantine_as_retryable() {
     );
     emu.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reads_metadata_and_reports_every_problem_before_writing() {
+    let emu = start(quiet()).await;
+    let ws = Workspace::new();
+    ws.write(
+        "in/accounts.csv",
+        "accountnumber,name,colour,numberofemployees\nA-1,a,red,many\n",
+    );
+    let p = ws.pipeline(
+        "p.toml",
+        &pipeline(&emu, "mode = \"upsert\"\nkey = [\"name\"]"),
+    );
+    let err = ferry::run::run(&p, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("entity account has no attribute \"colour\""),
+        "{err}"
+    );
+    assert!(err.contains("column \"numberofemployees\" is Utf8 but attribute numberofemployees of account is Edm.Int32"), "{err}");
+    assert!(
+        err.contains("(name) is neither the primary key nor an alternate key of account"),
+        "{err}"
+    );
+    assert!(
+        err.contains("or an alternate key: [accountnumber]"),
+        "{err}"
+    );
+    assert_eq!(stats(&emu).await["records"]["accounts"], 0);
+    let wrong_set = ws.pipeline(
+        "q.toml",
+        &pipeline(&emu, "mode = \"upsert\"\nkey = [\"accountnumber\"]")
+            .replace("table = \"accounts\"", "table = \"account\""),
+    );
+    let err = ferry::run::run(&wrong_set, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no entity set \"account\""), "{err}");
+    emu.stop().await;
+}

@@ -62,6 +62,8 @@ struct Client {
     in_flight: usize,
     /// Told to wait until then; asking earlier makes it later.
     blocked_until: Option<Instant>,
+    /// When it was told: requests already on their way in the first second are not held against it.
+    blocked_at: Option<Instant>,
 }
 
 /// Every client's windows.
@@ -90,6 +92,15 @@ impl Limiter {
             c.executing = c.executing.saturating_sub(d);
         }
         if let Some(until) = c.blocked_until {
+            let in_flight_then = c
+                .blocked_at
+                .is_some_and(|at| now < at + Duration::from_secs(1));
+            if now < until && in_flight_then {
+                return Err(Throttled {
+                    retry_after: until - now,
+                    error: requests_exceeded(limits),
+                });
+            }
             if now < until {
                 // Sending while told to wait: the wait grows by half of what was left.
                 let left = until - now;
@@ -101,6 +112,7 @@ impl Limiter {
                 });
             }
             c.blocked_until = None;
+            c.blocked_at = None;
         }
         if c.in_flight >= limits.concurrency {
             return Err(Throttled {
@@ -118,6 +130,7 @@ impl Limiter {
         if c.requests.len() >= limits.requests {
             let wait = (c.requests[0] + limits.window).saturating_duration_since(now);
             c.blocked_until = Some(now + wait);
+            c.blocked_at = Some(now);
             return Err(Throttled {
                 retry_after: wait,
                 error: requests_exceeded(limits),
@@ -135,6 +148,7 @@ impl Limiter {
                 }
             }
             c.blocked_until = Some(now + wait);
+            c.blocked_at = Some(now);
             return Err(Throttled {
                 retry_after: wait,
                 error: ODataError::new(

@@ -1,0 +1,134 @@
+//! What `$metadata` says about an entity set: its primary key, alternate keys, properties with their
+//! Edm types and lengths, and navigation properties (lookups). Enough for `ferry validate` to check a
+//! target before a single write.
+
+/// The entity type behind one entity set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntityInfo {
+    pub name: String,
+    pub key: String,
+    pub alternate_keys: Vec<Vec<String>>,
+    /// (name, Edm type, max length)
+    pub properties: Vec<(String, String, Option<usize>)>,
+    pub navigations: Vec<String>,
+}
+
+impl EntityInfo {
+    pub fn property(&self, name: &str) -> Option<&(String, String, Option<usize>)> {
+        self.properties.iter().find(|(n, _, _)| n == name)
+    }
+
+    /// Whether `key` is the primary key or one of the alternate keys.
+    pub fn is_key(&self, key: &[String]) -> bool {
+        let mut wanted: Vec<&str> = key.iter().map(String::as_str).collect();
+        wanted.sort();
+        if wanted == [self.key.as_str()] {
+            return true;
+        }
+        self.alternate_keys.iter().any(|k| {
+            let mut k: Vec<&str> = k.iter().map(String::as_str).collect();
+            k.sort();
+            k == wanted
+        })
+    }
+}
+
+fn attr<'a>(element: &'a str, name: &str) -> Option<&'a str> {
+    let marker = format!("{name}=\"");
+    let at = element.find(&marker)? + marker.len();
+    Some(&element[at..at + element[at..].find('"')?])
+}
+
+/// The entity type of `set` in a CSDL document, if the set exists.
+pub fn entity(xml: &str, set: &str) -> Option<EntityInfo> {
+    let set_at = xml.find(&format!("<EntitySet Name=\"{set}\""))?;
+    let set_element = &xml[set_at..set_at + xml[set_at..].find('>')?];
+    let qualified = attr(set_element, "EntityType")?;
+    let name = qualified.rsplit('.').next()?.to_string();
+    let type_at = xml.find(&format!("<EntityType Name=\"{name}\""))?;
+    let body = &xml[type_at
+        ..type_at
+            + xml[type_at..]
+                .find("</EntityType>")
+                .unwrap_or(xml.len() - type_at)];
+    let mut info = EntityInfo {
+        name,
+        ..Default::default()
+    };
+    if let Some(k) = body.find("<PropertyRef") {
+        info.key = attr(&body[k..], "Name").unwrap_or_default().to_string();
+    }
+    for piece in body.split('<').skip(1) {
+        if piece.starts_with("Property ") {
+            let name = attr(piece, "Name").unwrap_or_default().to_string();
+            let edm = attr(piece, "Type").unwrap_or_default().to_string();
+            let max = attr(piece, "MaxLength").and_then(|m| m.parse().ok());
+            info.properties.push((name, edm, max));
+        } else if piece.starts_with("NavigationProperty ") {
+            info.navigations
+                .push(attr(piece, "Name").unwrap_or_default().to_string());
+        }
+    }
+    // Alternate keys: each <Record Type="...AlternateKey"> lists PropertyPath values.
+    for record in body.split("AlternateKey\"").skip(1) {
+        let end = record.find("AlternateKey\"").unwrap_or(record.len());
+        let parts: Vec<String> = record[..end]
+            .split("PropertyPath=\"")
+            .skip(1)
+            .filter_map(|p| p.split('"').next().map(String::from))
+            .collect();
+        if !parts.is_empty() {
+            info.alternate_keys.push(parts);
+        }
+    }
+    Some(info)
+}
+
+/// Whether an Arrow type can be written to an Edm type.
+pub fn fits(arrow: &arrow::datatypes::DataType, edm: &str) -> bool {
+    use arrow::datatypes::DataType as T;
+    match edm {
+        "Edm.String" | "Edm.Guid" => matches!(
+            arrow,
+            T::Utf8 | T::LargeUtf8 | T::Utf8View | T::Dictionary(_, _)
+        ),
+        "Edm.Int16" | "Edm.Int32" | "Edm.Int64" | "Edm.Byte" => arrow.is_integer(),
+        "Edm.Decimal" | "Edm.Double" | "Edm.Single" => arrow.is_numeric(),
+        "Edm.Boolean" => matches!(arrow, T::Boolean),
+        "Edm.DateTimeOffset" => matches!(
+            arrow,
+            T::Timestamp(_, _) | T::Date32 | T::Date64 | T::Utf8 | T::Utf8View
+        ),
+        "Edm.Date" => matches!(arrow, T::Date32 | T::Date64 | T::Utf8 | T::Utf8View),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::odata::emulator::{api::metadata, model::Model};
+
+    #[test]
+    fn the_emulators_metadata_reads_back() {
+        let xml = metadata(&Model::builtin());
+        let accounts = entity(&xml, "accounts").unwrap();
+        assert_eq!(accounts.name, "account");
+        assert_eq!(accounts.key, "accountid");
+        assert_eq!(
+            accounts.alternate_keys,
+            vec![vec!["accountnumber".to_string()]]
+        );
+        assert_eq!(
+            accounts.property("name"),
+            Some(&("name".into(), "Edm.String".into(), Some(160)))
+        );
+        assert!(
+            accounts.is_key(&["accountnumber".into()]) && accounts.is_key(&["accountid".into()])
+        );
+        assert!(!accounts.is_key(&["name".into()]));
+        let contacts = entity(&xml, "contacts").unwrap();
+        assert_eq!(contacts.navigations, vec!["parentcustomerid".to_string()]);
+        assert!(entity(&xml, "leads").is_none());
+    }
+}
