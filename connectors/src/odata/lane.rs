@@ -97,12 +97,16 @@ impl Lane {
         }
     }
 
-    /// The service told everyone on this lane to wait.
-    pub fn pause(&self, wait: Duration) {
+    /// The service told everyone on this lane to wait. `too_parallel`: the limit met was about
+    /// concurrency or execution time, which fewer requests at once relieve; a request-count limit is
+    /// relieved by the wait alone.
+    pub fn pause(&self, wait: Duration, too_parallel: bool) {
         let mut s = self.state.lock().expect("lane");
         let until = Instant::now() + wait;
         s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
-        s.limit = (s.limit / 2.0).max(1.0);
+        if too_parallel {
+            s.limit = (s.limit / 2.0).max(1.0);
+        }
     }
 
     /// The service's recommended parallelism (`x-ms-dop-hint`), taken once as a starting point.
@@ -158,7 +162,7 @@ mod tests {
         }
         let grown = lane.limit();
         assert!(grown > 4, "{grown}");
-        lane.pause(Duration::from_millis(1));
+        lane.pause(Duration::from_millis(1), true);
         assert_eq!(lane.limit(), (grown as f64 / 2.0) as usize);
         let held: Vec<Slot> = vec![lane.acquire().await];
         drop(held);

@@ -114,7 +114,13 @@ impl ODataSink {
         let message = error_message(&body).unwrap_or_else(|| body.chars().take(200).collect());
         match status {
             429 => {
-                lane.pause(Duration::from_secs_f64(retry_after.unwrap_or(5.0)));
+                // Dataverse's code for the request-count limit; the others (execution time,
+                // concurrency) ask for fewer requests at once.
+                let too_parallel = !body.contains("0x80072322");
+                lane.pause(
+                    Duration::from_secs_f64(retry_after.unwrap_or(5.0)),
+                    too_parallel,
+                );
                 ConnectorError::retryable(format!("throttled (429): {message}"))
             }
             408 | 500..=599 => ConnectorError::retryable(format!("{status}: {message}")),
@@ -444,8 +450,11 @@ impl Sink for ODataSink {
                 slot.success();
             } else {
                 drop(slot);
-                if throttled.is_some() {
-                    lane.pause(Duration::from_secs(1 << attempt.min(5)));
+                if let Some(e) = &throttled {
+                    lane.pause(
+                        Duration::from_secs(1 << attempt.min(5)),
+                        !e.message.contains("0x80072322"),
+                    );
                 } else {
                     tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
                 }

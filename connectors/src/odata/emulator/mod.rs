@@ -242,9 +242,18 @@ async fn handle(
     if let Err(throttled) = admitted {
         bump(&state, &client, |s| s.throttled += 1);
         let mut r = error_response(&throttled.error);
-        let secs = throttled.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        r.headers_mut()
-            .insert("retry-after", HeaderValue::from(secs));
+        // Whole seconds, as Dataverse sends; with a window scaled below a minute, rounding up would
+        // cost a scaled test far more than it costs a real client, so the seconds keep a fraction.
+        let secs = throttled.retry_after.as_secs_f64();
+        let value = if config.limits.window < Duration::from_secs(60) {
+            format!("{:.3}", secs.max(0.001))
+        } else {
+            format!("{}", secs.ceil().max(1.0) as u64)
+        };
+        r.headers_mut().insert(
+            "retry-after",
+            HeaderValue::from_str(&value).expect("digits"),
+        );
         return r;
     }
     let started = Instant::now();
