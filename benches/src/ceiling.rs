@@ -39,15 +39,8 @@ pub async fn measure(users: usize, records: usize, batch_size: usize) -> Result<
         per_record: Duration::from_millis(2),
         jitter: 0.1,
     };
-    let per_request = latency.base + latency.per_record * batch_size as u32;
-    // Requests each limit allows one user per window; the tighter one is the ceiling. A sliding
-    // window lets a fresh client spend a whole window's budget at once, so a run of T seconds may
-    // send (T / window + 1) windows' worth: that is the ceiling the run is measured against.
-    let by_requests = limits.requests as f64;
-    let by_execution = limits.execution.as_secs_f64() / per_request.as_secs_f64();
-    let per_window = by_requests.min(by_execution) * batch_size as f64 * users as f64;
     let window = limits.window.as_secs_f64();
-
+    let (max_requests, max_execution) = (limits.requests as f64, limits.execution.as_secs_f64());
     let config = Config {
         limits,
         latency,
@@ -93,13 +86,18 @@ pub async fn measure(users: usize, records: usize, batch_size: usize) -> Result<
         bail!("{landed} records landed, not {records}");
     }
     let seconds = report.duration.as_secs_f64();
-    let allowed = per_window * (seconds / window + 1.0);
+    // What the limits allow one user to sustain, per window: the request count, or as many requests
+    // as fit the execution-time budget at the execution time the emulator actually counted.
+    let requests = stats["total"]["requests"].as_f64().unwrap_or(1.0).max(1.0);
+    let per_request = stats["total"]["execution_ms"].as_f64().unwrap_or(0.0) / 1000.0 / requests;
+    let per_window = max_requests.min(max_execution / per_request.max(1e-6));
+    let sustained = per_window * batch_size as f64 * users as f64 / window;
     Ok(Share {
         users,
         records,
         seconds,
         achieved: records as f64 / seconds,
-        ceiling: allowed / seconds,
+        ceiling: sustained,
         throttled: stats["total"]["throttled"].as_u64().unwrap_or(0),
     })
 }

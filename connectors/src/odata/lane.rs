@@ -5,6 +5,10 @@
 //! acquire: wait out a pause ─▶ wait for the rate limiter ─▶ wait for a slot (in flight < limit)
 //! release: no 429 and latency steady → limit grows by 1/limit (additive increase)
 //!          429 or latency doubled     → limit halves (multiplicative decrease)
+//! pacing:  the first 429 for the request count sets a pace: the requests the service admitted,
+//!          spread over the time until its window refills (sent / (elapsed + Retry-After)), a little
+//!          under; later 429s slow it by a tenth, steady successes speed it up slowly. So a user
+//!          meets the limit while it finds the ceiling, then rides just under it.
 //! ```
 
 use std::num::NonZeroU32;
@@ -28,6 +32,11 @@ struct State {
     /// Smoothed latency of successful requests.
     latency: Option<Duration>,
     hinted: bool,
+    /// Requests per second, once a request-count limit was met.
+    pace: Option<f64>,
+    next_send: Option<Instant>,
+    first_send: Option<Instant>,
+    sent: u64,
 }
 
 /// Holding one means a request is in flight on the lane.
@@ -55,6 +64,10 @@ impl Lane {
                 paused_until: None,
                 latency: None,
                 hinted: false,
+                pace: None,
+                next_send: None,
+                first_send: None,
+                sent: 0,
             }),
             freed: Notify::new(),
         }
@@ -102,11 +115,25 @@ impl Lane {
     /// relieved by the wait alone.
     pub fn pause(&self, wait: Duration, too_parallel: bool) {
         let mut s = self.state.lock().expect("lane");
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        let until = now + wait;
+        let fresh = s.paused_until.is_none_or(|u| u <= now);
         s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
         if too_parallel {
             s.limit = (s.limit / 2.0).max(1.0);
         }
+        if !fresh {
+            // Requests that were already on their way when the first 429 came: one lesson is enough.
+            return;
+        }
+        s.pace = Some(match s.pace {
+            None => {
+                let elapsed = s.first_send.map_or(Duration::ZERO, |f| now - f) + wait;
+                0.95 * s.sent as f64 / elapsed.as_secs_f64().max(0.001)
+            }
+            Some(p) => p * 0.9,
+        });
+        s.next_send = Some(until);
     }
 
     /// The service's recommended parallelism (`x-ms-dop-hint`), taken once as a starting point.
@@ -131,6 +158,9 @@ impl Slot<'_> {
             None => took,
             Some(l) => l.mul_f64(0.8) + took.mul_f64(0.2),
         });
+        if let Some(p) = s.pace {
+            s.pace = Some(p * 1.002);
+        }
         if steady {
             s.limit = (s.limit + 1.0 / s.limit).min(s.max);
         } else {

@@ -108,6 +108,8 @@ impl Default for Config {
 pub struct ClientStats {
     pub tokens_issued: u64,
     pub requests: u64,
+    /// Execution time the limits counted, in milliseconds.
+    pub execution_ms: u64,
     pub records_written: u64,
     pub throttled: u64,
     pub faults: u64,
@@ -488,6 +490,7 @@ fn stats(state: &State) -> AxumResponse {
     let mut total = ClientStats::default();
     for s in stats.values() {
         total.requests += s.requests;
+        total.execution_ms += s.execution_ms;
         total.records_written += s.records_written;
         total.throttled += s.throttled;
         total.faults += s.faults;
