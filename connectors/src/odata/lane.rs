@@ -129,9 +129,9 @@ impl Lane {
         s.pace = Some(match s.pace {
             None => {
                 let elapsed = s.first_send.map_or(Duration::ZERO, |f| now - f) + wait;
-                0.95 * s.sent as f64 / elapsed.as_secs_f64().max(0.001)
+                0.98 * s.sent as f64 / elapsed.as_secs_f64().max(0.001)
             }
-            Some(p) => p * 0.9,
+            Some(p) => p * 0.95,
         });
         s.next_send = Some(until);
     }
@@ -159,7 +159,7 @@ impl Slot<'_> {
             Some(l) => l.mul_f64(0.8) + took.mul_f64(0.2),
         });
         if let Some(p) = s.pace {
-            s.pace = Some(p * 1.002);
+            s.pace = Some(p * 1.0005);
         }
         if steady {
             s.limit = (s.limit + 1.0 / s.limit).min(s.max);
