@@ -2,12 +2,15 @@
 # The foundation benchmark of BENCHMARKS.md: the generated orders through two steps into parquet and
 # into SQLite, at 1M and 10M rows, three runs each; prints one `bench:` line per run.
 # Usage: benches/run-foundation.sh [DATA_DIR]   (default /tmp/ferry-bench)
+#        PROFILE=release benches/run-foundation.sh  (the release build; default: dev, as tests use)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-/tmp/ferry-bench}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry-target}"
-cargo build -q -p ferry-bench
-bench="$CARGO_TARGET_DIR/debug/ferry-bench"
+profile="${PROFILE:-dev}"
+cargo build -q --profile "$profile" -p ferry-bench
+dir_name=$([ "$profile" = dev ] && echo debug || echo "$profile")
+bench="$CARGO_TARGET_DIR/$dir_name/ferry-bench"
 for rows in 1000000 10000000; do
   dir="$data/$rows"
   [ -d "$dir/orders" ] || "$bench" data --rows "$rows" --out "$dir"
