@@ -45,6 +45,27 @@ pub fn header(headers: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
+/// Appends one request to a `$batch` body as a `Content-Type: application/http` part. `headers` are
+/// complete lines ("If-None-Match: *\r\n"); an empty `body` sends none.
+pub fn write_request(
+    out: &mut String,
+    boundary: &str,
+    content_id: Option<usize>,
+    request_line: &str,
+    headers: &str,
+    body: &str,
+) {
+    out.push_str(&format!(
+        "--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+    ));
+    if let Some(id) = content_id {
+        out.push_str(&format!("Content-ID: {id}\r\n"));
+    }
+    out.push_str(&format!(
+        "\r\n{request_line} HTTP/1.1\r\n{headers}\r\n{body}\r\n"
+    ));
+}
+
 /// One part of a `$batch` response: its status, Content-ID and body, in order; a changeset's parts
 /// are flattened in place.
 #[derive(Debug, Clone)]

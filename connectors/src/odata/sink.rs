@@ -26,7 +26,7 @@ use super::config::{ODataEndpoint, ODataOptions, ServiceKind};
 use super::csdl;
 use super::encode;
 use super::lane::Lane;
-use super::multipart::{ResponsePart, parse_responses};
+use super::multipart::{ResponsePart, parse_responses, write_request};
 use crate::error::{ConnectorError, ErrorClass, Result};
 use crate::sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
 
@@ -73,6 +73,14 @@ impl ODataSink {
             primary_key: Mutex::new(None),
             seen: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// The entity set's path on the server, as requests inside a `$batch` name it.
+    fn set_path(&self) -> String {
+        let root = url::Url::parse(&self.endpoint.url)
+            .map(|u| u.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        format!("{root}/{}", self.options.table)
     }
 
     fn url(&self, rest: &str) -> String {
@@ -145,36 +153,32 @@ impl ODataSink {
                 "--{boundary}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"
             ));
         }
-        let set = &self.options.table;
-        let root_path = url::Url::parse(&self.endpoint.url)
-            .map(|u| u.path().to_string())
-            .unwrap_or_default();
-        let root_path = root_path.trim_end_matches('/');
+        let set_path = self.set_path();
+        let part_boundary = if self.odata.atomic {
+            &changeset
+        } else {
+            &boundary
+        };
         for (n, &row) in rows.iter().enumerate() {
-            let part_boundary = if self.odata.atomic {
-                &changeset
-            } else {
-                &boundary
-            };
-            out.push_str(&format!(
-                "--{part_boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {}\r\n\r\n",
-                n + 1
-            ));
-            let (method, target, extra) = if keys.is_empty() {
-                ("POST", format!("{root_path}/{set}"), "")
+            let (line, extra) = if keys.is_empty() {
+                (format!("POST {set_path}"), "")
             } else if self.options.mode == WriteMode::Insert {
                 (
-                    "PATCH",
-                    format!("{root_path}/{set}{}", keys[row]),
+                    format!("PATCH {set_path}{}", keys[row]),
                     "If-None-Match: *\r\n",
                 )
             } else {
-                ("PATCH", format!("{root_path}/{set}{}", keys[row]), "")
+                (format!("PATCH {set_path}{}", keys[row]), "")
             };
-            out.push_str(&format!(
-                "{method} {target} HTTP/1.1\r\nContent-Type: application/json\r\n{extra}\r\n{}\r\n",
-                bodies[row]
-            ));
+            let headers = format!("Content-Type: application/json\r\n{extra}");
+            write_request(
+                &mut out,
+                part_boundary,
+                Some(n + 1),
+                &line,
+                &headers,
+                &bodies[row],
+            );
         }
         if self.odata.atomic {
             out.push_str(&format!("--{changeset}--\r\n"));
@@ -543,16 +547,17 @@ impl ODataSink {
         }
         for chunk in victims.chunks(100) {
             let boundary = format!("batch_{}", uuid::Uuid::new_v4().simple());
-            let root_path = url::Url::parse(&self.endpoint.url)
-                .map(|u| u.path().to_string())
-                .unwrap_or_default();
+            let set_path = self.set_path();
             let mut body = String::new();
             for id in chunk {
-                body.push_str(&format!(
-                    "--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nDELETE {}/{}({id}) HTTP/1.1\r\n\r\n\r\n",
-                    root_path.trim_end_matches('/'),
-                    self.options.table
-                ));
+                write_request(
+                    &mut body,
+                    &boundary,
+                    None,
+                    &format!("DELETE {set_path}({id})"),
+                    "",
+                    "",
+                );
             }
             body.push_str(&format!("--{boundary}--\r\n"));
             let content_type = format!("multipart/mixed; boundary={boundary}");

@@ -9,35 +9,16 @@ use deltalake::DeltaTable;
 
 use super::{INVALID, show};
 use crate::book::{Book, CHECKPOINTS, HISTORY, LOG, STATE};
-use crate::spec::Pipeline;
-
-fn load(file: &Path) -> Option<Pipeline> {
-    match Pipeline::load(file) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            eprintln!("{e}");
-            None
-        }
-    }
-}
-
-async fn open(pipeline: &Pipeline) -> Option<Book> {
-    match Book::open(&pipeline.state_dir, &pipeline.name).await {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!("error: {e}");
-            None
-        }
-    }
-}
 
 /// `ferry log`: the batches of a run (the latest by default).
 pub async fn log(file: &Path, run: Option<String>, errors: bool, json: bool) -> ExitCode {
-    let Some(pipeline) = load(file) else {
-        return ExitCode::from(INVALID);
+    let pipeline = match super::load(file) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
-    let Some(book) = open(&pipeline).await else {
-        return ExitCode::FAILURE;
+    let book = match super::open_book(&pipeline).await {
+        Ok(b) => b,
+        Err(code) => return code,
     };
     let run = match run {
         Some(r) => r,
@@ -122,13 +103,14 @@ pub async fn history(
 ) -> ExitCode {
     let book = match file {
         Some(file) => {
-            let Some(pipeline) = load(file) else {
-                return ExitCode::from(INVALID);
+            let pipeline = match super::load(file) {
+                Ok(p) => p,
+                Err(code) => return code,
             };
-            let Some(book) = open(&pipeline).await else {
-                return ExitCode::FAILURE;
-            };
-            book
+            match super::open_book(&pipeline).await {
+                Ok(b) => b,
+                Err(code) => return code,
+            }
         }
         None => Book::reader(&state_dir.display().to_string()),
     };
@@ -205,8 +187,9 @@ pub struct ResetWhat {
 
 /// `ferry reset`: deletes this pipeline's rows from the chosen bookkeeping tables.
 pub async fn reset(file: &Path, what: ResetWhat, yes: bool) -> ExitCode {
-    let Some(pipeline) = load(file) else {
-        return ExitCode::from(INVALID);
+    let pipeline = match super::load(file) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let mut tables: Vec<(String, &str)> = Vec::new();
     if what.checkpoints || what.all {
@@ -216,8 +199,9 @@ pub async fn reset(file: &Path, what: ResetWhat, yes: bool) -> ExitCode {
         tables.push((STATE.to_string(), "pipeline"));
         tables.push((LOG.to_string(), "pipeline"));
     }
-    let Some(book) = open(&pipeline).await else {
-        return ExitCode::FAILURE;
+    let book = match super::open_book(&pipeline).await {
+        Ok(b) => b,
+        Err(code) => return code,
     };
     if what.all {
         tables.push((HISTORY.to_string(), "pipeline"));

@@ -294,13 +294,28 @@ pub async fn main(cli: Cli) -> ExitCode {
 /// Exit code for a pipeline file or target that is wrong.
 pub const INVALID: u8 = 2;
 
+/// Reads a pipeline file; its errors are printed, and become exit code 2.
+fn load(file: &std::path::Path) -> Result<Pipeline, ExitCode> {
+    Pipeline::load(file).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(INVALID)
+    })
+}
+
+/// Opens a pipeline's bookkeeping tables; an error is printed, and becomes exit code 1.
+async fn open_book(pipeline: &Pipeline) -> Result<crate::book::Book, ExitCode> {
+    crate::book::Book::open(&pipeline.state_dir, &pipeline.name)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 async fn run_command(file: &std::path::Path, settings: &RunSettings) -> ExitCode {
-    let pipeline = match Pipeline::load(file) {
+    let pipeline = match load(file) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(INVALID);
-        }
+        Err(code) => return code,
     };
     match run::run(&pipeline, settings).await {
         Ok(report) => {

@@ -7,15 +7,12 @@ use arrow::util::pretty::pretty_format_batches;
 
 use super::INVALID;
 use crate::plan;
-use crate::spec::{Pipeline, did_you_mean};
+use crate::spec::did_you_mean;
 
 pub async fn preview(file: &Path, step: Option<&str>, limit: usize) -> ExitCode {
-    let pipeline = match Pipeline::load(file) {
+    let pipeline = match super::load(file) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(INVALID);
-        }
+        Err(code) => return code,
     };
     let planned = match plan::plan(&pipeline).await {
         Ok(p) => p,

@@ -7,23 +7,15 @@ use std::process::ExitCode;
 use arrow::array::RecordBatch;
 use datafusion::prelude::{col, lit};
 
-use super::{INVALID, show};
+use super::show;
 use crate::book::Book;
 use crate::book::quarantine::export_xlsx;
 use crate::run::target_name;
 use crate::spec::Pipeline;
 
 async fn setup(file: &Path) -> Result<(Pipeline, Book), ExitCode> {
-    let pipeline = Pipeline::load(file).map_err(|e| {
-        eprintln!("{e}");
-        ExitCode::from(INVALID)
-    })?;
-    let book = Book::open(&pipeline.state_dir, &pipeline.name)
-        .await
-        .map_err(|e| {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        })?;
+    let pipeline = super::load(file)?;
+    let book = super::open_book(&pipeline).await?;
     Ok((pipeline, book))
 }
 
@@ -160,12 +152,9 @@ pub async fn export(file: &Path, table: &str, out: &Path) -> ExitCode {
 
 /// `retry`: the rows written again; exit 0 when all landed, 3 when some failed again.
 pub async fn retry(file: &Path, table: &str, from: Option<&Path>) -> ExitCode {
-    let pipeline = match Pipeline::load(file) {
+    let pipeline = match super::load(file) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(INVALID);
-        }
+        Err(code) => return code,
     };
     match crate::run::retry::retry(&pipeline, table, from).await {
         Ok(r) => {

@@ -7,15 +7,11 @@ use std::sync::Arc;
 use super::INVALID;
 use crate::plan;
 use crate::run::sink_for;
-use crate::spec::Pipeline;
 
 pub async fn validate(file: &Path) -> ExitCode {
-    let pipeline = match Pipeline::load(file) {
+    let pipeline = match super::load(file) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(INVALID);
-        }
+        Err(code) => return code,
     };
     let planned = match plan::plan(&pipeline).await {
         Ok(p) => p,

@@ -232,7 +232,6 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
             batch_size: pipeline.target.batch_size,
             max_retries: pipeline.run.max_retries,
             max_consecutive_failures: pipeline.run.max_consecutive_failures,
-            key: pipeline.target.options.key.clone(),
             table_name: table_name.clone(),
             pipeline: pipeline.name.clone(),
             run_id: run_id.clone(),

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use arrow::compute::BatchCoalescer;
 use arrow::record_batch::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use ferry_connectors::failpoint::pause_point;
 use ferry_connectors::{BatchWritten, ConnectorError, ErrorClass, Sink};
@@ -34,7 +33,6 @@ pub struct WorkerConfig {
     pub batch_size: usize,
     pub max_retries: u32,
     pub max_consecutive_failures: u64,
-    pub key: Vec<String>,
     /// The target's name in the log and for `quarantine/<table_name>`.
     pub table_name: String,
     pub pipeline: String,
@@ -171,7 +169,7 @@ impl Worker {
             Err(e) => (
                 BatchWritten::default(),
                 Vec::new(),
-                Some(self.explain(batch_id, &batch, e)),
+                Some(self.explain(batch_id, e)),
             ),
         };
         pause_point("batch_written");
@@ -369,20 +367,10 @@ impl Worker {
             .await
     }
 
-    /// Names the batch, and for a data error the row and its key, in the error.
-    fn explain(&self, batch_id: i32, batch: &RecordBatch, e: ConnectorError) -> ConnectorError {
-        let place = format!("partition {}, batch {}", self.partition, batch_id);
-        match (e.class, e.row) {
-            (ErrorClass::Data, Some(row)) => {
-                let shown = describe_row(batch, row, &self.config.key);
-                e.context(format!("{place}, row {} ({shown})", row + 1))
-            }
-            (ErrorClass::Retryable, _) => e.context(format!(
-                "{place}: still failing after {} retries",
-                self.config.max_retries
-            )),
-            _ => e.context(place),
-        }
+    /// Names the batch in the error. Only fatal errors get here: data errors are isolated and
+    /// quarantined, and retryable ones quarantined once their retries are spent.
+    fn explain(&self, batch_id: i32, e: ConnectorError) -> ConnectorError {
+        e.context(format!("partition {}, batch {}", self.partition, batch_id))
     }
 }
 
@@ -397,27 +385,6 @@ fn fingerprint(batch: &RecordBatch) -> Result<i64, ConnectorError> {
         acc = acc.rotate_left(5) ^ h.wrapping_add(i as u64);
     }
     Ok(acc as i64)
-}
-
-/// "customer_id = 42" for a keyed target, otherwise the row's first columns.
-fn describe_row(batch: &RecordBatch, row: usize, key: &[String]) -> String {
-    let schema = batch.schema();
-    let columns: Vec<usize> = if key.is_empty() {
-        (0..batch.num_columns().min(3)).collect()
-    } else {
-        key.iter().filter_map(|k| schema.index_of(k).ok()).collect()
-    };
-    let options = FormatOptions::default().with_null("NULL");
-    columns
-        .into_iter()
-        .map(|i| {
-            let value = ArrayFormatter::try_new(batch.column(i).as_ref(), &options)
-                .map(|f| f.value(row).to_string())
-                .unwrap_or_default();
-            format!("{} = {value}", schema.field(i).name())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// 200 ms, 400 ms, 800 ms ... up to 30 s, each with up to a quarter more at random.
