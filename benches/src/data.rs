@@ -98,14 +98,21 @@ pub fn orders_batch(start: u64, len: usize, customers: u64, seed: u64) -> Result
     Ok(RecordBatch::try_new(orders_schema(), columns)?)
 }
 
-/// Writes `rows` orders as `files` parquet files of about equal size into `dir`.
-pub fn write_orders_parquet(dir: &Path, rows: u64, files: usize, seed: u64) -> Result<()> {
+/// Writes orders `first..first+rows` (ids from `first + 1`) as `files` parquet files of about equal
+/// size into `dir`. Another `seed` over overlapping ids gives changed rows with the same keys.
+pub fn write_orders_parquet(
+    dir: &Path,
+    first: u64,
+    rows: u64,
+    files: usize,
+    seed: u64,
+) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let per_file = rows.div_ceil(files as u64);
     let customers = (rows / 20).max(10);
     for f in 0..files as u64 {
-        let start = f * per_file;
-        let end = ((f + 1) * per_file).min(rows);
+        let start = first + f * per_file;
+        let end = (first + (f + 1) * per_file).min(first + rows);
         if start >= end {
             break;
         }
@@ -128,8 +135,8 @@ pub fn write_orders_parquet(dir: &Path, rows: u64, files: usize, seed: u64) -> R
     Ok(())
 }
 
-/// Writes `rows` orders as one CSV file (the reference tools' input).
-pub fn write_orders_csv(path: &Path, rows: u64, seed: u64) -> Result<()> {
+/// Writes orders `first..first+rows` as one CSV file (the reference tools' input).
+pub fn write_orders_csv(path: &Path, first: u64, rows: u64, seed: u64) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -138,9 +145,9 @@ pub fn write_orders_csv(path: &Path, rows: u64, seed: u64) -> Result<()> {
         .with_header(true)
         .build(std::io::BufWriter::new(file));
     let customers = (rows / 20).max(10);
-    let mut at = 0;
-    while at < rows {
-        let len = CHUNK.min((rows - at) as usize);
+    let mut at = first;
+    while at < first + rows {
+        let len = CHUNK.min((first + rows - at) as usize);
         writer.write(&orders_batch(at, len, customers, seed)?)?;
         at += len as u64;
     }

@@ -38,6 +38,10 @@ enum Command {
         csv: bool,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// The first order is number START+1: with another seed, `--start` half-way through an
+        /// existing set gives an update set (half its keys changed rows, half new).
+        #[arg(long, default_value_t = 0)]
+        start: u64,
     },
     /// Regenerate the quickstart's input data.
     QuickstartData {
@@ -81,11 +85,12 @@ fn main() -> Result<()> {
             files,
             csv,
             seed,
+            start,
         } => {
             let started = Instant::now();
-            data::write_orders_parquet(&out.join("orders"), rows, files, seed)?;
+            data::write_orders_parquet(&out.join("orders"), start, rows, files, seed)?;
             if csv {
-                data::write_orders_csv(&out.join("orders.csv"), rows, seed)?;
+                data::write_orders_csv(&out.join("orders.csv"), start, rows, seed)?;
             }
             println!(
                 "wrote {rows} orders to {} in {:.1}s",

@@ -8,6 +8,9 @@ use crate::files::FileFormat;
 use crate::files::delta::DeltaSink;
 use crate::files::sink::FileSink;
 use crate::sink::{Sink, TargetOptions};
+use crate::sql::db::DbConfig;
+use crate::sql::mysql::MysqlSink;
+use crate::sql::postgres::PostgresSink;
 use crate::sql::sqlite::SqliteSink;
 
 /// A database or service a connection URL points at.
@@ -16,9 +19,9 @@ pub enum Endpoint {
     /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db`
     Sqlite { path: PathBuf },
     /// `postgres://` or `postgresql://`
-    Postgres { url: String },
+    Postgres(DbConfig),
     /// `mysql://` or `mariadb://`
-    Mysql { url: String },
+    Mysql(DbConfig),
     /// `http://` or `https://`: an OData v4 service root.
     OData(crate::odata::config::ODataEndpoint),
 }
@@ -45,12 +48,11 @@ impl Endpoint {
                     path: base_dir.join(path),
                 })
             }
-            "postgres" | "postgresql" => Ok(Self::Postgres {
-                url: url.to_string(),
-            }),
-            "mysql" | "mariadb" => Ok(Self::Mysql {
-                url: url.to_string(),
-            }),
+            "postgres" | "postgresql" => Ok(Self::Postgres(DbConfig::parse(url, base_dir)?)),
+            "mysql" | "mariadb" => Ok(Self::Mysql(DbConfig::parse(
+                &url.replacen("mariadb://", "mysql://", 1),
+                base_dir,
+            )?)),
             "http" | "https" => Err(ConnectorError::fatal(
                 "an http(s):// connection is an OData service: its kind and auth come from the connection's other keys",
             )),
@@ -86,11 +88,11 @@ pub fn sink(location: &TargetLocation, options: TargetOptions) -> Result<Arc<dyn
                 odata,
             )?)
         }
-        TargetLocation::Endpoint(Endpoint::Postgres { .. } | Endpoint::Mysql { .. }) => {
-            return Err(ConnectorError::fatal(
-                "PostgreSQL and MySQL targets are not available in this version of Ferry",
-            )
-            .with_hint("write to sqlite://, or to a parquet, csv or delta path"));
+        TargetLocation::Endpoint(Endpoint::Postgres(db)) => {
+            Arc::new(PostgresSink::new(db.clone(), options))
+        }
+        TargetLocation::Endpoint(Endpoint::Mysql(db)) => {
+            Arc::new(MysqlSink::new(db.clone(), options))
         }
         TargetLocation::File {
             location,

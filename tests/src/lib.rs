@@ -10,6 +10,8 @@ use ferry::run::{RunReport, RunSettings};
 use ferry::spec::Pipeline;
 use tempfile::TempDir;
 
+pub mod db;
+
 /// Expected rows written as text, sorted like [`sqlite_rows`] and [`batch_rows`] sort theirs.
 pub fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
     let mut r: Vec<Vec<String>> = v
@@ -189,4 +191,23 @@ fn normalise(cell: String) -> String {
         }
         _ => cell,
     }
+}
+
+/// Reads a Delta table (bookkeeping, quarantine) with DataFusion's Delta provider, as any other reader
+/// would: the schema and the rows of `sql` over it, registered as `t`.
+pub async fn read_delta(
+    location: &Path,
+    sql: &str,
+) -> (arrow::datatypes::SchemaRef, Vec<Vec<String>>) {
+    let table =
+        deltalake::open_table(deltalake::ensure_table_uri(location.to_str().unwrap()).unwrap())
+            .await
+            .unwrap();
+    let ctx = datafusion::prelude::SessionContext::new();
+    table.update_datafusion_session(&ctx.state()).unwrap();
+    ctx.register_table("t", table.table_provider().await.unwrap())
+        .unwrap();
+    let df = ctx.sql(sql).await.unwrap();
+    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+    (schema, batch_rows(&df.collect().await.unwrap()))
 }

@@ -28,3 +28,80 @@ mod tests {
         );
     }
 }
+
+/// Quotes an identifier MySQL's way: `` `name` ``, with `` ` `` doubled inside.
+pub fn quote_mysql(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// A table name from a pipeline file: `name` or `schema.name` (the first dot separates them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl TableName {
+    pub fn parse(text: &str) -> Self {
+        match text.split_once('.') {
+            Some((schema, name)) if !schema.is_empty() && !name.is_empty() => Self {
+                schema: Some(schema.to_string()),
+                name: name.to_string(),
+            },
+            _ => Self {
+                schema: None,
+                name: text.to_string(),
+            },
+        }
+    }
+
+    /// A table beside this one: same schema, the name with `suffix` appended.
+    pub fn with_suffix(&self, suffix: &str) -> Self {
+        Self {
+            schema: self.schema.clone(),
+            name: format!("{}{suffix}", self.name),
+        }
+    }
+
+    /// `"schema"."name"`, quoted the ANSI way.
+    pub fn quoted(&self) -> String {
+        match &self.schema {
+            Some(s) => format!("{}.{}", quote_ansi(s), quote_ansi(&self.name)),
+            None => quote_ansi(&self.name),
+        }
+    }
+
+    /// `` `schema`.`name` ``, quoted MySQL's way.
+    pub fn quoted_mysql(&self) -> String {
+        match &self.schema {
+            Some(s) => format!("{}.{}", quote_mysql(s), quote_mysql(&self.name)),
+            None => quote_mysql(&self.name),
+        }
+    }
+
+    pub fn schema_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.schema.as_deref().unwrap_or(default)
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod table_name_tests {
+    use super::*;
+
+    #[test]
+    fn schema_and_name_are_quoted_apart() {
+        let t = TableName::parse("sales.or`d\"ers");
+        assert_eq!(t.quoted(), "\"sales\".\"or`d\"\"ers\"");
+        assert_eq!(t.quoted_mysql(), "`sales`.`or``d\"ers`");
+        assert_eq!(TableName::parse("plain").quoted(), "\"plain\"");
+    }
+}

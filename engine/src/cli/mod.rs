@@ -13,7 +13,7 @@ mod emulate;
 mod preview;
 mod quarantine;
 mod show;
-mod validate;
+pub mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

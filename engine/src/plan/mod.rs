@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use datafusion::execution::config::SessionConfig;
 use datafusion::prelude::{DataFrame, SessionContext};
 
-use crate::spec::{Pipeline, SpecError, SpecErrors, Step, did_you_mean};
+use crate::spec::{Origin, Pipeline, SpecError, SpecErrors, Step, did_you_mean};
 
 /// A pipeline's sources and steps, ready to execute.
 pub struct Planned {
@@ -47,12 +47,16 @@ pub async fn plan_with(
     files: &HashMap<String, Vec<String>>,
 ) -> Result<Planned, SpecErrors> {
     use ferry_connectors::files::source::{register, register_files};
+    use ferry_connectors::sql::source::{DbRead, DbSource, register_db};
     let ctx = session();
     let mut errors = Vec::new();
     for source in &pipeline.sources {
-        let registered = match files.get(&source.name) {
-            Some(list) => register_files(&ctx, &source.name, &source.file, list).await,
-            None => register(&ctx, &source.name, &source.file).await,
+        let registered = match (&source.origin, files.get(&source.name)) {
+            (Origin::File(file), Some(list)) => {
+                register_files(&ctx, &source.name, file, list).await
+            }
+            (Origin::File(file), None) => register(&ctx, &source.name, file).await,
+            (Origin::Database(db), _) => register_db(&ctx, &source.name, db).await,
         };
         if let Err(e) = registered {
             let mut err = pipeline.locator.error(
@@ -68,6 +72,25 @@ pub async fn plan_with(
     }
     let mut steps = Vec::with_capacity(pipeline.steps.len());
     for (i, step) in pipeline.steps.iter().enumerate() {
+        if let Some(endpoint) = &step.connection {
+            // The SQL runs whole on its database; later steps see its result as a table.
+            let source = DbSource {
+                endpoint: endpoint.clone(),
+                read: DbRead::Query(step.sql.clone()),
+                partitions: None,
+            };
+            register_db(&ctx, &step.name, &source).await.map_err(|e| {
+                let mut err = sql_error(pipeline, i, step, &e.message);
+                err.hint = e.hint.or(err.hint);
+                SpecErrors(vec![err])
+            })?;
+            steps.push(
+                ctx.table(step.name.as_str())
+                    .await
+                    .map_err(|e| SpecErrors(vec![sql_error(pipeline, i, step, &e.to_string())]))?,
+            );
+            continue;
+        }
         let df = ctx
             .sql(&step.sql)
             .await

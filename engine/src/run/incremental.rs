@@ -37,7 +37,10 @@ pub async fn select(pipeline: &Pipeline, book: &Book) -> Result<Selection, Conne
         };
         let consumed = consumed(book, &source.name).await?;
         let mut take = Vec::new();
-        for file in list_files(&source.file)? {
+        let crate::spec::Origin::File(file_source) = &source.origin else {
+            continue;
+        };
+        for file in list_files(file_source)? {
             match consumed.get(&file.path) {
                 None => take.push(file),
                 Some(c) if c.size == file.size as i64 && c.modified == file.modified => {}

@@ -17,6 +17,7 @@ use ferry_connectors::odata::config::{
     Auth, Credentials, ODataEndpoint, ODataOptions, ServiceKind, parse_rate,
 };
 use ferry_connectors::registry::{Endpoint, TargetLocation};
+use ferry_connectors::sql::source::{DbRead, DbSource};
 use ferry_connectors::{TargetOptions, WriteMode};
 use toml::Spanned;
 
@@ -54,11 +55,18 @@ pub struct Connection {
 pub struct Source {
     /// The table name the steps use (lower case, as SQL folds unquoted names).
     pub name: String,
-    pub file: FileSource,
+    pub origin: Origin,
     /// `incremental = true`: each run reads only the files no earlier run consumed.
     pub incremental: Option<OnChangedFile>,
     /// Where `[sources.<name>]` stands.
     pub span: std::ops::Range<usize>,
+}
+
+/// Where a source's rows come from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    File(FileSource),
+    Database(DbSource),
 }
 
 /// What an incremental run does with a consumed file that has changed since.
@@ -78,6 +86,8 @@ pub struct Step {
     pub sql: String,
     /// Where the `sql` value starts in the file.
     pub sql_span: std::ops::Range<usize>,
+    /// The database the SQL runs on, whole, when it is not DataFusion.
+    pub connection: Option<Endpoint>,
 }
 
 #[derive(Debug, Clone)]
@@ -182,7 +192,7 @@ impl Checker<'_> {
                 let mut conn = conn.into_inner();
                 let url_span = conn.url.span();
                 let url = self.interpolate(conn.url.clone())?;
-                let endpoint = if url.starts_with("http://") || url.starts_with("https://") {
+                let mut endpoint = if url.starts_with("http://") || url.starts_with("https://") {
                     Endpoint::OData(self.odata_endpoint(url, &mut conn, span)?)
                 } else {
                     Endpoint::parse(&url, self.dir)
@@ -194,6 +204,10 @@ impl Checker<'_> {
                     .password
                     .and_then(|p| self.interpolate(p))
                     .map(Secret::new);
+                if let Endpoint::Postgres(db) | Endpoint::Mysql(db) = &mut endpoint {
+                    db.user = user.clone();
+                    db.password = password.as_ref().map(|p| p.expose().to_string());
+                }
                 Some((
                     name.get_ref().clone(),
                     Connection {
@@ -211,7 +225,7 @@ impl Checker<'_> {
         for (name, source) in raw.sources {
             let span = name.span();
             if let Some(name) = self.table_name(name, &known) {
-                if let Some(s) = self.source(name.clone(), source) {
+                if let Some(s) = self.source(name.clone(), source, &connections) {
                     sources.push(Source { span, ..s });
                 }
                 known.push(name);
@@ -220,7 +234,7 @@ impl Checker<'_> {
         let mut steps = Vec::new();
         let step_count = raw.steps.len();
         for step in raw.steps {
-            if let Some(s) = self.step(step, &known, &steps) {
+            if let Some(s) = self.step(step, &known, &steps, &connections) {
                 known.push(s.name.clone());
                 steps.push(s);
             }
@@ -234,6 +248,7 @@ impl Checker<'_> {
                     description: Some(format!("all rows of {}", only.name)),
                     sql: format!("SELECT * FROM {}", only.name),
                     sql_span: only.span.clone(),
+                    connection: None,
                 }),
                 _ => self.errors.push(
                     self.loc
@@ -380,9 +395,37 @@ impl Checker<'_> {
         Some(lower)
     }
 
-    fn source(&mut self, name: String, source: Spanned<RawSource>) -> Option<Source> {
+    fn source(
+        &mut self,
+        name: String,
+        source: Spanned<RawSource>,
+        connections: &BTreeMap<String, Connection>,
+    ) -> Option<Source> {
         let span = source.span();
-        let raw = source.into_inner();
+        let mut raw = source.into_inner();
+        if let Some(c) = raw.connection.take() {
+            let db = self.database_source(&name, c, &mut raw, span.clone(), connections)?;
+            return Some(Source {
+                name,
+                origin: Origin::Database(db),
+                incremental: None,
+                span,
+            });
+        }
+        for (key, present) in [
+            ("table", raw.table.as_ref().map(|t| t.span())),
+            ("query", raw.query.as_ref().map(|t| t.span())),
+            ("partitions", raw.partitions.as_ref().map(|t| t.span())),
+        ] {
+            if let Some(at) = present {
+                self.errors.push(
+                    self.loc
+                        .error(at, format!("{key} applies to database sources only"))
+                        .hint("add connection = \"<name of a postgres:// or mysql:// connection>\", or remove it"),
+                );
+                return None;
+            }
+        }
         let Some(path) = raw.path else {
             self.errors.push(
                 self.loc
@@ -439,14 +482,154 @@ impl Checker<'_> {
         Some(Source {
             name,
             incremental,
-            file: FileSource {
+            origin: Origin::File(FileSource {
                 location: self.resolve_location(&path),
                 format,
                 header: raw.header.unwrap_or(true),
                 delimiter,
                 sheet: raw.sheet,
-            },
+            }),
             span,
+        })
+    }
+
+    /// A database connection by name: must exist and be PostgreSQL or MySQL.
+    fn database(
+        &mut self,
+        c: Spanned<String>,
+        connections: &BTreeMap<String, Connection>,
+    ) -> Option<Endpoint> {
+        match connections.get(c.get_ref()).map(|conn| &conn.endpoint) {
+            Some(e @ (Endpoint::Postgres(_) | Endpoint::Mysql(_))) => Some(e.clone()),
+            Some(_) => {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            c.span(),
+                            format!(
+                                "connection \"{}\" is not a PostgreSQL or MySQL database",
+                                c.get_ref()
+                            ),
+                        )
+                        .hint(
+                            "database sources and steps read postgres:// and mysql:// connections",
+                        ),
+                );
+                None
+            }
+            None => {
+                let names: Vec<&str> = connections.keys().map(String::as_str).collect();
+                let hint = match did_you_mean(c.get_ref(), names.iter().copied()) {
+                    Some(m) => format!("did you mean connection = \"{m}\"?"),
+                    None => "declare it: [connections.NAME] with url = \"postgres://user@host/db\""
+                        .to_string(),
+                };
+                self.errors.push(
+                    self.loc
+                        .error(
+                            c.span(),
+                            format!("there is no connection named \"{}\"", c.get_ref()),
+                        )
+                        .hint(hint),
+                );
+                None
+            }
+        }
+    }
+
+    fn database_source(
+        &mut self,
+        name: &str,
+        c: Spanned<String>,
+        raw: &mut RawSource,
+        span: std::ops::Range<usize>,
+        connections: &BTreeMap<String, Connection>,
+    ) -> Option<DbSource> {
+        let endpoint = self.database(c, connections)?;
+        for (key, at) in [
+            ("path", raw.path.as_ref().map(|p| p.span())),
+            ("format", raw.format.as_ref().map(|p| p.span())),
+            ("delimiter", raw.delimiter.as_ref().map(|p| p.span())),
+        ] {
+            if let Some(at) = at {
+                self.errors.push(
+                    self.loc
+                        .error(at, format!("a database source has no {key}"))
+                        .hint("read a table = \"schema.name\" or a query = \"SELECT ...\""),
+                );
+                return None;
+            }
+        }
+        let read = match (raw.table.take(), raw.query.take()) {
+            (Some(t), None) => DbRead::Table(self.interpolate(t)?),
+            (None, Some(q)) => DbRead::Query(q.into_inner()),
+            (Some(t), Some(_)) => {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            t.span(),
+                            format!("source \"{name}\" has both a table and a query"),
+                        )
+                        .hint("keep one: table = \"sales.orders\" or query = \"SELECT ...\""),
+                );
+                return None;
+            }
+            (None, None) => {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            span,
+                            format!("source \"{name}\" says neither a table nor a query"),
+                        )
+                        .hint("table = \"sales.orders\" or query = \"SELECT ...\""),
+                );
+                return None;
+            }
+        };
+        let partitions = match (raw.partitions.take(), raw.partition_column.take()) {
+            (None, None) => None,
+            (Some(n), Some(c)) => {
+                if !(1..=64).contains(n.get_ref()) {
+                    self.errors.push(
+                        self.loc
+                            .error(n.span(), "partitions must be between 1 and 64")
+                            .hint("partitions = 2 reads the table on two connections at once"),
+                    );
+                    return None;
+                }
+                if matches!(read, DbRead::Query(_)) {
+                    self.errors.push(
+                        self.loc
+                            .error(n.span(), "partitions apply to a table, not a query")
+                            .hint("read a table = \"...\", or remove partitions"),
+                    );
+                    return None;
+                }
+                Some((*n.get_ref() as usize, c.into_inner()))
+            }
+            (Some(n), None) => {
+                self.errors.push(
+                    self.loc
+                        .error(n.span(), "partitions needs a partition_column")
+                        .hint(
+                            "partition_column = \"order_id\" (an integer column, ideally indexed)",
+                        ),
+                );
+                return None;
+            }
+            (None, Some(c)) => {
+                self.errors.push(
+                    self.loc
+                        .error(c.span(), "partition_column needs partitions")
+                        .hint("partitions = 2"),
+                );
+                return None;
+            }
+        };
+        Some(DbSource {
+            endpoint,
+            read,
+            partitions,
         })
     }
 
@@ -488,8 +671,18 @@ impl Checker<'_> {
         }
     }
 
-    fn step(&mut self, step: Spanned<RawStep>, known: &[String], before: &[Step]) -> Option<Step> {
+    fn step(
+        &mut self,
+        step: Spanned<RawStep>,
+        known: &[String],
+        before: &[Step],
+        connections: &BTreeMap<String, Connection>,
+    ) -> Option<Step> {
         let raw = step.into_inner();
+        let connection = match raw.connection {
+            Some(c) => Some(self.database(c, connections)?),
+            None => None,
+        };
         let name = self.table_name(raw.name, known)?;
         let sql_span = raw.sql.span();
         let sql = raw.sql.into_inner();
@@ -507,6 +700,7 @@ impl Checker<'_> {
             description: raw.description,
             sql,
             sql_span,
+            connection,
         })
     }
 

@@ -54,6 +54,12 @@ pub struct RawUser {
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub path: Option<Spanned<String>>,
+    /// A database connection: read `table` or `query` from it.
+    pub connection: Option<Spanned<String>>,
+    pub table: Option<Spanned<String>>,
+    pub query: Option<Spanned<String>>,
+    pub partitions: Option<Spanned<i64>>,
+    pub partition_column: Option<Spanned<String>>,
     pub format: Option<Spanned<String>>,
     pub header: Option<bool>,
     pub delimiter: Option<Spanned<String>>,
@@ -68,6 +74,8 @@ pub struct RawStep {
     pub name: Spanned<String>,
     pub description: Option<String>,
     pub sql: Spanned<String>,
+    /// Run the SQL whole on this database connection instead of in DataFusion.
+    pub connection: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -53,8 +53,11 @@ fn a_good_pipeline_resolves_paths_and_result_references() {
     assert_eq!(p.name, "orders-summary");
     assert_eq!(p.sources.len(), 2);
     let orders = p.sources.iter().find(|s| s.name == "orders").unwrap();
-    assert_eq!(orders.file.location, "/p/data/orders.parquet");
-    assert_eq!(orders.file.format, FileFormat::Parquet);
+    let Origin::File(file) = &orders.origin else {
+        panic!("a file source")
+    };
+    assert_eq!(file.location, "/p/data/orders.parquet");
+    assert_eq!(file.format, FileFormat::Parquet);
     assert!(
         p.steps[1].sql.contains("FROM paid p JOIN"),
         "{}",

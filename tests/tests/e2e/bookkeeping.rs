@@ -1,13 +1,11 @@
 //! The bookkeeping tables as another reader sees them, quarantine and its Excel round trip, resume and
 //! the guards around it (lock, damaged tables).
 
-use std::path::Path;
-
 use arrow::datatypes::DataType;
 use ferry::book::Book;
 use ferry::book::quarantine::{ID_HEADER, export_xlsx};
 use ferry::run::Status;
-use ferry_tests::{Workspace, batch_rows, rows, run, sqlite_rows};
+use ferry_tests::{Workspace, batch_rows, read_delta, rows, run, sqlite_rows};
 
 const PIPELINE: &str = r#"name = "accounts"
 [connections.db]
@@ -30,21 +28,6 @@ fn setup(ws: &Workspace, csv: &str) {
     )
     .unwrap();
     ws.write("in/src.csv", csv);
-}
-
-/// Reads a bookkeeping Delta table with DataFusion's Delta provider, as any other reader would.
-async fn read_delta(location: &Path, sql: &str) -> (arrow::datatypes::SchemaRef, Vec<Vec<String>>) {
-    let table =
-        deltalake::open_table(deltalake::ensure_table_uri(location.to_str().unwrap()).unwrap())
-            .await
-            .unwrap();
-    let ctx = datafusion::prelude::SessionContext::new();
-    table.update_datafusion_session(&ctx.state()).unwrap();
-    ctx.register_table("t", table.table_provider().await.unwrap())
-        .unwrap();
-    let df = ctx.sql(sql).await.unwrap();
-    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-    (schema, batch_rows(&df.collect().await.unwrap()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 //! End-to-end tests: real files, real SQLite and Delta tables on disk, real pipeline files.
-//! (PostgreSQL, MariaDB and the OData emulator join as their connectors land.)
+//! PostgreSQL and MariaDB tests use the machine's servers, each in a database of its own.
 
 mod bookkeeping;
 mod emulator;
@@ -8,5 +8,7 @@ mod incremental;
 mod odata;
 mod quickstart;
 mod sources;
+mod sql_sources;
+mod sql_targets;
 mod sqlite_modes;
 mod steps;

@@ -1,0 +1,380 @@
+//! PostgreSQL and MySQL tables and queries as DataFusion tables, read through
+//! datafusion-table-providers (which pushes projections and filters down as SQL).
+//!
+//! ```text
+//! table = "s.t"                 SqlTable: SELECT <needed columns> FROM s.t WHERE <pushed filters>
+//! table + partitions = N        N filtered scans of the table over ranges of partition_column,
+//!                               UNION ALL: N connections read in parallel
+//! query = "SELECT ..."          the query runs whole on the database and streams back as Arrow;
+//! (and steps with connection)   its columns are learned from its first row
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::TableReference;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::unparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect};
+use datafusion_table_providers::mysql::MySQLTableFactory;
+use datafusion_table_providers::postgres::PostgresTableFactory;
+use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
+use datafusion_table_providers::sql::db_connection_pool::dbconnection::query_arrow;
+use datafusion_table_providers::sql::db_connection_pool::mysqlpool::MySQLConnectionPool;
+use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
+use datafusion_table_providers::sql::sql_provider_datafusion::SqlExec;
+use datafusion_table_providers::util::secrets::to_secret_map;
+use futures::StreamExt;
+
+use crate::error::{ConnectorError, Result};
+use crate::registry::Endpoint;
+use crate::sql::db::{DbConfig, TlsMode};
+use crate::sql::ident::TableName;
+
+/// What to read from a database.
+#[derive(Debug, Clone)]
+pub enum DbRead {
+    Table(String),
+    Query(String),
+}
+
+/// A source or step that reads a database.
+#[derive(Debug, Clone)]
+pub struct DbSource {
+    pub endpoint: Endpoint,
+    pub read: DbRead,
+    /// Read the table over N ranges of a column, in parallel.
+    pub partitions: Option<(usize, String)>,
+}
+
+/// Registers `source` in `ctx` under `name`.
+pub async fn register_db(ctx: &SessionContext, name: &str, source: &DbSource) -> Result<()> {
+    let (provider, partition_bounds) = match &source.endpoint {
+        Endpoint::Postgres(db) => {
+            let pool = Arc::new(
+                PostgresConnectionPool::new(to_secret_map(pg_params(db)))
+                    .await
+                    .map_err(|e| connect_error(db, e))?,
+            );
+            let provider: Arc<dyn TableProvider> = match &source.read {
+                DbRead::Table(t) => PostgresTableFactory::new(pool.clone())
+                    .table_provider(table_reference(t))
+                    .await
+                    .map_err(|e| read_error(t, e))?,
+                DbRead::Query(q) => {
+                    let pool: Arc<dyn DbConnectionPool<_, _> + Send + Sync> = pool;
+                    Arc::new(QueryTable::new(pool, q, Arc::new(PostgreSqlDialect {})).await?)
+                }
+            };
+            (provider, bounds_pg(db, source).await?)
+        }
+        Endpoint::Mysql(db) => {
+            let pool = Arc::new(
+                MySQLConnectionPool::new(to_secret_map(mysql_params(db)))
+                    .await
+                    .map_err(|e| connect_error(db, e))?,
+            );
+            let provider: Arc<dyn TableProvider> = match &source.read {
+                DbRead::Table(t) => MySQLTableFactory::new(pool.clone())
+                    .table_provider(table_reference(t))
+                    .await
+                    .map_err(|e| read_error(t, e))?,
+                DbRead::Query(q) => {
+                    let pool: Arc<dyn DbConnectionPool<_, _> + Send + Sync> = pool;
+                    Arc::new(QueryTable::new(pool, q, Arc::new(MySqlDialect {})).await?)
+                }
+            };
+            (provider, bounds_mysql(db, source).await?)
+        }
+        other => {
+            return Err(ConnectorError::fatal(format!(
+                "{other:?} cannot be read as a SQL source"
+            )));
+        }
+    };
+    let Some((column, ranges)) = partition_bounds else {
+        ctx.register_table(name, provider)?;
+        return Ok(());
+    };
+    // One filtered scan per range; the filters are pushed down, so each is its own query.
+    let whole = format!("__ferry_{name}_whole");
+    ctx.register_table(whole.as_str(), provider)?;
+    let mut union: Option<datafusion::prelude::DataFrame> = None;
+    let last = ranges.len() - 1;
+    for (i, (from, to)) in ranges.into_iter().enumerate() {
+        let mut filter = col(&column).gt_eq(lit(from)).and(if i == last {
+            col(&column).lt_eq(lit(to))
+        } else {
+            col(&column).lt(lit(to))
+        });
+        if i == 0 {
+            filter = filter.or(col(&column).is_null());
+        }
+        let part = ctx.table(whole.as_str()).await?.filter(filter)?;
+        union = Some(match union {
+            None => part,
+            Some(u) => u.union(part)?,
+        });
+    }
+    ctx.register_table(name, union.expect("at least one range").into_view())?;
+    Ok(())
+}
+
+fn table_reference(table: &str) -> TableReference {
+    let t = TableName::parse(table);
+    match t.schema {
+        Some(s) => TableReference::partial(s, t.name),
+        None => TableReference::bare(t.name),
+    }
+}
+
+fn pg_params(db: &DbConfig) -> HashMap<String, String> {
+    let mut p = HashMap::new();
+    p.insert("host".into(), db.host().to_string());
+    p.insert("port".into(), db.url.port().unwrap_or(5432).to_string());
+    if let Some(d) = db.database() {
+        p.insert("db".into(), d.to_string());
+    }
+    if let Some(u) = db.user() {
+        p.insert("user".into(), u);
+    }
+    if let Some(pw) = &db.password {
+        p.insert("pass".into(), pw.clone());
+    }
+    p.insert(
+        "sslmode".into(),
+        match db.tls {
+            TlsMode::Disable => "disable",
+            TlsMode::VerifyCa => "verify-ca",
+            // Certificates are checked whenever TLS is used.
+            TlsMode::Prefer | TlsMode::Require | TlsMode::VerifyFull => "verify-full",
+        }
+        .into(),
+    );
+    if let Some(cert) = &db.root_cert {
+        p.insert("sslrootcert".into(), cert.display().to_string());
+    }
+    p
+}
+
+fn mysql_params(db: &DbConfig) -> HashMap<String, String> {
+    let mut p = HashMap::new();
+    p.insert("host".into(), db.host().to_string());
+    p.insert("tcp_port".into(), db.url.port().unwrap_or(3306).to_string());
+    if let Some(d) = db.database() {
+        p.insert("db".into(), d.to_string());
+    }
+    if let Some(u) = db.user() {
+        p.insert("user".into(), u);
+    }
+    if let Some(pw) = &db.password {
+        p.insert("pass".into(), pw.clone());
+    }
+    p.insert(
+        "sslmode".into(),
+        if db.tls == TlsMode::Disable {
+            "disabled"
+        } else {
+            "required"
+        }
+        .into(),
+    );
+    if let Some(cert) = &db.root_cert {
+        p.insert("sslrootcert".into(), cert.display().to_string());
+    }
+    p
+}
+
+fn connect_error(db: &DbConfig, e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::fatal(format!("cannot connect to {db}: {e}"))
+        .with_hint("check the connection's url, user and password variable")
+}
+
+fn read_error(table: &str, e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::fatal(format!("cannot read table {table}: {e}"))
+        .with_hint("check the table name (schema.table) and that the user may SELECT from it")
+}
+
+/// Integer or date ranges of the partition column, from its MIN and MAX.
+type Bounds = Option<(String, Vec<(i64, i64)>)>;
+
+async fn bounds_pg(db: &DbConfig, source: &DbSource) -> Result<Bounds> {
+    let (Some((n, column)), DbRead::Table(t)) = (&source.partitions, &source.read) else {
+        return Ok(None);
+    };
+    let client = super::postgres::client::connect(db).await?;
+    let c = crate::sql::ident::quote_ansi(column);
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT MIN({c})::text, MAX({c})::text, pg_typeof(MIN({c}))::text FROM {}",
+                TableName::parse(t).quoted()
+            ),
+            &[],
+        )
+        .await
+        .map_err(super::postgres::client::classify)?;
+    ranges(column, *n, row.get(0), row.get(1))
+}
+
+async fn bounds_mysql(db: &DbConfig, source: &DbSource) -> Result<Bounds> {
+    use mysql_async::prelude::Queryable;
+    let (Some((n, column)), DbRead::Table(t)) = (&source.partitions, &source.read) else {
+        return Ok(None);
+    };
+    let pool = super::mysql::client::pool(db)?;
+    let mut conn = super::mysql::client::conn(&pool, db).await?;
+    let c = crate::sql::ident::quote_mysql(column);
+    let row: Option<(Option<String>, Option<String>)> = conn
+        .query_first(format!(
+            "SELECT CAST(MIN({c}) AS CHAR), CAST(MAX({c}) AS CHAR) FROM {}",
+            TableName::parse(t).quoted_mysql()
+        ))
+        .await
+        .map_err(super::mysql::client::classify)?;
+    drop(conn);
+    pool.disconnect().await.ok();
+    let (min, max) = row.unwrap_or_default();
+    ranges(column, *n, min, max)
+}
+
+/// Splits [min, max] into `n` ranges of integers (dates are split by day and compared as dates).
+fn ranges(column: &str, n: usize, min: Option<String>, max: Option<String>) -> Result<Bounds> {
+    let (Some(min), Some(max)) = (min, max) else {
+        // An empty table: one range is enough.
+        return Ok(None);
+    };
+    let parse = |s: &str| -> Option<i64> { s.trim().parse::<i64>().ok() };
+    let (Some(lo), Some(hi)) = (parse(&min), parse(&max)) else {
+        return Err(ConnectorError::fatal(format!(
+            "partition_column \"{column}\" must be an integer column (its values run from {min} to {max})"
+        ))
+        .with_hint("pick a numeric key such as the primary key, or remove partitions"));
+    };
+    let n = n.max(1) as i64;
+    let step = ((hi - lo) / n).max(1);
+    let mut out = Vec::new();
+    let mut from = lo;
+    for i in 0..n {
+        let to = if i == n - 1 {
+            hi
+        } else {
+            (from + step).min(hi)
+        };
+        out.push((from, to));
+        if to >= hi {
+            break;
+        }
+        from = to;
+    }
+    Ok(Some((column.to_string(), out)))
+}
+
+/// A query run whole on its database: DataFusion sees its result as a table.
+pub struct QueryTable<T: 'static, P: 'static> {
+    pool: Arc<dyn DbConnectionPool<T, P> + Send + Sync>,
+    sql: String,
+    schema: SchemaRef,
+    dialect: Arc<dyn Dialect + Send + Sync>,
+}
+
+impl<T: 'static, P: 'static> QueryTable<T, P> {
+    async fn new(
+        pool: Arc<dyn DbConnectionPool<T, P> + Send + Sync>,
+        sql: &str,
+        dialect: Arc<dyn Dialect + Send + Sync>,
+    ) -> Result<Self> {
+        let sql = sql.trim().trim_end_matches(';').to_string();
+        let conn = pool
+            .connect()
+            .await
+            .map_err(|e| ConnectorError::fatal(format!("cannot connect: {e}")))?;
+        let probe = format!("SELECT * FROM ({sql}) AS ferry_query LIMIT 1");
+        let mut stream = query_arrow(conn, probe, None)
+            .await
+            .map_err(|e| query_error(&e.to_string()))?;
+        let first = match stream.next().await {
+            Some(batch) => batch.map_err(|e| query_error(&e.to_string()))?,
+            None => {
+                return Err(ConnectorError::fatal(
+                    "the query returned no rows, so Ferry cannot learn its columns",
+                )
+                .with_hint(
+                    "run it on the database to check it; an empty result has nothing to move",
+                ));
+            }
+        };
+        Ok(Self {
+            pool,
+            sql,
+            schema: first.schema(),
+            dialect,
+        })
+    }
+}
+
+impl<T, P> std::fmt::Debug for QueryTable<T, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryTable")
+            .field("sql", &self.sql)
+            .finish()
+    }
+}
+
+fn query_error(message: &str) -> ConnectorError {
+    ConnectorError::fatal(format!("the query failed on the database: {message}"))
+        .with_hint("the query runs whole on its database: write it in that database's SQL")
+}
+
+#[async_trait]
+impl<T: 'static, P: 'static> TableProvider for QueryTable<T, P> {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let columns = match projection {
+            Some(p) if !p.is_empty() => p
+                .iter()
+                .map(|&i| {
+                    self.dialect
+                        .identifier_quote_style(self.schema.field(i).name())
+                        .map(|q| {
+                            let name = self.schema.field(i).name();
+                            let doubled = name.replace(q, &format!("{q}{q}"));
+                            format!("{q}{doubled}{q}")
+                        })
+                        .unwrap_or_else(|| self.schema.field(i).name().clone())
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => "*".to_string(),
+        };
+        let mut sql = format!("SELECT {columns} FROM ({}) AS ferry_query", self.sql);
+        if let Some(n) = limit {
+            sql.push_str(&format!(" LIMIT {n}"));
+        }
+        Ok(Arc::new(SqlExec::new(
+            projection,
+            &self.schema,
+            self.pool.clone(),
+            sql,
+            self.dialect.clone(),
+        )?))
+    }
+}

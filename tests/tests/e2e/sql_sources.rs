@@ -1,0 +1,397 @@
+//! PostgreSQL and MariaDB as sources and as places where steps run, the type matrix in both
+//! directions, and connections cut in the middle of a run.
+
+use std::time::Duration;
+
+use ferry::run::Status;
+use ferry_tests::db::{Server, TestDb};
+use ferry_tests::{Workspace, rows, run, sqlite_rows};
+
+/// Every kind of value a source produces, written by a step from a one-row CSV.
+const TYPED_STEP: &str = r#"SELECT CAST(7 AS TINYINT) AS i8, CAST(-300 AS SMALLINT) AS i16,
+       CAST(70000 AS INT) AS i32, CAST(9000000000 AS BIGINT) AS i64,
+       CAST(12345.67 AS DECIMAL(12,2)) AS dec, CAST(1.5 AS FLOAT) AS f32, CAST(2.25 AS DOUBLE) AS f64,
+       true AS flag, 'ünïcødé 😀 '' " \ ;' AS txt, CAST(NULL AS VARCHAR) AS nothing,
+       DATE '2024-02-29' AS d, CAST('2024-01-02 03:04:05.123456' AS TIMESTAMP) AS ts,
+       decode('deadbeef00', 'hex') AS bin
+  FROM one"#;
+
+async fn type_matrix_both_directions(server: Server) {
+    let db = TestDb::new(server).await;
+    let ws = Workspace::new();
+    ws.write("in/one.csv", "x\n1\n");
+    let write = ws.pipeline(
+        "write.toml",
+        &format!(
+            "name = \"types-in\"\n[connections.db]\nurl = \"{}\"\n[sources.one]\npath = \"in/one.csv\"\n[[steps]]\nname = \"typed\"\nsql = '''{TYPED_STEP}'''\n[target]\nconnection = \"db\"\ntable = \"matrix\"\nmode = \"upsert\"\nkey = \"i64\"\ncreate = true\n",
+            db.url()
+        ),
+    );
+    let report = run(&write).await;
+    assert_eq!(
+        (report.status, report.rows_written),
+        (Status::Completed, 1),
+        "{report}"
+    );
+    let (bin, flag) = match server {
+        Server::Postgres => ("encode(bin, 'hex')", "flag::text"),
+        Server::Mysql => ("lower(hex(bin))", "flag"),
+    };
+    let stored = db
+        .rows(&format!(
+            "SELECT i8, i16, i32, i64, dec, f32, f64, {flag}, txt, nothing, d, ts, {bin} FROM matrix"
+        ))
+        .await;
+    let (t, ts) = match server {
+        Server::Postgres => ("true", "2024-01-02 03:04:05.123456"),
+        Server::Mysql => ("1", "2024-01-02 03:04:05.123456"),
+    };
+    assert_eq!(
+        stored,
+        rows(&[&[
+            "7",
+            "-300",
+            "70000",
+            "9000000000",
+            "12345.67",
+            "1.5",
+            "2.25",
+            t,
+            "ünïcødé 😀 ' \" \\ ;",
+            "NULL",
+            "2024-02-29",
+            ts,
+            "deadbeef00"
+        ]])
+    );
+
+    // And back: the table as a source, written to parquet, holds the same values.
+    let read = ws.pipeline(
+        "read.toml",
+        &format!(
+            "name = \"types-out\"\n[connections.db]\nurl = \"{}\"\n[sources.matrix]\nconnection = \"db\"\ntable = \"matrix\"\n[target]\npath = \"out/matrix.parquet\"\nmode = \"truncate\"\n",
+            db.url()
+        ),
+    );
+    let report = run(&read).await;
+    assert_eq!(
+        (report.status, report.rows_written),
+        (Status::Completed, 1),
+        "{report}"
+    );
+    let back = ferry_tests::datafusion_rows(
+        &[("m", &ws.join("out/matrix.parquet"))],
+        "SELECT i8, i16, i32, i64, dec, f32, f64, CAST(flag AS VARCHAR), txt, nothing, d, ts, encode(CAST(bin AS BYTEA), 'hex') FROM m",
+    )
+    .await;
+    assert_eq!(
+        back,
+        rows(&[&[
+            "7",
+            "-300",
+            "70000",
+            "9000000000",
+            "12345.67",
+            "1.5",
+            "2.25",
+            t,
+            "ünïcødé 😀 ' \" \\ ;",
+            "NULL",
+            "2024-02-29",
+            "2024-01-02T03:04:05.123456",
+            "deadbeef00"
+        ]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_type_matrix_both_directions() {
+    type_matrix_both_directions(Server::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_type_matrix_both_directions() {
+    type_matrix_both_directions(Server::Mysql).await;
+}
+
+/// PostgreSQL's own types, filled from Arrow values of other types (text into uuid and jsonb, a
+/// timestamp into timestamptz, integers into numeric).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_specific_types_are_filled_exactly() {
+    let db = TestDb::new(Server::Postgres).await;
+    db.exec(
+        "CREATE TABLE p (id integer PRIMARY KEY, u uuid, j jsonb, js json, tz timestamptz, n numeric(30,10), \
+         r real, c char(3), big numeric)",
+    )
+    .await;
+    let ws = Workspace::new();
+    ws.write(
+        "in/src.csv",
+        "id,u,j,tz,n,r,c,big\n1,6f1c2a6e-4a43-4c55-9a55-0d5c7a1e2b3c,{\"a\": [1, 2]},2024-05-06T07:08:09Z,-0.0000000001,0.25,abc,123456789012345678901234567890\n",
+    );
+    let pipeline = ws.pipeline(
+        "p.toml",
+        &format!(
+            "name = \"pg-types\"\n[connections.db]\nurl = \"{}\"\n[sources.src]\npath = \"in/src.csv\"\n[[steps]]\nname = \"r\"\nsql = \"SELECT id, u, j, j AS js, CAST(tz AS TIMESTAMP) AS tz, n, r, c, CAST(big AS VARCHAR) AS big FROM src\"\n[target]\nconnection = \"db\"\ntable = \"p\"\nmode = \"upsert\"\nkey = \"id\"\n",
+            db.url()
+        ),
+    );
+    let report = run(&pipeline).await;
+    assert_eq!(report.status, Status::Completed, "{report}");
+    assert_eq!(
+        db.rows("SET TIME ZONE 'UTC'; SELECT u::text, j::text, js::text, tz::text, n::text, r::text, c, big::text FROM p").await,
+        rows(&[&[
+            "6f1c2a6e-4a43-4c55-9a55-0d5c7a1e2b3c",
+            "{\"a\": [1, 2]}",
+            "{\"a\": [1, 2]}",
+            "2024-05-06 07:08:09+00",
+            "-0.0000000001",
+            "0.25",
+            "abc",
+            "123456789012345678901234567890"
+        ]])
+    );
+}
+
+/// The multi-database order summary: orders in PostgreSQL (summed there, in its own SQL), customers
+/// in MariaDB, regions in a CSV file, joined in one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pipeline_joins_postgres_mysql_and_a_file() {
+    let pg = TestDb::new(Server::Postgres).await;
+    let my = TestDb::new(Server::Mysql).await;
+    pg.exec(
+        "CREATE SCHEMA sales; CREATE TABLE sales.orders (order_id bigint PRIMARY KEY, customer_id int, amount numeric(12,2), ordered date);
+         INSERT INTO sales.orders VALUES (1, 10, 5.50, '2024-01-01'), (2, 10, 4.50, '2024-01-02'), (3, 11, 100.00, '2024-01-03'), (4, 12, 1.25, '2024-01-04')",
+    )
+    .await;
+    my.exec(
+        "CREATE TABLE customers (customer_id INT PRIMARY KEY, name VARCHAR(50), region CHAR(2))",
+    )
+    .await;
+    my.exec(
+        "INSERT INTO customers VALUES (10, 'Ada', 'EU'), (11, 'Grace', 'US'), (12, 'Linus', 'EU')",
+    )
+    .await;
+    let ws = Workspace::new();
+    ws.write(
+        "in/regions.csv",
+        "code,region_name\nEU,Europe\nUS,United States\n",
+    );
+    let pipeline = ws.pipeline(
+        "p.toml",
+        &format!(
+            r#"name = "order-summary"
+[connections.pg]
+url = "{}"
+[connections.my]
+url = "{}"
+[connections.out]
+url = "sqlite://out.db"
+[sources.customers]
+connection = "my"
+table = "customers"
+[sources.regions]
+path = "in/regions.csv"
+[[steps]]
+name = "totals"
+connection = "pg"
+sql = "SELECT customer_id, SUM(amount)::numeric(12,2) AS total, COUNT(*)::int AS orders FROM sales.orders GROUP BY customer_id"
+[[steps]]
+name = "summary"
+sql = """SELECT r.region_name, COUNT(*) AS customers, SUM(t.orders) AS orders, SUM(t.total) AS total
+           FROM @result1 t JOIN customers c ON c.customer_id = t.customer_id
+           JOIN regions r ON r.code = c.region
+          GROUP BY r.region_name"""
+[target]
+connection = "out"
+table = "summary"
+mode = "truncate"
+create = true
+"#,
+            pg.url(),
+            my.url()
+        ),
+    );
+    let report = run(&pipeline).await;
+    assert_eq!(
+        (report.status, report.rows_written),
+        (Status::Completed, 2),
+        "{report}"
+    );
+    assert_eq!(
+        sqlite_rows(
+            &ws.join("out.db"),
+            "SELECT region_name, customers, orders, total FROM summary"
+        ),
+        rows(&[
+            &["Europe", "2", "3", "11.25"],
+            &["United States", "1", "1", "100"]
+        ])
+    );
+}
+
+async fn partitioned_read_returns_every_row_once(server: Server) {
+    let db = TestDb::new(server).await;
+    db.exec("CREATE TABLE big (id BIGINT PRIMARY KEY, v VARCHAR(20))")
+        .await;
+    let values: Vec<String> = (1..=3000).map(|i| format!("({i}, 'v{i}')")).collect();
+    db.exec(&format!("INSERT INTO big VALUES {}", values.join(",")))
+        .await;
+    db.exec("INSERT INTO big VALUES (-5, NULL)").await;
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline(
+        "p.toml",
+        &format!(
+            "name = \"read\"\n[connections.db]\nurl = \"{}\"\n[sources.big]\nconnection = \"db\"\ntable = \"big\"\npartitions = 3\npartition_column = \"id\"\n[[steps]]\nname = \"r\"\nsql = \"SELECT id, v FROM big WHERE id <> 17\"\n[target]\npath = \"out/big.parquet\"\nmode = \"truncate\"\n",
+            db.url()
+        ),
+    );
+    let report = run(&pipeline).await;
+    assert_eq!(
+        (report.status, report.rows_written),
+        (Status::Completed, 3000),
+        "{report}"
+    );
+    let summary = ferry_tests::datafusion_rows(
+        &[("b", &ws.join("out/big.parquet"))],
+        "SELECT count(*), count(DISTINCT id), sum(id), min(id), max(id) FROM b",
+    )
+    .await;
+    assert_eq!(
+        summary,
+        rows(&[&[
+            "3000",
+            "3000",
+            &(4501500 - 17 - 5).to_string(),
+            "-5",
+            "3000"
+        ]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_partitioned_read_returns_every_row_once() {
+    partitioned_read_returns_every_row_once(Server::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_partitioned_read_returns_every_row_once() {
+    partitioned_read_returns_every_row_once(Server::Mysql).await;
+}
+
+/// What a server restart looks like to a client, done to the run's connections again and again:
+/// the run retries, and every row lands exactly once.
+async fn cut_connections_lose_and_double_nothing(server: Server) {
+    let db = TestDb::new(server).await;
+    db.exec("CREATE TABLE t (id BIGINT PRIMARY KEY, score BIGINT NOT NULL)")
+        .await;
+    let ws = Workspace::new();
+    let mut csv = String::from("id,score\n");
+    for i in 1..=40_000 {
+        csv.push_str(&format!("{i},{}\n", i * 3));
+    }
+    ws.write("in/src.csv", &csv);
+    let pipeline = ws.pipeline(
+        "p.toml",
+        &format!(
+            "name = \"cuts\"\n[connections.db]\nurl = \"{}\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"upsert\"\nkey = \"id\"\nbatch_size = 500\nworkers = 2\n[run]\nmax_retries = 20\n",
+            db.url()
+        ),
+    );
+    let name = db.name.clone();
+    let killer = tokio::spawn(async move {
+        let mut kills = 0;
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let killed = match server {
+                Server::Postgres => ferry_tests::db::pg_kill_connections(&name).await,
+                Server::Mysql => ferry_tests::db::my_kill_connections(&name).await,
+            };
+            kills += killed;
+            if kills >= 6 {
+                break;
+            }
+        }
+        kills
+    });
+    let report = run(&pipeline).await;
+    let kills = killer.await.unwrap();
+    assert_eq!(
+        (report.status, report.rows_written),
+        (Status::Completed, 40_000),
+        "{report}"
+    );
+    assert!(kills > 0, "no connection was cut: the test proved nothing");
+    assert_eq!(
+        db.rows("SELECT count(*), count(DISTINCT id), sum(score) FROM t")
+            .await,
+        rows(&[&["40000", "40000", &(3u64 * 40_000 * 40_001 / 2).to_string()]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cut_connections_lose_and_double_nothing() {
+    cut_connections_lose_and_double_nothing(Server::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_cut_connections_lose_and_double_nothing() {
+    cut_connections_lose_and_double_nothing(Server::Mysql).await;
+}
+
+/// `ferry validate` names each privilege the connected user lacks for the mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reports_missing_privileges() {
+    let pg = TestDb::new(Server::Postgres).await;
+    let my = TestDb::new(Server::Mysql).await;
+    let user = format!("ferry_ro_{}", &pg.name[8..]);
+    pg.exec(&format!(
+        "CREATE TABLE t (id bigint PRIMARY KEY, name text); CREATE ROLE {user} LOGIN; GRANT SELECT, INSERT ON t TO {user}; REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+    ))
+    .await;
+    my.exec("CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)")
+        .await;
+    ferry_tests::db::my_admin(&format!("CREATE USER '{user}'@'%'")).await;
+    ferry_tests::db::my_admin(&format!(
+        "GRANT SELECT, INSERT ON {}.t TO '{user}'@'%'",
+        my.name
+    ))
+    .await;
+    let ws = Workspace::new();
+    ws.write("in/src.csv", "id,name\n1,a\n");
+    for (url, server) in [
+        (
+            pg.url().replace("postgres@", &format!("{user}@")),
+            "postgres",
+        ),
+        (my.url().replace("root@", &format!("{user}@")), "mysql"),
+    ] {
+        let pipeline = ws.pipeline(
+            &format!("{server}.toml"),
+            &format!(
+                "name = \"v\"\n[connections.db]\nurl = \"{url}\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"sync\"\nkey = \"id\"\n"
+            ),
+        );
+        let checked = ferry::cli::validate::check(&pipeline).await.unwrap();
+        let text = checked
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for privilege in ["UPDATE", "DELETE", "CREATE"] {
+            assert!(
+                text.contains(&format!("lacks the {privilege} privilege")),
+                "{server}: {text}"
+            );
+            assert!(
+                text.contains(&format!("GRANT {privilege}")),
+                "{server}: {text}"
+            );
+        }
+        assert!(!text.contains("lacks the INSERT"), "{server}: {text}");
+    }
+    ferry_tests::db::my_admin(&format!("DROP USER '{user}'@'%'")).await;
+    drop(pg);
+    ferry_tests::db::pg_admin(&format!("DROP ROLE IF EXISTS {user}")).await;
+}

