@@ -10,7 +10,7 @@ use ferry_tests::{Workspace, rows, run, sqlite_rows};
 /// Every kind of value a source produces, written by a step from a one-row CSV.
 const TYPED_STEP: &str = r#"SELECT CAST(7 AS TINYINT) AS i8, CAST(-300 AS SMALLINT) AS i16,
        CAST(70000 AS INT) AS i32, CAST(9000000000 AS BIGINT) AS i64,
-       CAST(12345.67 AS DECIMAL(12,2)) AS dec, CAST(1.5 AS FLOAT) AS f32, CAST(2.25 AS DOUBLE) AS f64,
+       CAST(12345.67 AS DECIMAL(12,2)) AS amount, CAST(1.5 AS FLOAT) AS f32, CAST(2.25 AS DOUBLE) AS f64,
        true AS flag, 'ünïcødé 😀 '' " \ ;' AS txt, CAST(NULL AS VARCHAR) AS nothing,
        DATE '2024-02-29' AS d, CAST('2024-01-02 03:04:05.123456' AS TIMESTAMP) AS ts,
        decode('deadbeef00', 'hex') AS bin
@@ -39,7 +39,7 @@ async fn type_matrix_both_directions(server: Server) {
     };
     let stored = db
         .rows(&format!(
-            "SELECT i8, i16, i32, i64, dec, f32, f64, {flag}, txt, nothing, d, ts, {bin} FROM matrix"
+            "SELECT i8, i16, i32, i64, amount, f32, f64, {flag}, txt, nothing, d, ts, {bin} FROM matrix"
         ))
         .await;
     let (t, ts) = match server {
@@ -81,7 +81,7 @@ async fn type_matrix_both_directions(server: Server) {
     );
     let back = ferry_tests::datafusion_rows(
         &[("m", &ws.join("out/matrix.parquet"))],
-        "SELECT i8, i16, i32, i64, dec, f32, f64, CAST(flag AS VARCHAR), txt, nothing, d, ts, encode(CAST(bin AS BYTEA), 'hex') FROM m",
+        "SELECT i8, i16, i32, i64, amount, f32, f64, CAST(flag AS VARCHAR), txt, nothing, d, ts, encode(CAST(bin AS BYTEA), 'hex') FROM m",
     )
     .await;
     assert_eq!(
@@ -127,7 +127,7 @@ async fn postgres_specific_types_are_filled_exactly() {
     let ws = Workspace::new();
     ws.write(
         "in/src.csv",
-        "id,u,j,tz,n,r,c,big\n1,6f1c2a6e-4a43-4c55-9a55-0d5c7a1e2b3c,{\"a\": [1, 2]},2024-05-06T07:08:09Z,-0.0000000001,0.25,abc,123456789012345678901234567890\n",
+        "id,u,j,tz,n,r,c,big\n1,6f1c2a6e-4a43-4c55-9a55-0d5c7a1e2b3c,\"{\"\"a\"\": [1, 2]}\",2024-05-06T07:08:09Z,-0.0000000001,0.25,abc,123456789012345678901234567890\n",
     );
     let pipeline = ws.pipeline(
         "p.toml",
