@@ -9,6 +9,7 @@ macro_rules! say {
 }
 
 mod book;
+pub mod dry_run;
 mod emulate;
 mod preview;
 mod quarantine;
@@ -88,6 +89,10 @@ pub enum Command {
         /// before loading).
         #[arg(long)]
         yes: bool,
+        /// Write nothing: count the inserts, updates and deletes the run would make in its
+        /// PostgreSQL or MySQL target table, and exit.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show the first rows of a step (the last one by default). Writes nothing.
     #[command(
@@ -227,7 +232,11 @@ pub async fn main(cli: Cli) -> ExitCode {
             quiet,
             fresh,
             yes,
+            dry_run,
         } => {
+            if dry_run {
+                return dry_run::dry_run_command(&pipeline).await;
+            }
             let settings = RunSettings {
                 progress: !quiet,
                 fresh,

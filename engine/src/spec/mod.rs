@@ -560,6 +560,14 @@ impl Checker<'_> {
                 return None;
             }
         }
+        if raw.incremental == Some(true) || raw.on_changed_file.is_some() {
+            self.errors.push(
+                self.loc
+                    .error(span, format!("source \"{name}\" reads a database: incremental applies to files only"))
+                    .hint("remove incremental; to read only new rows, filter in a query = \"SELECT ... WHERE ...\""),
+            );
+            return None;
+        }
         let read = match (raw.table.take(), raw.query.take()) {
             (Some(t), None) => DbRead::Table(self.interpolate(t)?),
             (None, Some(q)) => DbRead::Query(q.into_inner()),

@@ -395,3 +395,71 @@ async fn validate_reports_missing_privileges() {
     drop(pg);
     ferry_tests::db::pg_admin(&format!("DROP ROLE IF EXISTS {user}")).await;
 }
+
+/// TLS as PostgreSQL means it, with certificates checked whenever TLS is used. The machine's server
+/// presents its self-signed "snakeoil" certificate, issued to `localhost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tls_checks_certificates() {
+    use ferry_connectors::sql::db::DbConfig;
+    use ferry_connectors::sql::postgres::client::connect;
+    let db = TestDb::new(Server::Postgres).await;
+    let ca = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    if !std::path::Path::new(ca).exists() {
+        panic!("{ca} is missing: the machine's PostgreSQL has no TLS certificate to test against");
+    }
+    let config = |host: &str, query: &str| {
+        DbConfig::parse(
+            &format!("postgres://postgres@{host}:5432/{}?{query}", db.name),
+            std::path::Path::new("/"),
+        )
+        .unwrap()
+    };
+    let uses_tls = async |c: &DbConfig| -> Result<bool, String> {
+        let client = connect(c).await.map_err(|e| e.to_string())?;
+        let row = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(row.get(0))
+    };
+    // The certificate chains to the given root and names the host: connected, encrypted.
+    assert_eq!(
+        uses_tls(&config(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={ca}")
+        ))
+        .await,
+        Ok(true)
+    );
+    // verify-ca checks the chain but not the name, so 127.0.0.1 is accepted...
+    assert_eq!(
+        uses_tls(&config(
+            "127.0.0.1",
+            &format!("sslmode=verify-ca&sslrootcert={ca}")
+        ))
+        .await,
+        Ok(true)
+    );
+    // ...and verify-full is not: the certificate names localhost.
+    let wrong_name = uses_tls(&config(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await;
+    assert!(wrong_name.is_err(), "{wrong_name:?}");
+    // require checks the certificate too (libpq's would not): this machine trusts the snakeoil
+    // certificate system-wide, so localhost passes, but 127.0.0.1 is refused, with a hint.
+    assert_eq!(
+        uses_tls(&config("localhost", "sslmode=require")).await,
+        Ok(true)
+    );
+    let untrusted = uses_tls(&config("127.0.0.1", "sslmode=require"))
+        .await
+        .unwrap_err();
+    assert!(untrusted.contains("sslrootcert"), "{untrusted}");
+    // Loopback without sslmode: plain text.
+    assert_eq!(uses_tls(&config("127.0.0.1", "")).await, Ok(false));
+}

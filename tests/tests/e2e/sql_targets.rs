@@ -99,6 +99,27 @@ async fn modes_each_run_twice(server: Server) {
     // sync: upsert, then the key the source lost (1) is deleted and counted.
     let sync = "table = \"syn\"\nmode = \"sync\"\nkey = \"id\"\ncreate = true";
     assert_eq!(load(&ws, &db, FIRST, sync).await.status, Status::Completed);
+    // --dry-run first: 4 is new, 2 changed, 3 as it was, 1 would go; and nothing is written.
+    ws.write("in/src.csv", SECOND);
+    let dry = ferry::cli::dry_run::dry_run(&ws.pipeline(
+        "p.toml",
+        &std::fs::read_to_string(ws.join("p.toml")).unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        dry,
+        ferry::cli::dry_run::Changes {
+            inserts: 1,
+            updates: 1,
+            unchanged: 1,
+            deletes: 1
+        }
+    );
+    assert_eq!(
+        db.rows("SELECT id, name, score FROM syn").await,
+        rows(&[&["1", "a", "10"], &["2", "b", "20"], &["3", "c", "30"]])
+    );
     let second = load(&ws, &db, SECOND, sync).await;
     assert_eq!(
         (second.status, second.rows_written, second.rows_deleted),

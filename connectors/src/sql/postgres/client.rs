@@ -132,7 +132,10 @@ pub fn classify(err: tokio_postgres::Error) -> ConnectorError {
     }
     let code = db.code();
     let class = &code.code()[..2];
-    let row = db.where_().and_then(copy_line).and_then(|line| line.checked_sub(1));
+    let row = db
+        .where_()
+        .and_then(copy_line)
+        .and_then(|line| line.checked_sub(1));
     let cause = match code {
         c if *c == SqlState::UNIQUE_VIOLATION => "another row already has this key or unique value",
         c if *c == SqlState::NOT_NULL_VIOLATION => "a required column is empty",
