@@ -146,10 +146,13 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
     }
     let schema = Arc::new(planned.result().schema().as_arrow().clone());
     if pipeline.run.validate {
-        let problems = sink
-            .check(&schema)
-            .await
-            .map_err(|e| StartError::Target(vec![e]))?;
+        let problems = workers::retrying(
+            "checking the target",
+            pipeline.run.max_retries,
+            async || sink.check(&schema).await,
+        )
+        .await
+        .map_err(|e| StartError::Target(vec![e]))?;
         if !problems.is_empty() {
             return Err(StartError::Target(problems));
         }
@@ -223,7 +226,14 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
     };
     let (recorder, recorder_task) = Recorder::start(book.clone());
     let write = async {
-        if sink.begin(schema, previous.is_some()).await? == Resume::Lost {
+        let resume = previous.is_some();
+        let begun = workers::retrying(
+            "preparing the target",
+            pipeline.run.max_retries,
+            async || sink.begin(schema.clone(), resume).await,
+        )
+        .await?;
+        if begun == Resume::Lost {
             done.clear();
         } else {
             counters.inherit(earlier);
@@ -355,7 +365,12 @@ async fn write_all(
     )
     .await?;
     pause_point("before_finish");
-    sink.finish().await
+    workers::retrying(
+        "finishing the target",
+        pipeline.run.max_retries,
+        async || sink.finish().await,
+    )
+    .await
 }
 
 /// A run id that sorts by time and says when: 20261122-043012-1a2b3c4d.

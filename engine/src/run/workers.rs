@@ -387,6 +387,27 @@ fn fingerprint(batch: &RecordBatch) -> Result<i64, ConnectorError> {
     Ok(acc as i64)
 }
 
+/// Runs a step of the target's own (check, begin, finish) again while it fails for a passing reason
+/// (a lost connection, a restarting server), with the same backoff as batches.
+pub async fn retrying<T>(
+    what: &str,
+    max_retries: u32,
+    f: impl AsyncFn() -> Result<T, ConnectorError>,
+) -> Result<T, ConnectorError> {
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(e) if e.class == ErrorClass::Retryable && attempt < max_retries => {
+                attempt += 1;
+                let wait = backoff(attempt);
+                tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %e, "{what} retried");
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// 200 ms, 400 ms, 800 ms ... up to 30 s, each with up to a quarter more at random.
 fn backoff(attempt: u32) -> Duration {
     let base = Duration::from_millis(200u64.saturating_mul(1 << attempt.min(8)))
