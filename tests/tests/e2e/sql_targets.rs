@@ -151,6 +151,13 @@ async fn mysql_modes_each_run_twice() {
 }
 
 async fn bad_rows_are_isolated(server: Server) {
+    // Each write path: insert (PostgreSQL's direct COPY, MySQL's LOAD DATA) and upsert (the stage).
+    for mode in ["insert", "upsert"] {
+        bad_rows_are_isolated_in(server, mode).await;
+    }
+}
+
+async fn bad_rows_are_isolated_in(server: Server, mode: &str) {
     let db = TestDb::new(server).await;
     db.exec(
         "CREATE TABLE t (id BIGINT PRIMARY KEY, name VARCHAR(5) NOT NULL, score INT CHECK (score >= 0))",
@@ -171,13 +178,13 @@ async fn bad_rows_are_isolated(server: Server) {
         &ws,
         &db,
         &csv,
-        "table = \"t\"\nmode = \"upsert\"\nkey = \"id\"\nbatch_size = 10",
+        &format!("table = \"t\"\nmode = \"{mode}\"\nkey = \"id\"\nbatch_size = 10"),
     )
     .await;
     assert_eq!(
         (report.status, report.rows_written, report.rows_rejected),
         (Status::PartialSuccess, 17, 3),
-        "{report}"
+        "{mode}: {report}"
     );
     assert_eq!(db.rows("SELECT count(*) FROM t").await, rows(&[&["17"]]));
     assert_eq!(

@@ -50,6 +50,8 @@ pub struct MysqlSink {
 struct Plan {
     /// `INSERT INTO <into> (cols) VALUES `
     insert: String,
+    /// `LOAD DATA LOCAL INFILE ... INTO TABLE <into> ... (cols)`: the fast path for plain inserts.
+    load: String,
     /// ` ON DUPLICATE KEY UPDATE ...` when the key's index is the only unique one.
     on_duplicate: Option<String>,
     /// The key's unique index, whose violations mean "the key exists".
@@ -430,6 +432,11 @@ impl MysqlSink {
         conn.disconnect().await.ok();
         let plan = Plan {
             insert: format!("INSERT INTO {into} ({cols}) VALUES "),
+            // A real tab and newline inside the quotes: the session has NO_BACKSLASH_ESCAPES.
+            load: format!(
+                "LOAD DATA LOCAL INFILE 'ferry-batch' INTO TABLE {into} CHARACTER SET utf8mb4 \
+                 FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n' ({cols})"
+            ),
             on_duplicate,
             key_index,
             key_positions,
@@ -455,6 +462,16 @@ impl MysqlSink {
             || plan.on_duplicate.is_some()
             || (matches!(self.options.mode, WriteMode::Insert | WriteMode::Truncate)
                 && !self.conflicts_seen.load(Ordering::Relaxed));
+        if direct
+            && plan.on_duplicate.is_none()
+            && rows.loadable()
+            && load_data(conn, plan, rows).await?
+        {
+            return Ok(BatchWritten {
+                written: n,
+                ..Default::default()
+            });
+        }
         if direct {
             let suffix = plan.on_duplicate.as_deref().unwrap_or("");
             let attempt = in_transaction(conn, async |conn| {
@@ -516,6 +533,34 @@ impl MysqlSink {
             insert_rows(conn, insert, suffix, rows, Some(&plan.key_positions)).await?;
         }
         Ok(())
+    }
+}
+
+/// Plain inserts by LOAD DATA LOCAL from memory, the server's fastest path. LOCAL turns errors into
+/// warnings (as IGNORE does), so the batch is kept only when every row landed without a warning;
+/// otherwise it is rolled back and written by INSERT, which reports each error properly.
+async fn load_data(conn: &mut Conn, plan: &Plan, rows: &Literals) -> Result<bool> {
+    use futures::StreamExt;
+    let file = bytes::Bytes::from(rows.load_data()?);
+    conn.query_drop("START TRANSACTION")
+        .await
+        .map_err(classify)?;
+    conn.set_infile_handler(
+        async move { Ok(futures::stream::once(async move { Ok(file) }).boxed()) },
+    );
+    let loaded = conn.query_drop(&plan.load).await.map_err(classify);
+    let clean = loaded.is_ok()
+        && conn.affected_rows() == rows.num_rows() as u64
+        && conn.get_warnings() == 0;
+    if clean {
+        pause_point("sink_mid_batch");
+        conn.query_drop("COMMIT").await.map_err(classify)?;
+        return Ok(true);
+    }
+    let _ = conn.query_drop("ROLLBACK").await;
+    match loaded {
+        Err(e) if e.class != ErrorClass::Data => Err(e),
+        _ => Ok(false),
     }
 }
 

@@ -78,6 +78,37 @@ impl Literals {
     }
 }
 
+impl Literals {
+    /// Whether every column can travel in LOAD DATA's text form (bytes cannot: the file is utf8mb4).
+    pub fn loadable(&self) -> bool {
+        !self
+            .columns
+            .iter()
+            .any(|(_, c)| matches!(c, Column::Bytes(_)))
+    }
+
+    /// The rows as a LOAD DATA file: tab-separated, `\N` for NULL, backslash escapes, one row a line.
+    pub fn load_data(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.rows * self.columns.len() * 12);
+        let mut text = String::new();
+        for row in 0..self.rows {
+            for (i, (name, column)) in self.columns.iter().enumerate() {
+                if i > 0 {
+                    out.push(b'\t');
+                }
+                text.clear();
+                column.field(row, &mut text).map_err(|message| {
+                    ConnectorError::data(format!("column \"{name}\": {message}"), Some(row))
+                        .with_cause("a value does not fit its column's type")
+                })?;
+                out.extend_from_slice(text.as_bytes());
+            }
+            out.push(b'\n');
+        }
+        Ok(out)
+    }
+}
+
 fn prepare(field: &Field, array: &ArrayRef) -> Result<Column> {
     let strict = CastOptions::default();
     let cast = |to: DataType| {
@@ -126,18 +157,7 @@ fn prepare(field: &Field, array: &ArrayRef) -> Result<Column> {
 
 impl Column {
     fn render(&self, row: usize, out: &mut String) -> std::result::Result<(), String> {
-        let null = match self {
-            Column::Int(a) => a.is_null(row),
-            Column::UInt(a) => a.is_null(row),
-            Column::Float(a) => a.is_null(row),
-            Column::Bool(a) => a.is_null(row),
-            Column::Text(a) => a.is_null(row),
-            Column::Bytes(a) => a.is_null(row),
-            Column::Date(a) => a.is_null(row),
-            Column::Time(a) => a.is_null(row),
-            Column::Timestamp(a) => a.is_null(row),
-        };
-        if null {
+        if self.is_null(row) {
             out.push_str("NULL");
             return Ok(());
         }
@@ -176,6 +196,53 @@ impl Column {
             }
         }
         Ok(())
+    }
+}
+
+impl Column {
+    /// One field of a LOAD DATA file.
+    fn field(&self, row: usize, out: &mut String) -> std::result::Result<(), String> {
+        match self {
+            Column::Text(a) if a.is_valid(row) => {
+                for c in a.value(row).chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '\t' => out.push_str("\\t"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        '\0' => out.push_str("\\0"),
+                        c => out.push(c),
+                    }
+                }
+                Ok(())
+            }
+            Column::Date(_) | Column::Time(_) | Column::Timestamp(_) if !self.is_null(row) => {
+                // The literal without its quotes.
+                let mut quoted = String::new();
+                self.render(row, &mut quoted)?;
+                out.push_str(quoted.trim_matches('\''));
+                Ok(())
+            }
+            _ if self.is_null(row) => {
+                out.push_str("\\N");
+                Ok(())
+            }
+            _ => self.render(row, out),
+        }
+    }
+
+    fn is_null(&self, row: usize) -> bool {
+        match self {
+            Column::Int(a) => a.is_null(row),
+            Column::UInt(a) => a.is_null(row),
+            Column::Float(a) => a.is_null(row),
+            Column::Bool(a) => a.is_null(row),
+            Column::Text(a) => a.is_null(row),
+            Column::Bytes(a) => a.is_null(row),
+            Column::Date(a) => a.is_null(row),
+            Column::Time(a) => a.is_null(row),
+            Column::Timestamp(a) => a.is_null(row),
+        }
     }
 }
 
@@ -249,6 +316,26 @@ pub fn column_type(field: &Field, is_key: bool) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_data_fields_escape_tabs_newlines_and_backslashes() {
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "t",
+                std::sync::Arc::new(StringArray::from(vec![Some("a\tb\\c\nd"), None])) as ArrayRef,
+            ),
+            (
+                "n",
+                std::sync::Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let file = Literals::new(&batch).unwrap().load_data().unwrap();
+        assert_eq!(
+            String::from_utf8(file).unwrap(),
+            "a\\tb\\\\c\\nd\t1\n\\N\t\\N\n"
+        );
+    }
 
     #[test]
     fn quotes_are_doubled_and_nul_goes_as_hex() {

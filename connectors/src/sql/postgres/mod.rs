@@ -342,16 +342,16 @@ impl PostgresSink {
         };
         let keys_sql = if opts.mode == WriteMode::Sync {
             let keys = self.keys_table().quoted();
+            // No index: the final DELETE hash-joins against it, and a key recorded twice (a batch
+            // written again after a crash) changes nothing.
             tx.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {keys} AS SELECT {k} FROM {qualified} WITH NO DATA; \
-                 CREATE UNIQUE INDEX IF NOT EXISTS {idx} ON {keys} ({k})",
+                "CREATE TABLE IF NOT EXISTS {keys} AS SELECT {k} FROM {qualified} WITH NO DATA",
                 k = quote_list(&key),
-                idx = q(&format!("{}__ferry_keys_idx", self.table.name)),
             ))
             .await
             .map_err(classify)?;
             Some(format!(
-                "INSERT INTO {keys} ({k}) SELECT {k} FROM pg_temp.ferry_stage ON CONFLICT DO NOTHING",
+                "INSERT INTO {keys} ({k}) SELECT {k} FROM pg_temp.ferry_stage",
                 k = quote_list(&key)
             ))
         } else {
@@ -543,6 +543,9 @@ impl Sink for PostgresSink {
             WriteMode::Sync => {
                 let keys = self.keys_table().quoted();
                 let key = key_columns(&plan, &opts.key);
+                tx.batch_execute(&format!("ANALYZE {keys}"))
+                    .await
+                    .map_err(classify)?;
                 let matches = key
                     .iter()
                     .map(|k| format!("k.{0} = t.{0}", q(k)))
