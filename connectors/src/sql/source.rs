@@ -97,7 +97,7 @@ pub async fn register_db(ctx: &SessionContext, name: &str, source: &DbSource) ->
             )));
         }
     };
-    let Some((column, ranges)) = partition_bounds else {
+    let Some((column, kind, ranges)) = partition_bounds else {
         ctx.register_table(name, provider)?;
         return Ok(());
     };
@@ -106,11 +106,15 @@ pub async fn register_db(ctx: &SessionContext, name: &str, source: &DbSource) ->
     ctx.register_table(whole.as_str(), provider)?;
     let mut union: Option<datafusion::prelude::DataFrame> = None;
     let last = ranges.len() - 1;
+    let value = |v: i64| match kind {
+        RangeKind::Integer => lit(v),
+        RangeKind::Date => lit(datafusion::common::ScalarValue::Date32(Some(v as i32))),
+    };
     for (i, (from, to)) in ranges.into_iter().enumerate() {
-        let mut filter = col(&column).gt_eq(lit(from)).and(if i == last {
-            col(&column).lt_eq(lit(to))
+        let mut filter = col(&column).gt_eq(value(from)).and(if i == last {
+            col(&column).lt_eq(value(to))
         } else {
-            col(&column).lt(lit(to))
+            col(&column).lt(value(to))
         });
         if i == 0 {
             filter = filter.or(col(&column).is_null());
@@ -200,8 +204,15 @@ fn read_error(table: &str, e: impl std::fmt::Display) -> ConnectorError {
         .with_hint("check the table name (schema.table) and that the user may SELECT from it")
 }
 
+/// What the partition column holds: ranges are of integers, or of days since 1970.
+#[derive(Debug, Clone, Copy)]
+enum RangeKind {
+    Integer,
+    Date,
+}
+
 /// Integer or date ranges of the partition column, from its MIN and MAX.
-type Bounds = Option<(String, Vec<(i64, i64)>)>;
+type Bounds = Option<(String, RangeKind, Vec<(i64, i64)>)>;
 
 async fn bounds_pg(db: &DbConfig, source: &DbSource) -> Result<Bounds> {
     let (Some((n, column)), DbRead::Table(t)) = (&source.partitions, &source.read) else {
@@ -243,18 +254,27 @@ async fn bounds_mysql(db: &DbConfig, source: &DbSource) -> Result<Bounds> {
     ranges(column, *n, min, max)
 }
 
-/// Splits [min, max] into `n` ranges of integers (dates are split by day and compared as dates).
+/// Splits [min, max] into `n` ranges of integers, or of days for a date column.
 fn ranges(column: &str, n: usize, min: Option<String>, max: Option<String>) -> Result<Bounds> {
     let (Some(min), Some(max)) = (min, max) else {
         // An empty table: one range is enough.
         return Ok(None);
     };
-    let parse = |s: &str| -> Option<i64> { s.trim().parse::<i64>().ok() };
-    let (Some(lo), Some(hi)) = (parse(&min), parse(&max)) else {
-        return Err(ConnectorError::fatal(format!(
-            "partition_column \"{column}\" must be an integer column (its values run from {min} to {max})"
-        ))
-        .with_hint("pick a numeric key such as the primary key, or remove partitions"));
+    let integer = |s: &str| s.trim().parse::<i64>().ok();
+    let day = |s: &str| {
+        chrono::NaiveDate::parse_from_str(s.trim().get(..10)?, "%Y-%m-%d")
+            .ok()
+            .map(|d| (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days())
+    };
+    let (kind, lo, hi) = match (integer(&min), integer(&max), day(&min), day(&max)) {
+        (Some(lo), Some(hi), _, _) => (RangeKind::Integer, lo, hi),
+        (_, _, Some(lo), Some(hi)) => (RangeKind::Date, lo, hi),
+        _ => {
+            return Err(ConnectorError::fatal(format!(
+                "partition_column \"{column}\" must be an integer or date column (its values run from {min} to {max})"
+            ))
+            .with_hint("pick a numeric key such as the primary key, or a date, or remove partitions"));
+        }
     };
     let n = n.max(1) as i64;
     let step = ((hi - lo) / n).max(1);
@@ -272,7 +292,7 @@ fn ranges(column: &str, n: usize, min: Option<String>, max: Option<String>) -> R
         }
         from = to;
     }
-    Ok(Some((column.to_string(), out)))
+    Ok(Some((column.to_string(), kind, out)))
 }
 
 /// A query run whole on its database: DataFusion sees its result as a table.

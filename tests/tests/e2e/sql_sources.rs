@@ -238,6 +238,8 @@ async fn partitioned_read_returns_every_row_once(server: Server) {
     db.exec(&format!("INSERT INTO big VALUES {}", values.join(",")))
         .await;
     db.exec("INSERT INTO big VALUES (-5, NULL)").await;
+    db.exec("CREATE TABLE days (d DATE, n INT)").await;
+    db.exec("INSERT INTO days VALUES ('2024-01-01', 1), ('2024-01-02', 2), ('2024-03-01', 3), ('2025-12-31', 4), (NULL, 5)").await;
     let ws = Workspace::new();
     let pipeline = ws.pipeline(
         "p.toml",
@@ -266,6 +268,26 @@ async fn partitioned_read_returns_every_row_once(server: Server) {
             "-5",
             "3000"
         ]])
+    );
+
+    // A date column splits by days; NULLs go with the first range.
+    let by_day = ws.pipeline(
+        "days.toml",
+        &format!(
+            "name = \"days\"\n[connections.db]\nurl = \"{}\"\n[sources.days]\nconnection = \"db\"\ntable = \"days\"\npartitions = 4\npartition_column = \"d\"\n[target]\npath = \"out/days.parquet\"\nmode = \"truncate\"\n",
+            db.url()
+        ),
+    );
+    let report = run(&by_day).await;
+    assert_eq!(
+        (report.status, report.rows_written),
+        (Status::Completed, 5),
+        "{report}"
+    );
+    assert_eq!(
+        ferry_tests::datafusion_rows(&[("d", &ws.join("out/days.parquet"))], "SELECT n FROM d")
+            .await,
+        rows(&[&["1"], &["2"], &["3"], &["4"], &["5"]])
     );
 }
 
