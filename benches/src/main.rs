@@ -5,6 +5,7 @@ mod ceiling;
 mod data;
 mod emulator;
 mod quickstart;
+mod sweep;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -71,6 +72,33 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         batch_size: usize,
     },
+    /// Run a pipeline over a grid of workers and batch sizes (and OData rates) against its real
+    /// target, after a warm-up, and name the fastest setting within an error budget. Writes
+    /// OUT/sweep.csv, the Delta table OUT/sweep and the chart OUT/sweep.svg. Use a mode that can be
+    /// repeated (truncate, upsert, sync): every point writes the whole result again.
+    #[command(
+        after_help = "Example:\n  ferry-bench sweep benches/pipelines/orders-to-postgres-upsert.toml --workers 1,2,4 --batch-size 5000,20000 --repeat 3 --out /tmp/sweep"
+    )]
+    Sweep {
+        pipeline: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+        workers: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "100,500,1000")]
+        batch_size: Vec<usize>,
+        /// OData: fixed ceilings per application user to try, e.g. 3000/60s,6000/60s.
+        #[arg(long, value_delimiter = ',')]
+        rate: Vec<String>,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// The budget: at most this many retries (429s included) in a run.
+        #[arg(long, default_value_t = 0)]
+        max_retries: u64,
+        /// The budget: batch latency p99 at most this many milliseconds.
+        #[arg(long)]
+        max_p99_ms: Option<f64>,
+        #[arg(long, default_value = "/tmp/ferry-sweep")]
+        out: PathBuf,
+    },
     /// Run a pipeline in this process and report rows/s and peak memory (VmHWM).
     #[command(after_help = "Example:\n  ferry-bench run benches/pipelines/orders-to-sqlite.toml")]
     Run { pipeline: PathBuf },
@@ -133,6 +161,69 @@ fn main() -> Result<()> {
                     s.throttled
                 );
             }
+        }
+        Command::Sweep {
+            pipeline,
+            workers,
+            batch_size,
+            rate,
+            repeat,
+            max_retries,
+            max_p99_ms,
+            out,
+        } => {
+            let grid = sweep::Grid {
+                workers,
+                batch_sizes: batch_size,
+                rates: rate,
+                repeat: repeat.max(1),
+                max_retries,
+                max_p99_ms,
+            };
+            let results = sweep::sweep(&pipeline, &grid, &out)?;
+            println!("workers batch_size rate   median rows/s  p99 ms  retries  cpu s  peak MiB");
+            let mut seen = Vec::new();
+            for m in &results {
+                let point = (m.workers, m.batch_size, m.rate.clone());
+                if seen.contains(&point) {
+                    continue;
+                }
+                let runs: Vec<&sweep::Measured> = results
+                    .iter()
+                    .filter(|r| (r.workers, r.batch_size, r.rate.clone()) == point)
+                    .collect();
+                println!(
+                    "{:>7} {:>10} {:<6} {:>14.0} {:>7.0} {:>8} {:>6.1} {:>9.0}",
+                    m.workers,
+                    m.batch_size,
+                    if m.rate.is_empty() { "-" } else { &m.rate },
+                    sweep::median(runs.iter().map(|r| r.rows_per_s).collect()),
+                    sweep::median(runs.iter().map(|r| r.p99_ms).collect()),
+                    runs.iter().map(|r| r.retries).max().unwrap_or(0),
+                    sweep::median(runs.iter().map(|r| r.cpu_seconds).collect()),
+                    sweep::median(runs.iter().map(|r| r.peak_rss_mib).collect()),
+                );
+                seen.push(point);
+            }
+            match sweep::best(&results, &grid) {
+                Some((m, rate)) => println!(
+                    "best within budget: workers = {}, batch_size = {}{} ({rate:.0} rows/s)",
+                    m.workers,
+                    m.batch_size,
+                    if m.rate.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", rate_limit = \"{}\"", m.rate)
+                    }
+                ),
+                None => println!(
+                    "no point stayed within the budget: raise --max-retries or --max-p99-ms"
+                ),
+            }
+            println!(
+                "wrote {0}/sweep.csv, the Delta table {0}/sweep and the chart {0}/sweep.svg",
+                out.display()
+            );
         }
         Command::Run { pipeline } => {
             let pipeline = Pipeline::load(&pipeline).map_err(|e| anyhow::anyhow!("{e}"))?;
