@@ -2,6 +2,7 @@
 //! BENCHMARKS.md records its figures with the commands that produced them.
 
 mod ceiling;
+mod compare;
 mod data;
 mod emulator;
 mod quickstart;
@@ -98,6 +99,24 @@ enum Command {
         max_p99_ms: Option<f64>,
         #[arg(long, default_value = "/tmp/ferry-sweep")]
         out: PathBuf,
+    },
+    /// Ferry against each scenario's reference tool on the same rows, runs alternating; prints each
+    /// side's rows/s and the ratio (min/median/max). Uses the machine's PostgreSQL and MariaDB.
+    #[command(
+        after_help = "Scenarios: pg-insert (psql \\copy), pg-upsert and pg-sync (hand-written staging SQL),\n\
+                      pg-read (psql \\copy TO), mysql-insert (LOAD DATA LOCAL INFILE).\n\n\
+                      Example:\n  ferry-bench compare pg-insert mysql-insert --rows 1000000 --repeat 3"
+    )]
+    Compare {
+        #[arg(value_enum, required = true)]
+        scenarios: Vec<compare::Scenario>,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Where the datasets are generated once and kept.
+        #[arg(long, default_value = "/tmp/ferry-bench")]
+        data: PathBuf,
     },
     /// Run a pipeline in this process and report rows/s and peak memory (VmHWM).
     #[command(after_help = "Example:\n  ferry-bench run benches/pipelines/orders-to-sqlite.toml")]
@@ -224,6 +243,36 @@ fn main() -> Result<()> {
                 "wrote {0}/sweep.csv, the Delta table {0}/sweep and the chart {0}/sweep.svg",
                 out.display()
             );
+        }
+        Command::Compare {
+            scenarios,
+            rows,
+            repeat,
+            data,
+        } => {
+            let results = compare::compare(&scenarios, rows, repeat.max(1), &data)?;
+            println!(
+                "{:<13} {:<36} {:>22} {:>22} {:>18}",
+                "scenario", "reference", "reference rows/s", "Ferry rows/s", "ratio med (min-max)"
+            );
+            for c in &results {
+                let spread = |v: &[f64]| {
+                    let min = v.iter().copied().fold(f64::MAX, f64::min);
+                    let max = v.iter().copied().fold(0.0, f64::max);
+                    (sweep::median(v.to_vec()), min, max)
+                };
+                let (r, rmin, rmax) = spread(&c.reference);
+                let (f, fmin, fmax) = spread(&c.ferry);
+                let (q, qmin, qmax) = spread(&c.ratios());
+                println!(
+                    "{:<13} {:<36} {:>22} {:>22} {:>18}",
+                    compare::name(c.scenario),
+                    compare::reference_name(c.scenario),
+                    format!("{:.0}k ({:.0}-{:.0})", r / 1e3, rmin / 1e3, rmax / 1e3),
+                    format!("{:.0}k ({:.0}-{:.0})", f / 1e3, fmin / 1e3, fmax / 1e3),
+                    format!("{q:.2} ({qmin:.2}-{qmax:.2})"),
+                );
+            }
         }
         Command::Run { pipeline } => {
             let pipeline = Pipeline::load(&pipeline).map_err(|e| anyhow::anyhow!("{e}"))?;

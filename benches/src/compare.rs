@@ -1,0 +1,355 @@
+//! `ferry-bench compare`: Ferry against the reference tool of each scenario, on the same rows, runs
+//! alternating (reference, Ferry, reference, Ferry, ...) so that the machine's drift hits both alike;
+//! prints each side's rows/s and the ratio with min/median/max.
+//!
+//! ```text
+//! pg-insert     psql \copy FROM CSV into an empty keyed table   | Ferry insert from parquet
+//! pg-upsert     hand-written: \copy into a temp table, one INSERT ... ON CONFLICT DO UPDATE
+//!                                                                | Ferry upsert of the same update set
+//! pg-sync       hand-written: the same + one anti-join DELETE    | Ferry sync
+//! pg-read       psql \copy (SELECT ...) TO CSV                   | Ferry table → parquet, 2 partitions
+//! mysql-insert  LOAD DATA LOCAL INFILE from CSV                  | Ferry insert from parquet
+//! ```
+//!
+//! Needs the machine's PostgreSQL (127.0.0.1:5432, user postgres) and MariaDB (127.0.0.1:3306, root);
+//! uses and drops the database `ferry_bench` on both. The OData target's reference is the emulator's
+//! configured ceiling: `ferry-bench odata-ceiling`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+use ferry::run::{RunSettings, Status};
+use ferry::spec::Pipeline;
+
+use crate::data;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    PgInsert,
+    PgUpsert,
+    PgSync,
+    PgRead,
+    MysqlInsert,
+}
+
+const PG_TABLE: &str = "CREATE TABLE orders (order_id bigint PRIMARY KEY, customer_id int NOT NULL, \
+    status text NOT NULL, description text NOT NULL, amount numeric(12,2) NOT NULL, \
+    discount double precision NOT NULL, paid boolean NOT NULL, order_date date NOT NULL, \
+    created_at timestamp NOT NULL, coupon text)";
+const MY_TABLE: &str = "CREATE TABLE orders (order_id BIGINT PRIMARY KEY, customer_id INT NOT NULL, \
+    status VARCHAR(16) NOT NULL, description TEXT NOT NULL, amount DECIMAL(12,2) NOT NULL, \
+    discount DOUBLE NOT NULL, paid BOOLEAN NOT NULL, order_date DATE NOT NULL, \
+    created_at DATETIME(6) NOT NULL, coupon VARCHAR(16))";
+const UPDATES: &str = "customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, \
+    description = EXCLUDED.description, amount = EXCLUDED.amount, discount = EXCLUDED.discount, \
+    paid = EXCLUDED.paid, order_date = EXCLUDED.order_date, created_at = EXCLUDED.created_at, \
+    coupon = EXCLUDED.coupon";
+
+/// One scenario's measurements.
+pub struct Compared {
+    pub scenario: Scenario,
+    pub reference: Vec<f64>,
+    pub ferry: Vec<f64>,
+}
+
+impl Compared {
+    pub fn ratios(&self) -> Vec<f64> {
+        self.ferry
+            .iter()
+            .zip(&self.reference)
+            .map(|(f, r)| f / r)
+            .collect()
+    }
+}
+
+/// The datasets: `rows` orders, and an update set over the second half of them plus as many new.
+struct Data {
+    rows: u64,
+    base: PathBuf,
+    update: PathBuf,
+    scratch: PathBuf,
+}
+
+pub fn compare(
+    scenarios: &[Scenario],
+    rows: u64,
+    repeat: usize,
+    root: &Path,
+) -> Result<Vec<Compared>> {
+    let data = Data {
+        rows,
+        base: root.join(rows.to_string()),
+        update: root.join(format!("{rows}-update")),
+        scratch: root.join("compare"),
+    };
+    for (dir, start, seed) in [(&data.base, 0, 42), (&data.update, rows / 2, 7)] {
+        if !dir.join("orders.csv").exists() {
+            data::write_orders_parquet(&dir.join("orders"), start, rows, 8, seed)?;
+            data::write_orders_csv(&dir.join("orders.csv"), start, rows, seed)?;
+        }
+    }
+    std::fs::create_dir_all(&data.scratch)?;
+    psql("postgres", "DROP DATABASE IF EXISTS ferry_bench")?;
+    psql("postgres", "CREATE DATABASE ferry_bench")?;
+    mysql(
+        "DROP DATABASE IF EXISTS ferry_bench; CREATE DATABASE ferry_bench CHARACTER SET utf8mb4",
+    )?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut all = Vec::new();
+    for &scenario in scenarios {
+        let mut compared = Compared {
+            scenario,
+            reference: Vec::new(),
+            ferry: Vec::new(),
+        };
+        for round in 1..=repeat {
+            let reference = reference_run(scenario, &data)?;
+            let ferry = runtime.block_on(ferry_run(scenario, &data))?;
+            println!(
+                "bench: compare {} round={round} rows={rows} reference_rows_per_s={reference:.0} ferry_rows_per_s={ferry:.0} ratio={:.2}",
+                name(scenario),
+                ferry / reference
+            );
+            compared.reference.push(reference);
+            compared.ferry.push(ferry);
+        }
+        all.push(compared);
+    }
+    psql("postgres", "DROP DATABASE IF EXISTS ferry_bench")?;
+    mysql("DROP DATABASE IF EXISTS ferry_bench")?;
+    Ok(all)
+}
+
+pub fn name(s: Scenario) -> &'static str {
+    match s {
+        Scenario::PgInsert => "pg-insert",
+        Scenario::PgUpsert => "pg-upsert",
+        Scenario::PgSync => "pg-sync",
+        Scenario::PgRead => "pg-read",
+        Scenario::MysqlInsert => "mysql-insert",
+    }
+}
+
+/// What the reference tool is, for the printed table.
+pub fn reference_name(s: Scenario) -> &'static str {
+    match s {
+        Scenario::PgInsert => "psql \\copy FROM CSV",
+        Scenario::PgUpsert => "\\copy to temp + INSERT ON CONFLICT",
+        Scenario::PgSync => "the same + anti-join DELETE",
+        Scenario::PgRead => "psql \\copy (SELECT) TO CSV",
+        Scenario::MysqlInsert => "LOAD DATA LOCAL INFILE",
+    }
+}
+
+fn reference_run(scenario: Scenario, data: &Data) -> Result<f64> {
+    let csv = data.base.join("orders.csv");
+    let update = data.update.join("orders.csv");
+    let rows = data.rows as f64;
+    let timed = |f: &dyn Fn() -> Result<()>| -> Result<f64> {
+        let started = Instant::now();
+        f()?;
+        Ok(rows / started.elapsed().as_secs_f64())
+    };
+    match scenario {
+        Scenario::PgInsert => {
+            pg_fresh()?;
+            timed(&|| {
+                psql(
+                    "ferry_bench",
+                    &format!("\\copy orders FROM '{}' CSV HEADER", csv.display()),
+                )
+            })
+        }
+        Scenario::PgUpsert | Scenario::PgSync => {
+            pg_loaded(data)?;
+            let delete = if scenario == Scenario::PgSync {
+                "DELETE FROM orders o WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.order_id = o.order_id);"
+            } else {
+                ""
+            };
+            let script = format!(
+                "BEGIN;\nCREATE TEMP TABLE s (LIKE orders) ON COMMIT DROP;\n\\copy s FROM '{}' CSV HEADER\n\
+                 INSERT INTO orders SELECT * FROM s ON CONFLICT (order_id) DO UPDATE SET {UPDATES};\n{delete}\nCOMMIT;\n",
+                update.display()
+            );
+            let file = data.scratch.join("reference.sql");
+            std::fs::write(&file, script)?;
+            timed(&|| psql_file("ferry_bench", &file))
+        }
+        Scenario::PgRead => {
+            pg_loaded(data)?;
+            let out = data.scratch.join("from-pg.csv");
+            timed(&|| {
+                psql(
+                    "ferry_bench",
+                    &format!(
+                        "\\copy (SELECT * FROM orders) TO '{}' CSV HEADER",
+                        out.display()
+                    ),
+                )
+            })
+        }
+        Scenario::MysqlInsert => {
+            my_fresh()?;
+            timed(&|| {
+                mysql(&format!(
+                    "USE ferry_bench; LOAD DATA LOCAL INFILE '{}' INTO TABLE orders FIELDS TERMINATED BY ',' \
+                     OPTIONALLY ENCLOSED BY '\"' IGNORE 1 LINES (order_id, customer_id, status, description, \
+                     amount, discount, @paid, order_date, created_at, @coupon) \
+                     SET paid = (@paid = 'true'), coupon = NULLIF(@coupon, '')",
+                    csv.display()
+                ))
+            })
+        }
+    }
+}
+
+async fn ferry_run(scenario: Scenario, data: &Data) -> Result<f64> {
+    let pg = "[connections.db]\nurl = \"postgres://postgres@127.0.0.1:5432/ferry_bench\"\n";
+    let my = "[connections.db]\nurl = \"mysql://root@127.0.0.1:3306/ferry_bench\"\n";
+    let source = |dir: &Path| {
+        format!(
+            "[sources.orders]\npath = \"{}/orders/*.parquet\"\n",
+            dir.display()
+        )
+    };
+    let target = |mode: &str, workers: usize| {
+        format!(
+            "[target]\nconnection = \"db\"\ntable = \"orders\"\nmode = \"{mode}\"\nkey = [\"order_id\"]\nbatch_size = 20000\nworkers = {workers}\n"
+        )
+    };
+    let text = match scenario {
+        Scenario::PgInsert => {
+            pg_fresh()?;
+            format!("{pg}{}{}", source(&data.base), target("insert", 2))
+        }
+        Scenario::PgUpsert | Scenario::PgSync => {
+            pg_loaded(data)?;
+            let mode = if scenario == Scenario::PgSync {
+                "sync"
+            } else {
+                "upsert"
+            };
+            format!("{pg}{}{}", source(&data.update), target(mode, 2))
+        }
+        Scenario::PgRead => {
+            pg_loaded(data)?;
+            format!(
+                "{pg}[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\npartitions = 2\npartition_column = \"order_id\"\n\
+                 [target]\npath = \"{}/from-pg.parquet\"\nmode = \"truncate\"\n",
+                data.scratch.display()
+            )
+        }
+        Scenario::MysqlInsert => {
+            my_fresh()?;
+            format!("{my}{}{}", source(&data.base), target("insert", 3))
+        }
+    };
+    let text = format!(
+        "name = \"compare-{}\"\nstate_dir = \"{}/state\"\n{text}",
+        name(scenario),
+        data.scratch.display()
+    );
+    let pipeline = Pipeline::parse(&data.scratch.join("compare.toml"), &text)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let started = Instant::now();
+    let report = ferry::run::run(
+        &pipeline,
+        &RunSettings {
+            progress: false,
+            fresh: true,
+            confirmed: true,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if report.status != Status::Completed {
+        bail!("Ferry's {} run did not complete:\n{report}", name(scenario));
+    }
+    Ok(data.rows as f64 / started.elapsed().as_secs_f64())
+}
+
+fn pg_fresh() -> Result<()> {
+    psql("ferry_bench", "DROP TABLE IF EXISTS orders")?;
+    psql("ferry_bench", PG_TABLE)?;
+    psql("ferry_bench", "CHECKPOINT")
+}
+
+/// The table holding the base rows, as a reference \copy loads them.
+fn pg_loaded(data: &Data) -> Result<()> {
+    pg_fresh()?;
+    psql(
+        "ferry_bench",
+        &format!(
+            "\\copy orders FROM '{}' CSV HEADER",
+            data.base.join("orders.csv").display()
+        ),
+    )?;
+    psql("ferry_bench", "VACUUM ANALYZE orders")?;
+    psql("ferry_bench", "CHECKPOINT")
+}
+
+fn my_fresh() -> Result<()> {
+    mysql(&format!(
+        "USE ferry_bench; DROP TABLE IF EXISTS orders; {MY_TABLE}"
+    ))
+}
+
+fn psql(db: &str, command: &str) -> Result<()> {
+    run(Command::new("psql")
+        .args([
+            "-q",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+        ])
+        .arg(command))
+}
+
+fn psql_file(db: &str, file: &Path) -> Result<()> {
+    run(Command::new("psql")
+        .args([
+            "-q",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-f",
+        ])
+        .arg(file))
+}
+
+fn mysql(command: &str) -> Result<()> {
+    run(Command::new("mysql")
+        .args(["-h127.0.0.1", "-uroot", "--local-infile=1", "-e"])
+        .arg(command))
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {:?}", command.get_program()))?;
+    if !output.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            command.get_program(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
