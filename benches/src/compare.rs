@@ -24,7 +24,7 @@ use clap::ValueEnum;
 use ferry::run::{RunSettings, Status};
 use ferry::spec::Pipeline;
 
-use crate::data;
+use ferry_bench::data;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {

@@ -3,7 +3,6 @@
 
 mod ceiling;
 mod compare;
-mod data;
 mod emulator;
 mod quickstart;
 mod sweep;
@@ -15,6 +14,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use ferry::run::{RunSettings, Status};
 use ferry::spec::Pipeline;
+use ferry_bench::data;
 
 #[derive(Parser)]
 #[command(name = "ferry-bench", about = "Ferry's throughput harness")]

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use rust_xlsxwriter::Workbook;
 
-use crate::data::{mix, orders_batch};
+use ferry_bench::data::{mix, orders_batch};
 
 const ORDERS: usize = 3000;
 const CUSTOMERS: u64 = 200;

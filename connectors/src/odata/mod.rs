@@ -6,7 +6,7 @@ mod auth;
 pub mod config;
 pub mod csdl;
 pub mod emulator;
-mod encode;
+pub mod encode;
 mod lane;
 pub mod multipart;
 pub mod sink;

@@ -182,6 +182,72 @@ async fn records_land_exactly_once_through_faults_and_limits() {
     emu.stop().await;
 }
 
+/// The scale: 100,000 records, every kind of fault and the limits at once; each record lands
+/// exactly once with its own content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_records_land_exactly_once_through_faults_and_limits() {
+    let emu = start(Config {
+        limits: Limits {
+            window: Duration::from_secs(1),
+            requests: 30,
+            concurrency: 6,
+            ..Limits::default()
+        },
+        latency: Latency {
+            base: Duration::from_millis(5),
+            per_record: Duration::from_micros(40),
+            jitter: 0.3,
+        },
+        faults: Faults {
+            errors: 0.1,
+            slow: 0.03,
+            slow_by: Duration::from_millis(300),
+            dropped: 0.03,
+            lost: 0.03,
+            writes_only: true,
+        },
+        ..Config::default()
+    })
+    .await;
+    let ws = Workspace::new();
+    let n = 100_000;
+    ws.write(
+        "in/accounts.csv",
+        accounts_csv(n, |i| format!("Account {i}")),
+    );
+    let p = ws.pipeline(
+        "p.toml",
+        &pipeline(
+            &emu,
+            "mode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = 1000\nworkers = 4",
+        ),
+    );
+    let report = run(&p).await;
+    assert_eq!(
+        (report.status, report.rows_written, report.rows_rejected),
+        (Status::Completed, n as u64, 0),
+        "{report}"
+    );
+    let landed = accounts(&emu).await;
+    assert_eq!(landed.len(), n, "every record exactly once");
+    for (i, (number, record)) in landed.iter().enumerate() {
+        assert_eq!(number, &format!("A-{i:05}"));
+        assert_eq!(
+            record,
+            &(format!("Account {i}"), (i % 500) as i64),
+            "{number}"
+        );
+    }
+    let s = stats(&emu).await;
+    assert!(s["total"]["faults"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        s["total"]["throttled"].as_u64().unwrap() > 0,
+        "the limits were met: {s}"
+    );
+    assert_eq!(s["records"]["accounts"], n, "{s}");
+    emu.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_records_are_quarantined_with_the_services_messages() {
     let emu = start(quiet()).await;

@@ -1,0 +1,3 @@
+//! What `ferry-bench`'s commands and its criterion micro-benchmarks share: the generated datasets.
+
+pub mod data;
