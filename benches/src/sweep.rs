@@ -184,7 +184,8 @@ async fn latencies(state: &Path, pipeline: &str) -> Result<(f64, f64, f64)> {
     Ok((at(0.5), at(0.95), at(0.99)))
 }
 
-/// The fastest point (by median rows/s over its repeats) within the budget.
+/// The point to use: within the budget, the fewest workers (then the smallest batches) whose median
+/// rows/s is within 3% of the fastest point's.
 pub fn best<'a>(results: &'a [Measured], grid: &Grid) -> Option<(&'a Measured, f64)> {
     let mut points: Vec<(&Measured, f64)> = Vec::new();
     for m in results {
@@ -204,7 +205,13 @@ pub fn best<'a>(results: &'a [Measured], grid: &Grid) -> Option<(&'a Measured, f
             points.push((m, median(runs.iter().map(|r| r.rows_per_s).collect())));
         }
     }
-    points.into_iter().max_by(|a, b| a.1.total_cmp(&b.1))
+    // The cheapest point within 3% of the fastest: more workers or bigger batches that gain nothing
+    // measurable only press harder on the target.
+    let fastest = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    points
+        .into_iter()
+        .filter(|p| p.1 >= 0.97 * fastest)
+        .min_by_key(|p| (p.0.workers, p.0.batch_size))
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {

@@ -46,6 +46,32 @@ pub struct Slot<'a> {
     done: bool,
 }
 
+/// Which service protection limit a 429 was about (Dataverse's error codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// 0x80072322: too many requests in the window.
+    Requests,
+    /// 0x80072321: too much combined execution time in the window.
+    ExecutionTime,
+    /// 0x80072326: too many requests at once.
+    Concurrency,
+}
+
+impl Limit {
+    /// From a 429's body, when it names one of Dataverse's codes.
+    pub fn from_error(text: &str) -> Option<Self> {
+        if text.contains("0x80072326") {
+            Some(Limit::Concurrency)
+        } else if text.contains("0x80072321") {
+            Some(Limit::ExecutionTime)
+        } else if text.contains("0x80072322") {
+            Some(Limit::Requests)
+        } else {
+            None
+        }
+    }
+}
+
 impl Lane {
     pub fn new(rate_per_second: Option<f64>, start: usize, max: usize) -> Self {
         let rate = rate_per_second.map(|r| {
@@ -110,21 +136,36 @@ impl Lane {
         }
     }
 
-    /// The service told everyone on this lane to wait. `too_parallel`: the limit met was about
-    /// concurrency or execution time, which fewer requests at once relieve; a request-count limit is
-    /// relieved by the wait alone.
-    pub fn pause(&self, wait: Duration, too_parallel: bool) {
+    /// The service told everyone on this lane to wait, because of `limit`.
+    ///
+    /// Each limit teaches its own lesson, once per pause (requests already on their way when the
+    /// first 429 came are refused too, and teach nothing new): a request-count limit sets the pace
+    /// (requests per second); an execution-time limit halves the concurrency; a concurrency limit
+    /// halves it too and caps it below the level that was refused, so that it never climbs back
+    /// into the same refusal.
+    pub fn pause(&self, wait: Duration, limit: Limit) {
         let mut s = self.state.lock().expect("lane");
         let now = Instant::now();
         let until = now + wait;
         let fresh = s.paused_until.is_none_or(|u| u <= now);
         s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
-        if too_parallel {
-            s.limit = (s.limit / 2.0).max(1.0);
-        }
         if !fresh {
-            // Requests that were already on their way when the first 429 came: one lesson is enough.
             return;
+        }
+        match limit {
+            Limit::Requests => {}
+            Limit::ExecutionTime => {
+                s.limit = (s.limit / 2.0).max(1.0);
+                return;
+            }
+            Limit::Concurrency => {
+                // Never again as many at once as were refused; half as many for now. (The
+                // requests counted in flight here are not what the service was running when it
+                // refused: some of them were refused too.)
+                s.max = s.max.min((s.limit.floor() - 1.0).max(1.0));
+                s.limit = (s.limit / 2.0).max(1.0);
+                return;
+            }
         }
         s.pace = Some(match s.pace {
             None => {
@@ -192,9 +233,36 @@ mod tests {
         }
         let grown = lane.limit();
         assert!(grown > 4, "{grown}");
-        lane.pause(Duration::from_millis(1), true);
+        lane.pause(Duration::from_millis(1), Limit::ExecutionTime);
         assert_eq!(lane.limit(), (grown as f64 / 2.0) as usize);
         let held: Vec<Slot> = vec![lane.acquire().await];
         drop(held);
+    }
+
+    #[tokio::test]
+    async fn a_concurrency_429_halves_and_caps_the_limit_below_what_was_refused() {
+        let lane = Lane::new(None, 8, 64);
+        let slots: Vec<_> = futures::future::join_all((0..8).map(|_| lane.acquire())).await;
+        lane.pause(Duration::from_millis(1), Limit::Concurrency);
+        assert_eq!(lane.limit(), 4);
+        drop(slots);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for _ in 0..200 {
+            lane.acquire().await.success();
+        }
+        assert_eq!(
+            lane.limit(),
+            7,
+            "it grows back, but not to the 8 that were refused"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        lane.pause(Duration::from_millis(1), Limit::Concurrency);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for _ in 0..200 {
+            lane.acquire().await.success();
+        }
+        assert_eq!(lane.limit(), 6);
+        // And no pace was set: a concurrency limit is not a rate.
+        assert!(lane.state.lock().unwrap().pace.is_none());
     }
 }

@@ -25,7 +25,7 @@ use super::auth::Tokens;
 use super::config::{ODataEndpoint, ODataOptions, ServiceKind};
 use super::csdl;
 use super::encode;
-use super::lane::Lane;
+use super::lane::{Lane, Limit};
 use super::multipart::{ResponsePart, parse_responses, write_request};
 use crate::error::{ConnectorError, ErrorClass, Result};
 use crate::sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
@@ -122,12 +122,10 @@ impl ODataSink {
         let message = error_message(&body).unwrap_or_else(|| body.chars().take(200).collect());
         match status {
             429 => {
-                // Dataverse's code for the request-count limit; the others (execution time,
-                // concurrency) ask for fewer requests at once.
-                let too_parallel = !body.contains("0x80072322");
                 lane.pause(
                     Duration::from_secs_f64(retry_after.unwrap_or(5.0)),
-                    too_parallel,
+                    // A whole request refused with Retry-After and no code: a rate limit.
+                    Limit::from_error(&body).unwrap_or(Limit::Requests),
                 );
                 ConnectorError::retryable(format!("throttled (429): {message}"))
             }
@@ -457,7 +455,8 @@ impl Sink for ODataSink {
                 if let Some(e) = &throttled {
                     lane.pause(
                         Duration::from_secs(1 << attempt.min(5)),
-                        !e.message.contains("0x80072322"),
+                        // A part refused without a code: ask less at once.
+                        Limit::from_error(&e.message).unwrap_or(Limit::ExecutionTime),
                     );
                 } else {
                     tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
