@@ -100,6 +100,17 @@ enum Command {
         #[arg(long, default_value = "/tmp/ferry-sweep")]
         out: PathBuf,
     },
+    /// Draw a sweep's chart again from its CSV.
+    #[command(
+        after_help = "Example:\n  ferry-bench chart /tmp/ferry-sweep/sweep.csv --out /tmp/ferry-sweep/sweep.svg"
+    )]
+    Chart {
+        csv: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "sweep")]
+        title: String,
+    },
     /// Ferry against each scenario's reference tool on the same rows, runs alternating; prints each
     /// side's rows/s and the ratio (min/median/max). Uses the machine's PostgreSQL and MariaDB.
     #[command(
@@ -243,6 +254,10 @@ fn main() -> Result<()> {
                 "wrote {0}/sweep.csv, the Delta table {0}/sweep and the chart {0}/sweep.svg",
                 out.display()
             );
+        }
+        Command::Chart { csv, out, title } => {
+            std::fs::write(&out, sweep::chart(&title, &sweep::read_csv(&csv)?))?;
+            println!("wrote {}", out.display());
         }
         Command::Compare {
             scenarios,

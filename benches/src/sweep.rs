@@ -308,6 +308,45 @@ async fn write_delta(path: &Path, results: &[Measured]) -> Result<()> {
     Ok(())
 }
 
+/// Reads a `sweep.csv` back (to draw its chart again).
+pub fn read_csv(path: &Path) -> Result<Vec<Measured>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() != COLUMNS.len() {
+                bail!(
+                    "{}: \"{line}\" does not have the {} columns of a sweep",
+                    path.display(),
+                    COLUMNS.len()
+                );
+            }
+            let n = |i: usize| {
+                f[i].parse::<f64>()
+                    .with_context(|| format!("{}: \"{}\" is not a number", path.display(), f[i]))
+            };
+            Ok(Measured {
+                workers: n(0)? as usize,
+                batch_size: n(1)? as usize,
+                rate: f[2].to_string(),
+                repeat: n(3)? as usize,
+                rows: n(4)? as u64,
+                seconds: n(5)?,
+                rows_per_s: n(6)?,
+                p50_ms: n(7)?,
+                p95_ms: n(8)?,
+                p99_ms: n(9)?,
+                retries: n(10)? as u64,
+                cpu_seconds: n(11)?,
+                peak_rss_mib: n(12)?,
+            })
+        })
+        .collect()
+}
+
 /// Throughput against workers, one line per batch size (and rate), medians of the repeats, as SVG.
 pub fn chart(title: &str, results: &[Measured]) -> String {
     let (w, h, left, right, top, bottom) = (720.0, 420.0, 80.0, 170.0, 40.0, 50.0);
@@ -329,7 +368,17 @@ pub fn chart(title: &str, results: &[Measured]) -> String {
                 .collect(),
         )
     };
-    let max_y = results.iter().map(|m| m.rows_per_s).fold(1.0, f64::max) * 1.1;
+    // Round ticks (1, 2 or 5 times a power of ten) up to just above the fastest point.
+    let top_value = results.iter().map(|m| m.rows_per_s).fold(1.0, f64::max);
+    let raw_step = top_value / 5.0;
+    let magnitude = 10f64.powf(raw_step.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw_step)
+        .unwrap_or(10.0 * magnitude);
+    let ticks = (top_value / step).ceil() as usize;
+    let max_y = step * ticks as f64;
     let x = |i: usize| left + (w - left - right) * (i as f64 + 0.5) / workers.len() as f64;
     let y = |v: f64| top + (h - top - bottom) * (1.0 - v / max_y);
     let colours = [
@@ -341,8 +390,8 @@ pub fn chart(title: &str, results: &[Measured]) -> String {
          <text x=\"{left}\" y=\"24\" font-size=\"15\">{} — rows/s by workers (median of repeats)</text>\n",
         escape(title)
     );
-    for tick in 0..=5 {
-        let v = max_y * tick as f64 / 5.0;
+    for tick in 0..=ticks {
+        let v = step * tick as f64;
         let _ = writeln!(
             svg,
             "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
@@ -410,7 +459,8 @@ fn human(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.1}M", v / 1e6)
     } else if v >= 1e3 {
-        format!("{:.0}k", v / 1e3)
+        let k = format!("{:.1}", v / 1e3);
+        format!("{}k", k.trim_end_matches(".0"))
     } else {
         format!("{v:.0}")
     }
@@ -438,4 +488,58 @@ fn cpu_seconds() -> Result<f64> {
         .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
         .unwrap_or(0.0);
     Ok(ticks / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(workers: usize, rows_per_s: f64) -> Measured {
+        Measured {
+            workers,
+            batch_size: 100,
+            rate: String::new(),
+            repeat: 1,
+            rows: 1000,
+            seconds: 1.0,
+            rows_per_s,
+            p50_ms: 1.0,
+            p95_ms: 1.0,
+            p99_ms: 1.0,
+            retries: 0,
+            cpu_seconds: 0.1,
+            peak_rss_mib: 10.0,
+        }
+    }
+
+    #[test]
+    fn the_axis_has_round_ticks_above_the_fastest_point() {
+        let svg = chart("t", &[point(1, 870.0), point(4, 3365.0)]);
+        for label in [">0<", ">1k<", ">2k<", ">3k<", ">4k<"] {
+            assert!(svg.contains(label), "{label} in {svg}");
+        }
+        assert!(!svg.contains(">5k<"));
+    }
+
+    #[test]
+    fn the_tuner_takes_the_cheapest_point_near_the_top() {
+        let grid = Grid {
+            workers: vec![],
+            batch_sizes: vec![],
+            rates: vec![],
+            repeat: 1,
+            max_retries: 0,
+            max_p99_ms: None,
+        };
+        let mut throttled = point(16, 5000.0);
+        throttled.retries = 9;
+        let results = [
+            point(2, 1700.0),
+            point(4, 3300.0),
+            point(8, 3350.0),
+            throttled,
+        ];
+        let (best, _) = best(&results, &grid).unwrap();
+        assert_eq!(best.workers, 4);
+    }
 }
