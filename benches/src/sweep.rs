@@ -349,7 +349,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<Measured>> {
 
 /// Throughput against workers, one line per batch size (and rate), medians of the repeats, as SVG.
 pub fn chart(title: &str, results: &[Measured]) -> String {
-    let (w, h, left, right, top, bottom) = (720.0, 420.0, 80.0, 170.0, 40.0, 50.0);
+    let (w, h, left, right, top, bottom) = (720.0, 420.0, 80.0, 170.0, 56.0, 50.0);
     let mut workers: Vec<usize> = results.iter().map(|m| m.workers).collect();
     workers.sort();
     workers.dedup();
@@ -387,7 +387,8 @@ pub fn chart(title: &str, results: &[Measured]) -> String {
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{left}\" y=\"24\" font-size=\"15\">{} — rows/s by workers (median of repeats)</text>\n",
+         <text x=\"{left}\" y=\"20\" font-size=\"15\">{}</text>\n\
+         <text x=\"{left}\" y=\"36\" fill=\"#555\">rows/s by workers, median of the repeats</text>\n",
         escape(title)
     );
     for tick in 0..=ticks {
