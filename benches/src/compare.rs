@@ -299,24 +299,15 @@ fn my_fresh() -> Result<()> {
 }
 
 fn psql(db: &str, command: &str) -> Result<()> {
-    run(Command::new("psql")
-        .args([
-            "-q",
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-c",
-        ])
-        .arg(command))
+    psql_run(db, "-c", command.as_ref())
 }
 
 fn psql_file(db: &str, file: &Path) -> Result<()> {
+    psql_run(db, "-f", file.as_os_str())
+}
+
+/// psql on `db` with one `-c COMMAND` or `-f FILE`, stopping at the first error.
+fn psql_run(db: &str, flag: &str, arg: &std::ffi::OsStr) -> Result<()> {
     run(Command::new("psql")
         .args([
             "-q",
@@ -329,9 +320,9 @@ fn psql_file(db: &str, file: &Path) -> Result<()> {
             "postgres",
             "-d",
             db,
-            "-f",
+            flag,
         ])
-        .arg(file))
+        .arg(arg))
 }
 
 fn mysql(command: &str) -> Result<()> {

@@ -1,6 +1,7 @@
 //! SQL databases as targets. Each database is a folder with the same few files: `mod.rs` (the sink)
 //! and how Arrow values become the database's; `ident.rs` (quoting) and `db.rs` (URLs, TLS) are shared.
 
+pub mod check;
 pub mod db;
 pub mod ident;
 pub mod mysql;

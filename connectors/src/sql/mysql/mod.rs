@@ -32,6 +32,7 @@ use self::values::Literals;
 use crate::error::{ConnectorError, ErrorClass, Result};
 use crate::failpoint::pause_point;
 use crate::sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
+use crate::sql::check;
 use crate::sql::db::DbConfig;
 use crate::sql::ident::{TableName, quote_mysql as q};
 
@@ -119,25 +120,7 @@ impl MysqlSink {
 
     async fn problems(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
         let opts = &self.options;
-        let mut problems = Vec::new();
-        for key in &opts.key {
-            if schema.column_with_name(key).is_none() {
-                problems.push(
-                    ConnectorError::fatal(format!(
-                        "key column \"{key}\" is not in the result of the last step"
-                    ))
-                    .with_hint(format!(
-                        "the last step returns: {}",
-                        schema
-                            .fields()
-                            .iter()
-                            .map(|f| f.name().as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                );
-            }
-        }
+        let mut problems = crate::sql::check::missing_key_columns(schema, &opts.key);
         let mut conn = self.conn().await?;
         let user = client::set_grantee(&mut conn).await?;
         let schema_name = self.table.schema.as_deref();
@@ -185,17 +168,8 @@ impl MysqlSink {
                 .iter()
                 .any(|c| c.name.eq_ignore_ascii_case(field.name()))
             {
-                problems.push(
-                    ConnectorError::fatal(format!(
-                        "table {} has no column \"{}\"",
-                        self.table,
-                        field.name()
-                    ))
-                    .with_hint(format!(
-                        "the table's columns are: {}; rename the column in the last step or add it to the table",
-                        columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-                    )),
-                );
+                let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+                problems.push(check::missing_column(&self.table, field.name(), &names));
             }
         }
         for column in &columns {

@@ -182,17 +182,10 @@ impl Column {
                 }
                 out.push('\'');
             }
-            Column::Date(a) => {
-                let d = a.value_as_date(row).ok_or("date out of range")?;
-                write!(out, "'{}'", d.format("%Y-%m-%d")).expect("string write")
-            }
-            Column::Time(a) => {
-                let t = a.value_as_time(row).ok_or("time out of range")?;
-                write!(out, "'{}'", t.format("%H:%M:%S%.6f")).expect("string write")
-            }
-            Column::Timestamp(a) => {
-                let t = a.value_as_datetime(row).ok_or("timestamp out of range")?;
-                write!(out, "'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")).expect("string write")
+            Column::Date(_) | Column::Time(_) | Column::Timestamp(_) => {
+                out.push('\'');
+                self.temporal(row, out)?;
+                out.push('\'');
             }
         }
         Ok(())
@@ -217,11 +210,7 @@ impl Column {
                 Ok(())
             }
             Column::Date(_) | Column::Time(_) | Column::Timestamp(_) if !self.is_null(row) => {
-                // The literal without its quotes.
-                let mut quoted = String::new();
-                self.render(row, &mut quoted)?;
-                out.push_str(quoted.trim_matches('\''));
-                Ok(())
+                self.temporal(row, out)
             }
             _ if self.is_null(row) => {
                 out.push_str("\\N");
@@ -229,6 +218,26 @@ impl Column {
             }
             _ => self.render(row, out),
         }
+    }
+
+    /// A date, time or timestamp as MySQL reads it, unquoted; nothing for other columns.
+    fn temporal(&self, row: usize, out: &mut String) -> std::result::Result<(), String> {
+        match self {
+            Column::Date(a) => {
+                let d = a.value_as_date(row).ok_or("date out of range")?;
+                write!(out, "{}", d.format("%Y-%m-%d")).expect("string write")
+            }
+            Column::Time(a) => {
+                let t = a.value_as_time(row).ok_or("time out of range")?;
+                write!(out, "{}", t.format("%H:%M:%S%.6f")).expect("string write")
+            }
+            Column::Timestamp(a) => {
+                let t = a.value_as_datetime(row).ok_or("timestamp out of range")?;
+                write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S%.6f")).expect("string write")
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn is_null(&self, row: usize) -> bool {

@@ -33,6 +33,7 @@ use self::types::PgType;
 use crate::error::{ConnectorError, ErrorClass, Result};
 use crate::failpoint::pause_point;
 use crate::sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
+use crate::sql::check;
 use crate::sql::db::DbConfig;
 use crate::sql::ident::{TableName, quote_ansi as q, quote_list};
 
@@ -102,20 +103,7 @@ impl PostgresSink {
 
     async fn problems(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
         let opts = &self.options;
-        let mut problems = Vec::new();
-        for key in &opts.key {
-            if schema.column_with_name(key).is_none() {
-                problems.push(
-                    ConnectorError::fatal(format!(
-                        "key column \"{key}\" is not in the result of the last step"
-                    ))
-                    .with_hint(format!(
-                        "the last step returns: {}",
-                        field_names(schema).join(", ")
-                    )),
-                );
-            }
-        }
+        let mut problems = crate::sql::check::missing_key_columns(schema, &opts.key);
         let client = client::connect(self.pool.config()).await?;
         let qualified = self.table.quoted();
         let Some(columns) = table_columns(&client, &qualified).await? else {
@@ -139,33 +127,39 @@ impl PostgresSink {
             return Ok(problems);
         };
         for field in schema.fields() {
-            match columns.iter().find(|c| c.name.eq_ignore_ascii_case(field.name())) {
-                None => problems.push(
+            match columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(field.name()))
+            {
+                None => {
+                    let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+                    problems.push(check::missing_column(&self.table, field.name(), &names))
+                }
+                Some(Column {
+                    ty: None,
+                    type_name,
+                    ..
+                }) => problems.push(
                     ConnectorError::fatal(format!(
-                        "table {} has no column \"{}\"",
-                        self.table,
-                        field.name()
-                    ))
-                    .with_hint(format!(
-                        "the table's columns are: {}; rename the column in the last step or add it to the table",
-                        columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-                    )),
-                ),
-                Some(Column { ty: None, type_name, .. }) => problems.push(ConnectorError::fatal(format!(
-                    "column \"{}\" of {} has type {type_name}, which Ferry cannot write",
-                    field.name(),
-                    self.table
-                )).with_hint("write to a text, numeric, date/time, boolean, uuid, json or bytea column")),
-                Some(Column { ty: Some(ty), .. }) if !ty.accepts(field.data_type()) => problems.push(
-                    ConnectorError::fatal(format!(
-                        "column \"{}\" is {} in the result but {} in {}",
+                        "column \"{}\" of {} has type {type_name}, which Ferry cannot write",
                         field.name(),
-                        field.data_type(),
-                        ty.name(),
                         self.table
                     ))
-                    .with_hint("cast it in the last step, for example CAST(col AS BIGINT)"),
+                    .with_hint(
+                        "write to a text, numeric, date/time, boolean, uuid, json or bytea column",
+                    ),
                 ),
+                Some(Column { ty: Some(ty), .. }) if !ty.accepts(field.data_type()) => problems
+                    .push(
+                        ConnectorError::fatal(format!(
+                            "column \"{}\" is {} in the result but {} in {}",
+                            field.name(),
+                            field.data_type(),
+                            ty.name(),
+                            self.table
+                        ))
+                        .with_hint("cast it in the last step, for example CAST(col AS BIGINT)"),
+                    ),
                 Some(_) => {}
             }
         }
@@ -734,8 +728,4 @@ async fn schema_privilege(client: &impl GenericClient, table: &TableName) -> Res
         .await
         .map_err(classify)?
         .get(0))
-}
-
-fn field_names(schema: &SchemaRef) -> Vec<String> {
-    schema.fields().iter().map(|f| f.name().clone()).collect()
 }

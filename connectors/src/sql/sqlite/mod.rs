@@ -96,19 +96,7 @@ impl Target {
                 problems.push(e);
             }
         }
-        for key in &opts.key {
-            if schema.column_with_name(key).is_none() {
-                problems.push(
-                    ConnectorError::fatal(format!(
-                        "key column \"{key}\" is not in the result of the last step"
-                    ))
-                    .with_hint(format!(
-                        "the last step returns: {}",
-                        field_names(schema).join(", ")
-                    )),
-                );
-            }
-        }
+        let mut problems = crate::sql::check::missing_key_columns(schema, &opts.key);
         let Some(columns) = table_columns(conn, &opts.table)? else {
             if !opts.create {
                 problems.push(
@@ -124,17 +112,12 @@ impl Target {
         };
         for field in schema.fields() {
             if !columns.iter().any(|c| c.eq_ignore_ascii_case(field.name())) {
-                problems.push(
-                    ConnectorError::fatal(format!(
-                        "table \"{}\" has no column \"{}\"",
-                        opts.table,
-                        field.name()
-                    ))
-                    .with_hint(format!(
-                        "the table's columns are: {}; rename the column in the last step or add it to the table",
-                        columns.join(", ")
-                    )),
-                );
+                let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+                problems.push(crate::sql::check::missing_column(
+                    format!("\"{}\"", opts.table),
+                    field.name(),
+                    &names,
+                ));
             }
         }
         if !opts.key.is_empty() && opts.mode != WriteMode::Truncate && !has_unique_key(conn, opts)?
