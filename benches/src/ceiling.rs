@@ -1,8 +1,11 @@
 //! How much of the service protection ceiling the OData target achieves: the emulator with
 //! Dataverse's limits scaled down thirty times (the same ratios of window, requests, execution time and
 //! concurrency, so that a measurement takes seconds), a pipeline upserting accounts through it with
-//! one or more application users, and the records per second landed against the ceiling.
+//! one or more application users, and the records per second landed against the ceiling: over the
+//! whole run, and sustained (from the end of the first window, in which each user finds the ceiling,
+//! to the end of the run; read off the emulator's counters every half second).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -16,8 +19,12 @@ pub struct Share {
     pub records: usize,
     pub seconds: f64,
     pub achieved: f64,
+    /// Records per second from the end of the first window to the end of the run.
+    pub sustained: f64,
     pub ceiling: f64,
     pub throttled: u64,
+    /// When the last 429 came, after the user's first request (the latest over the users).
+    pub last_throttled: Duration,
 }
 
 /// Dataverse: 6000 requests and 1200 s of execution per 300 s, 52 at once; scaled by 1/30 in time.
@@ -70,16 +77,18 @@ pub async fn measure(users: usize, records: usize, batch_size: usize) -> Result<
     let path = dir.path().join("ceiling.toml");
     std::fs::write(&path, toml)?;
     let pipeline = Pipeline::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stats_url = format!("http://{}/_emulator/stats", emu.addr);
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = tokio::spawn(sample_written(stats_url.clone(), samples.clone()));
     let report = ferry::run::run(&pipeline, &RunSettings::default())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    sampler.abort();
+    let samples = samples.lock().expect("samples").clone();
     if report.status != Status::Completed {
         bail!("the run did not complete:\n{report}");
     }
-    let stats: serde_json::Value = reqwest::get(format!("http://{}/_emulator/stats", emu.addr))
-        .await?
-        .json()
-        .await?;
+    let stats: serde_json::Value = reqwest::get(&stats_url).await?.json().await?;
     emu.stop().await;
     let landed = stats["records"]["accounts"].as_u64().unwrap_or(0) as usize;
     if landed != records {
@@ -97,7 +106,51 @@ pub async fn measure(users: usize, records: usize, batch_size: usize) -> Result<
         records,
         seconds,
         achieved: records as f64 / seconds,
+        sustained: sustained_rate(&samples, window),
         ceiling: sustained,
         throttled: stats["total"]["throttled"].as_u64().unwrap_or(0),
+        last_throttled: Duration::from_millis(
+            stats["total"]["last_throttled_ms"].as_u64().unwrap_or(0),
+        ),
     })
+}
+
+/// Appends (seconds since the start, records written so far) every half second, until aborted.
+async fn sample_written(url: String, samples: Arc<Mutex<Vec<(f64, u64)>>>) {
+    let started = std::time::Instant::now();
+    let client = reqwest::Client::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let written = async {
+            let stats: serde_json::Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+            stats["total"]["records_written"].as_u64()
+        };
+        if let Some(n) = written.await {
+            samples
+                .lock()
+                .expect("samples")
+                .push((started.elapsed().as_secs_f64(), n));
+        }
+    }
+}
+
+/// Records per second between the first sample a window after the first records landed and the last
+/// sample that still saw records arrive (the run's tail, when workers run out of batches, is not the
+/// service's).
+fn sustained_rate(samples: &[(f64, u64)], window: f64) -> f64 {
+    let Some(&(first, _)) = samples.iter().find(|(_, n)| *n > 0) else {
+        return 0.0;
+    };
+    let Some(from) = samples.iter().find(|(t, _)| *t >= first + window) else {
+        return 0.0;
+    };
+    let total = samples.last().map_or(0, |s| s.1);
+    let Some(to) = samples.iter().rev().find(|(_, n)| *n < total) else {
+        return 0.0;
+    };
+    if to.0 <= from.0 {
+        return 0.0;
+    }
+    (to.1 - from.1) as f64 / (to.0 - from.0)
 }

@@ -112,10 +112,12 @@ enum Command {
         title: String,
     },
     /// Ferry against each scenario's reference tool on the same rows, runs alternating; prints each
-    /// side's rows/s and the ratio (min/median/max). Uses the machine's PostgreSQL and MariaDB.
+    /// side's rows/s and the ratio (min/median/max). The SQL scenarios use the machine's PostgreSQL
+    /// and MariaDB; odata runs the emulator in-process.
     #[command(
         after_help = "Scenarios: pg-insert (psql \\copy), pg-upsert and pg-sync (hand-written staging SQL),\n\
-                      pg-read (psql \\copy TO), mysql-insert (LOAD DATA LOCAL INFILE).\n\n\
+                      pg-read (psql \\copy TO), mysql-insert (LOAD DATA LOCAL INFILE),\n\
+                      odata (the emulator's scaled Dataverse ceiling; 60,000 records a run, --rows aside).\n\n\
                       Example:\n  ferry-bench compare pg-insert mysql-insert --rows 1000000 --repeat 3"
     )]
     Compare {
@@ -136,6 +138,14 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // Ferry's own logs, when asked for: FERRY_LOG=ferry_connectors::odata=info shows the OData lanes'
+    // lessons, for example.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match cli.command {
         Command::Data {
             rows,
@@ -181,14 +191,17 @@ fn main() -> Result<()> {
             for u in users {
                 let s = runtime.block_on(ceiling::measure(u, records * u, batch_size))?;
                 println!(
-                    "bench: odata users={} records={} seconds={:.1} records_per_s={:.0} ceiling_per_s={:.0} share={:.1}% throttled={}",
+                    "bench: odata users={} records={} seconds={:.1} records_per_s={:.0} ceiling_per_s={:.0} share={:.1}% sustained_per_s={:.0} sustained_share={:.1}% throttled={} last_429_at_s={:.1}",
                     s.users,
                     s.records,
                     s.seconds,
                     s.achieved,
                     s.ceiling,
                     100.0 * s.achieved / s.ceiling,
-                    s.throttled
+                    s.sustained,
+                    100.0 * s.sustained / s.ceiling,
+                    s.throttled,
+                    s.last_throttled.as_secs_f64()
                 );
             }
         }
@@ -283,8 +296,8 @@ fn main() -> Result<()> {
                     "{:<13} {:<36} {:>22} {:>22} {:>18}",
                     compare::name(c.scenario),
                     compare::reference_name(c.scenario),
-                    format!("{:.0}k ({:.0}-{:.0})", r / 1e3, rmin / 1e3, rmax / 1e3),
-                    format!("{:.0}k ({:.0}-{:.0})", f / 1e3, fmin / 1e3, fmax / 1e3),
+                    format!("{} ({}-{})", per_s(r), per_s(rmin), per_s(rmax)),
+                    format!("{} ({}-{})", per_s(f), per_s(fmin), per_s(fmax)),
                     format!("{q:.2} ({qmin:.2}-{qmax:.2})"),
                 );
             }
@@ -310,6 +323,15 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Rows per second for a table: thousands from 10k up, units below (OData's few thousand).
+fn per_s(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.0}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
 }
 
 /// This process's peak resident memory, from /proc/self/status.

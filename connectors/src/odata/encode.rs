@@ -28,12 +28,8 @@ pub fn check_type(name: &str, t: &DataType) -> Result<()> {
     }
 }
 
-/// The JSON text of every row, with `extra` name/value pairs (already JSON) added to each.
-pub fn rows(
-    batch: &RecordBatch,
-    skip: &[String],
-    extra: &[(String, String)],
-) -> Result<Vec<String>> {
+/// The JSON text of every row, without the `skip` columns.
+pub fn rows(batch: &RecordBatch, skip: &[String]) -> Result<Vec<String>> {
     let schema = batch.schema();
     let columns: Vec<(usize, String)> = schema
         .fields()
@@ -79,9 +75,6 @@ pub fn rows(
                 DataType::Boolean => json.push_str(&text),
                 _ => json.push_str(&json_string(&text)),
             }
-        }
-        for (name, value) in extra {
-            json.push_str(&format!(",{}:{value}", json_string(name)));
         }
         json.push('}');
         out.push(json);

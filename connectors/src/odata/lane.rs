@@ -1,15 +1,22 @@
 //! Throughput control for one application user: a fixed ceiling (governor) when the target sets
-//! `rate_limit`, adaptive concurrency on top, and a pause for the whole of a `Retry-After`.
+//! `rate_limit`, adaptive concurrency on top, a pace learned from the service's window limits, and a
+//! pause for the whole of a `Retry-After`.
 //!
 //! ```text
-//! acquire: wait out a pause ─▶ wait for the rate limiter ─▶ wait for a slot (in flight < limit)
+//! acquire: wait out a pause ─▶ rate limiter ─▶ the pace's next send time ─▶ a slot (in flight < limit)
 //! release: no 429 and latency steady → limit grows by 1/limit (additive increase)
-//!          429 or latency doubled     → limit halves (multiplicative decrease)
-//! pacing:  the first 429 for the request count sets a pace: the requests the service admitted,
-//!          spread over the time until its window refills (sent / (elapsed + Retry-After)), a little
-//!          under; later 429s slow it by a tenth, steady successes speed it up slowly. So a user
-//!          meets the limit while it finds the ceiling, then rides just under it.
+//!          latency doubled            → limit shrinks by a quarter
+//! 429s:    concurrency     → limit halves and is capped below the refused level
+//!          execution time  → before a pace, limit halves; and the window lesson below
+//!          request count   → the window lesson:
+//!            first:  pace = 0.96 × admitted / (time from the first send until the window refills),
+//!                    worked out when the pause ends (every refusal already on its way is in by then);
+//!                    it then creeps up very slowly, in case the lane had run longer than one window
+//!            later:  pace = 0.97 × the pace that was refused, and it holds there
+//!            within about one window of a lesson, a refusal only pauses: the service's window
+//!            still holds what was sent before the pace changed (the first burst, for one)
 //! ```
+//! So a user meets the limit while it finds the ceiling, then rides just under it with no more 429s.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -32,11 +39,22 @@ struct State {
     /// Smoothed latency of successful requests.
     latency: Option<Duration>,
     hinted: bool,
-    /// Requests per second, once a request-count limit was met.
+    /// Requests per second, once a window limit was met.
     pace: Option<f64>,
+    /// Whether the pace still creeps up (until a second window lesson).
+    creeping: bool,
+    /// The first window lesson waits for its pause to end: when the window refills.
+    refills_at: Option<Instant>,
+    /// When the pace lets the next request go.
     next_send: Option<Instant>,
+    /// When the pace last changed on a lesson, and how long a lesson holds: refusals in that time
+    /// come from before the change (the window still holds older requests) and teach nothing.
+    lesson_at: Option<Instant>,
+    hold: Duration,
     first_send: Option<Instant>,
+    /// Requests sent, and how many of them were refused with 429 (not counted by the service).
     sent: u64,
+    refused: u64,
 }
 
 /// Holding one means a request is in flight on the lane.
@@ -91,9 +109,14 @@ impl Lane {
                 latency: None,
                 hinted: false,
                 pace: None,
+                creeping: false,
+                refills_at: None,
                 next_send: None,
+                lesson_at: None,
+                hold: Duration::ZERO,
                 first_send: None,
                 sent: 0,
+                refused: 0,
             }),
             freed: Notify::new(),
         }
@@ -118,16 +141,23 @@ impl Lane {
             if let Some(rate) = &self.rate {
                 rate.until_ready().await;
             }
+            let turn = self.state.lock().expect("lane").next_turn(Instant::now());
+            if let Some(at) = turn {
+                tokio::time::sleep_until(at.into()).await;
+            }
             let notified = self.freed.notified();
             {
                 let mut s = self.state.lock().expect("lane");
-                if s.paused_until.is_none_or(|u| u <= Instant::now())
+                let now = Instant::now();
+                if s.paused_until.is_none_or(|u| u <= now)
                     && (s.in_flight as f64) < s.limit.floor().max(1.0)
                 {
                     s.in_flight += 1;
+                    s.sent += 1;
+                    s.first_send.get_or_insert(now);
                     return Slot {
                         lane: self,
-                        started: Instant::now(),
+                        started: now,
                         done: false,
                     };
                 }
@@ -147,17 +177,23 @@ impl Lane {
         let mut s = self.state.lock().expect("lane");
         let now = Instant::now();
         let until = now + wait;
+        s.refused += 1;
         let fresh = s.paused_until.is_none_or(|u| u <= now);
         s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
         if !fresh {
             return;
         }
+        tracing::debug!(
+            ?limit,
+            wait_s = wait.as_secs_f64(),
+            concurrency = s.limit,
+            "OData lane: paused"
+        );
         match limit {
             Limit::Requests => {}
-            Limit::ExecutionTime => {
-                s.limit = (s.limit / 2.0).max(1.0);
-                return;
-            }
+            // Before a pace, fewer at once is the only lever; once paced, the pace is.
+            Limit::ExecutionTime if s.pace.is_none() => s.limit = (s.limit / 2.0).max(1.0),
+            Limit::ExecutionTime => {}
             Limit::Concurrency => {
                 // Never again as many at once as were refused; half as many for now. (The
                 // requests counted in flight here are not what the service was running when it
@@ -167,14 +203,25 @@ impl Lane {
                 return;
             }
         }
-        s.pace = Some(match s.pace {
-            None => {
-                let elapsed = s.first_send.map_or(Duration::ZERO, |f| now - f) + wait;
-                0.98 * s.sent as f64 / elapsed.as_secs_f64().max(0.001)
+        let held = s.lesson_at.is_some_and(|at| now < at + s.hold);
+        match s.pace {
+            None if s.refills_at.is_none() => s.refills_at = Some(until),
+            None => {}
+            Some(_) if held => {}
+            Some(p) => {
+                tracing::info!(
+                    ?limit,
+                    refused_at = p,
+                    pace = p * 0.97,
+                    "OData lane: refused while pacing; slower, and holding there"
+                );
+                s.pace = Some(p * 0.97);
+                s.creeping = false;
+                s.lesson_at = Some(now);
             }
-            Some(p) => p * 0.95,
-        });
-        s.next_send = Some(until);
+        }
+        // Turns already handed out stay handed out: a pause only pushes the next one later.
+        s.next_send = Some(s.next_send.map_or(until, |n| n.max(until)));
     }
 
     /// The service's recommended parallelism (`x-ms-dop-hint`), taken once as a starting point.
@@ -184,6 +231,40 @@ impl Lane {
             s.hinted = true;
             s.limit = (dop as f64).min(s.max);
         }
+    }
+}
+
+/// The first lesson's pace, as a share of what the service admitted over its window. A window limit
+/// on the request count says nothing of the other on execution time, which may bind a little lower
+/// (Dataverse's budgets are 6,000 requests and 1,200 s per 300 s: requests of 0.2 s meet both at
+/// once); and the requests a lane sends wander a percent or two around its pace.
+const FIRST_PACE: f64 = 0.96;
+
+impl State {
+    /// When the pace lets the next request go (None: now), reserving that turn.
+    fn next_turn(&mut self, now: Instant) -> Option<Instant> {
+        if let Some(refilled) = self.refills_at.filter(|r| *r <= now) {
+            // The first window lesson: what the service admitted, over the window it filled.
+            self.refills_at = None;
+            let admitted = self.sent.saturating_sub(self.refused) as f64;
+            let span = self.first_send.map_or(Duration::ZERO, |f| refilled - f);
+            let pace = (FIRST_PACE * admitted / span.as_secs_f64().max(0.001)).max(0.01);
+            tracing::info!(
+                admitted,
+                window_s = span.as_secs_f64(),
+                pace,
+                "OData lane: the service's window limit learned; pacing requests"
+            );
+            self.pace = Some(pace);
+            self.creeping = true;
+            self.lesson_at = Some(refilled);
+            // About one window: what the service still counts from before the pace.
+            self.hold = span.min(Duration::from_secs(300));
+        }
+        let pace = self.pace?;
+        let at = self.next_send.map_or(now, |n| n.max(now));
+        self.next_send = Some(at + Duration::from_secs_f64(1.0 / pace));
+        (at > now).then_some(at)
     }
 }
 
@@ -199,8 +280,8 @@ impl Slot<'_> {
             None => took,
             Some(l) => l.mul_f64(0.8) + took.mul_f64(0.2),
         });
-        if let Some(p) = s.pace {
-            s.pace = Some(p * 1.0005);
+        if let (Some(p), true) = (s.pace, s.creeping) {
+            s.pace = Some(p * 1.000_03);
         }
         if steady {
             s.limit = (s.limit + 1.0 / s.limit).min(s.max);
@@ -264,5 +345,66 @@ mod tests {
         assert_eq!(lane.limit(), 6);
         // And no pace was set: a concurrency limit is not a rate.
         assert!(lane.state.lock().unwrap().pace.is_none());
+    }
+
+    #[test]
+    fn the_first_window_lesson_paces_at_what_the_service_admitted_per_window() {
+        let lane = Lane::new(None, 4, 64);
+        let mut s = lane.state.lock().unwrap();
+        let t0 = Instant::now();
+        // 216 sent from t0; 16 of them were refused; the window refills at t0 + 10 s: the service
+        // admits 200 per 10 s.
+        s.first_send = Some(t0);
+        s.sent = 216;
+        s.refused = 16;
+        s.refills_at = Some(t0 + Duration::from_secs(10));
+        // Before the window refills there is no pace yet.
+        assert_eq!(s.next_turn(t0 + Duration::from_secs(5)), None);
+        let refilled = t0 + Duration::from_secs(10);
+        assert_eq!(
+            s.next_turn(refilled),
+            None,
+            "the first request goes at once"
+        );
+        let pace = s.pace.unwrap();
+        assert!((pace - 19.2).abs() < 1e-9, "{pace}");
+        // The next ones are spaced by the pace, even when they all ask at the same moment.
+        let second = s.next_turn(refilled).unwrap();
+        let third = s.next_turn(refilled).unwrap();
+        assert_eq!(second - refilled, Duration::from_secs_f64(1.0 / 19.2));
+        assert_eq!(third - second, Duration::from_secs_f64(1.0 / 19.2));
+        // Idle time is not saved up for a burst.
+        let later = refilled + Duration::from_secs(60);
+        assert_eq!(s.next_turn(later), None);
+        assert!(s.next_turn(later).is_some());
+    }
+
+    #[test]
+    fn a_second_window_lesson_slows_the_pace_and_holds_it() {
+        let lane = Lane::new(None, 4, 64);
+        {
+            let mut s = lane.state.lock().unwrap();
+            s.pace = Some(20.0);
+            s.creeping = true;
+            s.hold = Duration::from_secs(10);
+        }
+        lane.pause(Duration::ZERO, Limit::Requests);
+        let mut s = lane.state.lock().unwrap();
+        assert!((s.pace.unwrap() - 19.4).abs() < 1e-9);
+        assert!(!s.creeping);
+        s.paused_until = None;
+        drop(s);
+        // Refused again within the hold (the window still counts what went before): a pause, no
+        // new lesson; nor does a paced lane halve its concurrency for execution time.
+        lane.pause(Duration::ZERO, Limit::ExecutionTime);
+        lane.state.lock().unwrap().paused_until = None;
+        lane.pause(Duration::ZERO, Limit::Requests);
+        assert!((lane.state.lock().unwrap().pace.unwrap() - 19.4).abs() < 1e-9);
+        assert_eq!(lane.limit(), 4);
+        // A concurrency refusal is not a rate: the pace stays.
+        lane.state.lock().unwrap().paused_until = None;
+        lane.pause(Duration::ZERO, Limit::Concurrency);
+        assert!((lane.state.lock().unwrap().pace.unwrap() - 19.4).abs() < 1e-9);
+        assert_eq!(lane.limit(), 2);
     }
 }

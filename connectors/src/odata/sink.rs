@@ -11,6 +11,10 @@
 //!
 //! Upserts by key make a retry after a lost response harmless: exactly once. 401 renews the token once;
 //! 403 and an unknown entity set stop the run.
+//!
+//! Finance & Operations with `legal_entity`: every row gets a `dataAreaId` column with it, and the
+//! key becomes (dataAreaId, key...) as F&O's company-specific entities define it; sync and truncate
+//! read and delete that legal entity's records only.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -33,6 +37,17 @@ use crate::sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode
 /// Part-level retries inside one write before the whole batch is handed back as retryable.
 const PART_RETRIES: usize = 4;
 
+/// Finance & Operations' legal entity column.
+const DATA_AREA: &str = "dataAreaId";
+
+/// The legal entity the rows are written to: F&O only.
+fn legal_entity<'a>(endpoint: &ODataEndpoint, odata: &'a ODataOptions) -> Option<&'a str> {
+    match endpoint.kind {
+        ServiceKind::Fno => odata.legal_entity.as_deref(),
+        _ => None,
+    }
+}
+
 pub struct ODataSink {
     endpoint: ODataEndpoint,
     options: TargetOptions,
@@ -41,6 +56,8 @@ pub struct ODataSink {
     tokens: Tokens,
     lanes: Vec<Lane>,
     next_lane: AtomicUsize,
+    /// The key records are addressed by: the target's key, after `dataAreaId` for an F&O legal entity.
+    key: Vec<String>,
     /// The entity set's primary key, read from $metadata in `begin`.
     primary_key: Mutex<Option<String>>,
     /// Keys written this run (sync deletes the others).
@@ -62,6 +79,13 @@ impl ODataSink {
         let lanes = (0..tokens.users())
             .map(|_| Lane::new(odata.rate_limit, 4, 52))
             .collect();
+        let mut key = options.key.clone();
+        if legal_entity(&endpoint, &odata).is_some()
+            && !key.is_empty()
+            && !key.iter().any(|k| k == DATA_AREA)
+        {
+            key.insert(0, DATA_AREA.to_string());
+        }
         Ok(Self {
             endpoint,
             options,
@@ -70,6 +94,7 @@ impl ODataSink {
             tokens,
             lanes,
             next_lane: AtomicUsize::new(0),
+            key,
             primary_key: Mutex::new(None),
             seen: Mutex::new(HashSet::new()),
         })
@@ -215,6 +240,18 @@ impl Sink for ODataSink {
                 problems.push(e);
             }
         }
+        if let Some(le) = legal_entity(&self.endpoint, &self.odata)
+            && schema.column_with_name(DATA_AREA).is_some()
+        {
+            problems.push(
+                ConnectorError::fatal(format!(
+                    "the rows have a column \"{DATA_AREA}\" and the target sets legal_entity = \"{le}\""
+                ))
+                .with_hint(format!(
+                    "drop the column in a step to write every row to {le}, or remove legal_entity to write each row to its own"
+                )),
+            );
+        }
         for key in &self.options.key {
             if schema.column_with_name(key).is_none() {
                 problems.push(ConnectorError::fatal(format!(
@@ -266,7 +303,7 @@ impl Sink for ODataSink {
                 continue;
             }
             match entity.property(name) {
-                None if self.endpoint.kind == ServiceKind::Fno && name == "dataAreaId" => {}
+                None if self.endpoint.kind == ServiceKind::Fno && name == DATA_AREA => {}
                 None => problems.push(
                     ConnectorError::fatal(format!(
                         "entity {} has no attribute \"{name}\"",
@@ -295,7 +332,7 @@ impl Sink for ODataSink {
                 Some(_) => {}
             }
         }
-        if !self.options.key.is_empty() && !entity.is_key(&self.options.key) {
+        if !self.key.is_empty() && !entity.is_key(&self.key) {
             let alternates: Vec<String> = entity
                 .alternate_keys
                 .iter()
@@ -304,7 +341,7 @@ impl Sink for ODataSink {
             problems.push(
                 ConnectorError::fatal(format!(
                     "({}) is neither the primary key nor an alternate key of {}",
-                    self.options.key.join(", "),
+                    self.key.join(", "),
                     entity.name
                 ))
                 .with_hint(format!(
@@ -345,28 +382,25 @@ impl Sink for ODataSink {
     async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
         let user = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
         let lane = &self.lanes[user];
+        let batch = match legal_entity(&self.endpoint, &self.odata) {
+            Some(le) => with_legal_entity(&batch, le)?,
+            None => batch,
+        };
         let primary = {
             let pk = self.primary_key.lock().expect("key");
-            self.options.key.len() == 1 && pk.as_deref() == Some(self.options.key[0].as_str())
+            self.key.len() == 1 && pk.as_deref() == Some(self.key[0].as_str())
         };
-        let keys = if self.options.key.is_empty() {
+        let keys = if self.key.is_empty() {
             Vec::new()
         } else {
-            encode::key_segments(&batch, &self.options.key, primary)?
-        };
-        let extra: Vec<(String, String)> = match (&self.endpoint.kind, &self.odata.legal_entity) {
-            (ServiceKind::Fno, Some(le)) => vec![(
-                "dataAreaId".into(),
-                serde_json::to_string(le).expect("JSON"),
-            )],
-            _ => Vec::new(),
+            encode::key_segments(&batch, &self.key, primary)?
         };
         let skip: Vec<String> = if primary {
-            self.options.key.clone()
+            self.key.clone()
         } else {
             Vec::new()
         };
-        let bodies = encode::rows(&batch, &skip, &extra)?;
+        let bodies = encode::rows(&batch, &skip)?;
         let mut pending: Vec<usize> = (0..batch.num_rows()).collect();
         let mut done = BatchWritten::default();
         for attempt in 0..=PART_RETRIES {
@@ -508,9 +542,19 @@ impl ODataSink {
                 ConnectorError::fatal("the entity set's primary key is unknown ($metadata)")
             })?;
         let mut select: Vec<String> = vec![pk.clone()];
-        select.extend(self.options.key.iter().filter(|k| **k != pk).cloned());
+        select.extend(self.key.iter().filter(|k| **k != pk).cloned());
+        // F&O: this legal entity's records only (without cross-company, F&O answers for the
+        // user's default company whatever the filter says).
+        let only = legal_entity(&self.endpoint, &self.odata)
+            .map(|le| {
+                format!(
+                    "&$filter={DATA_AREA} eq '{}'&cross-company=true",
+                    le.replace('\'', "''")
+                )
+            })
+            .unwrap_or_default();
         let mut next = Some(self.url(&format!(
-            "{}?$select={}",
+            "{}?$select={}{only}",
             self.options.table,
             select.join(",")
         )));
@@ -533,8 +577,8 @@ impl ODataSink {
             for record in page["value"].as_array().into_iter().flatten() {
                 let key = record_key(
                     record,
-                    &self.options.key,
-                    pk == self.options.key.first().cloned().unwrap_or_default(),
+                    &self.key,
+                    pk == self.key.first().cloned().unwrap_or_default(),
                 );
                 if doomed(&key)
                     && let Some(id) = record[&pk].as_str()
@@ -591,6 +635,24 @@ impl ODataSink {
         }
         Ok(victims.len() as u64)
     }
+}
+
+/// The batch with a `dataAreaId` column of `legal_entity` after its columns.
+fn with_legal_entity(batch: &RecordBatch, legal_entity: &str) -> Result<RecordBatch> {
+    use arrow::array::{ArrayRef, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let mut fields: Vec<_> = batch.schema().fields().iter().cloned().collect();
+    fields.push(std::sync::Arc::new(Field::new(
+        DATA_AREA,
+        DataType::Utf8,
+        false,
+    )));
+    let mut columns = batch.columns().to_vec();
+    let area: ArrayRef =
+        std::sync::Arc::new(StringArray::from(vec![legal_entity; batch.num_rows()]));
+    columns.push(area);
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| ConnectorError::fatal(format!("adding {DATA_AREA}: {e}")))
 }
 
 /// The key segment a record read back has, in the form `encode::key_segments` writes.

@@ -13,6 +13,7 @@
 //! Memory stays bounded by workers x batch_size x row width: nothing collects the whole result.
 
 pub mod incremental;
+pub mod isolate;
 pub mod progress;
 pub mod report;
 pub mod retry;

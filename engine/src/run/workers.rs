@@ -22,6 +22,7 @@ use ferry_connectors::{BatchWritten, ConnectorError, ErrorClass, Sink};
 use futures::StreamExt;
 use tokio::task::JoinSet;
 
+use super::isolate::isolate;
 use super::progress::Progress;
 use super::report::RunReport;
 use crate::book::recorder::Recorder;
@@ -234,65 +235,27 @@ impl Worker {
         &self,
         batch: &RecordBatch,
     ) -> Result<(BatchWritten, Vec<(usize, ConnectorError)>), ConnectorError> {
-        let mut written = BatchWritten::default();
-        let mut rejected = Vec::new();
-        let mut pending = vec![(0usize, batch.num_rows())];
-        while let Some((offset, len)) = pending.pop() {
-            if len == 0 {
-                continue;
-            }
-            match self.write_retrying(batch.slice(offset, len)).await {
-                Ok(mut done) => {
-                    if done.written > 0 {
-                        self.counters
-                            .consecutive_rejects
-                            .store(0, Ordering::Relaxed);
-                    }
-                    for (row, e) in std::mem::take(&mut done.rejected) {
-                        self.reject_one(&e)?;
-                        rejected.push((offset + row, e));
-                    }
-                    written += done;
+        isolate(
+            batch,
+            |slice| async move {
+                let done = self.write_retrying(slice).await;
+                if done.as_ref().is_ok_and(|d| d.written > 0) {
+                    self.counters
+                        .consecutive_rejects
+                        .store(0, Ordering::Relaxed);
                 }
-                Err(e) if e.class == ErrorClass::Data => {
-                    let bad = match e.row {
-                        Some(r) if r < len => Some(r),
-                        _ if len == 1 => Some(0),
-                        _ => None,
-                    };
-                    match bad {
-                        Some(r) => {
-                            pending.push((offset + r + 1, len - r - 1));
-                            pending.push((offset, r));
-                            self.reject_one(&e)?;
-                            rejected.push((offset + r, e));
-                        }
-                        None => {
-                            let half = len / 2;
-                            pending.push((offset + half, len - half));
-                            pending.push((offset, half));
-                        }
-                    }
-                }
-                // Still unavailable after every retry: the rows wait in quarantine, marked as
-                // retryable, and the run goes on; `ferry quarantine retry` can land them later.
-                Err(e) if e.class == ErrorClass::Retryable => {
-                    let e = e
-                        .context(format!(
-                            "still failing after {} retries",
-                            self.config.max_retries
-                        ))
-                        .with_cause("the target was unavailable; retrying can land it");
-                    for row in offset..offset + len {
-                        self.reject_one(&e)?;
-                        rejected.push((row, e.clone()));
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        rejected.sort_by_key(|(row, _)| *row);
-        Ok((written, rejected))
+                done
+            },
+            |e| self.reject_one(e),
+            |e| {
+                e.context(format!(
+                    "still failing after {} retries",
+                    self.config.max_retries
+                ))
+                .with_cause("the target was unavailable; retrying can land it")
+            },
+        )
+        .await
     }
 
     /// Counts one rejected row; too many in a row means something is wrong with all of them.

@@ -598,3 +598,110 @@ async fn validate_reads_metadata_and_reports_every_problem_before_writing() {
     assert!(err.contains("has no entity set \"account\""), "{err}");
     emu.stop().await;
 }
+
+/// Finance & Operations: `legal_entity` is written as `dataAreaId` and is part of the key, so the
+/// same customer account in two legal entities is two records, and a sync in one legal entity never
+/// touches the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fno_legal_entities_are_written_and_synced_apart() {
+    let model = Model::from_toml(
+        "[sets.CustomersV3]\nentity = \"CustomerV3\"\nkey = \"CustomerId\"\nalternate_keys = [[\"dataAreaId\", \"CustomerAccount\"]]\n\
+         [sets.CustomersV3.attributes]\ndataAreaId = { type = \"string\", max_length = 4, required = true }\n\
+         CustomerAccount = { type = \"string\", max_length = 20 }\nName = { type = \"string\", max_length = 100 }\n",
+    )
+    .unwrap();
+    let emu = start(Config {
+        model,
+        auth: false,
+        ..quiet()
+    })
+    .await;
+    let ws = Workspace::new();
+    let pipeline = |name: &str, legal_entity: &str| {
+        let toml = format!(
+            "name = \"{name}\"\n[connections.fo]\nurl = \"{}\"\nkind = \"fno\"\n[sources.src]\npath = \"in/{legal_entity}.csv\"\n\
+             [target]\nconnection = \"fo\"\ntable = \"CustomersV3\"\nmode = \"sync\"\nkey = [\"CustomerAccount\"]\nlegal_entity = \"{legal_entity}\"\n",
+            emu.url()
+        );
+        ws.pipeline(&format!("{name}.toml"), &toml)
+    };
+    let customers = |names: &[&str]| {
+        let mut csv = String::from("CustomerAccount,Name\n");
+        for (i, n) in names.iter().enumerate() {
+            csv.push_str(&format!("C-{i},{n}\n"));
+        }
+        csv
+    };
+    let in_entity = |le: &'static str| {
+        let url = format!(
+            "{}/CustomersV3?$filter=dataAreaId eq '{le}'&$select=CustomerAccount,Name",
+            emu.url()
+        );
+        async move {
+            let page: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            let mut rows: Vec<(String, String)> = page["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["CustomerAccount"].as_str().unwrap().to_string(),
+                        r["Name"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            rows.sort();
+            rows
+        }
+    };
+    ws.write("in/usmf.csv", customers(&["a", "b", "c", "d", "e"]));
+    ws.write("in/demf.csv", customers(&["x", "y", "z"]));
+    let usmf = pipeline("usmf", "usmf");
+    let demf = pipeline("demf", "demf");
+    assert_eq!(run(&usmf).await.status, Status::Completed);
+    assert_eq!(run(&demf).await.status, Status::Completed);
+    assert_eq!(stats(&emu).await["records"]["CustomersV3"], 8);
+    assert_eq!(in_entity("demf").await[0], ("C-0".into(), "x".into()));
+    assert_eq!(in_entity("usmf").await[0], ("C-0".into(), "a".into()));
+
+    // usmf loses C-4 and renames C-0: its sync deletes and updates there, and demf keeps all three.
+    ws.write("in/usmf.csv", customers(&["A", "b", "c", "d"]));
+    let report = run(&usmf).await;
+    assert_eq!(
+        (report.status, report.rows_deleted),
+        (Status::Completed, 1),
+        "{report}"
+    );
+    let us = in_entity("usmf").await;
+    assert_eq!(us.len(), 4);
+    assert_eq!(us[0], ("C-0".into(), "A".into()));
+    assert_eq!(in_entity("demf").await.len(), 3);
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fno_legal_entity_and_a_data_area_column_together_are_refused_before_writing() {
+    let emu = start(Config {
+        auth: false,
+        ..quiet()
+    })
+    .await;
+    let ws = Workspace::new();
+    ws.write("in/a.csv", "accountnumber,name,dataAreaId\nA-1,x,usmf\n");
+    let toml = format!(
+        "name = \"fo\"\n[connections.fo]\nurl = \"{}\"\nkind = \"fno\"\n[sources.src]\npath = \"in/a.csv\"\n\
+         [target]\nconnection = \"fo\"\ntable = \"accounts\"\nmode = \"upsert\"\nkey = [\"accountnumber\"]\nlegal_entity = \"usmf\"\n",
+        emu.url()
+    );
+    let p = ws.pipeline("fo.toml", &toml);
+    let refused = ferry::run::run(&p, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("\"dataAreaId\"") && refused.contains("legal_entity = \"usmf\""),
+        "{refused}"
+    );
+    assert_eq!(stats(&emu).await["records"]["accounts"], 0);
+    emu.stop().await;
+}

@@ -112,7 +112,12 @@ pub struct ClientStats {
     pub execution_ms: u64,
     pub records_written: u64,
     pub throttled: u64,
+    /// When the last 429 was sent, in milliseconds after the client's first request: a client that
+    /// learned the ceiling is throttled only at the start.
+    pub last_throttled_ms: u64,
     pub faults: u64,
+    #[serde(skip)]
+    first_seen: Option<Instant>,
 }
 
 struct State {
@@ -242,7 +247,10 @@ async fn handle(
             .expect("limiter")
             .admit(&config.limits, &client, Instant::now());
     if let Err(throttled) = admitted {
-        bump(&state, &client, |s| s.throttled += 1);
+        bump(&state, &client, |s| {
+            s.throttled += 1;
+            s.last_throttled_ms = s.first_seen.map_or(0, |f| f.elapsed().as_millis() as u64);
+        });
         let mut r = error_response(&throttled.error);
         // Whole seconds, as Dataverse sends; with a window scaled below a minute, rounding up would
         // cost a scaled test far more than it costs a real client, so the seconds keep a fraction.
@@ -323,12 +331,16 @@ async fn handle(
             if lose_response { dropped() } else { response }
         }
     };
+    let ran = started.elapsed();
     state
         .limiter
         .lock()
         .expect("limiter")
-        .finish(&config.limits, &client, started.elapsed());
-    bump(&state, &client, |s| s.requests += 1);
+        .finish(&config.limits, &client, ran);
+    bump(&state, &client, |s| {
+        s.requests += 1;
+        s.execution_ms += ran.as_millis() as u64;
+    });
     let mut response = response;
     response.headers_mut().insert(
         "x-ms-dop-hint",
@@ -493,6 +505,7 @@ fn stats(state: &State) -> AxumResponse {
         total.execution_ms += s.execution_ms;
         total.records_written += s.records_written;
         total.throttled += s.throttled;
+        total.last_throttled_ms = total.last_throttled_ms.max(s.last_throttled_ms);
         total.faults += s.faults;
     }
     let records: HashMap<String, usize> = {
@@ -513,12 +526,10 @@ fn stats(state: &State) -> AxumResponse {
 }
 
 fn bump(state: &State, client: &str, f: impl FnOnce(&mut ClientStats)) {
-    f(state
-        .stats
-        .lock()
-        .expect("stats")
-        .entry(client.to_string())
-        .or_default());
+    let mut stats = state.stats.lock().expect("stats");
+    let client = stats.entry(client.to_string()).or_default();
+    client.first_seen.get_or_insert_with(Instant::now);
+    f(client);
 }
 
 fn plain(status: StatusCode, body: Vec<u8>, content_type: &str) -> AxumResponse {
