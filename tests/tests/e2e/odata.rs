@@ -248,6 +248,56 @@ async fn a_hundred_thousand_records_land_exactly_once_through_faults_and_limits(
     emu.stop().await;
 }
 
+/// A user meets the request limit once, learns its pace from it and rides under it: the 429s all
+/// come while it finds the ceiling, none in the second half of the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_is_throttled_only_while_it_finds_the_ceiling() {
+    let emu = start(Config {
+        limits: Limits {
+            window: Duration::from_secs(1),
+            requests: 20,
+            execution: Duration::from_secs(1000),
+            concurrency: 52,
+            dop_hint: 8,
+            enabled: true,
+        },
+        latency: Latency {
+            base: Duration::from_millis(5),
+            per_record: Duration::from_micros(100),
+            jitter: 0.1,
+        },
+        ..quiet()
+    })
+    .await;
+    let ws = Workspace::new();
+    // 140 requests at 20 a second: about seven windows.
+    let n = 1400;
+    ws.write(
+        "in/accounts.csv",
+        accounts_csv(n, |i| format!("Account {i}")),
+    );
+    let p = ws.pipeline(
+        "p.toml",
+        &pipeline(
+            &emu,
+            "mode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = 10\nworkers = 16",
+        ),
+    );
+    let report = run(&p).await;
+    assert_eq!(report.status, Status::Completed, "{report}");
+    assert_eq!(accounts(&emu).await.len(), n);
+    let s = stats(&emu).await;
+    let throttled = s["total"]["throttled"].as_u64().unwrap();
+    assert!(throttled > 0, "the limit was met: {s}");
+    let last = Duration::from_millis(s["total"]["last_throttled_ms"].as_u64().unwrap());
+    assert!(
+        last < report.duration / 2,
+        "a 429 at {last:?} of a {:?} run: {s}",
+        report.duration
+    );
+    emu.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_records_are_quarantined_with_the_services_messages() {
     let emu = start(quiet()).await;
