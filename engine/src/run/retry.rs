@@ -74,7 +74,16 @@ pub async fn retry(
     for (i, id) in ids.iter().enumerate() {
         let mut attempt = 0;
         loop {
-            match sink.write(rows.slice(i, 1)).await {
+            // A service that answers each record on its own (OData) refuses a record inside an
+            // answer that is Ok: that record failed again, it did not land.
+            let outcome =
+                sink.write(rows.slice(i, 1))
+                    .await
+                    .and_then(|mut done| match done.rejected.pop() {
+                        Some((_, refused)) => Err(refused),
+                        None => Ok(done),
+                    });
+            match outcome {
                 Ok(_) => {
                     retried.landed.push(id.clone());
                     break;

@@ -343,6 +343,63 @@ async fn invalid_records_are_quarantined_with_the_services_messages() {
         "{errors:?}"
     );
     assert_eq!(accounts(&emu).await.len(), 2);
+
+    // Retried as they are, they fail again with the same messages and stay in quarantine.
+    let again = ferry::run::retry::retry(&p, "accounts", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.landed.len(), again.failed.len()),
+        (0, 2),
+        "{again:?}"
+    );
+    // Corrected in the exported workbook, as a person would: a name, and a shorter one.
+    let exported = ws.join("rejected.xlsx");
+    ferry::book::quarantine::export_xlsx(&book.rejected("accounts").await.unwrap(), &exported)
+        .unwrap();
+    let (schema, batches) = ferry_connectors::files::xlsx::read_sheet(
+        "rejected.xlsx",
+        std::fs::read(&exported).unwrap(),
+        None,
+    )
+    .unwrap();
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let column = |n: &str| names.iter().position(|c| c == n).unwrap();
+    let mut corrected = rust_xlsxwriter::Workbook::new();
+    let sheet = corrected.add_worksheet();
+    for (c, n) in names.iter().enumerate() {
+        sheet.write_string(0, c as u16, n).unwrap();
+    }
+    for (r, row) in ferry_tests::batch_rows(&batches).iter().enumerate() {
+        let r = r as u32 + 1;
+        for (c, value) in row.iter().enumerate() {
+            let c16 = c as u16;
+            if c == column("name") {
+                sheet
+                    .write_string(r, c16, format!("fixed {}", row[column("accountnumber")]))
+                    .unwrap();
+            } else if c == column("numberofemployees") {
+                sheet
+                    .write_number(r, c16, value.parse::<f64>().unwrap())
+                    .unwrap();
+            } else {
+                sheet.write_string(r, c16, value).unwrap();
+            }
+        }
+    }
+    corrected.save(ws.join("corrected.xlsx")).unwrap();
+    let retried = ferry::run::retry::retry(&p, "accounts", Some(&ws.join("corrected.xlsx")))
+        .await
+        .unwrap();
+    assert_eq!(
+        (retried.landed.len(), retried.failed.len()),
+        (2, 0),
+        "{retried:?}"
+    );
+    let landed = accounts(&emu).await;
+    assert_eq!(landed.len(), 4);
+    assert_eq!(landed["A-2"], ("fixed A-2".to_string(), 2));
+    assert_eq!(landed["A-4"], ("fixed A-4".to_string(), 4));
     emu.stop().await;
 }
 
