@@ -12,7 +12,8 @@
 //!            first:  pace = 0.96 × admitted / (time from the first send until the window refills),
 //!                    worked out when the pause ends (every refusal already on its way is in by then);
 //!                    it then creeps up very slowly, in case the lane had run longer than one window
-//!            later:  pace = 0.97 × the pace that was refused, and it holds there
+//!            later:  pace = 0.97 × the pace that was refused, and it holds there (for ten windows
+//!                    without a refusal; then it creeps up again)
 //!            within about one window of a lesson, a refusal only pauses: the service's window
 //!            still holds what was sent before the pace changed (the first burst, for one)
 //! ```
@@ -283,6 +284,10 @@ impl Slot<'_> {
         if let (Some(p), true) = (s.pace, s.creeping) {
             s.pace = Some(p * 1.000_03);
         }
+        // Ten windows without a refusal: the service may have more room than when it last refused.
+        if !s.creeping && s.lesson_at.is_some_and(|at| at.elapsed() > s.hold * 10) {
+            s.creeping = true;
+        }
         if steady {
             s.limit = (s.limit + 1.0 / s.limit).min(s.max);
         } else {
@@ -379,8 +384,8 @@ mod tests {
         assert!(s.next_turn(later).is_some());
     }
 
-    #[test]
-    fn a_second_window_lesson_slows_the_pace_and_holds_it() {
+    #[tokio::test]
+    async fn a_second_window_lesson_slows_the_pace_and_holds_it() {
         let lane = Lane::new(None, 4, 64);
         {
             let mut s = lane.state.lock().unwrap();
@@ -406,5 +411,15 @@ mod tests {
         lane.pause(Duration::ZERO, Limit::Concurrency);
         assert!((lane.state.lock().unwrap().pace.unwrap() - 19.4).abs() < 1e-9);
         assert_eq!(lane.limit(), 2);
+        // Ten windows later without a refusal, it probes upwards again.
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(101));
+        if let Some(at) = long_ago {
+            let mut s = lane.state.lock().unwrap();
+            s.lesson_at = Some(at);
+            s.paused_until = None;
+            drop(s);
+            lane.acquire().await.success();
+            assert!(lane.state.lock().unwrap().creeping);
+        }
     }
 }
