@@ -11,7 +11,8 @@
 //!          request count   → the window lesson:
 //!            first:  pace = 0.96 × admitted / (time from the first send until the window refills),
 //!                    worked out when the pause ends (every refusal already on its way is in by then);
-//!                    it then creeps up very slowly, in case the lane had run longer than one window
+//!                    after one more window it creeps up very slowly, in case the lane had run
+//!                    longer than one window before the first 429
 //!            later:  pace = 0.97 × the pace that was refused, and it holds there (for ten windows
 //!                    without a refusal; then it creeps up again)
 //!            within about one window of a lesson, a refusal only pauses: the service's window
@@ -281,7 +282,10 @@ impl Slot<'_> {
             None => took,
             Some(l) => l.mul_f64(0.8) + took.mul_f64(0.2),
         });
-        if let (Some(p), true) = (s.pace, s.creeping) {
+        // Creeping waits out the hold: while the window still counts the requests from before
+        // the pace, a refusal would teach nothing.
+        let held = s.lesson_at.is_some_and(|at| at.elapsed() < s.hold);
+        if let (Some(p), true, false) = (s.pace, s.creeping, held) {
             s.pace = Some(p * 1.000_03);
         }
         // Ten windows without a refusal: the service may have more room than when it last refused.
