@@ -398,11 +398,12 @@ mod tests {
             s.hold = Duration::from_secs(10);
         }
         lane.pause(Duration::ZERO, Limit::Requests);
-        let mut s = lane.state.lock().unwrap();
-        assert!((s.pace.unwrap() - 19.4).abs() < 1e-9);
-        assert!(!s.creeping);
-        s.paused_until = None;
-        drop(s);
+        {
+            let mut s = lane.state.lock().unwrap();
+            assert!((s.pace.unwrap() - 19.4).abs() < 1e-9);
+            assert!(!s.creeping);
+            s.paused_until = None;
+        }
         // Refused again within the hold (the window still counts what went before): a pause, no
         // new lesson; nor does a paced lane halve its concurrency for execution time.
         lane.pause(Duration::ZERO, Limit::ExecutionTime);
@@ -418,10 +419,11 @@ mod tests {
         // Ten windows later without a refusal, it probes upwards again.
         let long_ago = Instant::now().checked_sub(Duration::from_secs(101));
         if let Some(at) = long_ago {
-            let mut s = lane.state.lock().unwrap();
-            s.lesson_at = Some(at);
-            s.paused_until = None;
-            drop(s);
+            {
+                let mut s = lane.state.lock().unwrap();
+                s.lesson_at = Some(at);
+                s.paused_until = None;
+            }
             lane.acquire().await.success();
             assert!(lane.state.lock().unwrap().creeping);
         }
