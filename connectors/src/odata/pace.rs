@@ -1,0 +1,196 @@
+//! The pace of one application user: how many requests a second it may send, learned from the
+//! service's window limits (request count, execution time) so that after finding the ceiling it rides
+//! just under it instead of being refused every window.
+//!
+//! ```text
+//! first window refusal:  wait for the window to refill, then
+//!                        pace = 0.96 × admitted / (time from the first send until the refill);
+//!                        after one more window it creeps up very slowly, in case the lane had run
+//!                        longer than one window before the first 429
+//! later refusals:        pace = 0.97 × the pace that was refused, and it holds there (for ten windows
+//!                        without a refusal; then it creeps up again)
+//! within about one window of a lesson a refusal teaches nothing: the service's window still holds
+//! what was sent before the pace changed (the first burst, for one)
+//! ```
+
+use std::time::{Duration, Instant};
+
+/// The first lesson's pace, as a share of what the service admitted over its window. A window limit
+/// on the request count says nothing of the other on execution time, which may bind a little lower
+/// (Dataverse's budgets are 6,000 requests and 1,200 s per 300 s: requests of 0.2 s meet both at
+/// once); and the requests a lane sends wander a percent or two around its pace.
+const FIRST_PACE: f64 = 0.96;
+/// A later lesson's pace, as a share of the pace that was refused.
+const CUT: f64 = 0.97;
+/// How much each success raises a creeping pace.
+const CREEP: f64 = 1.000_03;
+
+#[derive(Default)]
+pub(super) struct Pace {
+    /// Requests per second, once a window limit was met.
+    rate: Option<f64>,
+    /// Whether the rate creeps up (until a later lesson, and again after ten quiet windows).
+    creeping: bool,
+    /// The first lesson waits for its pause to end: when the window refills.
+    refills_at: Option<Instant>,
+    /// When the next request may go.
+    next_send: Option<Instant>,
+    /// When the rate last changed on a lesson, and how long a lesson holds: refusals in that time
+    /// come from before the change and teach nothing.
+    lesson_at: Option<Instant>,
+    hold: Duration,
+    first_send: Option<Instant>,
+    /// Requests sent, and how many of them were refused with 429 (not counted by the service).
+    sent: u64,
+    refused: u64,
+}
+
+impl Pace {
+    pub(super) fn is_set(&self) -> bool {
+        self.rate.is_some()
+    }
+
+    /// A request went out.
+    pub(super) fn sent(&mut self, now: Instant) {
+        self.sent += 1;
+        self.first_send.get_or_insert(now);
+    }
+
+    /// A request was refused with 429, whatever the limit.
+    pub(super) fn refused(&mut self) {
+        self.refused += 1;
+    }
+
+    /// The service refused a request for a window limit and said to wait until `until`.
+    pub(super) fn window_refusal(
+        &mut self,
+        now: Instant,
+        until: Instant,
+        limit: super::lane::Limit,
+    ) {
+        let held = self.lesson_at.is_some_and(|at| now < at + self.hold);
+        match self.rate {
+            None if self.refills_at.is_none() => self.refills_at = Some(until),
+            None => {}
+            Some(_) if held => {}
+            Some(rate) => {
+                tracing::info!(
+                    ?limit,
+                    refused_at = rate,
+                    pace = rate * CUT,
+                    "OData lane: refused while pacing; slower, and holding there"
+                );
+                self.rate = Some(rate * CUT);
+                self.creeping = false;
+                self.lesson_at = Some(now);
+            }
+        }
+        // Turns already handed out stay handed out: a pause only pushes the next one later.
+        self.next_send = Some(self.next_send.map_or(until, |n| n.max(until)));
+    }
+
+    /// When the next request may go (None: now), reserving that turn.
+    pub(super) fn next_turn(&mut self, now: Instant) -> Option<Instant> {
+        if let Some(refilled) = self.refills_at.filter(|r| *r <= now) {
+            self.learn(refilled);
+        }
+        let rate = self.rate?;
+        let at = self.next_send.map_or(now, |n| n.max(now));
+        self.next_send = Some(at + Duration::from_secs_f64(1.0 / rate));
+        (at > now).then_some(at)
+    }
+
+    /// The first lesson: what the service admitted, over the window it filled.
+    fn learn(&mut self, refilled: Instant) {
+        self.refills_at = None;
+        let admitted = self.sent.saturating_sub(self.refused) as f64;
+        let span = self.first_send.map_or(Duration::ZERO, |f| refilled - f);
+        let rate = (FIRST_PACE * admitted / span.as_secs_f64().max(0.001)).max(0.01);
+        tracing::info!(
+            admitted,
+            window_s = span.as_secs_f64(),
+            pace = rate,
+            "OData lane: the service's window limit learned; pacing requests"
+        );
+        self.rate = Some(rate);
+        self.creeping = true;
+        self.lesson_at = Some(refilled);
+        // About one window: what the service still counts from before the pace.
+        self.hold = span.min(Duration::from_secs(300));
+    }
+
+    /// A request succeeded.
+    pub(super) fn succeeded(&mut self) {
+        let since_lesson = self.lesson_at.map(|at| at.elapsed());
+        // Creeping waits out the hold: while the window still counts the requests from before the
+        // pace, a refusal would teach nothing.
+        let held = since_lesson.is_some_and(|d| d < self.hold);
+        if let (Some(rate), true, false) = (self.rate, self.creeping, held) {
+            self.rate = Some(rate * CREEP);
+        }
+        // Ten windows without a refusal: the service may have more room than when it last refused.
+        if since_lesson.is_some_and(|d| d > self.hold * 10) {
+            self.creeping = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::lane::Limit;
+    use super::*;
+
+    #[test]
+    fn the_first_window_lesson_paces_at_what_the_service_admitted_per_window() {
+        let mut p = Pace::default();
+        let t0 = Instant::now();
+        // 216 sent from t0; 16 of them were refused; the window refills at t0 + 10 s: the service
+        // admits 200 per 10 s.
+        p.first_send = Some(t0);
+        p.sent = 216;
+        p.refused = 16;
+        p.refills_at = Some(t0 + Duration::from_secs(10));
+        // Before the window refills there is no pace yet.
+        assert_eq!(p.next_turn(t0 + Duration::from_secs(5)), None);
+        let refilled = t0 + Duration::from_secs(10);
+        assert_eq!(
+            p.next_turn(refilled),
+            None,
+            "the first request goes at once"
+        );
+        let rate = p.rate.unwrap();
+        assert!((rate - 19.2).abs() < 1e-9, "{rate}");
+        // The next ones are spaced by the pace, even when they all ask at the same moment.
+        let second = p.next_turn(refilled).unwrap();
+        let third = p.next_turn(refilled).unwrap();
+        assert_eq!(second - refilled, Duration::from_secs_f64(1.0 / 19.2));
+        assert_eq!(third - second, Duration::from_secs_f64(1.0 / 19.2));
+        // Idle time is not saved up for a burst.
+        let later = refilled + Duration::from_secs(60);
+        assert_eq!(p.next_turn(later), None);
+        assert!(p.next_turn(later).is_some());
+    }
+
+    #[test]
+    fn a_later_lesson_slows_the_pace_holds_it_and_probes_again_after_ten_quiet_windows() {
+        let mut p = Pace {
+            rate: Some(20.0),
+            creeping: true,
+            hold: Duration::from_secs(10),
+            ..Pace::default()
+        };
+        let now = Instant::now();
+        p.window_refusal(now, now, Limit::Requests);
+        assert!((p.rate.unwrap() - 19.4).abs() < 1e-9);
+        assert!(!p.creeping);
+        // Refused again within the hold (the window still counts what went before): no new lesson.
+        p.window_refusal(now, now, Limit::ExecutionTime);
+        assert!((p.rate.unwrap() - 19.4).abs() < 1e-9);
+        // Ten windows later without a refusal, it probes upwards again.
+        if let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(101)) {
+            p.lesson_at = Some(long_ago);
+            p.succeeded();
+            assert!(p.creeping);
+        }
+    }
+}
