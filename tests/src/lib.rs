@@ -129,6 +129,40 @@ pub fn sqlite_rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
     rows
 }
 
+/// A workbook's first sheet: its header and its rows as text (see [`batch_rows`]; empty cells read
+/// "NULL").
+pub fn read_workbook(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let name = path.file_name().expect("a file").to_string_lossy();
+    let bytes = std::fs::read(path).expect("the workbook");
+    let (schema, batches) =
+        ferry_connectors::files::xlsx::read_sheet(&name, bytes, None).expect("a readable sheet");
+    let header = schema.fields().iter().map(|f| f.name().clone()).collect();
+    (header, batch_rows(&batches))
+}
+
+/// Saves rows as a person would in Excel: the header, then the rows, the `numeric` columns as
+/// numbers and the rest as text; "NULL" cells are left empty.
+pub fn write_workbook(path: &Path, header: &[String], rows: &[Vec<String>], numeric: &[usize]) {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (c, name) in header.iter().enumerate() {
+        sheet.write_string(0, c as u16, name).expect("header cell");
+    }
+    for (r, row) in rows.iter().enumerate() {
+        let r = r as u32 + 1;
+        for (c, value) in row.iter().enumerate().filter(|(_, v)| *v != "NULL") {
+            let c = c as u16;
+            if numeric.contains(&(c as usize)) {
+                let number: f64 = value.parse().expect("a number");
+                sheet.write_number(r, c, number).expect("cell");
+            } else {
+                sheet.write_string(r, c, value).expect("cell");
+            }
+        }
+    }
+    book.save(path).expect("save the workbook");
+}
+
 /// Record batches as text rows, sorted, numbers normalised like [`sqlite_rows`].
 pub fn batch_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");

@@ -5,7 +5,9 @@ use arrow::datatypes::DataType;
 use ferry::book::Book;
 use ferry::book::quarantine::{ID_HEADER, export_xlsx};
 use ferry::run::Status;
-use ferry_tests::{Workspace, batch_rows, read_delta, rows, run, sqlite_rows};
+use ferry_tests::{
+    Workspace, batch_rows, read_delta, read_workbook, rows, run, sqlite_rows, write_workbook,
+};
 
 const PIPELINE: &str = r#"name = "accounts"
 [connections.db]
@@ -95,46 +97,21 @@ async fn bad_rows_are_quarantined_corrected_in_excel_and_retried() {
     let rejected = book.rejected("t").await.unwrap();
     let exported = ws.join("rejected.xlsx");
     export_xlsx(&rejected, &exported).unwrap();
-    let (schema, batches) = ferry_connectors::files::xlsx::read_sheet(
-        "rejected.xlsx",
-        std::fs::read(&exported).unwrap(),
-        None,
-    )
-    .unwrap();
-    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let (names, exported_rows) = read_workbook(&exported);
     assert_eq!(
         names,
         vec!["error", "cause", "id", "name", "score", ID_HEADER]
     );
-    let exported_rows = batch_rows(&batches);
     assert_eq!(exported_rows.len(), 2);
-    let mut corrected = rust_xlsxwriter::Workbook::new();
-    let sheet = corrected.add_worksheet();
-    for (c, n) in names.iter().enumerate() {
-        sheet.write_string(0, c as u16, *n).unwrap();
+    let mut corrected = exported_rows.clone();
+    for row in &mut corrected {
+        match row[2].as_str() {
+            "2" => row[3] = "b (fixed)".into(),
+            "4" => row[4] = "40".into(),
+            _ => {}
+        }
     }
-    for (r, row) in exported_rows.iter().enumerate() {
-        let r = r as u32 + 1;
-        let id: f64 = row[2].parse().unwrap();
-        sheet.write_string(r, 0, &row[0]).unwrap();
-        sheet.write_number(r, 2, id).unwrap();
-        sheet
-            .write_string(r, 3, if id == 2.0 { "b (fixed)" } else { &row[3] })
-            .unwrap();
-        sheet
-            .write_number(
-                r,
-                4,
-                if id == 4.0 {
-                    40.0
-                } else {
-                    row[4].parse().unwrap()
-                },
-            )
-            .unwrap();
-        sheet.write_string(r, 5, &row[5]).unwrap();
-    }
-    corrected.save(ws.join("corrected.xlsx")).unwrap();
+    write_workbook(&ws.join("corrected.xlsx"), &names, &corrected, &[2, 4]);
     let retried = ferry::run::retry::retry(&pipeline, "t", Some(&ws.join("corrected.xlsx")))
         .await
         .unwrap();

@@ -62,6 +62,25 @@ max_retries = 8
     )
 }
 
+/// A workspace holding `n` accounts ("Account <i>") and a pipeline upserting them by account number.
+fn upsert_accounts(
+    emu: &Running,
+    n: usize,
+    batch_size: usize,
+    workers: usize,
+) -> (Workspace, ferry::spec::Pipeline) {
+    let ws = Workspace::new();
+    ws.write(
+        "in/accounts.csv",
+        accounts_csv(n, |i| format!("Account {i}")),
+    );
+    let target = format!(
+        "mode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = {batch_size}\nworkers = {workers}"
+    );
+    let p = ws.pipeline("p.toml", &pipeline(emu, &target));
+    (ws, p)
+}
+
 /// Every account in the emulator, by account number: (name, employees).
 async fn accounts(emu: &Running) -> std::collections::BTreeMap<String, (String, i64)> {
     let c = reqwest::Client::new();
@@ -145,19 +164,8 @@ async fn records_land_exactly_once_through_faults_and_limits() {
         ..Config::default()
     })
     .await;
-    let ws = Workspace::new();
     let n = 3000;
-    ws.write(
-        "in/accounts.csv",
-        accounts_csv(n, |i| format!("Account {i}")),
-    );
-    let p = ws.pipeline(
-        "p.toml",
-        &pipeline(
-            &emu,
-            "mode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = 100\nworkers = 4",
-        ),
-    );
+    let (_ws, p) = upsert_accounts(&emu, n, 100, 4);
     let report = run(&p).await;
     assert_eq!(
         (report.status, report.rows_rejected),
@@ -209,19 +217,8 @@ async fn a_hundred_thousand_records_land_exactly_once_through_faults_and_limits(
         ..Config::default()
     })
     .await;
-    let ws = Workspace::new();
     let n = 100_000;
-    ws.write(
-        "in/accounts.csv",
-        accounts_csv(n, |i| format!("Account {i}")),
-    );
-    let p = ws.pipeline(
-        "p.toml",
-        &pipeline(
-            &emu,
-            "mode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = 1000\nworkers = 4",
-        ),
-    );
+    let (_ws, p) = upsert_accounts(&emu, n, 1000, 4);
     let report = run(&p).await;
     assert_eq!(
         (report.status, report.rows_written, report.rows_rejected),
@@ -269,20 +266,9 @@ async fn a_user_is_throttled_only_while_it_finds_the_ceiling() {
         ..quiet()
     })
     .await;
-    let ws = Workspace::new();
     // 140 requests at 20 a second: about seven windows.
     let n = 1400;
-    ws.write(
-        "in/accounts.csv",
-        accounts_csv(n, |i| format!("Account {i}")),
-    );
-    let p = ws.pipeline(
-        "p.toml",
-        &pipeline(
-            &emu,
-            "mode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = 10\nworkers = 16",
-        ),
-    );
+    let (_ws, p) = upsert_accounts(&emu, n, 10, 16);
     let report = run(&p).await;
     assert_eq!(report.status, Status::Completed, "{report}");
     assert_eq!(accounts(&emu).await.len(), n);
@@ -357,37 +343,13 @@ async fn invalid_records_are_quarantined_with_the_services_messages() {
     let exported = ws.join("rejected.xlsx");
     ferry::book::quarantine::export_xlsx(&book.rejected("accounts").await.unwrap(), &exported)
         .unwrap();
-    let (schema, batches) = ferry_connectors::files::xlsx::read_sheet(
-        "rejected.xlsx",
-        std::fs::read(&exported).unwrap(),
-        None,
-    )
-    .unwrap();
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let (names, mut rows) = ferry_tests::read_workbook(&exported);
     let column = |n: &str| names.iter().position(|c| c == n).unwrap();
-    let mut corrected = rust_xlsxwriter::Workbook::new();
-    let sheet = corrected.add_worksheet();
-    for (c, n) in names.iter().enumerate() {
-        sheet.write_string(0, c as u16, n).unwrap();
+    for row in &mut rows {
+        row[column("name")] = format!("fixed {}", row[column("accountnumber")]);
     }
-    for (r, row) in ferry_tests::batch_rows(&batches).iter().enumerate() {
-        let r = r as u32 + 1;
-        for (c, value) in row.iter().enumerate() {
-            let c16 = c as u16;
-            if c == column("name") {
-                sheet
-                    .write_string(r, c16, format!("fixed {}", row[column("accountnumber")]))
-                    .unwrap();
-            } else if c == column("numberofemployees") {
-                sheet
-                    .write_number(r, c16, value.parse::<f64>().unwrap())
-                    .unwrap();
-            } else {
-                sheet.write_string(r, c16, value).unwrap();
-            }
-        }
-    }
-    corrected.save(ws.join("corrected.xlsx")).unwrap();
+    let numeric = [column("numberofemployees")];
+    ferry_tests::write_workbook(&ws.join("corrected.xlsx"), &names, &rows, &numeric);
     let retried = ferry::run::retry::retry(&p, "accounts", Some(&ws.join("corrected.xlsx")))
         .await
         .unwrap();
