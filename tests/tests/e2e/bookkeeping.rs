@@ -5,9 +5,7 @@ use arrow::datatypes::DataType;
 use ferry::book::Book;
 use ferry::book::quarantine::{ID_HEADER, export_xlsx};
 use ferry::run::Status;
-use ferry_tests::{
-    Workspace, batch_rows, read_delta, read_workbook, rows, run, sqlite_rows, write_workbook,
-};
+use ferry_tests::{Workspace, read_delta, read_workbook, rows, run, sqlite_rows, write_workbook};
 
 const PIPELINE: &str = r#"name = "accounts"
 [connections.db]
