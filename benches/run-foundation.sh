@@ -6,11 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-/tmp/ferry-bench}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry-target}"
-profile="${PROFILE:-dev}"
-cargo build -q --profile "$profile" -p ferry-bench
-dir_name=$([ "$profile" = dev ] && echo debug || echo "$profile")
-bench="$CARGO_TARGET_DIR/$dir_name/ferry-bench"
+source benches/build.sh
+build_bins dev ferry-bench
+bench="$bin/ferry-bench"
 for rows in 1000000 10000000; do
   dir="$data/$rows"
   [ -d "$dir/orders" ] || "$bench" data --rows "$rows" --out "$dir"

@@ -10,11 +10,9 @@ cd "$(dirname "$0")/.."
 root="${1:-/tmp/ferry-bench}"
 sizes="${SIZES:-1000000 10000000}"
 repeat="${REPEAT:-3}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry-target}"
-profile="${PROFILE:-release}"
-cargo build -q --profile "$profile" -p ferry-bench
-dir_name=$([ "$profile" = dev ] && echo debug || echo "$profile")
-bench="$CARGO_TARGET_DIR/$dir_name/ferry-bench"
+source benches/build.sh
+build_bins release ferry-bench
+bench="$bin/ferry-bench"
 
 psql_() { psql -q -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres "$@"; }
 mysql_() { mysql -h127.0.0.1 -uroot "$@"; }

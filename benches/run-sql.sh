@@ -11,11 +11,9 @@ rows="${ROWS:-1000000}"
 root="${1:-/tmp/ferry-bench}"
 data="$root/$rows"
 update="$root/$rows-update"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry-target}"
-profile="${PROFILE:-release}"
-cargo build -q --profile "$profile" -p ferry-bench
-dir_name=$([ "$profile" = dev ] && echo debug || echo "$profile")
-bench="$CARGO_TARGET_DIR/$dir_name/ferry-bench"
+source benches/build.sh
+build_bins release ferry-bench
+bench="$bin/ferry-bench"
 [ -f "$data/orders.csv" ] || "$bench" data --rows "$rows" --out "$data" --csv
 # The update set: keys from half-way, other values: half of them change existing rows, half are new.
 [ -f "$update/orders.csv" ] || "$bench" data --rows "$rows" --start $((rows / 2)) --seed 7 --out "$update" --csv

@@ -6,11 +6,8 @@
 # Usage: benches/run-sweep-emulator.sh            PROFILE=release benches/run-sweep-emulator.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry-target}"
-profile="${PROFILE:-dev}"
-cargo build -q --profile "$profile" -p ferry -p ferry-bench
-dir_name=$([ "$profile" = dev ] && echo debug || echo "$profile")
-bin="$CARGO_TARGET_DIR/$dir_name"
+source benches/build.sh
+build_bins dev ferry ferry-bench
 out="${OUT:-/tmp/ferry-sweep-emulator}"
 mkdir -p "$out"
 export FERRY_BENCH_DATA="$out" FERRY_BENCH_PORT="${FERRY_BENCH_PORT:-18080}"
