@@ -3,13 +3,17 @@
 //! place with the new error.
 //!
 //! Truncate and sync would replace or prune the whole table, so a retry upserts (or inserts, for a
-//! target without a key) instead.
+//! target without a key) instead. The rows go in the target's batches, and bad ones are isolated
+//! as a run isolates them (`isolate.rs`), not one write per row.
 
 use std::path::Path;
 
+use arrow::record_batch::RecordBatch;
 use ferry_connectors::{ConnectorError, ErrorClass, TargetOptions, WriteMode};
 
+use super::isolate::isolate;
 use super::target_name;
+use super::workers::retrying;
 use crate::book::Book;
 use crate::book::lock::RunLock;
 use crate::book::quarantine::import_xlsx;
@@ -69,41 +73,46 @@ pub async fn retry(
         ));
     }
     sink.begin(rows.schema(), false).await?;
+    // In the target's batches, bad rows isolated as a run isolates them; a target still unavailable
+    // after every retry stops the retry (nothing is marked resolved).
+    let sink = &sink;
+    let max_retries = pipeline.run.max_retries;
+    let mut rejected = Vec::new();
+    let mut offset = 0;
+    while offset < rows.num_rows() {
+        let len = pipeline.target.batch_size.min(rows.num_rows() - offset);
+        let chunk = rows.slice(offset, len);
+        let write = |slice: RecordBatch| async move {
+            retrying("quarantine retry", max_retries, async || {
+                sink.write(slice.clone()).await
+            })
+            .await
+            .map_err(|mut e| {
+                if e.class == ErrorClass::Retryable {
+                    e.class = ErrorClass::Fatal;
+                }
+                e
+            })
+        };
+        match isolate(&chunk, write, |_| Ok(()), |e| e).await {
+            Ok((_, bad)) => rejected.extend(bad.into_iter().map(|(row, e)| (offset + row, e))),
+            Err(e) => {
+                sink.abort().await;
+                return Err(e);
+            }
+        }
+        offset += len;
+    }
     let mut retried = Retried::default();
     let mut failed_rows = Vec::new();
+    let mut bad = rejected.into_iter().peekable();
     for (i, id) in ids.iter().enumerate() {
-        let mut attempt = 0;
-        loop {
-            // A service that answers each record on its own (OData) refuses a record inside an
-            // answer that is Ok: that record failed again, it did not land.
-            let outcome =
-                sink.write(rows.slice(i, 1))
-                    .await
-                    .and_then(|mut done| match done.rejected.pop() {
-                        Some((_, refused)) => Err(refused),
-                        None => Ok(done),
-                    });
-            match outcome {
-                Ok(_) => {
-                    retried.landed.push(id.clone());
-                    break;
-                }
-                Err(e)
-                    if e.class == ErrorClass::Retryable && attempt < pipeline.run.max_retries =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
-                }
-                Err(e) if e.class == ErrorClass::Data => {
-                    failed_rows.push((id.clone(), e.message.clone(), e.cause_text()));
-                    retried.failed.push((id.clone(), e.message));
-                    break;
-                }
-                Err(e) => {
-                    sink.abort().await;
-                    return Err(e);
-                }
+        match bad.next_if(|(row, _)| *row == i) {
+            Some((_, e)) => {
+                failed_rows.push((id.clone(), e.message.clone(), e.cause_text()));
+                retried.failed.push((id.clone(), e.message));
             }
+            None => retried.landed.push(id.clone()),
         }
     }
     sink.finish().await?;
