@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod failpoint;
+pub mod hash;
 pub mod files;
 pub mod odata;
 pub mod registry;
@@ -11,4 +12,4 @@ pub mod sink;
 pub mod sql;
 
 pub use error::{ConnectorError, ErrorClass};
-pub use sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
+pub use sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};

@@ -27,7 +27,14 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const SCHEMES: [&'static str; 3] = ["sqlite://", "postgres://", "mysql://"];
+    pub const SCHEMES: [&'static str; 6] = [
+        "sqlite://",
+        "postgres://",
+        "postgresql://",
+        "mysql://",
+        "mariadb://",
+        "https:// (an OData service)",
+    ];
 
     /// Reads a connection URL; relative SQLite paths are taken from `base_dir`.
     pub fn parse(url: &str, base_dir: &Path) -> Result<Self> {

@@ -121,6 +121,15 @@ pub enum Resume {
     Lost,
 }
 
+/// Which run a `begin` starts or resumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The run's id: the same for every attempt of one run.
+    pub run_id: String,
+    /// An earlier attempt of this run died: what it left may be kept.
+    pub resume: bool,
+}
+
 /// A place rows are written to.
 #[async_trait]
 pub trait Sink: Send + Sync {
@@ -131,8 +140,8 @@ pub trait Sink: Send + Sync {
     async fn check(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>>;
 
     /// Creates the table when asked to and prepares staging; called once before any `write`.
-    /// With `resume`, staging left by an earlier attempt of the same run is kept, not dropped.
-    async fn begin(&self, schema: SchemaRef, resume: bool) -> Result<Resume>;
+    /// When the attempt resumes a run, staging left by an earlier attempt of it is kept, not dropped.
+    async fn begin(&self, schema: SchemaRef, attempt: &Attempt) -> Result<Resume>;
 
     /// Whether writing the same batch twice leaves the target as writing it once (keyed writes, or
     /// files that are replaced whole). When false, a run that dies may write some rows twice.
@@ -140,6 +149,16 @@ pub trait Sink: Send + Sync {
 
     /// Writes one batch, all of it or none of it. Called concurrently by the workers.
     async fn write(&self, batch: RecordBatch) -> Result<BatchWritten>;
+
+    /// Sync only: remembers the keys of source rows that did not land (refused by the target, or
+    /// still failing after every retry), so that `finish` deletes exactly the keys absent from the
+    /// source and never the existing row of a key whose update was refused. A key the target could
+    /// not hold at all (too long for its column) is a data error for its row: it cannot be in the
+    /// table either. Called before the batch is logged; other modes ignore it.
+    async fn keep_keys(&self, rows: RecordBatch) -> Result<()> {
+        let _ = rows;
+        Ok(())
+    }
 
     /// Completes the run once every batch has been written.
     async fn finish(&self) -> Result<Finished>;

@@ -8,6 +8,9 @@
 //! ```
 //!
 //! delta-rs creates the table when missing, and commits once, so a reader sees all of a run or none.
+//! The commit carries a Delta transaction identifier (`txn`: app id `ferry/<run id>`, version 1): a
+//! run killed after its commit but before its history row sees its own commit when it resumes, and
+//! writes nothing again (an append would otherwise land twice).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -29,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{ConnectorError, Result};
-use crate::sink::{BatchWritten, Finished, Resume, Sink, WriteMode};
+use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, WriteMode};
 
 /// Registers the Delta table at `location` as the table `name`.
 pub async fn register_source(ctx: &SessionContext, name: &str, location: &str) -> Result<()> {
@@ -51,6 +54,16 @@ pub struct DeltaSink {
     mode: WriteMode,
     key: Vec<String>,
     running: Mutex<Option<Running>>,
+    /// An earlier attempt of this run already committed: batches are counted, not written again.
+    committed: std::sync::atomic::AtomicBool,
+}
+
+/// The version a run's commit records under its app id.
+const TXN_VERSION: i64 = 1;
+
+/// The Delta transaction app id of a run.
+fn txn_app_id(run_id: &str) -> String {
+    format!("ferry/{run_id}")
 }
 
 struct Running {
@@ -65,6 +78,7 @@ impl DeltaSink {
             mode,
             key,
             running: Mutex::new(None),
+            committed: Default::default(),
         }
     }
 
@@ -108,12 +122,25 @@ impl Sink for DeltaSink {
     }
 
     /// Nothing is committed before `finish`, so every attempt writes everything.
-    async fn begin(&self, schema: SchemaRef, _resume: bool) -> Result<Resume> {
+    async fn begin(&self, schema: SchemaRef, attempt: &Attempt) -> Result<Resume> {
         if let Some(first) = self.check(&schema).await?.into_iter().next() {
             return Err(first);
         }
         let url = deltalake::ensure_table_uri(&self.location)?;
-        let table = DeltaTable::try_from_url(url).await?;
+        let mut table = DeltaTable::try_from_url(url).await?;
+        let app_id = txn_app_id(&attempt.run_id);
+        if attempt.resume && table.load().await.is_ok() {
+            let version = table
+                .snapshot()?
+                .transaction_version(table.log_store().as_ref(), &app_id)
+                .await?;
+            if version == Some(TXN_VERSION) {
+                tracing::warn!(table = %self.location, run = %attempt.run_id, "this run's rows were already committed to the Delta table: nothing is written again");
+                self.committed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return Ok(Resume::Lost);
+            }
+        }
         let (sender, receiver) = mpsc::channel(4);
         let input = Arc::new(ChannelStream {
             schema: schema.clone(),
@@ -132,10 +159,15 @@ impl Sink for DeltaSink {
         };
         let location = self.location.clone();
         let writer = tokio::spawn(async move {
+            let txn = deltalake::kernel::Transaction::new(app_id, TXN_VERSION);
             table
                 .write(Vec::new())
                 .with_input_plan(plan)
                 .with_save_mode(save_mode)
+                .with_commit_properties(
+                    deltalake::kernel::transaction::CommitProperties::default()
+                        .with_application_transaction(txn),
+                )
                 .await
                 .map(|_| ())
                 .map_err(|e| ConnectorError::fatal(format!("writing Delta table {location}: {e}")))
@@ -146,6 +178,12 @@ impl Sink for DeltaSink {
 
     async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
         let rows = batch.num_rows() as u64;
+        if self.committed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(BatchWritten {
+                written: rows,
+                ..Default::default()
+            });
+        }
         self.sender()?.send(Ok(batch)).await.map_err(|_| {
             ConnectorError::fatal(format!(
                 "the Delta writer for {} stopped; see the error that follows",
@@ -159,6 +197,9 @@ impl Sink for DeltaSink {
     }
 
     async fn finish(&self) -> Result<Finished> {
+        if self.committed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(Finished::default());
+        }
         let running = self.running.lock().expect("delta sink lock").take();
         let Some(Running { sender, writer }) = running else {
             return Err(ConnectorError::fatal("finish before begin"));

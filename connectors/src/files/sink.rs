@@ -19,7 +19,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::FileFormat;
 use crate::error::{ConnectorError, Result};
-use crate::sink::{BatchWritten, Finished, Resume, Sink, WriteMode};
+use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, WriteMode};
 
 enum Writer {
     Parquet(ArrowWriter<BufWriter<File>>),
@@ -89,7 +89,7 @@ impl Sink for FileSink {
     }
 
     /// A file starts over on every attempt: nothing is visible until `finish` renames it.
-    async fn begin(&self, schema: SchemaRef, _resume: bool) -> Result<Resume> {
+    async fn begin(&self, schema: SchemaRef, _attempt: &Attempt) -> Result<Resume> {
         if let Some(first) = self.check(&schema).await?.into_iter().next() {
             return Err(first);
         }

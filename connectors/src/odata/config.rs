@@ -86,6 +86,9 @@ pub struct ODataOptions {
     pub legal_entity: Option<String>,
     /// A fixed ceiling per user, requests per second.
     pub rate_limit: Option<f64>,
+    /// Sync: the share (0 to 1) of the records written that may be missing when their keys are read
+    /// back before the delete; more stops the sync before it deletes anything. Default 0.
+    pub sync_max_missing: f64,
 }
 
 /// "6000/300s" or "20/s" as requests per second.

@@ -163,8 +163,76 @@ pub fn segment(parts: &[(String, String, bool)], primary: bool) -> String {
     format!("({})", percent_encode(&literals.join(",")))
 }
 
-/// Percent-encodes what may not stand in a URL path segment.
-fn percent_encode(s: &str) -> String {
+/// Every row's key in the form sync compares keys in (see [`normal_key_part`]); `None` for a row
+/// with an empty key part, which addresses no record.
+pub fn key_identities(batch: &RecordBatch, key: &[String]) -> Result<Vec<Option<String>>> {
+    let options = FormatOptions::default();
+    let columns = key
+        .iter()
+        .map(|k| prepare(batch.column(batch.schema().index_of(k)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let formatters = columns
+        .iter()
+        .map(|a| ArrayFormatter::try_new(a.as_ref(), &options))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            let mut parts = Vec::with_capacity(columns.len());
+            for (array, fmt) in columns.iter().zip(&formatters) {
+                if array.is_null(row) {
+                    return None;
+                }
+                let text = fmt.value(row).to_string();
+                parts.push(normal_key_part(&text, array.data_type().is_numeric()));
+            }
+            Some(parts.join("\u{1f}"))
+        })
+        .collect())
+}
+
+/// A key read back from the service, in the form of [`key_identities`].
+pub fn record_identity(record: &serde_json::Value, key: &[String]) -> Option<String> {
+    let mut parts = Vec::with_capacity(key.len());
+    for k in key {
+        parts.push(match &record[k] {
+            serde_json::Value::Null => return None,
+            serde_json::Value::String(s) => normal_key_part(s, false),
+            serde_json::Value::Number(n) => normal_key_part(&n.to_string(), true),
+            other => other.to_string(),
+        });
+    }
+    Some(parts.join("\u{1f}"))
+}
+
+/// One key part in the service's own normal form, so that a key written and the same key read back
+/// compare equal: numbers by value (`5.00`, `5.0` and `5` are one key), text without case (Dataverse
+/// compares alternate keys and GUIDs without case, F&O its `dataAreaId`). Folding case can only
+/// make sync keep a record, never delete one the source has.
+pub fn normal_key_part(text: &str, number: bool) -> String {
+    if !number {
+        return text.to_lowercase();
+    }
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let mut out = String::with_capacity(text.len());
+    if negative && !(int.is_empty() && frac.is_empty()) {
+        out.push('-');
+    }
+    out.push_str(if int.is_empty() { "0" } else { int });
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    out
+}
+
+/// Percent-encodes what may not stand in a URL path segment or a query value.
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -185,4 +253,47 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn keys_written_and_read_back_compare_in_the_services_normal_form() {
+        assert_eq!(normal_key_part("5.00", true), normal_key_part("5", true));
+        assert_eq!(normal_key_part("-0.0", true), "0");
+        assert_eq!(normal_key_part("007.50", true), "7.5");
+        assert_ne!(normal_key_part("7.5", true), normal_key_part("75", true));
+        assert_eq!(
+            normal_key_part("9F2C1E3A-0B4D-4C5E-8F6A-7B8C9D0E1F2A", false),
+            "9f2c1e3a-0b4d-4c5e-8f6a-7b8c9d0e1f2a"
+        );
+        assert_eq!(normal_key_part("USMF", false), normal_key_part("usmf", false));
+        let record = serde_json::json!({"dataAreaId": "usmf", "n": 5.0, "code": "A-1"});
+        let key = ["dataAreaId".to_string(), "n".to_string(), "code".to_string()];
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "dataAreaId",
+                std::sync::Arc::new(arrow::array::StringArray::from(vec!["USMF"])) as ArrayRef,
+            ),
+            (
+                "n",
+                std::sync::Arc::new(
+                    arrow::array::Decimal128Array::from(vec![500])
+                        .with_precision_and_scale(10, 2)
+                        .unwrap(),
+                ) as ArrayRef,
+            ),
+            (
+                "code",
+                std::sync::Arc::new(arrow::array::StringArray::from(vec!["a-1"])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            key_identities(&batch, &key).unwrap(),
+            vec![record_identity(&record, &key)]
+        );
+    }
 }

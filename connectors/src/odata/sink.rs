@@ -16,7 +16,7 @@
 //! key becomes (dataAreaId, key...) as F&O's company-specific entities define it; sync and truncate
 //! read and delete that legal entity's records only.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -32,7 +32,7 @@ use super::encode;
 use super::lane::{Lane, Limit};
 use super::multipart::{ResponsePart, parse_responses, write_request};
 use crate::error::{ConnectorError, ErrorClass, Result};
-use crate::sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
+use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
 
 /// Part-level retries inside one write before the whole batch is handed back as retryable.
 const PART_RETRIES: usize = 4;
@@ -60,8 +60,9 @@ pub struct ODataSink {
     key: Vec<String>,
     /// The entity set's primary key, read from $metadata in `begin`.
     primary_key: Mutex<Option<String>>,
-    /// Keys written this run (sync deletes the others).
-    seen: Mutex<HashSet<String>>,
+    /// Sync: every key of the source this run, in the service's normal form, and whether its record
+    /// landed (only the records that landed must be found again before anything is deleted).
+    seen: Mutex<HashMap<String, bool>>,
 }
 
 impl ODataSink {
@@ -96,7 +97,7 @@ impl ODataSink {
             next_lane: AtomicUsize::new(0),
             key,
             primary_key: Mutex::new(None),
-            seen: Mutex::new(HashSet::new()),
+            seen: Mutex::new(HashMap::new()),
         })
     }
 
@@ -358,20 +359,22 @@ impl Sink for ODataSink {
         Ok(problems)
     }
 
-    async fn begin(&self, schema: SchemaRef, _resume: bool) -> Result<Resume> {
+    async fn begin(&self, schema: SchemaRef, _attempt: &Attempt) -> Result<Resume> {
         if let Some(first) = self.check(&schema).await?.into_iter().next() {
             return Err(first);
         }
         *self.primary_key.lock().expect("key") = self.read_primary_key().await?;
         if self.options.mode == WriteMode::Truncate {
-            let deleted = self.delete_where(|_| true).await?;
+            let ids = self.read_keys().await?.into_iter().map(|(_, id)| id);
+            let deleted = self.delete(ids.collect()).await?;
             tracing::warn!(entity_set = %self.options.table, deleted, "truncate: every record deleted before the load");
+            crate::failpoint::pause_point("truncate_deleted");
         }
-        // Sync remembers the keys it wrote in memory: a resumed run writes every batch again.
-        Ok(if self.options.mode == WriteMode::Sync {
-            Resume::Lost
-        } else {
-            Resume::Intact
+        // Sync remembers the source's keys in memory, and truncate has just deleted what an earlier
+        // attempt loaded: either way a resumed run writes every batch again.
+        Ok(match self.options.mode {
+            WriteMode::Sync | WriteMode::Truncate => Resume::Lost,
+            WriteMode::Insert | WriteMode::Upsert => Resume::Intact,
         })
     }
 
@@ -505,17 +508,36 @@ impl Sink for ODataSink {
                 pending.len()
             )));
         }
+        done.rejected.sort_by_key(|(r, _)| *r);
         if self.options.mode == WriteMode::Sync {
+            let refused: std::collections::HashSet<usize> =
+                done.rejected.iter().map(|(r, _)| *r).collect();
+            let identities = encode::key_identities(&batch, &self.key)?;
             let mut seen = self.seen.lock().expect("seen");
-            let landed: HashSet<usize> = done.rejected.iter().map(|(r, _)| *r).collect();
-            for (row, key) in keys.iter().enumerate() {
-                if !landed.contains(&row) {
-                    seen.insert(key.clone());
+            for (row, id) in identities.into_iter().enumerate() {
+                if let Some(id) = id {
+                    let landed = !refused.contains(&row);
+                    *seen.entry(id).or_insert(landed) |= landed;
                 }
             }
         }
-        done.rejected.sort_by_key(|(r, _)| *r);
         Ok(done)
+    }
+
+    async fn keep_keys(&self, rows: RecordBatch) -> Result<()> {
+        if self.options.mode != WriteMode::Sync {
+            return Ok(());
+        }
+        let rows = match legal_entity(&self.endpoint, &self.odata) {
+            Some(le) => with_legal_entity(&rows, le)?,
+            None => rows,
+        };
+        let identities = encode::key_identities(&rows, &self.key)?;
+        let mut seen = self.seen.lock().expect("seen");
+        for id in identities.into_iter().flatten() {
+            seen.entry(id).or_insert(false);
+        }
+        Ok(())
     }
 
     async fn finish(&self) -> Result<Finished> {
@@ -523,7 +545,41 @@ impl Sink for ODataSink {
             return Ok(Finished::default());
         }
         let seen = std::mem::take(&mut *self.seen.lock().expect("seen"));
-        let deleted = self.delete_where(|key| !seen.contains(key)).await?;
+        let records = self.read_keys().await?;
+        let mut found = std::collections::HashSet::new();
+        let mut doomed = Vec::new();
+        for (identity, id) in records {
+            if seen.contains_key(&identity) {
+                found.insert(identity);
+            } else {
+                doomed.push(id);
+            }
+        }
+        // The sanity gate: the records just written must be there when read back, or the keys are
+        // not compared as the service stores them and the delete would remove what was written.
+        let landed = seen.values().filter(|l| **l).count();
+        let missing: Vec<&String> = seen
+            .iter()
+            .filter(|(k, landed)| **landed && !found.contains(*k))
+            .map(|(k, _)| k)
+            .collect();
+        if !missing.is_empty()
+            && missing.len() as f64 > self.odata.sync_max_missing * landed as f64
+        {
+            let examples: Vec<String> = missing
+                .iter()
+                .take(3)
+                .map(|k| k.replace('\u{1f}', ", "))
+                .collect();
+            return Err(ConnectorError::fatal(format!(
+                "sync stopped before deleting anything: {} of the {landed} records written to {} were not found when their keys were read back (for example {})",
+                missing.len(),
+                self.options.table,
+                examples.join("; ")
+            ))
+            .with_hint("the service stores these keys in another form; check the key columns, or set sync_max_missing under [target] to the share that may be missing"));
+        }
+        let deleted = self.delete(doomed).await?;
         Ok(Finished { deleted })
     }
 
@@ -531,8 +587,8 @@ impl Sink for ODataSink {
 }
 
 impl ODataSink {
-    /// Reads every record's key through paged GETs, and deletes those `doomed` picks (by primary key).
-    async fn delete_where(&self, doomed: impl Fn(&str) -> bool) -> Result<u64> {
+    /// Reads every record's key through paged GETs: (the key in sync's normal form, the primary key).
+    async fn read_keys(&self) -> Result<Vec<(String, String)>> {
         let pk = self
             .primary_key
             .lock()
@@ -548,8 +604,8 @@ impl ODataSink {
         let only = legal_entity(&self.endpoint, &self.odata)
             .map(|le| {
                 format!(
-                    "&$filter={DATA_AREA} eq '{}'&cross-company=true",
-                    le.replace('\'', "''")
+                    "&$filter={DATA_AREA}%20eq%20'{}'&cross-company=true",
+                    encode::percent_encode(&le.replace('\'', "''"))
                 )
             })
             .unwrap_or_default();
@@ -558,7 +614,7 @@ impl ODataSink {
             self.options.table,
             select.join(",")
         )));
-        let mut victims = Vec::new();
+        let mut keys = Vec::new();
         while let Some(url) = next {
             let response = self
                 .send(0, || {
@@ -575,19 +631,24 @@ impl ODataSink {
                 .await
                 .map_err(|e| ConnectorError::retryable(format!("reading keys: {e}")))?;
             for record in page["value"].as_array().into_iter().flatten() {
-                let key = record_key(
-                    record,
-                    &self.key,
-                    pk == self.key.first().cloned().unwrap_or_default(),
-                );
-                if doomed(&key)
-                    && let Some(id) = record[&pk].as_str()
-                {
-                    victims.push(id.to_string());
-                }
+                let Some(id) = record[&pk].as_str() else {
+                    continue;
+                };
+                let key = if self.key.is_empty() {
+                    Some(id.to_lowercase())
+                } else {
+                    encode::record_identity(record, &self.key)
+                };
+                // A record with an empty key part matches no source row's key.
+                keys.push((key.unwrap_or_default(), id.to_string()));
             }
             next = page["@odata.nextLink"].as_str().map(String::from);
         }
+        Ok(keys)
+    }
+
+    /// Deletes records by primary key, 100 to a `$batch`; a record already gone counts as deleted.
+    async fn delete(&self, victims: Vec<String>) -> Result<u64> {
         for chunk in victims.chunks(100) {
             let boundary = format!("batch_{}", uuid::Uuid::new_v4().simple());
             let set_path = self.set_path();
@@ -653,18 +714,6 @@ fn with_legal_entity(batch: &RecordBatch, legal_entity: &str) -> Result<RecordBa
     columns.push(area);
     RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
         .map_err(|e| ConnectorError::fatal(format!("adding {DATA_AREA}: {e}")))
-}
-
-/// The key segment a record read back has, in the form `encode::key_segments` writes.
-fn record_key(record: &serde_json::Value, key: &[String], primary: bool) -> String {
-    let parts: Vec<(String, String, bool)> = key
-        .iter()
-        .map(|k| match &record[k] {
-            serde_json::Value::String(s) => (k.clone(), s.clone(), false),
-            other => (k.clone(), other.to_string(), other.is_number()),
-        })
-        .collect();
-    encode::segment(&parts, primary)
 }
 
 fn is_retryable(status: u16) -> bool {

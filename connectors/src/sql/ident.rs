@@ -6,6 +6,16 @@ pub fn quote_ansi(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The name of a helper table Ferry keeps beside `table` for one role ("stage", "keys", "old"):
+/// `_ferry_<role>_<16 hex digits of a hash of the table's name>`. Short (under 32 bytes) and derived,
+/// never the user's name plus a suffix: a server that cuts long names (PostgreSQL at 63 bytes, MySQL
+/// refuses more than 64 characters) could otherwise make the helper's name the target's own, and a
+/// clean-up `DROP TABLE` would drop the user's table. One rule for every dialect.
+pub fn helper_name(table: &str, role: &str) -> String {
+    // Stable across processes and versions, so a resumed run finds its own helpers.
+    format!("_ferry_{role}_{:016x}", crate::hash::fnv1a(table.as_bytes()))
+}
+
 /// Quotes a list of identifiers, comma separated.
 pub fn quote_list(names: &[String]) -> String {
     names
@@ -18,6 +28,18 @@ pub fn quote_list(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn helper_names_are_short_distinct_and_stable() {
+        let long = "t".repeat(63);
+        let longer = format!("{long}x");
+        let stage = helper_name(&long, "stage");
+        assert!(stage.len() < 40, "{stage}");
+        assert_ne!(stage, helper_name(&longer, "stage"));
+        assert_ne!(stage, helper_name(&long, "keys"));
+        assert_eq!(stage, helper_name(&long, "stage"));
+        assert!(helper_name("orders", "keys").starts_with("_ferry_keys_"));
+    }
 
     #[test]
     fn quotes_are_doubled_so_names_cannot_escape() {
@@ -55,11 +77,12 @@ impl TableName {
         }
     }
 
-    /// A table beside this one: same schema, the name with `suffix` appended.
-    pub fn with_suffix(&self, suffix: &str) -> Self {
+    /// The helper table Ferry keeps beside this one for `role` (stage, keys, old): same schema,
+    /// named by [`helper_name`].
+    pub fn helper(&self, role: &str) -> Self {
         Self {
             schema: self.schema.clone(),
-            name: format!("{}{suffix}", self.name),
+            name: helper_name(&self.to_string(), role),
         }
     }
 

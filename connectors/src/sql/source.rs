@@ -106,16 +106,26 @@ pub async fn register_db(ctx: &SessionContext, name: &str, source: &DbSource) ->
     ctx.register_table(whole.as_str(), provider)?;
     let mut union: Option<datafusion::prelude::DataFrame> = None;
     let last = ranges.len() - 1;
-    let value = |v: i64| match kind {
+    let value = |v: i64| match &kind {
         RangeKind::Integer => lit(v),
         RangeKind::Date => lit(datafusion::common::ScalarValue::Date32(Some(v as i32))),
+        RangeKind::Timestamp(tz) => lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+            Some(v),
+            tz.clone(),
+        )),
     };
-    for (i, (from, to)) in ranges.into_iter().enumerate() {
-        let mut filter = col(&column).gt_eq(value(from)).and(if i == last {
-            col(&column).lt_eq(value(to))
-        } else {
-            col(&column).lt(value(to))
-        });
+    // The first range is open below (and takes the NULLs), the last open above, and each cut is
+    // `< x` on one side and `>= x` on the other: every row is in exactly one range, whatever the
+    // column's type and however the bounds compare with it.
+    for (i, (from, _)) in ranges.iter().enumerate() {
+        let lower = (i > 0).then(|| col(&column).gt_eq(value(*from)));
+        let upper = (i < last).then(|| col(&column).lt(value(ranges[i + 1].0)));
+        let mut filter = match (lower, upper) {
+            (Some(l), Some(u)) => l.and(u),
+            (Some(l), None) => l,
+            (None, Some(u)) => u,
+            (None, None) => lit(true),
+        };
         if i == 0 {
             filter = filter.or(col(&column).is_null());
         }
@@ -204,11 +214,13 @@ fn read_error(table: &str, e: impl std::fmt::Display) -> ConnectorError {
         .with_hint("check the table name (schema.table) and that the user may SELECT from it")
 }
 
-/// What the partition column holds: ranges are of integers, or of days since 1970.
-#[derive(Debug, Clone, Copy)]
+/// What the partition column holds: ranges are of integers, of days since 1970, or of microseconds
+/// since 1970 for a timestamp (with its time zone, when it has one), so bounds have the column's type.
+#[derive(Debug, Clone)]
 enum RangeKind {
     Integer,
     Date,
+    Timestamp(Option<Arc<str>>),
 }
 
 /// Integer or date ranges of the partition column, from its MIN and MAX.
@@ -254,6 +266,20 @@ async fn bounds_mysql(db: &DbConfig, source: &DbSource) -> Result<Bounds> {
     ranges(column, *n, min, max)
 }
 
+/// A timestamp as the databases print it (`2026-01-01 08:00:00[.123456][+02[:00]]`): microseconds
+/// since 1970 in UTC, and whether it had a time zone.
+fn timestamp(text: &str) -> Option<(i64, bool)> {
+    let text = text.trim();
+    for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%:z"] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(text, format) {
+            return Some((t.timestamp_micros(), true));
+        }
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|t| (t.and_utc().timestamp_micros(), false))
+}
+
 /// Splits [min, max] into `n` ranges of integers, or of days for a date column.
 fn ranges(column: &str, n: usize, min: Option<String>, max: Option<String>) -> Result<Bounds> {
     let (Some(min), Some(max)) = (min, max) else {
@@ -262,14 +288,27 @@ fn ranges(column: &str, n: usize, min: Option<String>, max: Option<String>) -> R
     };
     let integer = |s: &str| s.trim().parse::<i64>().ok();
     let day = |s: &str| {
-        chrono::NaiveDate::parse_from_str(s.trim().get(..10)?, "%Y-%m-%d")
-            .ok()
+        let s = s.trim();
+        (s.len() == 10)
+            .then(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            .flatten()
             .map(|d| (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days())
     };
-    let (kind, lo, hi) = match (integer(&min), integer(&max), day(&min), day(&max)) {
-        (Some(lo), Some(hi), _, _) => (RangeKind::Integer, lo, hi),
-        (_, _, Some(lo), Some(hi)) => (RangeKind::Date, lo, hi),
-        _ => {
+    let kind_lo_hi = match (integer(&min), integer(&max), day(&min), day(&max)) {
+        (Some(lo), Some(hi), _, _) => Some((RangeKind::Integer, lo, hi)),
+        (_, _, Some(lo), Some(hi)) => Some((RangeKind::Date, lo, hi)),
+        _ => match (timestamp(&min), timestamp(&max)) {
+            (Some((lo, zoned)), Some((hi, _))) => Some((
+                RangeKind::Timestamp(zoned.then(|| Arc::from("+00:00"))),
+                lo,
+                hi,
+            )),
+            _ => None,
+        },
+    };
+    let (kind, lo, hi) = match kind_lo_hi {
+        Some(k) => k,
+        None => {
             return Err(ConnectorError::fatal(format!(
                 "partition_column \"{column}\" must be an integer or date column (its values run from {min} to {max})"
             ))

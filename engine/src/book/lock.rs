@@ -1,15 +1,17 @@
-//! One run of a pipeline at a time: a lock file under the state folder, created exclusively, holding
-//! who took it. A lock left by a process that no longer exists (killed, machine rebooted) is taken over.
+//! One run of a pipeline at a time: an exclusive lock (flock) on a file under the state folder, which
+//! the kernel releases when the process ends however it ends, so a killed run's lock is never stale
+//! and two runs can never both take it over. The file also says who holds it, for the message.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs::{File, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
 
 use ferry_connectors::ConnectorError;
 
-/// Held for the length of a run; released when dropped.
+/// Held for the length of a run; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct RunLock {
-    path: Option<PathBuf>,
+    _file: Option<File>,
 }
 
 impl RunLock {
@@ -20,7 +22,7 @@ impl RunLock {
                 state_dir,
                 "no run lock on object stores yet: do not start two runs of one pipeline at once"
             );
-            return Ok(RunLock { path: None });
+            return Ok(RunLock { _file: None });
         }
         let dir = Path::new(state_dir).join("locks");
         std::fs::create_dir_all(&dir)
@@ -36,70 +38,44 @@ impl RunLock {
             })
             .collect();
         let path = dir.join(format!("{safe}.lock"));
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    let holder = format!(
-                        "{} {} {}",
-                        std::process::id(),
-                        hostname(),
-                        chrono::Utc::now().to_rfc3339()
-                    );
-                    file.write_all(holder.as_bytes()).map_err(|e| {
-                        ConnectorError::fatal(format!("cannot write {}: {e}", path.display()))
-                    })?;
-                    return Ok(RunLock { path: Some(path) });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                    let mut parts = holder.split_whitespace();
-                    let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
-                    let host = parts.next().unwrap_or("?").to_string();
-                    let since = parts.next().unwrap_or("?").to_string();
-                    let alive = match pid {
-                        Some(pid) if host == hostname() => {
-                            Path::new(&format!("/proc/{pid}")).exists()
-                        }
-                        Some(_) => true,
-                        None => false,
-                    };
-                    if alive {
-                        return Err(ConnectorError::fatal(format!(
-                            "pipeline \"{pipeline}\" is already running (process {} on {host}, since {since})",
-                            pid.unwrap_or(0)
-                        ))
-                        .with_hint(format!(
-                            "wait for it to finish; if that process is gone, delete {}",
-                            path.display()
-                        )));
-                    }
-                    tracing::info!(lock = %path.display(), "taking over the lock of a run that no longer exists");
-                    let _ = std::fs::remove_file(&path);
-                }
-                Err(e) => {
-                    return Err(ConnectorError::fatal(format!(
-                        "cannot create {}: {e}",
-                        path.display()
-                    )));
-                }
+        let cannot = |e: std::io::Error| {
+            ConnectorError::fatal(format!("cannot use the lock {}: {e}", path.display()))
+        };
+        // Never removed: a lock on a file that someone deleted and re-created would lock nothing.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(cannot)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let mut parts = holder.split_whitespace();
+                let pid = parts.next().unwrap_or("?").to_string();
+                let host = parts.next().unwrap_or("?").to_string();
+                let since = parts.next().unwrap_or("?").to_string();
+                return Err(ConnectorError::fatal(format!(
+                    "pipeline \"{pipeline}\" is already running (process {pid} on {host}, since {since})"
+                ))
+                .with_hint("wait for it to finish, or stop that process; its lock ends with it"));
             }
+            Err(TryLockError::Error(e)) => return Err(cannot(e)),
         }
-        Err(ConnectorError::fatal(format!(
-            "cannot take the lock {}",
-            path.display()
-        )))
-    }
-}
-
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        if let Some(path) = &self.path {
-            let _ = std::fs::remove_file(path);
-        }
+        let holder = format!(
+            "{} {} {}",
+            std::process::id(),
+            hostname(),
+            chrono::Utc::now().to_rfc3339()
+        );
+        file.set_len(0).map_err(cannot)?;
+        file.rewind().map_err(cannot)?;
+        file.write_all(holder.as_bytes()).map_err(cannot)?;
+        file.flush().map_err(cannot)?;
+        Ok(RunLock { _file: Some(file) })
     }
 }
 
@@ -107,4 +83,42 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many takers at once, over a lock file a dead run left: exactly one gets it; and once it is
+    /// released the next one does.
+    #[test]
+    fn exactly_one_run_takes_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().to_str().unwrap().to_string();
+        std::fs::create_dir_all(dir.path().join("locks")).unwrap();
+        std::fs::write(dir.path().join("locks/p.lock"), "999999 gone 2026-01-01").unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let takers: Vec<_> = (0..8)
+            .map(|_| {
+                let (state, barrier) = (state.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let lock = RunLock::acquire(&state, "p");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    lock.is_ok()
+                })
+            })
+            .collect();
+        let held = takers
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(held, 1);
+        let again = RunLock::acquire(&state, "p").unwrap();
+        let refused = RunLock::acquire(&state, "p").unwrap_err();
+        assert!(refused.message.contains("is already running (process"), "{refused}");
+        drop(again);
+        assert!(RunLock::acquire(&state, "p").is_ok());
+    }
 }

@@ -176,18 +176,20 @@ impl Book {
         if batches.is_empty() {
             return Ok(());
         }
-        let table = DeltaTable::try_from_url(self.url(name)?)
-            .await
-            .map_err(|e| self.damaged(name, e))?;
-        table
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .with_schema_mode(SchemaMode::Merge)
-            .await
-            .map_err(|e| {
-                ConnectorError::fatal(format!("recording in {}: {e}", self.location(name)))
-            })?;
-        Ok(())
+        self.committing(name, || {
+            let batches = batches.clone();
+            async move {
+                let table = DeltaTable::try_from_url(self.url(name)?)
+                    .await
+                    .map_err(|e| self.damaged(name, e))?;
+                Ok(table
+                    .write(batches)
+                    .with_save_mode(SaveMode::Append)
+                    .with_schema_mode(SchemaMode::Merge)
+                    .await)
+            }
+        })
+        .await
     }
 
     /// Replaces the rows matching `predicate` with `batch`, in one commit.
@@ -197,18 +199,47 @@ impl Book {
         predicate: datafusion::prelude::Expr,
         batch: RecordBatch,
     ) -> Result<()> {
-        let table = DeltaTable::try_from_url(self.url(name)?)
-            .await
-            .map_err(|e| self.damaged(name, e))?;
-        table
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(predicate)
-            .await
-            .map_err(|e| {
-                ConnectorError::fatal(format!("recording in {}: {e}", self.location(name)))
-            })?;
-        Ok(())
+        self.committing(name, || {
+            let (batch, predicate) = (batch.clone(), predicate.clone());
+            async move {
+                let table = DeltaTable::try_from_url(self.url(name)?)
+                    .await
+                    .map_err(|e| self.damaged(name, e))?;
+                Ok(table
+                    .write(vec![batch])
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_replace_where(predicate)
+                    // Tables written by an earlier Ferry gain the columns added since.
+                    .with_schema_mode(SchemaMode::Merge)
+                    .await)
+            }
+        })
+        .await
+    }
+
+    /// Runs a commit to a bookkeeping table again when another writer's commit (another pipeline
+    /// sharing the table, or its compaction) won the race: Delta's optimistic concurrency.
+    async fn committing<F>(&self, name: &str, commit: impl Fn() -> F) -> Result<()>
+    where
+        F: std::future::Future<Output = Result<deltalake::DeltaResult<DeltaTable>>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            match commit().await? {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 8 && e.to_string().to_lowercase().contains("conflict") => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(5)))
+                        .await;
+                }
+                Err(e) => {
+                    return Err(ConnectorError::fatal(format!(
+                        "recording in {}: {e}",
+                        self.location(name)
+                    )));
+                }
+            }
+        }
     }
 
     /// Records the run in `history` (a new row, or the same run's row replaced).
@@ -260,6 +291,12 @@ impl Book {
                 .as_primitive::<Int32Type>()
                 .value(0),
             error: None,
+            // Written before runs had an identity: None, which matches no run of today.
+            identity: batch
+                .column_by_name("identity")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .filter(|c| c.is_valid(0))
+                .map(|c| c.value(0).to_string()),
         }))
     }
 
@@ -396,17 +433,24 @@ impl Book {
         if files < 64 {
             return Ok(());
         }
-        let (table, _) = table.optimize().await.map_err(|e| {
-            ConnectorError::fatal(format!("compacting {}: {e}", self.location(name)))
-        })?;
-        table
+        // Maintenance, shared by every pipeline writing to these tables: it never fails a run
+        // (a concurrent commit wins, and compaction waits for the next run), and vacuum keeps the
+        // files of the last hour, which a pipeline committing right now may still be adding.
+        let table = match table.optimize().await {
+            Ok((table, _)) => table,
+            Err(e) => {
+                tracing::info!(table = name, error = %e, "compaction left for a later run");
+                return Ok(());
+            }
+        };
+        if let Err(e) = table
             .vacuum()
-            .with_retention_period(chrono::Duration::zero())
+            .with_retention_period(chrono::Duration::hours(1))
             .with_enforce_retention_duration(false)
             .await
-            .map_err(|e| {
-                ConnectorError::fatal(format!("vacuuming {}: {e}", self.location(name)))
-            })?;
+        {
+            tracing::info!(table = name, error = %e, "vacuum left for a later run");
+        }
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Quarantine tables: reading the rejected rows, their Excel round trip (export for a business user to
 //! correct, import of the corrected workbook), and marking rows resolved once a retry lands them.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use deltalake::DeltaTable;
 use ferry_connectors::ConnectorError;
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 
+use super::tables::is_quarantine_field;
 use super::{Book, strings};
 
 /// The column of the workbook that ties a row back to its quarantine row.
@@ -97,7 +99,7 @@ impl Book {
             .fields()
             .iter()
             .enumerate()
-            .filter(|(_, f)| !f.name().starts_with("_ferry_"))
+            .filter(|(_, f)| !is_quarantine_field(f.name()))
             .map(|(i, f)| (i, data_field(f)))
             .collect();
         let data_schema = Arc::new(Schema::new(
@@ -129,6 +131,55 @@ impl Book {
             errors: text("_ferry_error"),
             causes: text("_ferry_cause"),
         })
+    }
+
+    /// Removes the rows a run quarantined for batches its log does not record (the process died
+    /// between the two commits): those batches are written again, and would quarantine them twice.
+    pub async fn forget_unlogged_rejections(
+        &self,
+        table: &str,
+        run_id: &str,
+        logged: &HashSet<(i32, i32)>,
+    ) -> Result<usize, ConnectorError> {
+        let name = format!("quarantine/{table}");
+        let Some(df) = self.frame(&name, "_ferry_pipeline").await? else {
+            return Ok(0);
+        };
+        let batches = df
+            .filter(col("_ferry_run_id").eq(lit(run_id.to_string())))
+            .and_then(|df| df.select_columns(&["_ferry_id", "_ferry_partition", "_ferry_batch"]))
+            .map_err(|e| self.damaged(&name, e))?
+            .collect()
+            .await
+            .map_err(|e| self.damaged(&name, e))?;
+        let mut orphans = Vec::new();
+        for b in &batches {
+            let ids = strings(b, "_ferry_id");
+            let int = |c: &str| {
+                b.column_by_name(c)
+                    .expect("quarantine column")
+                    .as_primitive::<arrow::datatypes::Int32Type>()
+                    .clone()
+            };
+            let (partitions, numbers) = (int("_ferry_partition"), int("_ferry_batch"));
+            for i in 0..b.num_rows() {
+                if !logged.contains(&(partitions.value(i), numbers.value(i))) {
+                    orphans.push(lit(ids.value(i).to_string()));
+                }
+            }
+        }
+        if orphans.is_empty() {
+            return Ok(0);
+        }
+        let count = orphans.len();
+        DeltaTable::try_from_url(self.url(&name)?)
+            .await
+            .map_err(|e| self.damaged(&name, e))?
+            .delete()
+            .with_predicate(col("_ferry_id").in_list(orphans, false))
+            .await
+            .map_err(|e| ConnectorError::fatal(format!("updating {name}: {e}")))?;
+        Ok(count)
     }
 
     /// Marks rows resolved (they landed), or records their new error (they failed again).
@@ -210,6 +261,7 @@ pub fn export_xlsx(rejected: &Rejected, file: &Path) -> Result<(), ConnectorErro
         .chain([ID_HEADER])
         .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    let as_text: Vec<bool> = rejected.rows.columns().iter().map(needs_text).collect();
     for (c, h) in headers.iter().enumerate() {
         sheet
             .write_string_with_format(0, c as u16, *h, &bold)
@@ -230,7 +282,13 @@ pub fn export_xlsx(rejected: &Rejected, file: &Path) -> Result<(), ConnectorErro
             if column.is_null(row) {
                 continue;
             }
-            let shown = write_cell(sheet, r, x, column, row, &date, &timestamp).map_err(xlsx)?;
+            let shown = if as_text[c] {
+                let text = exact_text(column, row);
+                sheet.write_string(r, x, &text).map_err(xlsx)?;
+                text.len()
+            } else {
+                write_cell(sheet, r, x, column, row, &date, &timestamp).map_err(xlsx)?
+            };
             widths[c + 2] = widths[c + 2].max(shown.min(50));
         }
         let id_col = headers.len() as u16 - 1;
@@ -249,6 +307,49 @@ pub fn export_xlsx(rejected: &Rejected, file: &Path) -> Result<(), ConnectorErro
     Ok(())
 }
 
+/// Whether a column must go to the workbook as text cells to come back exactly: a number cell is a
+/// double that Excel shows (and saves, once edited) with 15 significant digits, and a date cell holds
+/// no microseconds. Decimals always; integers and floats with more than 15 significant digits;
+/// timestamps with fractions of a second. The whole column, so that it reads back with one type.
+fn needs_text(column: &ArrayRef) -> bool {
+    match column.data_type() {
+        DataType::Decimal32(_, _)
+        | DataType::Decimal64(_, _)
+        | DataType::Decimal128(_, _)
+        | DataType::Decimal256(_, _) => true,
+        t if t.is_numeric() => (0..column.len())
+            .filter(|&i| column.is_valid(i))
+            .any(|i| significant_digits(&exact_text(column, i)) > 15),
+        DataType::Timestamp(_, _) => {
+            let micros = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                .expect("timestamps cast");
+            let micros = micros.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            micros.iter().flatten().any(|m| m % 1_000_000 != 0)
+        }
+        _ => false,
+    }
+}
+
+/// A value as Arrow writes it, which Arrow reads back to the same value.
+fn exact_text(column: &ArrayRef, row: usize) -> String {
+    cast(&column.slice(row, 1), &DataType::Utf8)
+        .map(|a| a.as_string::<i32>().value(0).to_string())
+        .unwrap_or_default()
+}
+
+/// Digits that matter in a number's text: `-0.00120` has 3, `1234567890123456789` has 19.
+fn significant_digits(text: &str) -> usize {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let trimmed = digits.trim_start_matches('0');
+    let trimmed = if mantissa.contains('.') {
+        trimmed.trim_end_matches('0')
+    } else {
+        trimmed
+    };
+    trimmed.len()
+}
+
 /// Writes one value as its Excel kind (number, boolean, date, text); returns its shown width.
 fn write_cell(
     sheet: &mut rust_xlsxwriter::Worksheet,
@@ -261,8 +362,8 @@ fn write_cell(
 ) -> Result<usize, rust_xlsxwriter::XlsxError> {
     match column.data_type() {
         t if t.is_numeric() => {
-            let v = cast(column, &DataType::Float64).expect("numbers cast to f64");
-            let v = v.as_primitive::<arrow::datatypes::Float64Type>().value(row);
+            // From the value's own shortest text, so a float32's 0.1 is Excel's 0.1 too.
+            let v: f64 = exact_text(column, row).parse().unwrap_or(f64::NAN);
             sheet.write_number(r, c, v)?;
             Ok(format!("{v}").len())
         }

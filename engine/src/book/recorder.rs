@@ -104,6 +104,7 @@ async fn flush(
 ) -> Result<(), ConnectorError> {
     for (table, batches) in std::mem::take(rejected) {
         book.append(&format!("quarantine/{table}"), batches).await?;
+        pause_point("quarantine_flushed");
     }
     if !log.is_empty() {
         book.append(LOG, vec![log_batch(log)]).await?;

@@ -125,6 +125,9 @@ pub struct HistoryRow {
     pub rows_per_second: Option<f64>,
     pub attempt: i32,
     pub error: Option<String>,
+    /// What the run writes: a hash of the pipeline file and of the target (URL without secrets,
+    /// table). A run is resumed only by an attempt with the same identity.
+    pub identity: Option<String>,
 }
 
 pub fn history_schema() -> SchemaRef {
@@ -141,6 +144,7 @@ pub fn history_schema() -> SchemaRef {
         Field::new("rows_per_second", DataType::Float64, true),
         Field::new("attempt", DataType::Int32, false),
         Field::new("error", DataType::Utf8, true),
+        Field::new("identity", DataType::Utf8, true),
     ]))
 }
 
@@ -160,6 +164,7 @@ pub fn history_batch(r: &HistoryRow) -> RecordBatch {
         Arc::new(Float64Array::from(vec![r.rows_per_second])),
         Arc::new(Int32Array::from(vec![r.attempt])),
         Arc::new(StringArray::from(vec![r.error.clone()])),
+        Arc::new(StringArray::from(vec![r.identity.clone()])),
     ];
     RecordBatch::try_new(history_schema(), columns).expect("history columns match the schema")
 }
@@ -228,6 +233,11 @@ pub fn quarantine_fields() -> Vec<Field> {
         Field::new("_ferry_resolved", DataType::Boolean, false),
         Field::new("_ferry_pipeline", DataType::Utf8, false),
     ]
+}
+
+/// Whether a quarantine column is one of Ferry's (a user's own column may start with `_ferry_` too).
+pub fn is_quarantine_field(name: &str) -> bool {
+    quarantine_fields().iter().any(|f| f.name() == name)
 }
 
 /// One rejected row's bookkeeping (its data columns travel beside it).

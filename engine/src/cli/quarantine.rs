@@ -113,7 +113,7 @@ fn reorder(batch: &RecordBatch) -> RecordBatch {
         order.extend(schema.index_of(name).ok());
     }
     order.extend(
-        (0..schema.fields().len()).filter(|&i| !schema.field(i).name().starts_with("_ferry_")),
+        (0..schema.fields().len()).filter(|&i| !crate::book::tables::is_quarantine_field(schema.field(i).name())),
     );
     for name in ["_ferry_row", "_ferry_run_id", "_ferry_resolved"] {
         order.extend(schema.index_of(name).ok());

@@ -159,11 +159,25 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         }
     }
     let table_name = target_name(pipeline);
+    let identity = run_identity(pipeline, &sink.describe());
     let previous = if settings.fresh {
         None
     } else {
         book.unfinished_run().await.map_err(StartError::Book)?
     };
+    // A run is resumed only against the same target with the same definition: batches logged
+    // against another database, or staging kept from another definition, are not this run's.
+    let previous = previous.filter(|p| {
+        let same = p.identity.as_deref() == Some(identity.as_str());
+        if !same {
+            tracing::warn!(
+                run = %p.run_id,
+                status = %p.status,
+                "the last run did not finish, but its pipeline file or target has changed since: starting a new run"
+            );
+        }
+        same
+    });
     let (run_id, attempt) = match &previous {
         Some(p) => (p.run_id.clone(), p.attempt + 1),
         None => (new_run_id(), 1),
@@ -202,6 +216,7 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         rows_per_second: None,
         attempt,
         error: None,
+        identity: Some(identity),
     };
     book.record_run(&history).await.map_err(StartError::Book)?;
     pause_point("run_recorded");
@@ -227,17 +242,25 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
     };
     let (recorder, recorder_task) = Recorder::start(book.clone());
     let write = async {
-        let resume = previous.is_some();
+        let begin_as = ferry_connectors::Attempt {
+            run_id: run_id.clone(),
+            resume: previous.is_some(),
+        };
         let begun = workers::retrying(
             "preparing the target",
             pipeline.run.max_retries,
-            async || sink.begin(schema.clone(), resume).await,
+            async || sink.begin(schema.clone(), &begin_as).await,
         )
         .await?;
         if begun == Resume::Lost {
             done.clear();
         } else {
             counters.inherit(earlier);
+        }
+        if previous.is_some() {
+            let logged = done.iter().map(|(p, b, _)| (*p, *b)).collect();
+            book.forget_unlogged_rejections(&table_name, &run_id, &logged)
+                .await?;
         }
         let config = WorkerConfig {
             batch_size: pipeline.target.batch_size,
@@ -372,6 +395,15 @@ async fn write_all(
         async || sink.finish().await,
     )
     .await
+}
+
+/// What a run writes, as a short hash: the pipeline file as written (`${VAR}`s unexpanded, so no
+/// secret goes in) and the target as `describe` names it (its URL without secrets, its table).
+fn run_identity(pipeline: &Pipeline, target: &str) -> String {
+    let mut text = pipeline.locator.text().as_bytes().to_vec();
+    text.push(0);
+    text.extend_from_slice(target.as_bytes());
+    format!("{:016x}", ferry_connectors::hash::fnv1a(&text))
 }
 
 /// A run id that sorts by time and says when: 20261122-043012-1a2b3c4d.

@@ -27,6 +27,47 @@ pub struct Retried {
     pub failed: Vec<(String, String)>,
 }
 
+/// A corrected row must keep the key it was refused for: a key bent by the workbook (a long number
+/// rounded by Excel) would upsert another row and mark the refused one resolved.
+fn same_keys(
+    file: &Path,
+    key: &[String],
+    rejected: &crate::book::quarantine::Rejected,
+    rows: &RecordBatch,
+    ids: &[String],
+) -> Result<(), ConnectorError> {
+    let text = |batch: &RecordBatch, column: &str, row: usize| -> Option<String> {
+        let c = batch.column_by_name(column)?;
+        let c = arrow::compute::cast(&c.slice(row, 1), &arrow::datatypes::DataType::Utf8).ok()?;
+        use arrow::array::{Array, AsArray};
+        let c = c.as_string::<i32>();
+        Some(if c.is_null(0) {
+            "(empty)".to_string()
+        } else {
+            c.value(0).to_string()
+        })
+    };
+    for (i, id) in ids.iter().enumerate() {
+        let Some(j) = rejected.ids.iter().position(|r| r == id) else {
+            continue;
+        };
+        for k in key {
+            let (now, was) = (text(rows, k, i), text(&rejected.rows, k, j));
+            if now != was {
+                return Err(ConnectorError::fatal(format!(
+                    "{}, row {}: key column \"{k}\" reads {}, but the quarantined row {id} has {}",
+                    file.display(),
+                    i + 2,
+                    now.unwrap_or_default(),
+                    was.unwrap_or_default()
+                ))
+                .with_hint("a retry writes the row under the key it was refused for: correct the other columns, and put a row with another key into the source instead"));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn retry(
     pipeline: &Pipeline,
     table: &str,
@@ -53,6 +94,7 @@ pub async fn retry(
                 ))
                 .with_hint("export again with `ferry quarantine export`: rows resolved since are no longer in it"));
             }
+            same_keys(file, &pipeline.target.options.key, &rejected, &rows, &ids)?;
             (rows, ids)
         }
     };
@@ -72,7 +114,11 @@ pub async fn retry(
             "a file target is rewritten whole: run the pipeline again instead",
         ));
     }
-    sink.begin(rows.schema(), false).await?;
+    let attempt = ferry_connectors::Attempt {
+        run_id: format!("retry-{}", uuid::Uuid::new_v4().simple()),
+        resume: false,
+    };
+    sink.begin(rows.schema(), &attempt).await?;
     // In the target's batches, bad rows isolated as a run isolates them; a target still unavailable
     // after every retry stops the retry (nothing is marked resolved).
     let sink = &sink;
@@ -116,6 +162,8 @@ pub async fn retry(
         }
     }
     sink.finish().await?;
+    // Killed here, the rows landed but stay unresolved: a retry writes them again (an upsert).
+    ferry_connectors::failpoint::pause_point("retry_written");
     book.settle(table, &retried.landed, &failed_rows).await?;
     Ok(retried)
 }

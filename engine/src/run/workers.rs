@@ -164,7 +164,12 @@ impl Worker {
             return Ok(());
         }
         let started = Instant::now();
-        let outcome = self.write_isolating(&batch).await;
+        let mut outcome = self.write_isolating(&batch).await;
+        if let Ok((_, rejected)) = &outcome
+            && let Err(e) = self.keep_keys(&batch, rejected).await
+        {
+            outcome = Err(e);
+        }
         let (written, rejected, failure): (BatchWritten, _, _) = match outcome {
             Ok((written, rejected)) => (written, rejected, None),
             Err(e) => (
@@ -256,6 +261,50 @@ impl Worker {
             },
         )
         .await
+    }
+
+    /// Tells the sink the keys of the rows that did not land, before the batch is logged, so that a
+    /// sync never deletes the existing row of a key the source still has. A key the target cannot
+    /// hold (a data error for its row) cannot be in the table either and is let go; a target that
+    /// cannot be reached stops the run, so that nothing is deleted on incomplete knowledge.
+    async fn keep_keys(
+        &self,
+        batch: &RecordBatch,
+        rejected: &[(usize, ConnectorError)],
+    ) -> Result<(), ConnectorError> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let indices =
+            arrow::array::UInt32Array::from_iter_values(rejected.iter().map(|(r, _)| *r as u32));
+        let rows = arrow::compute::take_record_batch(batch, &indices)?;
+        let (_, unkept) = isolate(&rows, |slice| self.keep_keys_retrying(slice), |_| Ok(()), |e| e)
+            .await?;
+        if let Some((_, e)) = unkept.iter().find(|(_, e)| e.class != ErrorClass::Data) {
+            return Err(e
+                .clone()
+                .context("the keys of refused rows could not be recorded, so sync cannot delete safely"));
+        }
+        Ok(())
+    }
+
+    async fn keep_keys_retrying(&self, rows: RecordBatch) -> Result<BatchWritten, ConnectorError> {
+        let mut attempt = 0;
+        loop {
+            match self.sink.keep_keys(rows.clone()).await {
+                Ok(()) => {
+                    return Ok(BatchWritten {
+                        written: rows.num_rows() as u64,
+                        ..Default::default()
+                    });
+                }
+                Err(e) if e.class == ErrorClass::Retryable && attempt < self.config.max_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Counts one rejected row; too many in a row means something is wrong with all of them.

@@ -71,6 +71,11 @@ impl fmt::Debug for Locator {
 }
 
 impl Locator {
+    /// The pipeline file's text, as written (`${VAR}` not expanded).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     pub fn new(file: &Path, text: &str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));

@@ -195,9 +195,15 @@ impl Checker<'_> {
                 let mut endpoint = if url.starts_with("http://") || url.starts_with("https://") {
                     Endpoint::OData(self.odata_endpoint(url, &mut conn, span)?)
                 } else {
-                    Endpoint::parse(&url, self.dir)
-                        .map_err(|e| self.connector_error(url_span, e))
-                        .ok()?
+                    match Endpoint::parse(&url, self.dir) {
+                        Ok(endpoint) => endpoint,
+                        // Reported at the connection's url line; never silently dropped.
+                        Err(e) => {
+                            let e = self.connector_error(url_span, e);
+                            self.errors.push(e);
+                            return None;
+                        }
+                    }
                 };
                 let user = conn.user.and_then(|u| self.interpolate(u));
                 let password = conn
@@ -259,6 +265,24 @@ impl Checker<'_> {
         }
         let target_span = raw.target.span();
         let target = self.target(raw.target.into_inner(), target_span, &connections);
+        if let Some(target) = &target
+            && matches!(target.options.mode, WriteMode::Sync | WriteMode::Truncate)
+        {
+            // The second run would read only the new files, and delete what earlier files loaded.
+            for source in sources.iter().filter(|s| s.incremental.is_some()) {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            source.span.clone(),
+                            format!(
+                                "source \"{}\" is incremental, and mode \"{}\" would delete every row that earlier files loaded",
+                                source.name, target.options.mode
+                            ),
+                        )
+                        .hint("use mode = \"upsert\" with incremental sources, or read every file (remove incremental)"),
+                );
+            }
+        }
         let run = self.run(raw.run);
         Some(Pipeline {
             name,
@@ -867,7 +891,7 @@ impl Checker<'_> {
         let workers = self.positive(raw.workers, "workers", 4, 256)?;
         let rate_limit = match raw.rate_limit {
             None => None,
-            Some(r) => match parse_rate(r.get_ref()) {
+            Some(ref r) => match parse_rate(r.get_ref()) {
                 Some(rate) => Some(rate),
                 None => {
                     self.errors.push(
@@ -879,12 +903,63 @@ impl Checker<'_> {
                 }
             },
         };
-        let odata = ODataOptions {
-            atomic: raw.atomic.unwrap_or(false),
-            legal_entity: raw.legal_entity,
-            rate_limit,
-        };
         let location = location?;
+        let odata_kind = match &location {
+            TargetLocation::Endpoint(Endpoint::OData(e)) => Some(e.kind),
+            _ => None,
+        };
+        // OData's own keys on any other target would be silently ignored: say so at their line.
+        let odata_only = [
+            ("atomic", raw.atomic.as_ref().map(|a| a.span())),
+            ("rate_limit", raw.rate_limit.as_ref().map(|r| r.span())),
+            (
+                "sync_max_missing",
+                raw.sync_max_missing.as_ref().map(|r| r.span()),
+            ),
+        ];
+        for (key, at) in odata_only {
+            if let (Some(at), None) = (at, odata_kind) {
+                self.errors.push(
+                    self.loc
+                        .error(at, format!("{key} applies to OData targets only"))
+                        .hint(format!("remove {key}, or write to an http(s):// connection")),
+                );
+            }
+        }
+        if let Some(le) = &raw.legal_entity
+            && odata_kind != Some(ServiceKind::Fno)
+        {
+            // Sync and truncate would read and delete across every company.
+            self.errors.push(
+                self.loc
+                    .error(
+                        le.span(),
+                        "legal_entity applies to Finance & Operations connections only",
+                    )
+                    .hint("set kind = \"fno\" on the connection, or remove legal_entity"),
+            );
+        }
+        let sync_max_missing = match raw.sync_max_missing {
+            None => 0.0,
+            Some(m) if (0.0..=1.0).contains(m.get_ref()) => *m.get_ref(),
+            Some(m) => {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            m.span(),
+                            format!("sync_max_missing must be between 0 and 1, not {}", m.get_ref()),
+                        )
+                        .hint("sync_max_missing = 0.01 lets 1% of the written records be missing"),
+                );
+                0.0
+            }
+        };
+        let odata = ODataOptions {
+            atomic: raw.atomic.is_some_and(|a| *a.get_ref()),
+            legal_entity: raw.legal_entity.map(Spanned::into_inner),
+            rate_limit,
+            sync_max_missing,
+        };
         if self.errors.len() > errors_before {
             return None;
         }

@@ -91,11 +91,13 @@ pub struct RawTarget {
     pub batch_size: Option<Spanned<i64>>,
     pub workers: Option<Spanned<i64>>,
     /// OData: each $batch one changeset.
-    pub atomic: Option<bool>,
+    pub atomic: Option<Spanned<bool>>,
     /// OData (F&O): the dataAreaId written with every record.
-    pub legal_entity: Option<String>,
+    pub legal_entity: Option<Spanned<String>>,
     /// OData: a fixed ceiling per user, "6000/300s".
     pub rate_limit: Option<Spanned<String>>,
+    /// OData sync: the share of written records that may be missing when read back before the delete.
+    pub sync_max_missing: Option<Spanned<f64>>,
 }
 
 /// `key = "id"` or `key = ["a", "b"]`.

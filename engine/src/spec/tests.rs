@@ -212,3 +212,36 @@ fn durations_read_like_people_write_them() {
     assert_eq!(parse_duration("90"), None);
     assert_eq!(parse_duration("ten minutes"), None);
 }
+
+/// A connection whose URL is wrong is an error at its url line, never dropped (the run used to fail
+/// later with `there is no connection named ...` at the target).
+#[test]
+fn a_bad_connection_url_is_an_error_at_its_line_and_postgresql_is_accepted() {
+    let inline = GOOD.replace(
+        "url = \"sqlite://out/warehouse.db\"",
+        "url = \"postgres://bench:s3cret@db.example.com/shop\"",
+    );
+    let errors = errors(&inline);
+    let first = errors[0].to_string();
+    assert!(
+        first.contains("pipe.toml:4:7") && first.contains("holds a password"),
+        "{errors:?}"
+    );
+    assert!(!first.contains("s3cret"), "{first}");
+    assert!(first.contains("password = \"${DB_PASSWORD}\""), "{first}");
+    let unknown = GOOD.replace("sqlite://out/warehouse.db", "oracle://db/x");
+    let message = errors(&unknown)[0].to_string();
+    assert!(
+        message.contains("pipe.toml:4:7") && message.contains("no connector for \"oracle://\""),
+        "{message}"
+    );
+    let libpq = GOOD.replace(
+        "sqlite://out/warehouse.db",
+        "postgresql://loader@127.0.0.1:5432/shop",
+    );
+    let p = Pipeline::parse(Path::new("/p/pipe.toml"), &libpq).unwrap();
+    assert!(matches!(
+        p.target.location,
+        TargetLocation::Endpoint(Endpoint::Postgres(_))
+    ));
+}

@@ -7,9 +7,9 @@
 //! upsert    INSERT ... ON DUPLICATE KEY UPDATE when the key's index is the table's only unique one;
 //!           otherwise through the stage: UPDATE ... JOIN, then INSERT the new keys, so that a
 //!           collision on another unique index is an error for the row, never an overwrite
-//! truncate  rows go to "<t>__ferry_stage" (CREATE TABLE ... LIKE); finish swaps the names in one
+//! truncate  rows go to "_ferry_stage_<hash of t>" (CREATE TABLE ... LIKE); finish swaps the names in one
 //!           RENAME TABLE (TRUNCATE would commit on its own and leave an empty table on failure)
-//! sync      upsert + the batch's keys into "<t>__ferry_keys" (same transaction); finish deletes the
+//! sync      upsert + the batch's keys into "_ferry_keys_<hash of t>" (same transaction); finish deletes the
 //!           rows whose key is not there, in one transaction, after every batch succeeded
 //! ```
 //!
@@ -31,7 +31,7 @@ use self::client::classify;
 use self::values::Literals;
 use crate::error::{ConnectorError, ErrorClass, Result};
 use crate::failpoint::pause_point;
-use crate::sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
+use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
 use crate::sql::check;
 use crate::sql::db::DbConfig;
 use crate::sql::ident::{TableName, quote_mysql as q};
@@ -99,15 +99,15 @@ impl MysqlSink {
     }
 
     fn stage_table(&self) -> TableName {
-        self.table.with_suffix("__ferry_stage")
+        self.table.helper("stage")
     }
 
     fn keys_table(&self) -> TableName {
-        self.table.with_suffix("__ferry_keys")
+        self.table.helper("keys")
     }
 
     fn old_table(&self) -> TableName {
-        self.table.with_suffix("__ferry_old")
+        self.table.helper("old")
     }
 
     fn plan(&self) -> Result<Arc<Plan>> {
@@ -340,16 +340,15 @@ impl MysqlSink {
                 ))
                 .await
                 .map_err(classify)?;
-                conn.query_drop(format!(
-                    "ALTER TABLE {keys} ADD PRIMARY KEY ({})",
-                    list(&key)
-                ))
-                .await
-                .map_err(classify)?;
+                // An index, not a primary key: a key part may be NULL (a unique index allows
+                // that), and a key recorded twice (a batch written again) changes nothing.
+                conn.query_drop(format!("ALTER TABLE {keys} ADD INDEX ({})", list(&key)))
+                    .await
+                    .map_err(classify)?;
             }
             Some((
                 format!("INSERT INTO {keys} ({}) VALUES ", list(&key)),
-                format!(" ON DUPLICATE KEY UPDATE {0} = {0}", q(&key[0])),
+                String::new(),
             ))
         } else {
             None
@@ -647,7 +646,8 @@ impl Sink for MysqlSink {
         !self.options.key.is_empty()
     }
 
-    async fn begin(&self, schema: SchemaRef, resume: bool) -> Result<Resume> {
+    async fn begin(&self, schema: SchemaRef, attempt: &Attempt) -> Result<Resume> {
+        let resume = attempt.resume;
         let (plan, resumed) = self.prepare(&schema, resume).await?;
         *self.plan.lock().expect("plan lock") = Some(Arc::new(plan));
         Ok(resumed)
@@ -664,6 +664,27 @@ impl Sink for MysqlSink {
             && e.class != ErrorClass::Data
         {
             // The session may be broken: do not hand it to the next batch.
+            conn.disconnect().await.ok();
+        }
+        result
+    }
+
+    async fn keep_keys(&self, rows: RecordBatch) -> Result<()> {
+        let plan = self.plan()?;
+        if plan.keys_insert.is_none() {
+            return Ok(());
+        }
+        let rows = tokio::task::spawn_blocking(move || Literals::new(&rows))
+            .await
+            .map_err(|e| ConnectorError::fatal(e.to_string()))??;
+        let mut conn = self.conn().await?;
+        let result = in_transaction(&mut conn, async |conn| {
+            self.record_keys(conn, &plan, &rows).await
+        })
+        .await;
+        if let Err(e) = &result
+            && e.class != ErrorClass::Data
+        {
             conn.disconnect().await.ok();
         }
         result
@@ -689,17 +710,17 @@ impl Sink for MysqlSink {
             }
             WriteMode::Sync => {
                 let keys = self.keys_table().quoted_mysql();
+                // <=>: NULL-safe, so a key with an empty part that the source still has stays.
                 let joined = self
                     .options
                     .key
                     .iter()
-                    .map(|k| format!("t.{0} = k.{0}", q(k)))
+                    .map(|k| format!("k.{0} <=> t.{0}", q(k)))
                     .collect::<Vec<_>>()
                     .join(" AND ");
                 let deleted = in_transaction(&mut conn, async |conn| {
                     conn.query_drop(format!(
-                        "DELETE t FROM {target} t LEFT JOIN {keys} k ON {joined} WHERE k.{} IS NULL",
-                        q(&self.options.key[0])
+                        "DELETE t FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM {keys} k WHERE {joined})"
                     ))
                     .await
                     .map_err(classify)?;

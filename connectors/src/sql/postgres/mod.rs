@@ -5,9 +5,9 @@
 //!           the session's temp stage: COPY → INSERT ... SELECT ... ON CONFLICT (key) DO NOTHING
 //! upsert    COPY → temp stage → INSERT ... ON CONFLICT (key) DO UPDATE (only the key's index: a
 //!           collision on another unique index is an error for the row, never an overwrite)
-//! truncate  rows go to "<t>__ferry_stage", a copy of the table with its indexes; finish empties the
+//! truncate  rows go to "_ferry_stage_<hash of t>", a copy of the table with its indexes; finish empties the
 //!           table and moves them in, in one transaction: readers see old rows or new, never none
-//! sync      upsert + the batch's keys into "<t>__ferry_keys" (same transaction); finish deletes
+//! sync      upsert + the batch's keys into "_ferry_keys_<hash of t>" (same transaction); finish deletes
 //!           the rows whose key is not there, in one transaction, after every batch succeeded
 //! ```
 //!
@@ -32,7 +32,7 @@ use self::client::{Conn, Pool, classify};
 use self::types::PgType;
 use crate::error::{ConnectorError, ErrorClass, Result};
 use crate::failpoint::pause_point;
-use crate::sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
+use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
 use crate::sql::check;
 use crate::sql::db::DbConfig;
 use crate::sql::ident::{TableName, quote_ansi as q, quote_list};
@@ -59,6 +59,9 @@ struct Plan {
     merge_sql: Option<String>,
     /// Sync: records the stage's keys.
     keys_sql: Option<String>,
+    /// Per key column: whether the table lets it be NULL (sync then compares it NULL-safely; the
+    /// NOT NULL ones keep a plain `=`, which the DELETE's hash anti-join needs).
+    key_nullable: Vec<bool>,
     /// Creates the session's temp stage.
     stage_sql: String,
 }
@@ -75,11 +78,11 @@ impl PostgresSink {
     }
 
     fn stage_table(&self) -> TableName {
-        self.table.with_suffix("__ferry_stage")
+        self.table.helper("stage")
     }
 
     fn keys_table(&self) -> TableName {
-        self.table.with_suffix("__ferry_keys")
+        self.table.helper("keys")
     }
 
     fn plan(&self) -> Result<Arc<Plan>> {
@@ -351,6 +354,15 @@ impl PostgresSink {
         } else {
             None
         };
+        let key_nullable = key
+            .iter()
+            .map(|k| {
+                table_cols
+                    .iter()
+                    .find(|c| &c.name == k)
+                    .is_none_or(|c| !c.not_null)
+            })
+            .collect();
         let key_index = if key.is_empty() {
             None
         } else {
@@ -374,6 +386,7 @@ impl PostgresSink {
             key_index,
             merge_sql,
             keys_sql,
+            key_nullable,
         };
         Ok((plan, if kept { Resume::Intact } else { Resume::Lost }))
     }
@@ -476,7 +489,8 @@ impl Sink for PostgresSink {
         !self.options.key.is_empty()
     }
 
-    async fn begin(&self, schema: SchemaRef, resume: bool) -> Result<Resume> {
+    async fn begin(&self, schema: SchemaRef, attempt: &Attempt) -> Result<Resume> {
+        let resume = attempt.resume;
         let (plan, resumed) = self.prepare(&schema, resume).await?;
         *self.plan.lock().expect("plan lock") = Some(Arc::new(plan));
         Ok(resumed)
@@ -492,6 +506,38 @@ impl Sink for PostgresSink {
         let data = Bytes::from(data);
         self.with_conn(async |conn| self.write_batch(conn, &plan, data, rows).await)
             .await
+    }
+
+    async fn keep_keys(&self, rows: RecordBatch) -> Result<()> {
+        if self.options.mode != WriteMode::Sync {
+            return Ok(());
+        }
+        let plan = self.plan()?;
+        let positions = self
+            .options
+            .key
+            .iter()
+            .map(|k| {
+                rows.schema()
+                    .fields()
+                    .iter()
+                    .position(|f| f.name().eq_ignore_ascii_case(k))
+                    .ok_or_else(|| ConnectorError::fatal(format!("key column \"{k}\" is missing")))
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let keys = rows.project(&positions)?;
+        let types: Vec<PgType> = positions.iter().map(|&i| plan.types[i]).collect();
+        let columns: Vec<String> = positions.iter().map(|&i| plan.columns[i].clone()).collect();
+        let data = tokio::task::spawn_blocking(move || copy::encode(&keys, &types))
+            .await
+            .map_err(|e| ConnectorError::fatal(e.to_string()))??;
+        let into = self.keys_table().quoted();
+        self.with_conn(async |conn| {
+            let tx = conn.client.transaction().await.map_err(classify)?;
+            copy_in(&tx, &into, &columns, Bytes::from(data)).await?;
+            tx.commit().await.map_err(classify)
+        })
+        .await
     }
 
     async fn finish(&self) -> Result<Finished> {
@@ -542,7 +588,11 @@ impl Sink for PostgresSink {
                     .map_err(classify)?;
                 let matches = key
                     .iter()
-                    .map(|k| format!("k.{0} = t.{0}", q(k)))
+                    .zip(&plan.key_nullable)
+                    .map(|(k, nullable)| match nullable {
+                        true => format!("k.{0} IS NOT DISTINCT FROM t.{0}", q(k)),
+                        false => format!("k.{0} = t.{0}", q(k)),
+                    })
                     .collect::<Vec<_>>()
                     .join(" AND ");
                 finished.deleted = tx

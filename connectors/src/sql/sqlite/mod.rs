@@ -3,9 +3,9 @@
 //! ```text
 //! insert    INSERT ... ON CONFLICT (key) DO NOTHING          skipped rows counted, never failed
 //! upsert    INSERT ... ON CONFLICT (key) DO UPDATE SET ...
-//! truncate  rows go to "_ferry_stage_<t>" (upserted by key when there is one, so a batch written
+//! truncate  rows go to "_ferry_stage_<hash of t>" (upserted by key when there is one, so a batch written
 //!           again after a crash is harmless); finish swaps them in, in one transaction
-//! sync      upsert + the batch's keys into "_ferry_keys_<t>" (same transaction);
+//! sync      upsert + the batch's keys into "_ferry_keys_<hash of t>" (same transaction);
 //!           finish deletes target rows whose key is not there, in one transaction
 //! ```
 //!
@@ -27,8 +27,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use self::values::{BindableBatch, column_type};
 use crate::error::{ConnectorError, Result};
 use crate::failpoint::pause_point;
-use crate::sink::{BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
-use crate::sql::ident::{quote_ansi as q, quote_list};
+use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
+use crate::sql::ident::{helper_name, quote_ansi as q, quote_list};
 
 pub struct SqliteSink {
     target: Target,
@@ -60,6 +60,25 @@ impl SqliteSink {
         }
     }
 
+    fn plan(&self) -> Result<Arc<WritePlan>> {
+        self.plan
+            .lock()
+            .expect("plan lock")
+            .clone()
+            .ok_or_else(|| ConnectorError::fatal("write before begin"))
+    }
+
+    /// Where the key's columns are in `batch`.
+    fn key_columns(&self, batch: &RecordBatch) -> Result<Vec<usize>> {
+        Ok(self
+            .target
+            .options
+            .key
+            .iter()
+            .map(|k| batch.schema().index_of(k))
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
     /// Runs `f` on the open connection, off the async threads.
     async fn with_conn<T: Send + 'static>(
         &self,
@@ -81,11 +100,11 @@ impl SqliteSink {
 
 impl Target {
     fn stage_table(&self) -> String {
-        format!("_ferry_stage_{}", self.options.table)
+        helper_name(&self.options.table, "stage")
     }
 
     fn keys_table(&self) -> String {
-        format!("_ferry_keys_{}", self.options.table)
+        helper_name(&self.options.table, "keys")
     }
 
     fn problems(&self, conn: &Connection, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
@@ -120,7 +139,7 @@ impl Target {
                 ));
             }
         }
-        if !opts.key.is_empty() && opts.mode != WriteMode::Truncate && !has_unique_key(conn, opts)?
+        if !opts.key.is_empty() && opts.mode != WriteMode::Truncate && !has_unique_key(conn, &opts.table, &opts.key)?
         {
             problems.push(
                 ConnectorError::fatal(format!(
@@ -174,13 +193,7 @@ impl Target {
         let into = match opts.mode {
             WriteMode::Truncate => {
                 if !kept {
-                    tx.execute_batch(&create_stage_sql(
-                        &tx,
-                        &opts.table,
-                        &self.stage_table(),
-                        &opts.key,
-                    )?)
-                    .map_err(classify)?;
+                    create_stage(&tx, &opts.table, &self.stage_table(), &opts.key)?;
                 }
                 self.stage_table()
             }
@@ -258,7 +271,8 @@ impl Sink for SqliteSink {
         !self.target.options.key.is_empty()
     }
 
-    async fn begin(&self, schema: SchemaRef, resume: bool) -> Result<Resume> {
+    async fn begin(&self, schema: SchemaRef, attempt: &Attempt) -> Result<Resume> {
+        let resume = attempt.resume;
         if let Some(dir) = self.target.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 ConnectorError::fatal(format!("cannot create {}: {e}", dir.display()))
@@ -273,25 +287,37 @@ impl Sink for SqliteSink {
     }
 
     async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
-        let plan = self
-            .plan
-            .lock()
-            .expect("plan lock")
-            .clone()
-            .ok_or_else(|| ConnectorError::fatal("write before begin"))?;
-        let key_columns: Vec<usize> = self
-            .target
-            .options
-            .key
-            .iter()
-            .map(|k| batch.schema().index_of(k))
-            .collect::<std::result::Result<_, _>>()?;
+        let plan = self.plan()?;
+        let key_columns = self.key_columns(&batch)?;
         // Casting is the costly part: do it before taking the single writer's turn.
         let rows = tokio::task::spawn_blocking(move || BindableBatch::new(&batch))
             .await
             .map_err(|e| ConnectorError::fatal(e.to_string()))??;
         self.with_conn(move |conn| write_rows(conn, &plan, &rows, &key_columns))
             .await
+    }
+
+    async fn keep_keys(&self, rows: RecordBatch) -> Result<()> {
+        let plan = self.plan()?;
+        if plan.key_sql.is_none() {
+            return Ok(());
+        }
+        let key_columns = self.key_columns(&rows)?;
+        let rows = tokio::task::spawn_blocking(move || BindableBatch::new(&rows))
+            .await
+            .map_err(|e| ConnectorError::fatal(e.to_string()))??;
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(classify)?;
+            {
+                let sql = plan.key_sql.as_deref().expect("sync");
+                let mut stmt = tx.prepare_cached(sql).map_err(classify)?;
+                for row in 0..rows.num_rows() {
+                    record_key(&mut stmt, &rows, &key_columns, row)?;
+                }
+            }
+            tx.commit().map_err(classify)
+        })
+        .await
     }
 
     async fn finish(&self) -> Result<Finished> {
@@ -397,17 +423,27 @@ fn write_rows(
                 written.written += 1;
             }
             if let Some(key_stmt) = key_stmt.as_mut() {
-                for (i, &col) in key_columns.iter().enumerate() {
-                    key_stmt
-                        .raw_bind_parameter(i + 1, ToSqlOutput::Borrowed(rows.value(col, row)))
-                        .map_err(classify)?;
-                }
-                key_stmt.raw_execute().map_err(classify)?;
+                record_key(key_stmt, rows, key_columns, row)?;
             }
         }
     }
     tx.commit().map_err(classify)?;
     Ok(written)
+}
+
+/// Records one row's key in the sync keys table.
+fn record_key(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    rows: &BindableBatch,
+    key_columns: &[usize],
+    row: usize,
+) -> Result<()> {
+    for (i, &col) in key_columns.iter().enumerate() {
+        stmt.raw_bind_parameter(i + 1, ToSqlOutput::Borrowed(rows.value(col, row)))
+            .map_err(classify)?;
+    }
+    stmt.raw_execute().map_err(classify)?;
+    Ok(())
 }
 
 fn row_sql(into: &str, columns: &[String], opts: &TargetOptions) -> String {
@@ -455,6 +491,97 @@ fn create_table_sql(table: &str, schema: &SchemaRef, key: &[String]) -> Result<S
 
 /// The staging table for truncate: the target's columns with their types and NOT NULL, keyed by the
 /// run's key (else the target's primary key), so that bad rows fail while staging, not during the swap.
+/// The truncate stage: the table's own definition (types, NOT NULL, CHECK, UNIQUE, defaults) under
+/// the stage's name, so that a row the table would refuse is refused while staging and not at the
+/// swap (which would fail the whole run); keyed, so that a batch written again after a crash
+/// replaces itself.
+fn create_stage(conn: &Connection, table: &str, stage: &str, key: &[String]) -> Result<()> {
+    let definition: Option<String> = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(classify)?;
+    let sql = match definition.as_deref().and_then(after_table_name) {
+        Some(body) => format!("CREATE TABLE {} {body}", q(stage)),
+        None => create_stage_sql(conn, table, stage, key)?,
+    };
+    conn.execute_batch(&sql).map_err(classify)?;
+    if !key.is_empty() && !has_unique_key(conn, stage, key)? {
+        conn.execute_batch(&format!(
+            "CREATE UNIQUE INDEX {} ON {} ({})",
+            q(&helper_name(stage, "key")),
+            q(stage),
+            quote_list(key)
+        ))
+        .map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// What follows the table's name in its `CREATE TABLE` statement: the column list and options.
+fn after_table_name(sql: &str) -> Option<&str> {
+    fn keyword(rest: &mut &str, word: &str) -> bool {
+        let matches = rest.len() > word.len()
+            && rest[..word.len()].eq_ignore_ascii_case(word)
+            && rest[word.len()..].starts_with(|c: char| c.is_whitespace());
+        if matches {
+            *rest = rest[word.len()..].trim_start();
+        }
+        matches
+    }
+    /// Skips one identifier, quoted ("x", [x], `x`, 'x') or bare.
+    fn identifier(s: &str) -> Option<&str> {
+        let close = match s.chars().next()? {
+            '"' => b'"',
+            '[' => b']',
+            '`' => b'`',
+            '\'' => b'\'',
+            _ => {
+                let end = s
+                    .find(|c: char| c.is_whitespace() || c == '(' || c == '.')
+                    .unwrap_or(s.len());
+                return Some(&s[end..]);
+            }
+        };
+        let bytes = s.as_bytes();
+        let mut i = 1;
+        while i < bytes.len() {
+            if bytes[i] == close {
+                if close != b']' && bytes.get(i + 1) == Some(&close) {
+                    i += 2;
+                    continue;
+                }
+                return Some(&s[i + 1..]);
+            }
+            i += 1;
+        }
+        None
+    }
+    let mut rest = sql.trim_start();
+    if !keyword(&mut rest, "CREATE") {
+        return None;
+    }
+    let _ = keyword(&mut rest, "TEMP") || keyword(&mut rest, "TEMPORARY");
+    if !keyword(&mut rest, "TABLE") {
+        return None;
+    }
+    if keyword(&mut rest, "IF") && !(keyword(&mut rest, "NOT") && keyword(&mut rest, "EXISTS")) {
+        return None;
+    }
+    loop {
+        rest = identifier(rest)?.trim_start();
+        match rest.strip_prefix('.') {
+            Some(more) => rest = more.trim_start(),
+            None => break,
+        }
+    }
+    rest.starts_with('(').then_some(rest)
+}
+
+/// The stage from the table's columns alone, when its definition cannot be read.
 fn create_stage_sql(conn: &Connection, table: &str, stage: &str, key: &[String]) -> Result<String> {
     let mut stmt = conn
         .prepare(&format!("PRAGMA table_info({})", q(table)))
@@ -518,16 +645,16 @@ fn table_columns(conn: &Connection, table: &str) -> Result<Option<Vec<String>>> 
 }
 
 /// Whether the primary key or a unique index covers exactly the key columns.
-fn has_unique_key(conn: &Connection, opts: &TargetOptions) -> Result<bool> {
+fn has_unique_key(conn: &Connection, table: &str, key: &[String]) -> Result<bool> {
     let wanted = |cols: &mut Vec<String>| {
-        let mut key: Vec<String> = opts.key.iter().map(|k| k.to_lowercase()).collect();
+        let mut key: Vec<String> = key.iter().map(|k| k.to_lowercase()).collect();
         key.sort();
         cols.iter_mut().for_each(|c| *c = c.to_lowercase());
         cols.sort();
         *cols == key
     };
     let mut stmt = conn
-        .prepare(&format!("PRAGMA table_info({})", q(&opts.table)))
+        .prepare(&format!("PRAGMA table_info({})", q(table)))
         .map_err(classify)?;
     let mut pk: Vec<String> = stmt
         .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(5)?)))
@@ -540,7 +667,7 @@ fn has_unique_key(conn: &Connection, opts: &TargetOptions) -> Result<bool> {
         return Ok(true);
     }
     let mut stmt = conn
-        .prepare(&format!("PRAGMA index_list({})", q(&opts.table)))
+        .prepare(&format!("PRAGMA index_list({})", q(table)))
         .map_err(classify)?;
     let unique_indexes: Vec<String> = stmt
         .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, bool>(2)?)))
@@ -628,5 +755,25 @@ impl ConnectorError {
             self.row = Some(row);
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod stage_tests {
+    use super::after_table_name;
+
+    #[test]
+    fn the_definition_after_any_spelling_of_the_name() {
+        let body = "(id INTEGER PRIMARY KEY, x TEXT CHECK (x <> ''))";
+        for head in [
+            "CREATE TABLE t ",
+            "create table \"t \"\"(x\" ",
+            "CREATE TABLE [a b]",
+            "CREATE TABLE `t`",
+            "CREATE TEMP TABLE IF NOT EXISTS main.\"t\"",
+        ] {
+            assert_eq!(after_table_name(&format!("{head}{body}")), Some(body), "{head}");
+        }
+        assert_eq!(after_table_name("CREATE TABLE t AS SELECT 1"), None);
     }
 }
