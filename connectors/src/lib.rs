@@ -4,8 +4,8 @@
 
 pub mod error;
 pub mod failpoint;
-pub mod hash;
 pub mod files;
+pub mod hash;
 pub mod odata;
 pub mod registry;
 pub mod sink;

@@ -1,4 +1,5 @@
-//! Throwaway databases on the machine's real PostgreSQL and MariaDB: one per test, with a unique name,
+//! Throwaway databases on real PostgreSQL and MariaDB servers (the ones `servers.rs` starts for this
+//! test process, or those FERRY_TEST_PG / FERRY_TEST_MYSQL name): one per test, with a unique name,
 //! dropped when the test ends (even when it fails), and readers that bring rows back as sorted text.
 
 use mysql_async::prelude::Queryable;
@@ -16,8 +17,32 @@ pub struct TestDb {
     pub name: String,
 }
 
-const PG_ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
-const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/";
+use crate::servers::{self, TestServer};
+
+/// libpq's key=value form for database `db` of the test PostgreSQL.
+fn pg_params(db: &str) -> String {
+    let s = servers::postgres();
+    format!(
+        "host={} port={} user={} dbname={db}",
+        s.host, s.port, s.user
+    )
+}
+
+/// The test MariaDB's URL, for database `db` ("" for none).
+fn my_url(db: &str) -> String {
+    let s = servers::mysql();
+    format!("mysql://{}@{}:{}/{db}", s.user, s.host, s.port)
+}
+
+impl Server {
+    /// The server itself: where it answers, and its folder when the tests started it.
+    pub fn info(self) -> &'static TestServer {
+        match self {
+            Server::Postgres => servers::postgres(),
+            Server::Mysql => servers::mysql(),
+        }
+    }
+}
 
 impl TestDb {
     pub async fn new(server: Server) -> Self {
@@ -36,9 +61,12 @@ impl TestDb {
 
     /// The URL a pipeline's connection uses.
     pub fn url(&self) -> String {
+        let s = self.server.info();
         match self.server {
-            Server::Postgres => format!("postgres://postgres@127.0.0.1:5432/{}", self.name),
-            Server::Mysql => format!("mysql://root@127.0.0.1:3306/{}", self.name),
+            Server::Postgres => {
+                format!("postgres://{}@{}:{}/{}", s.user, s.host, s.port, self.name)
+            }
+            Server::Mysql => format!("mysql://{}@{}:{}/{}", s.user, s.host, s.port, self.name),
         }
     }
 
@@ -133,27 +161,24 @@ impl Drop for TestDb {
 }
 
 async fn pg_connect(db: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port=5432 user=postgres dbname={db}"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("PostgreSQL on 127.0.0.1:5432 (see README: starting the test servers)");
+    let (client, conn) = tokio_postgres::connect(&pg_params(db), tokio_postgres::NoTls)
+        .await
+        .expect("the test PostgreSQL answers");
     tokio::spawn(conn);
     client
 }
 
 async fn my_connect(db: &str) -> mysql_async::Conn {
-    mysql_async::Conn::from_url(format!("{MY_ADMIN}{db}"))
+    mysql_async::Conn::from_url(my_url(db))
         .await
-        .expect("MariaDB on 127.0.0.1:3306 (see README: starting the test servers)")
+        .expect("the test MariaDB answers")
 }
 
 /// Runs one statement as the PostgreSQL superuser in the `postgres` database.
 pub async fn pg_admin(sql: &str) {
-    let (client, conn) = tokio_postgres::connect(PG_ADMIN, tokio_postgres::NoTls)
+    let (client, conn) = tokio_postgres::connect(&pg_params("postgres"), tokio_postgres::NoTls)
         .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
+        .expect("the test PostgreSQL answers");
     tokio::spawn(conn);
     client
         .batch_execute(sql)
@@ -163,9 +188,9 @@ pub async fn pg_admin(sql: &str) {
 
 /// Runs one statement as MariaDB's root.
 pub async fn my_admin(sql: &str) {
-    let mut conn = mysql_async::Conn::from_url(MY_ADMIN)
+    let mut conn = mysql_async::Conn::from_url(my_url(""))
         .await
-        .expect("MariaDB on 127.0.0.1:3306");
+        .expect("the test MariaDB answers");
     conn.query_drop(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -174,9 +199,9 @@ pub async fn my_admin(sql: &str) {
 
 /// Cuts every connection Ferry has open to database `db`, as a server restart would; returns how many.
 pub async fn pg_kill_connections(db: &str) -> usize {
-    let (client, conn) = tokio_postgres::connect(PG_ADMIN, tokio_postgres::NoTls)
+    let (client, conn) = tokio_postgres::connect(&pg_params("postgres"), tokio_postgres::NoTls)
         .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
+        .expect("the test PostgreSQL answers");
     tokio::spawn(conn);
     client
         .query(
@@ -190,9 +215,9 @@ pub async fn pg_kill_connections(db: &str) -> usize {
 
 /// Cuts every connection to database `db` but this one; returns how many.
 pub async fn my_kill_connections(db: &str) -> usize {
-    let mut conn = mysql_async::Conn::from_url(MY_ADMIN)
+    let mut conn = mysql_async::Conn::from_url(my_url(""))
         .await
-        .expect("MariaDB on 127.0.0.1:3306");
+        .expect("the test MariaDB answers");
     let ids: Vec<u64> = conn
         .exec(
             "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",

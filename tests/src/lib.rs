@@ -11,6 +11,7 @@ use ferry::spec::Pipeline;
 use tempfile::TempDir;
 
 pub mod db;
+pub mod servers;
 
 /// Expected rows written as text, sorted like [`sqlite_rows`] and [`batch_rows`] sort theirs.
 pub fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
@@ -80,6 +81,22 @@ pub async fn run(pipeline: &Pipeline) -> RunReport {
     ferry::run::run(pipeline, &RunSettings::default())
         .await
         .unwrap_or_else(|e| panic!("pipeline {} did not start:\n{e}", pipeline.name))
+}
+
+/// The `ferry` binary that `cargo test --workspace` builds beside the test binaries, as a user runs it.
+pub fn ferry_command() -> std::process::Command {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin: PathBuf = dir.join("ferry");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    std::process::Command::new(bin)
 }
 
 pub fn repo_root() -> PathBuf {

@@ -269,9 +269,16 @@ mod key_tests {
             normal_key_part("9F2C1E3A-0B4D-4C5E-8F6A-7B8C9D0E1F2A", false),
             "9f2c1e3a-0b4d-4c5e-8f6a-7b8c9d0e1f2a"
         );
-        assert_eq!(normal_key_part("USMF", false), normal_key_part("usmf", false));
+        assert_eq!(
+            normal_key_part("USMF", false),
+            normal_key_part("usmf", false)
+        );
         let record = serde_json::json!({"dataAreaId": "usmf", "n": 5.0, "code": "A-1"});
-        let key = ["dataAreaId".to_string(), "n".to_string(), "code".to_string()];
+        let key = [
+            "dataAreaId".to_string(),
+            "n".to_string(),
+            "code".to_string(),
+        ];
         let batch = RecordBatch::try_from_iter(vec![
             (
                 "dataAreaId",

@@ -563,8 +563,7 @@ impl Sink for ODataSink {
             .filter(|(k, landed)| **landed && !found.contains(*k))
             .map(|(k, _)| k)
             .collect();
-        if !missing.is_empty()
-            && missing.len() as f64 > self.odata.sync_max_missing * landed as f64
+        if !missing.is_empty() && missing.len() as f64 > self.odata.sync_max_missing * landed as f64
         {
             let examples: Vec<String> = missing
                 .iter()

@@ -13,7 +13,10 @@ pub fn quote_ansi(name: &str) -> String {
 /// clean-up `DROP TABLE` would drop the user's table. One rule for every dialect.
 pub fn helper_name(table: &str, role: &str) -> String {
     // Stable across processes and versions, so a resumed run finds its own helpers.
-    format!("_ferry_{role}_{:016x}", crate::hash::fnv1a(table.as_bytes()))
+    format!(
+        "_ferry_{role}_{:016x}",
+        crate::hash::fnv1a(table.as_bytes())
+    )
 }
 
 /// Quotes a list of identifiers, comma separated.

@@ -117,7 +117,10 @@ mod tests {
         assert_eq!(held, 1);
         let again = RunLock::acquire(&state, "p").unwrap();
         let refused = RunLock::acquire(&state, "p").unwrap_err();
-        assert!(refused.message.contains("is already running (process"), "{refused}");
+        assert!(
+            refused.message.contains("is already running (process"),
+            "{refused}"
+        );
         drop(again);
         assert!(RunLock::acquire(&state, "p").is_ok());
     }

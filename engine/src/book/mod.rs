@@ -17,7 +17,7 @@ pub mod quarantine;
 pub mod recorder;
 pub mod tables;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int32Type, Int64Type};
@@ -294,22 +294,21 @@ impl Book {
             // Written before runs had an identity: None, which matches no run of today.
             identity: batch
                 .column_by_name("identity")
-                .and_then(|c| c.as_string_opt::<i32>())
+                .map(|_| strings(batch, "identity"))
                 .filter(|c| c.is_valid(0))
                 .map(|c| c.value(0).to_string()),
         }))
     }
 
-    /// The batches of `run_id` the log records as landed, and the rows they accounted for.
+    /// The batches of `run_id` the log records as landed, each with the rows it accounted for.
     pub async fn written_batches(
         &self,
         run_id: &str,
         table: &str,
-    ) -> Result<(HashSet<BatchKey>, Totals)> {
-        let mut done = HashSet::new();
-        let mut totals = Totals::default();
+    ) -> Result<HashMap<BatchKey, Totals>> {
+        let mut done = HashMap::new();
         let Some(df) = self.frame(LOG, "pipeline").await? else {
-            return Ok((done, totals));
+            return Ok(done);
         };
         let batches = df
             .filter(
@@ -343,15 +342,16 @@ impl Book {
                 long("rows_rejected"),
             );
             for i in 0..b.num_rows() {
-                if done.insert((partition.value(i), batch.value(i), fingerprint.value(i))) {
-                    totals.read += (written.value(i) + skipped.value(i) + rejected.value(i)) as u64;
-                    totals.written += written.value(i) as u64;
-                    totals.skipped += skipped.value(i) as u64;
-                    totals.rejected += rejected.value(i) as u64;
-                }
+                done.entry((partition.value(i), batch.value(i), fingerprint.value(i)))
+                    .or_insert(Totals {
+                        read: (written.value(i) + skipped.value(i) + rejected.value(i)) as u64,
+                        written: written.value(i) as u64,
+                        skipped: skipped.value(i) as u64,
+                        rejected: rejected.value(i) as u64,
+                    });
             }
         }
-        Ok((done, totals))
+        Ok(done)
     }
 
     /// Records the target table's state after a run.

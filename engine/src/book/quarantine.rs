@@ -133,20 +133,30 @@ impl Book {
         })
     }
 
-    /// Removes the rows a run quarantined for batches its log does not record (the process died
-    /// between the two commits): those batches are written again, and would quarantine them twice.
-    pub async fn forget_unlogged_rejections(
+    /// Removes the rows earlier attempts of a run (before `attempt_start`) quarantined for batches
+    /// the latest attempt did not skip: it wrote those rows again, and quarantined the bad ones again
+    /// (a batch whose log row was never committed, or whose rows came in another order).
+    pub async fn forget_superseded_rejections(
         &self,
         table: &str,
         run_id: &str,
-        logged: &HashSet<(i32, i32)>,
+        attempt_start: chrono::DateTime<chrono::Utc>,
+        skipped: &HashSet<(i32, i32)>,
     ) -> Result<usize, ConnectorError> {
         let name = format!("quarantine/{table}");
         let Some(df) = self.frame(&name, "_ferry_pipeline").await? else {
             return Ok(0);
         };
+        let before = datafusion::scalar::ScalarValue::TimestampMicrosecond(
+            Some(attempt_start.timestamp_micros()),
+            Some("UTC".into()),
+        );
         let batches = df
-            .filter(col("_ferry_run_id").eq(lit(run_id.to_string())))
+            .filter(
+                col("_ferry_run_id")
+                    .eq(lit(run_id.to_string()))
+                    .and(col("_ferry_time").lt(lit(before))),
+            )
             .and_then(|df| df.select_columns(&["_ferry_id", "_ferry_partition", "_ferry_batch"]))
             .map_err(|e| self.damaged(&name, e))?
             .collect()
@@ -163,7 +173,7 @@ impl Book {
             };
             let (partitions, numbers) = (int("_ferry_partition"), int("_ferry_batch"));
             for i in 0..b.num_rows() {
-                if !logged.contains(&(partitions.value(i), numbers.value(i))) {
+                if !skipped.contains(&(partitions.value(i), numbers.value(i))) {
                     orphans.push(lit(ids.value(i).to_string()));
                 }
             }

@@ -113,7 +113,8 @@ fn reorder(batch: &RecordBatch) -> RecordBatch {
         order.extend(schema.index_of(name).ok());
     }
     order.extend(
-        (0..schema.fields().len()).filter(|&i| !crate::book::tables::is_quarantine_field(schema.field(i).name())),
+        (0..schema.fields().len())
+            .filter(|&i| !crate::book::tables::is_quarantine_field(schema.field(i).name())),
     );
     for name in ["_ferry_row", "_ferry_run_id", "_ferry_resolved"] {
         order.extend(schema.index_of(name).ok());

@@ -20,7 +20,7 @@ pub mod retry;
 mod route;
 mod workers;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,10 +32,10 @@ use ferry_connectors::{ConnectorError, Resume, Sink, WriteMode};
 use self::progress::Progress;
 pub use self::report::{RunReport, Status};
 use self::workers::{Counters, WorkerConfig};
+use crate::book::Book;
 use crate::book::lock::RunLock;
 use crate::book::recorder::Recorder;
 use crate::book::tables::{HistoryRow, StateRow};
-use crate::book::{Book, Totals};
 use crate::plan;
 use crate::spec::{Pipeline, SpecErrors};
 
@@ -182,12 +182,12 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         Some(p) => (p.run_id.clone(), p.attempt + 1),
         None => (new_run_id(), 1),
     };
-    let (mut done, earlier) = match &previous {
+    let mut done = match &previous {
         Some(p) => book
             .written_batches(&p.run_id, &table_name)
             .await
             .map_err(StartError::Book)?,
-        None => (HashSet::new(), Totals::default()),
+        None => HashMap::new(),
     };
     if let Some(p) = &previous {
         tracing::warn!(
@@ -254,13 +254,6 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         .await?;
         if begun == Resume::Lost {
             done.clear();
-        } else {
-            counters.inherit(earlier);
-        }
-        if previous.is_some() {
-            let logged = done.iter().map(|(p, b, _)| (*p, *b)).collect();
-            book.forget_unlogged_rejections(&table_name, &run_id, &logged)
-                .await?;
         }
         let config = WorkerConfig {
             batch_size: pipeline.target.batch_size,
@@ -341,6 +334,18 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
     let closing = async {
         if finished {
             incremental::record(pipeline, &book, &run_id, &selection).await?;
+            if previous.is_some() {
+                // Rows an earlier attempt quarantined for batches this attempt wrote again (their
+                // content came in another order, or their log row was never committed) were
+                // quarantined again: keep only one.
+                book.forget_superseded_rejections(
+                    &table_name,
+                    &run_id,
+                    start_time,
+                    &counters.skipped_batches(),
+                )
+                .await?;
+            }
         }
         book.record_state(state).await?;
         book.record_run(&history).await?;

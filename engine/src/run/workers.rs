@@ -9,7 +9,7 @@
 //!
 //! The first fatal error, or `max_consecutive_failures` rejected rows in a row, stops every worker.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,8 +39,8 @@ pub struct WorkerConfig {
     pub pipeline: String,
     pub run_id: String,
     pub attempt: i32,
-    /// Batches an earlier attempt of this run wrote.
-    pub done: HashSet<BatchKey>,
+    /// Batches an earlier attempt of this run wrote, with the rows each accounted for.
+    pub done: HashMap<BatchKey, Totals>,
 }
 
 /// Totals shared by every worker.
@@ -54,14 +54,28 @@ pub struct Counters {
     batches: AtomicU64,
     retries: AtomicU64,
     consecutive_rejects: AtomicU64,
+    /// (partition, batch) of the batches skipped because an earlier attempt wrote them.
+    skipped_batches: std::sync::Mutex<HashSet<(i32, i32)>>,
 }
 
 impl Counters {
-    /// Starts from what earlier attempts of the run already did.
-    pub fn inherit(&self, earlier: Totals) {
+    /// Counts what an earlier attempt did for a batch this attempt skips.
+    fn inherit(&self, batch: (i32, i32), earlier: &Totals) {
         self.written.fetch_add(earlier.written, Ordering::Relaxed);
         self.skipped.fetch_add(earlier.skipped, Ordering::Relaxed);
         self.rejected.fetch_add(earlier.rejected, Ordering::Relaxed);
+        self.skipped_batches
+            .lock()
+            .expect("skipped batches")
+            .insert(batch);
+    }
+
+    /// (partition, batch) of every batch skipped because an earlier attempt wrote it.
+    pub fn skipped_batches(&self) -> HashSet<(i32, i32)> {
+        self.skipped_batches
+            .lock()
+            .expect("skipped batches")
+            .clone()
     }
 
     pub fn fill(&self, report: &mut RunReport) {
@@ -154,11 +168,12 @@ impl Worker {
     ) -> Result<(), ConnectorError> {
         let fingerprint = fingerprint(&batch)?;
         let rows = batch.num_rows() as u64;
-        if self
+        if let Some(earlier) = self
             .config
             .done
-            .contains(&(self.partition, batch_id, fingerprint))
+            .get(&(self.partition, batch_id, fingerprint))
         {
+            self.counters.inherit((self.partition, batch_id), earlier);
             self.counters.resumed.fetch_add(rows, Ordering::Relaxed);
             self.progress.add(rows);
             return Ok(());
@@ -278,12 +293,17 @@ impl Worker {
         let indices =
             arrow::array::UInt32Array::from_iter_values(rejected.iter().map(|(r, _)| *r as u32));
         let rows = arrow::compute::take_record_batch(batch, &indices)?;
-        let (_, unkept) = isolate(&rows, |slice| self.keep_keys_retrying(slice), |_| Ok(()), |e| e)
-            .await?;
+        let (_, unkept) = isolate(
+            &rows,
+            |slice| self.keep_keys_retrying(slice),
+            |_| Ok(()),
+            |e| e,
+        )
+        .await?;
         if let Some((_, e)) = unkept.iter().find(|(_, e)| e.class != ErrorClass::Data) {
-            return Err(e
-                .clone()
-                .context("the keys of refused rows could not be recorded, so sync cannot delete safely"));
+            return Err(e.clone().context(
+                "the keys of refused rows could not be recorded, so sync cannot delete safely",
+            ));
         }
         Ok(())
     }

@@ -922,7 +922,9 @@ impl Checker<'_> {
                 self.errors.push(
                     self.loc
                         .error(at, format!("{key} applies to OData targets only"))
-                        .hint(format!("remove {key}, or write to an http(s):// connection")),
+                        .hint(format!(
+                            "remove {key}, or write to an http(s):// connection"
+                        )),
                 );
             }
         }
@@ -947,7 +949,10 @@ impl Checker<'_> {
                     self.loc
                         .error(
                             m.span(),
-                            format!("sync_max_missing must be between 0 and 1, not {}", m.get_ref()),
+                            format!(
+                                "sync_max_missing must be between 0 and 1, not {}",
+                                m.get_ref()
+                            ),
                         )
                         .hint("sync_max_missing = 0.01 lets 1% of the written records be missing"),
                 );

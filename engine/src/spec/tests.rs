@@ -221,11 +221,11 @@ fn a_bad_connection_url_is_an_error_at_its_line_and_postgresql_is_accepted() {
         "url = \"sqlite://out/warehouse.db\"",
         "url = \"postgres://bench:s3cret@db.example.com/shop\"",
     );
-    let errors = errors(&inline);
-    let first = errors[0].to_string();
+    let found = errors(&inline);
+    let first = found[0].to_string();
     assert!(
         first.contains("pipe.toml:4:7") && first.contains("holds a password"),
-        "{errors:?}"
+        "{found:?}"
     );
     assert!(!first.contains("s3cret"), "{first}");
     assert!(first.contains("password = \"${DB_PASSWORD}\""), "{first}");

@@ -175,7 +175,11 @@ key = "id"
             ),
         );
         let report = run(&p).await;
-        assert_eq!(report.status, Status::Completed, "{server:?} {mode}: {report}");
+        assert_eq!(
+            report.status,
+            Status::Completed,
+            "{server:?} {mode}: {report}"
+        );
         let count = db.rows(&format!("SELECT count(*) FROM {table}")).await;
         let want = match mode {
             "upsert" | "insert" => "101",
@@ -268,7 +272,13 @@ async fn odata_accounts(emu: &Running) -> Vec<Vec<String>> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| vec![text(&r["accountid"]), text(&r["accountnumber"]), text(&r["name"])])
+        .map(|r| {
+            vec![
+                text(&r["accountid"]),
+                text(&r["accountnumber"]),
+                text(&r["name"]),
+            ]
+        })
         .collect();
     out.sort();
     out
@@ -284,7 +294,11 @@ async fn odata_sync_keeps_the_records_whose_update_was_refused() {
     );
     let first = ws.pipeline(
         "first.toml",
-        &odata_pipeline(&emu, "first.csv", "mode = \"upsert\"\nkey = \"accountnumber\""),
+        &odata_pipeline(
+            &emu,
+            "first.csv",
+            "mode = \"upsert\"\nkey = \"accountnumber\"",
+        ),
     );
     assert_eq!(run(&first).await.status, Status::Completed);
     let too_long = "x".repeat(200);
@@ -294,8 +308,12 @@ async fn odata_sync_keeps_the_records_whose_update_was_refused() {
     );
     let sync = ws.pipeline(
         "sync.toml",
-        &odata_pipeline(&emu, "second.csv", "mode = \"sync\"\nkey = \"accountnumber\"")
-            .replace("name = \"crm\"", "name = \"crm-sync\""),
+        &odata_pipeline(
+            &emu,
+            "second.csv",
+            "mode = \"sync\"\nkey = \"accountnumber\"",
+        )
+        .replace("name = \"crm\"", "name = \"crm-sync\""),
     );
     let report = run(&sync).await;
     assert_eq!(
@@ -312,8 +330,7 @@ async fn odata_sync_keeps_the_records_whose_update_was_refused() {
         .collect();
     assert_eq!(
         names,
-        [("A-0", "A"), ("A-1", "b"), ("A-2", "C")]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+        [("A-0", "A"), ("A-1", "b"), ("A-2", "C")].map(|(k, v)| (k.to_string(), v.to_string()))
     );
     emu.stop().await;
 }
@@ -376,7 +393,8 @@ legal_entity = "usmf"
     ws.write("in/a.csv", "accountnumber\nA-1\n");
     let err = ferry::spec::Pipeline::load(&path).unwrap_err().to_string();
     assert!(
-        err.contains("p.toml:12:16") && err.contains("legal_entity applies to Finance & Operations connections only"),
+        err.contains("p.toml:12:16")
+            && err.contains("legal_entity applies to Finance & Operations connections only"),
         "{err}"
     );
 }
@@ -405,7 +423,8 @@ key = "id"
         );
         let err = ferry::spec::Pipeline::load(&path).unwrap_err().to_string();
         assert!(
-            err.contains("p.toml:4:") && err.contains("would delete every row that earlier files loaded"),
+            err.contains("p.toml:4:")
+                && err.contains("would delete every row that earlier files loaded"),
             "{mode}: {err}"
         );
     }
@@ -421,8 +440,10 @@ async fn partitioned_reads_over_timestamps_read_every_row(server: Server) {
     };
     for (t, ty) in types.iter().enumerate() {
         let table = format!("ts{t}");
-        db.exec(&format!("CREATE TABLE {table} (id INT PRIMARY KEY, at {ty} NULL)"))
-            .await;
+        db.exec(&format!(
+            "CREATE TABLE {table} (id INT PRIMARY KEY, at {ty} NULL)"
+        ))
+        .await;
         let values: Vec<String> = (1..=100)
             .map(|i| {
                 format!(
@@ -435,7 +456,8 @@ async fn partitioned_reads_over_timestamps_read_every_row(server: Server) {
             .collect();
         db.exec(&format!("INSERT INTO {table} VALUES {}", values.join(",")))
             .await;
-        db.exec(&format!("INSERT INTO {table} VALUES (101, NULL)")).await;
+        db.exec(&format!("INSERT INTO {table} VALUES (101, NULL)"))
+            .await;
         let ws = Workspace::new();
         let p = ws.pipeline(
             "p.toml",
@@ -531,7 +553,10 @@ key = "id"
         "{names:?}"
     );
     assert_eq!(exported_rows[0][2], "1234567890123456789");
-    assert!(exported_rows[0][3].contains("05:06:07.123456"), "{exported_rows:?}");
+    assert!(
+        exported_rows[0][3].contains("05:06:07.123456"),
+        "{exported_rows:?}"
+    );
 
     // Excel rounds a long number typed or kept as a number: a retry refuses to write that key.
     let mut rounded = exported_rows.clone();
@@ -543,7 +568,9 @@ key = "id"
         .unwrap_err()
         .to_string();
     assert!(
-        refused.contains("row 2: key column \"id\" reads 1234567890123456768, but the quarantined row"),
+        refused.contains(
+            "row 2: key column \"id\" reads 1234567890123456768, but the quarantined row"
+        ),
         "{refused}"
     );
 
@@ -554,8 +581,15 @@ key = "id"
     let retried = ferry::run::retry::retry(&pipeline, "t", Some(&ws.join("corrected.xlsx")))
         .await
         .unwrap();
-    assert_eq!((retried.landed.len(), retried.failed.len()), (1, 0), "{retried:?}");
-    let landed = sqlite_rows(&ws.join("db.sqlite"), "SELECT id, at, _ferry_note, score FROM t");
+    assert_eq!(
+        (retried.landed.len(), retried.failed.len()),
+        (1, 0),
+        "{retried:?}"
+    );
+    let landed = sqlite_rows(
+        &ws.join("db.sqlite"),
+        "SELECT id, at, _ferry_note, score FROM t",
+    );
     assert_eq!(landed.len(), 2, "{landed:?}");
     assert_eq!(landed[1][0], "1234567890123456789", "{landed:?}");
     assert!(landed[1][1].contains("05:06:07.123456"), "{landed:?}");

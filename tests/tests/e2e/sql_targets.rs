@@ -331,3 +331,27 @@ async fn postgres_hostile_identifiers_cannot_inject() {
 async fn mysql_hostile_identifiers_cannot_inject() {
     hostile_identifiers_cannot_inject(Server::Mysql).await;
 }
+
+/// The tests' databases live on servers of their own, in temporary folders (unless FERRY_TEST_PG /
+/// FERRY_TEST_MYSQL name existing servers): never the machine's own databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tests_run_on_throwaway_servers_in_temporary_folders() {
+    for server in [Server::Postgres, Server::Mysql] {
+        let db = TestDb::new(server).await;
+        let Some(folder) = &server.info().folder else {
+            eprintln!("{server:?}: an existing server was named; nothing to check");
+            continue;
+        };
+        let asked = match server {
+            Server::Postgres => "SHOW data_directory",
+            Server::Mysql => "SELECT @@datadir",
+        };
+        let dir = db.rows(asked).await[0][0].clone();
+        assert!(
+            dir.starts_with(&folder.display().to_string())
+                && dir.starts_with(&std::env::temp_dir().display().to_string()),
+            "{server:?}: data in {dir}, not under {}",
+            folder.display()
+        );
+    }
+}

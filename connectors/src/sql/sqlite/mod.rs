@@ -139,7 +139,9 @@ impl Target {
                 ));
             }
         }
-        if !opts.key.is_empty() && opts.mode != WriteMode::Truncate && !has_unique_key(conn, &opts.table, &opts.key)?
+        if !opts.key.is_empty()
+            && opts.mode != WriteMode::Truncate
+            && !has_unique_key(conn, &opts.table, &opts.key)?
         {
             problems.push(
                 ConnectorError::fatal(format!(
@@ -772,7 +774,11 @@ mod stage_tests {
             "CREATE TABLE `t`",
             "CREATE TEMP TABLE IF NOT EXISTS main.\"t\"",
         ] {
-            assert_eq!(after_table_name(&format!("{head}{body}")), Some(body), "{head}");
+            assert_eq!(
+                after_table_name(&format!("{head}{body}")),
+                Some(body),
+                "{head}"
+            );
         }
         assert_eq!(after_table_name("CREATE TABLE t AS SELECT 1"), None);
     }
