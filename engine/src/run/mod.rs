@@ -382,7 +382,21 @@ async fn write_all(
     let df = planned.result().clone();
     let keyed = !target.options.key.is_empty() && target.options.mode != WriteMode::Truncate;
     let key: &[String] = if keyed { &target.options.key } else { &[] };
-    let streams = route::route(df.execute_stream_partitioned().await?, target.workers, key)?;
+    let task = std::sync::Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await?;
+    // The number of rows, when the plan knows it without reading them (parquet metadata, a count).
+    let stats = datafusion::physical_plan::statistics::StatisticsContext::new().compute(
+        plan.as_ref(),
+        &datafusion::physical_plan::statistics::StatisticsArgs::new(),
+    );
+    if let Some(total) = stats.ok().and_then(|s| s.num_rows.get_value().copied()) {
+        progress.expect(total as u64);
+    }
+    let streams = route::route(
+        datafusion::physical_plan::execute_stream_partitioned(plan, task)?,
+        target.workers,
+        key,
+    )?;
     pause_point("before_first_batch");
     workers::run_all(
         streams,

@@ -113,12 +113,39 @@ impl Pipeline {
     /// Reads and validates a pipeline file.
     pub fn load(file: &Path) -> Result<Pipeline, SpecErrors> {
         let text = std::fs::read_to_string(file).map_err(|e| {
+            let hint = match std::fs::read_dir(file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))) {
+                Ok(entries) => {
+                    let pipelines: Vec<String> = entries
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().to_string())
+                        .filter(|n| n.ends_with(".toml"))
+                        .take(5)
+                        .collect();
+                    if pipelines.is_empty() {
+                        "check the path; `ferry run --help` shows an example pipeline".to_string()
+                    } else {
+                        format!("pipeline files in that folder: {}", pipelines.join(", "))
+                    }
+                }
+                Err(_) => "check the path (the folder does not exist either); `ferry run --help` shows an example pipeline".to_string(),
+            };
             SpecErrors(vec![
                 Locator::new(file, "")
                     .whole_file(format!("cannot read the pipeline file: {e}"))
-                    .hint("check the path; `ferry run --help` shows an example pipeline"),
+                    .hint(hint),
             ])
         })?;
+        if file
+            .extension()
+            .is_some_and(|e| !e.eq_ignore_ascii_case("toml"))
+            && toml::from_str::<toml::Table>(&text).is_err()
+        {
+            return Err(SpecErrors(vec![
+                Locator::new(file, &text)
+                    .whole_file("this is not a pipeline file (pipeline files are TOML)")
+                    .hint("a data file is named in a pipeline's [sources]; run the pipeline file, e.g. `ferry run pipelines/quickstart.toml`"),
+            ]));
+        }
         Self::parse(file, &text)
     }
 

@@ -15,6 +15,7 @@ use ferry_connectors::odata::emulator::limits::Limits;
 use ferry_connectors::odata::emulator::{self, Config, Latency, Running};
 use ferry_tests::db::{Server, TestDb};
 use ferry_tests::{Workspace, sqlite_rows};
+use futures::FutureExt;
 
 /// Rows in the source: 24 batches of 25 over two workers.
 const ROWS: i64 = 600;
@@ -497,10 +498,32 @@ fn representative() -> Vec<(Target, &'static str, &'static str)> {
     subset
 }
 
+/// Runs every trial, one after the other, and then fails with the list of those that failed.
 async fn run_trials(trials: Vec<(Target, &'static str, &'static str)>) {
+    let total = trials.len();
+    let mut failed = Vec::new();
     for (target, mode, point) in trials {
-        trial(target, mode, point).await;
+        // In the test's own task, not a spawned one: the emulator's tasks must stay free to run
+        // while the trial waits on `ferry` (a spawned task's children would wait behind it).
+        let outcome = std::panic::AssertUnwindSafe(trial(target, mode, point))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = outcome {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let first_line = why.lines().next().unwrap_or_default().to_string();
+            failed.push(format!("{target:?} {mode} {point}: {first_line}"));
+        }
     }
+    assert!(
+        failed.is_empty(),
+        "{} of {total} trials failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
