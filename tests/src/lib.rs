@@ -99,6 +99,47 @@ pub fn ferry_command() -> std::process::Command {
     std::process::Command::new(bin)
 }
 
+/// Every record of an entity set of the emulator (`service` its root URL, `token_url` its token
+/// endpoint) with the `select`ed attributes, through the Web API's pages, as any client reads them.
+pub async fn odata_records(
+    service: &str,
+    token_url: &str,
+    set: &str,
+    select: &str,
+) -> Vec<serde_json::Value> {
+    let c = reqwest::Client::new();
+    let token: serde_json::Value = c
+        .post(token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "reader"),
+            ("client_secret", "x"),
+        ])
+        .send()
+        .await
+        .expect("the token endpoint answers")
+        .json()
+        .await
+        .expect("a token");
+    let token = token["access_token"].as_str().expect("a token").to_string();
+    let mut out = Vec::new();
+    let mut next = Some(format!("{service}/{set}?$select={select}"));
+    while let Some(url) = next {
+        let page: serde_json::Value = c
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("the service answers")
+            .json()
+            .await
+            .expect("a page");
+        out.extend(page["value"].as_array().expect("records").iter().cloned());
+        next = page["@odata.nextLink"].as_str().map(String::from);
+    }
+    out
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -116,6 +116,18 @@ impl DbConfig {
         })
     }
 
+    /// A refused connection, with which host and port to check.
+    pub fn explain_refused(&self, err: ConnectorError, default_port: u16) -> ConnectorError {
+        if !err.message.contains("Connection refused") {
+            return err;
+        }
+        err.with_hint(format!(
+            "nothing answers at {}:{}: is the server running there, and is that its port? check the connection's url",
+            self.host(),
+            self.url.port().unwrap_or(default_port)
+        ))
+    }
+
     pub fn host(&self) -> &str {
         self.url.host_str().unwrap_or("localhost")
     }

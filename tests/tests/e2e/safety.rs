@@ -240,37 +240,15 @@ max_retries = 2
 
 /// Every account in the emulator as (accountid, accountnumber, name), sorted.
 async fn odata_accounts(emu: &Running) -> Vec<Vec<String>> {
-    let c = reqwest::Client::new();
-    let token: serde_json::Value = c
-        .post(emu.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "reader"),
-            ("client_secret", "x"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let page: serde_json::Value = c
-        .get(format!(
-            "{}/accounts?$select=accountid,accountnumber,name",
-            emu.url()
-        ))
-        .bearer_auth(token["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(page["@odata.nextLink"].is_null(), "one page is enough here");
+    let records = ferry_tests::odata_records(
+        &emu.url(),
+        &emu.token_url(),
+        "accounts",
+        "accountid,accountnumber,name",
+    )
+    .await;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("NULL").to_string();
-    let mut out: Vec<Vec<String>> = page["value"]
-        .as_array()
-        .unwrap()
+    let mut out: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
             vec![

@@ -192,28 +192,21 @@ impl World {
                         .await;
                 }
             }
-            Target::Delta | Target::Parquet if !old.is_empty() => {
+            // Files and services are filled by Ferry itself, from a file of the old rows.
+            Target::Delta | Target::Parquet | Target::OData if !old.is_empty() => {
                 let mut csv = String::from("id,name,score\n");
                 for (i, n, s) in &old {
                     csv.push_str(&format!("{i},{n},{s}\n"));
                 }
                 self.ws.write("in/old.csv", csv);
+                let mode = if self.target == Target::OData {
+                    "upsert"
+                } else {
+                    "truncate"
+                };
                 self.ws.write(
                     "init.toml",
-                    self.pipeline("truncate", "in/old.csv")
-                        .replace("name = \"trial\"", "name = \"init\""),
-                );
-                self.ferry_ok(&["run", "init.toml"]);
-            }
-            Target::OData if !old.is_empty() => {
-                let mut csv = String::from("id,name,score\n");
-                for (i, n, s) in &old {
-                    csv.push_str(&format!("{i},{n},{s}\n"));
-                }
-                self.ws.write("in/old.csv", csv);
-                self.ws.write(
-                    "init.toml",
-                    self.pipeline("upsert", "in/old.csv")
+                    self.pipeline(mode, "in/old.csv")
                         .replace("name = \"trial\"", "name = \"init\""),
                 );
                 self.ferry_ok(&["run", "init.toml"]);
@@ -349,46 +342,22 @@ impl World {
 
 /// Every account as (accountnumber, name, employees), through the Web API's pages.
 async fn odata_accounts(emu: &Running) -> Vec<(String, String, i64)> {
-    let c = reqwest::Client::new();
-    let token: serde_json::Value = c
-        .post(emu.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "reader"),
-            ("client_secret", "x"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
-    let mut out = Vec::new();
-    let mut next = Some(format!(
-        "{}/accounts?$select=accountnumber,name,numberofemployees",
-        emu.url()
-    ));
-    while let Some(url) = next {
-        let page: serde_json::Value = c
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for r in page["value"].as_array().unwrap() {
-            out.push((
-                r["accountnumber"].as_str().unwrap_or_default().to_string(),
-                r["name"].as_str().unwrap_or_default().to_string(),
-                r["numberofemployees"].as_i64().unwrap_or(i64::MIN),
-            ));
-        }
-        next = page["@odata.nextLink"].as_str().map(String::from);
-    }
-    out
+    ferry_tests::odata_records(
+        &emu.url(),
+        &emu.token_url(),
+        "accounts",
+        "accountnumber,name,numberofemployees",
+    )
+    .await
+    .iter()
+    .map(|r| {
+        (
+            r["accountnumber"].as_str().unwrap_or_default().to_string(),
+            r["name"].as_str().unwrap_or_default().to_string(),
+            r["numberofemployees"].as_i64().unwrap_or(i64::MIN),
+        )
+    })
+    .collect()
 }
 
 /// Starts `ferry run`, waits until it pauses at `point`, kills it with SIGKILL. Returns false when

@@ -46,15 +46,7 @@ pub async fn conn(pool: &Pool, db: &DbConfig) -> Result<Conn> {
     pool.get_conn().await.map_err(|e| {
         let tls = matches!(&e, mysql_async::Error::Io(mysql_async::IoError::Tls(_)));
         let err = classify(e).context(format!("cannot connect to MySQL at {db}"));
-        let err = if err.message.contains("Connection refused") {
-            err.with_hint(format!(
-                "nothing answers at {}:{}: is the server running there, and is that its port? check the connection's url",
-                db.host(),
-                db.url.port().unwrap_or(3306)
-            ))
-        } else {
-            err
-        };
+        let err = db.explain_refused(err, 3306);
         if tls {
             ConnectorError::fatal(err.message).with_hint(db.tls_hint())
         } else {

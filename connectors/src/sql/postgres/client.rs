@@ -104,15 +104,7 @@ pub async fn connect(db: &DbConfig) -> Result<Client> {
     connected.map_err(|e| {
         let tls_failed = format!("{e:?}").contains("Tls") || e.to_string().contains("tls");
         let err = classify(e).context(format!("cannot connect to PostgreSQL at {db}"));
-        let err = if err.message.contains("Connection refused") {
-            err.with_hint(format!(
-                "nothing answers at {}:{}: is the server running there, and is that its port? check the connection's url",
-                db.host(),
-                db.url.port().unwrap_or(5432)
-            ))
-        } else {
-            err
-        };
+        let err = db.explain_refused(err, 5432);
         if tls_failed && db.tls != TlsMode::Disable {
             ConnectorError::fatal(err.message).with_hint(db.tls_hint())
         } else {
