@@ -113,7 +113,8 @@ impl Tokens {
                 "the token endpoint {url} answered without an access_token"
             ))
         })?;
-        let lifetime = body["expires_in"].as_u64().unwrap_or(3600);
-        Ok((token.to_string(), Duration::from_secs(lifetime.max(1))))
+        // A day at most: a hostile or broken answer must not overflow the clock.
+        let lifetime = body["expires_in"].as_u64().unwrap_or(3600).clamp(1, 86_400);
+        Ok((token.to_string(), Duration::from_secs(lifetime)))
     }
 }

@@ -113,7 +113,9 @@ pub fn parse_rate(text: &str) -> Option<f64> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    (count > 0.0 && seconds > 0.0).then(|| count / seconds)
+    let rate = count / seconds;
+    // A million requests a second is no limit at all; infinities and NaN are no numbers.
+    (count > 0.0 && seconds > 0.0 && rate.is_finite() && rate <= 1e6).then_some(rate)
 }
 
 #[cfg(test)]
@@ -126,6 +128,10 @@ mod tests {
         assert_eq!(parse_rate("20/s"), Some(20.0));
         assert_eq!(parse_rate("60/m"), Some(1.0));
         assert_eq!(parse_rate("fast"), None);
+        assert_eq!(parse_rate("inf/s"), None);
+        assert_eq!(parse_rate("NaN/s"), None);
+        assert_eq!(parse_rate("1000000000000/s"), None);
+        assert_eq!(parse_rate("1/0.0000000000001s"), None);
         let auth = Auth::ClientCredentials {
             token_url: "http://t".into(),
             scope: None,

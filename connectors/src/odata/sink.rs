@@ -143,7 +143,7 @@ impl ODataSink {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<f64>().ok());
+            .and_then(super::retry_after_secs);
         let body = response.text().await.unwrap_or_default();
         let message = error_message(&body).unwrap_or_else(|| body.chars().take(200).collect());
         match status {

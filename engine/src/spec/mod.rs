@@ -1138,17 +1138,20 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         let unit: String =
             std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphabetic())).collect();
         let n: u64 = number.parse().ok()?;
-        total += match unit.as_str() {
+        let part = match unit.as_str() {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86400),
+            "m" => Duration::from_secs(n.checked_mul(60)?),
+            "h" => Duration::from_secs(n.checked_mul(3600)?),
+            "d" => Duration::from_secs(n.checked_mul(86400)?),
             _ => return None,
         };
+        total = total.checked_add(part)?;
         seen = true;
     }
+    // Longer than a year is a typo, and would overflow the clock's arithmetic.
     seen.then_some(total)
+        .filter(|t| *t <= Duration::from_secs(366 * 86400))
 }
 
 /// A TOML syntax or shape error, at its line, with the keys that are allowed where one was not.

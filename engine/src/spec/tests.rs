@@ -211,6 +211,10 @@ fn durations_read_like_people_write_them() {
     assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
     assert_eq!(parse_duration("90"), None);
     assert_eq!(parse_duration("ten minutes"), None);
+    // Values that once panicked or wrapped: refused, not a crash.
+    assert_eq!(parse_duration("18446744073709551615s 1s"), None);
+    assert_eq!(parse_duration("213503982334602d"), None);
+    assert_eq!(parse_duration("367d"), None);
 }
 
 /// A connection whose URL is wrong is an error at its url line, never dropped (the run used to fail

@@ -197,7 +197,8 @@ async fn a_hundred_thousand_records_land_exactly_once_through_faults_and_limits(
     let emu = start(Config {
         limits: Limits {
             window: Duration::from_secs(1),
-            requests: 30,
+            // Below the pace the run reaches even on a busy machine, so the limit is always met.
+            requests: 8,
             concurrency: 6,
             ..Limits::default()
         },
