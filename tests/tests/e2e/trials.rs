@@ -569,3 +569,66 @@ async fn a_resume_against_another_target_starts_a_new_run() {
         expected(Target::Sqlite, "insert")
     );
 }
+
+/// `ferry quarantine retry` killed after its rows landed but before they were marked resolved: the
+/// next retry writes them again (an upsert: once in the table) and resolves them once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantine_retry_killed_halfway_is_run_again() {
+    let world = World::new(Target::Postgres, "upsert").await;
+    let ws = &world.ws;
+    ws.write("p.toml", world.pipeline("upsert", "in/src.csv"));
+    let out = ferry()
+        .args(["run", "p.toml"])
+        .current_dir(ws.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The table now accepts the refused row as it is.
+    let db = world.db.as_ref().unwrap();
+    db.exec("ALTER TABLE t DROP CONSTRAINT t_check").await;
+    let mut child = ferry()
+        .args(["quarantine", "retry", "p.toml", "t"])
+        .current_dir(ws.path())
+        .env("FERRY_PAUSE_AT", "retry_written")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let paused = stderr
+        .lines()
+        .any(|l| l.unwrap().starts_with("ferry: paused at"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(paused, "the retry never reached retry_written");
+    let again = ferry()
+        .args(["quarantine", "retry", "p.toml", "t"])
+        .current_dir(ws.path())
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let mut want = expected(Target::Postgres, "upsert");
+    want.push(vec![
+        BAD_ID.to_string(),
+        format!("name {BAD_ID}"),
+        "-1".into(),
+    ]);
+    want.sort();
+    assert_eq!(world.rows().await, want);
+    let (_, resolved) = ferry_tests::read_delta(
+        &ws.join(".ferry/quarantine/t"),
+        "SELECT id, _ferry_resolved FROM t",
+    )
+    .await;
+    assert_eq!(resolved, vec![vec![BAD_ID.to_string(), "true".to_string()]]);
+}
