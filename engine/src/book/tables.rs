@@ -177,7 +177,8 @@ pub struct StateRow {
     pub table_name: String,
     /// Rows the last run had to migrate.
     pub records: i64,
-    /// Whether every row of the last run landed.
+    /// Whether the last run finished and passed every validation check: the target's checks before
+    /// writing (`[run] validate`) and every row landed.
     pub validated: bool,
     pub workers: i32,
     pub status: String,

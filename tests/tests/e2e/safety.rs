@@ -574,3 +574,25 @@ key = "id"
     assert_eq!(landed[1][2], "kept", "{landed:?}");
     assert_eq!(landed[1][3], "20");
 }
+
+/// `state.validated` has the seed's meaning: the run finished and every validation check passed (the
+/// target's checks before writing, and every row landed), not merely "completed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_validated_means_every_check_passed() {
+    let ws = Workspace::new();
+    ws.write("in/src.csv", "id,name\n1,a\n2,b\n");
+    let pipeline = |validate: bool| {
+        format!(
+            "name = \"v\"\n[connections.db]\nurl = \"sqlite://db.sqlite\"\n[sources.src]\npath = \"in/src.csv\"\n\
+             [target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"upsert\"\nkey = \"id\"\ncreate = true\n\
+             [run]\nvalidate = {validate}\n"
+        )
+    };
+    for (validate, want) in [(false, "false"), (true, "true")] {
+        let p = ws.pipeline("p.toml", &pipeline(validate));
+        assert_eq!(run(&p).await.status, Status::Completed);
+        let (_, state) =
+            ferry_tests::read_delta(&ws.join(".ferry/state"), "SELECT validated FROM t").await;
+        assert_eq!(state, rows(&[&[want]]), "validate = {validate}");
+    }
+}
