@@ -108,20 +108,7 @@ pub async fn odata_records(
     select: &str,
 ) -> Vec<serde_json::Value> {
     let c = reqwest::Client::new();
-    let token: serde_json::Value = c
-        .post(token_url)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "reader"),
-            ("client_secret", "x"),
-        ])
-        .send()
-        .await
-        .expect("the token endpoint answers")
-        .json()
-        .await
-        .expect("a token");
-    let token = token["access_token"].as_str().expect("a token").to_string();
+    let token = odata_token(token_url).await;
     let mut out = Vec::new();
     let mut next = Some(format!("{service}/{set}?$select={select}"));
     while let Some(url) = next {
@@ -138,6 +125,24 @@ pub async fn odata_records(
         next = page["@odata.nextLink"].as_str().map(String::from);
     }
     out
+}
+
+/// A bearer token from the emulator's token endpoint, for a reader of the tests' own.
+pub async fn odata_token(token_url: &str) -> String {
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "reader"),
+            ("client_secret", "x"),
+        ])
+        .send()
+        .await
+        .expect("the token endpoint answers")
+        .json()
+        .await
+        .expect("a token");
+    token["access_token"].as_str().expect("a token").to_string()
 }
 
 pub fn repo_root() -> PathBuf {

@@ -101,6 +101,14 @@ impl ODataSink {
         })
     }
 
+    /// The rows as the service addresses them: with F&O's `dataAreaId` when a legal entity is set.
+    fn addressed(&self, rows: RecordBatch) -> Result<RecordBatch> {
+        match legal_entity(&self.endpoint, &self.odata) {
+            Some(le) => with_legal_entity(&rows, le),
+            None => Ok(rows),
+        }
+    }
+
     /// The entity set's path on the server, as requests inside a `$batch` name it.
     fn set_path(&self) -> String {
         let root = url::Url::parse(&self.endpoint.url)
@@ -365,8 +373,9 @@ impl Sink for ODataSink {
         }
         *self.primary_key.lock().expect("key") = self.read_primary_key().await?;
         if self.options.mode == WriteMode::Truncate {
-            let ids = self.read_keys().await?.into_iter().map(|(_, id)| id);
-            let deleted = self.delete(ids.collect()).await?;
+            let mut ids = Vec::new();
+            self.read_keys(|_, id| ids.push(id)).await?;
+            let deleted = self.delete(ids).await?;
             tracing::warn!(entity_set = %self.options.table, deleted, "truncate: every record deleted before the load");
             crate::failpoint::pause_point("truncate_deleted");
         }
@@ -385,10 +394,7 @@ impl Sink for ODataSink {
     async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
         let user = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
         let lane = &self.lanes[user];
-        let batch = match legal_entity(&self.endpoint, &self.odata) {
-            Some(le) => with_legal_entity(&batch, le)?,
-            None => batch,
-        };
+        let batch = self.addressed(batch)?;
         let primary = {
             let pk = self.primary_key.lock().expect("key");
             self.key.len() == 1 && pk.as_deref() == Some(self.key[0].as_str())
@@ -528,10 +534,7 @@ impl Sink for ODataSink {
         if self.options.mode != WriteMode::Sync {
             return Ok(());
         }
-        let rows = match legal_entity(&self.endpoint, &self.odata) {
-            Some(le) => with_legal_entity(&rows, le)?,
-            None => rows,
-        };
+        let rows = self.addressed(rows)?;
         let identities = encode::key_identities(&rows, &self.key)?;
         let mut seen = self.seen.lock().expect("seen");
         for id in identities.into_iter().flatten() {
@@ -545,16 +548,16 @@ impl Sink for ODataSink {
             return Ok(Finished::default());
         }
         let seen = std::mem::take(&mut *self.seen.lock().expect("seen"));
-        let records = self.read_keys().await?;
         let mut found = std::collections::HashSet::new();
         let mut doomed = Vec::new();
-        for (identity, id) in records {
+        self.read_keys(|identity, id| {
             if seen.contains_key(&identity) {
                 found.insert(identity);
             } else {
                 doomed.push(id);
             }
-        }
+        })
+        .await?;
         // The sanity gate: the records just written must be there when read back, or the keys are
         // not compared as the service stores them and the delete would remove what was written.
         let landed = seen.values().filter(|l| **l).count();
@@ -586,8 +589,9 @@ impl Sink for ODataSink {
 }
 
 impl ODataSink {
-    /// Reads every record's key through paged GETs: (the key in sync's normal form, the primary key).
-    async fn read_keys(&self) -> Result<Vec<(String, String)>> {
+    /// Reads every record's key through paged GETs, handing each record's key in sync's normal form
+    /// and its primary key to `each`, page by page (the entity set is never held whole).
+    async fn read_keys(&self, mut each: impl FnMut(String, String)) -> Result<()> {
         let pk = self
             .primary_key
             .lock()
@@ -613,7 +617,6 @@ impl ODataSink {
             self.options.table,
             select.join(",")
         )));
-        let mut keys = Vec::new();
         while let Some(url) = next {
             let response = self
                 .send(0, || {
@@ -639,11 +642,11 @@ impl ODataSink {
                     encode::record_identity(record, &self.key)
                 };
                 // A record with an empty key part matches no source row's key.
-                keys.push((key.unwrap_or_default(), id.to_string()));
+                each(key.unwrap_or_default(), id.to_string());
             }
             next = page["@odata.nextLink"].as_str().map(String::from);
         }
-        Ok(keys)
+        Ok(())
     }
 
     /// Deletes records by primary key, 100 to a `$batch`; a record already gone counts as deleted.

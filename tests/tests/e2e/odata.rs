@@ -84,20 +84,7 @@ fn upsert_accounts(
 /// Every account in the emulator, by account number: (name, employees).
 async fn accounts(emu: &Running) -> std::collections::BTreeMap<String, (String, i64)> {
     let c = reqwest::Client::new();
-    let token: Value = c
-        .post(emu.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "reader"),
-            ("client_secret", "x"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
+    let token = ferry_tests::odata_token(&emu.token_url()).await;
     let mut out = std::collections::BTreeMap::new();
     let mut next = Some(format!(
         "{}/accounts?$select=accountnumber,name,numberofemployees",
