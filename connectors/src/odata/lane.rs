@@ -195,9 +195,15 @@ impl Lane {
 
 impl Slot<'_> {
     /// The request succeeded: grow the limit while latency stays steady.
-    pub fn success(mut self) {
-        self.done = true;
+    pub fn success(self) {
         let took = self.started.elapsed();
+        self.succeeded_in(took);
+    }
+
+    /// The request succeeded after `took` (tests give it, so that a slow test machine's scheduling
+    /// cannot look like the service slowing down).
+    fn succeeded_in(mut self, took: Duration) {
+        self.done = true;
         let mut s = self.lane.state.lock().expect("lane");
         s.in_flight -= 1;
         let steady = s.latency.is_none_or(|l| took < l * 2);
@@ -229,11 +235,13 @@ impl Drop for Slot<'_> {
 mod tests {
     use super::*;
 
+    const STEADY: Duration = Duration::from_millis(10);
+
     #[tokio::test]
     async fn the_limit_grows_on_success_and_halves_on_pause() {
         let lane = Lane::new(None, 4, 64);
         for _ in 0..40 {
-            lane.acquire().await.success();
+            lane.acquire().await.succeeded_in(STEADY);
         }
         let grown = lane.limit();
         assert!(grown > 4, "{grown}");
@@ -252,7 +260,7 @@ mod tests {
         drop(slots);
         tokio::time::sleep(Duration::from_millis(5)).await;
         for _ in 0..200 {
-            lane.acquire().await.success();
+            lane.acquire().await.succeeded_in(STEADY);
         }
         assert_eq!(
             lane.limit(),
@@ -263,7 +271,7 @@ mod tests {
         lane.pause(Duration::from_millis(1), Limit::Concurrency);
         tokio::time::sleep(Duration::from_millis(5)).await;
         for _ in 0..200 {
-            lane.acquire().await.success();
+            lane.acquire().await.succeeded_in(STEADY);
         }
         assert_eq!(lane.limit(), 6);
         // And no pace was set: a concurrency limit is not a rate.
