@@ -281,6 +281,11 @@ mod tests {
     #[tokio::test]
     async fn a_paced_lane_keeps_its_concurrency_on_execution_time_refusals() {
         let lane = Lane::new(None, 4, 64);
+        // Two requests went through, the third was refused.
+        for _ in 0..2 {
+            lane.acquire().await.succeeded_in(STEADY);
+        }
+        lane.state.lock().unwrap().pace.sent(Instant::now());
         lane.pause(Duration::ZERO, Limit::Requests);
         // The window refilled: the first lesson gives the lane a pace.
         let refilled = Instant::now();

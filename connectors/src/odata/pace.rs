@@ -104,6 +104,16 @@ impl Pace {
     fn learn(&mut self, refilled: Instant) {
         self.refills_at = None;
         let admitted = self.sent.saturating_sub(self.refused) as f64;
+        if admitted == 0.0 {
+            // Refused before anything got through: the window was full before this lane began
+            // (another run of the same application user, a storm). That says nothing of what the
+            // lane may send; it measures the next window afresh.
+            tracing::info!(
+                "OData lane: refused before any request got through; no pace learned from it"
+            );
+            (self.sent, self.refused, self.first_send) = (0, 0, None);
+            return;
+        }
         let span = self.first_send.map_or(Duration::ZERO, |f| refilled - f);
         let rate = (FIRST_PACE * admitted / span.as_secs_f64().max(0.001)).max(0.01);
         tracing::info!(
@@ -169,6 +179,29 @@ mod tests {
         let later = refilled + Duration::from_secs(60);
         assert_eq!(p.next_turn(later), None);
         assert!(p.next_turn(later).is_some());
+    }
+
+    #[test]
+    fn a_window_that_admitted_nothing_teaches_no_pace() {
+        let mut p = Pace::default();
+        let t0 = Instant::now();
+        p.sent(t0);
+        p.refused();
+        p.window_refusal(t0, t0 + Duration::from_secs(1), Limit::Requests);
+        let refilled = t0 + Duration::from_secs(1);
+        assert_eq!(p.next_turn(refilled), None);
+        assert!(
+            !p.is_set(),
+            "a pace of nothing admitted would be next to zero"
+        );
+        // The next window is measured from its own first request.
+        p.sent(refilled);
+        p.sent(refilled);
+        p.refused();
+        p.window_refusal(refilled, refilled + Duration::from_secs(1), Limit::Requests);
+        assert_eq!(p.next_turn(refilled + Duration::from_secs(1)), None);
+        let rate = p.rate.unwrap();
+        assert!((rate - 0.96).abs() < 1e-9, "{rate}");
     }
 
     #[test]

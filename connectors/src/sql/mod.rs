@@ -2,6 +2,7 @@
 //! and how Arrow values become the database's; `ident.rs` (quoting) and `db.rs` (URLs, TLS) are shared.
 
 pub mod check;
+mod counted;
 pub mod db;
 pub mod ident;
 pub mod mysql;

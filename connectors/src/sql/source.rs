@@ -4,7 +4,8 @@
 //! ```text
 //! table = "s.t"                 SqlTable: SELECT <needed columns> FROM s.t WHERE <pushed filters>
 //! table + partitions = N        N filtered scans of the table over ranges of partition_column,
-//!                               UNION ALL: N connections read in parallel
+//!                               UNION ALL: N connections read in parallel; a whole read must
+//!                               return the COUNT(*) taken with the bounds (`counted.rs`)
 //! query = "SELECT ..."          the query runs whole on the database and streams back as Arrow;
 //! (and steps with connection)   its columns are learned from its first row
 //! ```
@@ -97,7 +98,7 @@ pub async fn register_db(ctx: &SessionContext, name: &str, source: &DbSource) ->
             )));
         }
     };
-    let Some((column, kind, ranges)) = partition_bounds else {
+    let Some((Some((column, kind, ranges)), rows)) = partition_bounds else {
         ctx.register_table(name, provider)?;
         return Ok(());
     };
@@ -135,7 +136,15 @@ pub async fn register_db(ctx: &SessionContext, name: &str, source: &DbSource) ->
             Some(u) => u.union(part)?,
         });
     }
-    ctx.register_table(name, union.expect("at least one range").into_view())?;
+    let DbRead::Table(table) = &source.read else {
+        unreachable!("only tables are partitioned")
+    };
+    let checked = super::counted::CheckedTable {
+        union: union.expect("at least one range").into_view(),
+        expected: rows,
+        table: table.clone(),
+    };
+    ctx.register_table(name, Arc::new(checked))?;
     Ok(())
 }
 
@@ -226,7 +235,11 @@ enum RangeKind {
 /// Integer or date ranges of the partition column, from its MIN and MAX.
 type Bounds = Option<(String, RangeKind, Vec<(i64, i64)>)>;
 
-async fn bounds_pg(db: &DbConfig, source: &DbSource) -> Result<Bounds> {
+/// The ranges of a partitioned read, and the table's rows counted with them (what the partitions
+/// must add up to: `counted.rs`).
+type Partitioning = Option<(Bounds, u64)>;
+
+async fn bounds_pg(db: &DbConfig, source: &DbSource) -> Result<Partitioning> {
     let (Some((n, column)), DbRead::Table(t)) = (&source.partitions, &source.read) else {
         return Ok(None);
     };
@@ -235,17 +248,21 @@ async fn bounds_pg(db: &DbConfig, source: &DbSource) -> Result<Bounds> {
     let row = client
         .query_one(
             &format!(
-                "SELECT MIN({c})::text, MAX({c})::text, pg_typeof(MIN({c}))::text FROM {}",
+                "SELECT MIN({c})::text, MAX({c})::text, COUNT(*) FROM {}",
                 TableName::parse(t).quoted()
             ),
             &[],
         )
         .await
         .map_err(super::postgres::client::classify)?;
-    ranges(column, *n, row.get(0), row.get(1))
+    let rows: i64 = row.get(2);
+    Ok(Some((
+        ranges(column, *n, row.get(0), row.get(1))?,
+        rows as u64,
+    )))
 }
 
-async fn bounds_mysql(db: &DbConfig, source: &DbSource) -> Result<Bounds> {
+async fn bounds_mysql(db: &DbConfig, source: &DbSource) -> Result<Partitioning> {
     use mysql_async::prelude::Queryable;
     let (Some((n, column)), DbRead::Table(t)) = (&source.partitions, &source.read) else {
         return Ok(None);
@@ -253,17 +270,17 @@ async fn bounds_mysql(db: &DbConfig, source: &DbSource) -> Result<Bounds> {
     let pool = super::mysql::client::pool(db)?;
     let mut conn = super::mysql::client::conn(&pool, db).await?;
     let c = crate::sql::ident::quote_mysql(column);
-    let row: Option<(Option<String>, Option<String>)> = conn
+    let row: Option<(Option<String>, Option<String>, u64)> = conn
         .query_first(format!(
-            "SELECT CAST(MIN({c}) AS CHAR), CAST(MAX({c}) AS CHAR) FROM {}",
+            "SELECT CAST(MIN({c}) AS CHAR), CAST(MAX({c}) AS CHAR), COUNT(*) FROM {}",
             TableName::parse(t).quoted_mysql()
         ))
         .await
         .map_err(super::mysql::client::classify)?;
     drop(conn);
     pool.disconnect().await.ok();
-    let (min, max) = row.unwrap_or_default();
-    ranges(column, *n, min, max)
+    let (min, max, rows) = row.unwrap_or_default();
+    Ok(Some((ranges(column, *n, min, max)?, rows)))
 }
 
 /// A timestamp as the databases print it (`2026-01-01 08:00:00[.123456][+02[:00]]`): microseconds

@@ -88,6 +88,9 @@ pub struct EmulateArgs {
     /// Spare GET requests from the faults: only writes meet them.
     #[arg(long)]
     faults_on_writes_only: bool,
+    /// A throttling storm that passes: the first N writes are answered 429 (Retry-After: 1).
+    #[arg(long, default_value = "0", value_name = "N")]
+    storm: u64,
     /// Records per page of a GET.
     #[arg(long, default_value_t = 5000)]
     page_size: usize,
@@ -132,6 +135,7 @@ pub async fn dynamics(args: EmulateArgs) -> ExitCode {
             dropped: args.drop,
             lost: args.lost,
             writes_only: args.faults_on_writes_only,
+            storm: args.storm,
         },
         auth: !args.no_auth,
         token_lifetime: args.token_lifetime,

@@ -147,6 +147,7 @@ async fn records_land_exactly_once_through_faults_and_limits() {
             dropped: 0.03,
             lost: 0.03,
             writes_only: false,
+            storm: 0,
         },
         ..Config::default()
     })
@@ -201,6 +202,7 @@ async fn a_hundred_thousand_records_land_exactly_once_through_faults_and_limits(
             dropped: 0.03,
             lost: 0.03,
             writes_only: true,
+            storm: 0,
         },
         ..Config::default()
     })

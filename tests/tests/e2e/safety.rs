@@ -3,7 +3,7 @@
 
 use ferry::run::Status;
 use ferry_connectors::odata::emulator::limits::Limits;
-use ferry_connectors::odata::emulator::{self, Config, Latency, Running};
+use ferry_connectors::odata::emulator::{self, Config, Faults, Latency, Running};
 use ferry_tests::db::{Server, TestDb};
 use ferry_tests::{Workspace, rows, run, sqlite_rows};
 
@@ -204,9 +204,17 @@ async fn mysql_longest_table_names_work_in_every_mode() {
 }
 
 async fn emulator() -> Running {
+    emulator_with(Faults::default(), None).await
+}
+
+/// An emulator with `faults`, keeping its records in `data_file` when given (so that a second one can
+/// serve them after the first stopped).
+async fn emulator_with(faults: Faults, data_file: Option<std::path::PathBuf>) -> Running {
     let config = Config {
         limits: Limits::off(),
         latency: Latency::none(),
+        faults,
+        data_file,
         ..Config::default()
     };
     emulator::start(config, "127.0.0.1:0".parse().unwrap())
@@ -309,6 +317,60 @@ async fn odata_sync_keeps_the_records_whose_update_was_refused() {
     assert_eq!(
         names,
         [("A-0", "A"), ("A-1", "b"), ("A-2", "C")].map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+    emu.stop().await;
+}
+
+/// A throttling storm outlasts the sync's retries: the rows it could not write wait in quarantine,
+/// and their records, which the source still has, stay in the service. Only the key the source no
+/// longer has is deleted, once the storm has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odata_sync_in_a_storm_keeps_the_records_it_could_not_update() {
+    let ws = Workspace::new();
+    let data = ws.join("service.db");
+    let calm = emulator_with(Faults::default(), Some(data.clone())).await;
+    ws.write(
+        "in/first.csv",
+        "accountnumber,name\nA-0,a\nA-1,b\nA-2,c\nA-3,d\n",
+    );
+    let keyed = "mode = \"upsert\"\nkey = \"accountnumber\"";
+    let first = ws.pipeline("first.toml", &odata_pipeline(&calm, "first.csv", keyed));
+    assert_eq!(run(&first).await.status, Status::Completed);
+    calm.stop().await;
+
+    // Three throttled writes: the first try of the sync's one batch (one worker) and its two retries.
+    let stormy = Faults {
+        storm: 3,
+        ..Faults::default()
+    };
+    let emu = emulator_with(stormy, Some(data)).await;
+    ws.write("in/second.csv", "accountnumber,name\nA-0,A\nA-1,B\nA-2,C\n");
+    let sync = ws.pipeline(
+        "sync.toml",
+        &odata_pipeline(
+            &emu,
+            "second.csv",
+            "mode = \"sync\"\nkey = \"accountnumber\"\nworkers = 1",
+        )
+        .replace("name = \"crm\"", "name = \"crm-sync\""),
+    );
+    let report = run(&sync).await;
+    assert_eq!(
+        (report.status, report.rows_rejected, report.rows_deleted),
+        (Status::PartialSuccess, 3, 1),
+        "{report}"
+    );
+    let left: Vec<(String, String)> = odata_accounts(&emu)
+        .await
+        .into_iter()
+        .map(|r| (r[1].clone(), r[2].clone()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        left,
+        [("A-0", "a"), ("A-1", "b"), ("A-2", "c")].map(|(k, v)| (k.to_string(), v.to_string())),
+        "the old records stay until the quarantined rows are retried"
     );
     emu.stop().await;
 }

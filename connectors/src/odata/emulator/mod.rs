@@ -68,6 +68,9 @@ pub struct Faults {
     pub lost: f64,
     /// Spare GET requests (metadata, queries): only writes meet the faults.
     pub writes_only: bool,
+    /// A storm that passes: the first `storm` requests that are not GETs are throttled (429 with
+    /// `Retry-After: 1`) whatever the limits say, and then the service is well again.
+    pub storm: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +130,8 @@ struct State {
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     stats: Mutex<HashMap<String, ClientStats>>,
     seed: AtomicU64,
+    /// What is left of the configured storm.
+    storm: AtomicU64,
 }
 
 /// A running emulator.
@@ -167,6 +172,7 @@ pub async fn start(config: Config, addr: SocketAddr) -> std::io::Result<Running>
         Some(path) => Store::open(config.model.clone(), path).map_err(std::io::Error::other)?,
     };
     let state = Arc::new(State {
+        storm: AtomicU64::new(config.faults.storm),
         store: Mutex::new(store),
         config: Mutex::new(config),
         limiter: Mutex::new(Limiter::default()),
@@ -264,6 +270,17 @@ async fn handle(
             "retry-after",
             HeaderValue::from_str(&value).expect("digits"),
         );
+        return r;
+    }
+    if method != "GET" && in_storm(&state) {
+        bump(&state, &client, |s| s.throttled += 1);
+        let mut r = error_response(&ODataError::new(
+            429,
+            limits::REQUESTS_EXCEEDED,
+            "Number of requests exceeded the limit (a storm injected by the emulator).",
+        ));
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
         return r;
     }
     let started = Instant::now();
@@ -523,6 +540,16 @@ fn stats(state: &State) -> AxumResponse {
         body.to_string().into_bytes(),
         "application/json",
     )
+}
+
+/// Whether this request is one of the storm's (and counts it).
+fn in_storm(state: &State) -> bool {
+    state
+        .storm
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            left.checked_sub(1)
+        })
+        .is_ok()
 }
 
 fn bump(state: &State, client: &str, f: impl FnOnce(&mut ClientStats)) {

@@ -1,0 +1,277 @@
+//! The count check of a partitioned read: the table's rows, counted by the database before the read,
+//! against the rows the partitions returned. A partition bound that misses rows would otherwise be
+//! a silent loss (and, for a sync, a delete of rows the source still has); with the check, the read
+//! fails before the target finishes.
+//!
+//! ```text
+//! CheckedTable::scan(no filter, no limit) ─▶ CountedExec(partitions' union)
+//!      each partition stream counts its rows; the last one to end compares the sum with the count
+//! CheckedTable::scan(filters or a limit)  ─▶ the union as it is (a filtered read has no count to meet)
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
+use futures::StreamExt;
+
+/// A partitioned read whose whole reads are checked against the table's count.
+#[derive(Debug)]
+pub struct CheckedTable {
+    /// The union of the partitions' filtered scans.
+    pub union: Arc<dyn TableProvider>,
+    /// The table's rows, counted before the read.
+    pub expected: u64,
+    /// The table, for the error.
+    pub table: String,
+}
+
+#[async_trait]
+impl TableProvider for CheckedTable {
+    fn schema(&self) -> SchemaRef {
+        self.union.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.union.table_type()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.union.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.union.scan(state, projection, filters, limit).await?;
+        if !filters.is_empty() || limit.is_some() {
+            return Ok(plan);
+        }
+        Ok(Arc::new(CountedExec::new(
+            plan,
+            self.expected,
+            self.table.clone(),
+        )))
+    }
+}
+
+/// Passes its input through, counting rows; when every partition has ended, fails if fewer rows
+/// came than expected.
+#[derive(Debug)]
+pub struct CountedExec {
+    input: Arc<dyn ExecutionPlan>,
+    expected: u64,
+    table: String,
+    read: Arc<AtomicU64>,
+    ended: Arc<AtomicUsize>,
+}
+
+impl CountedExec {
+    pub fn new(input: Arc<dyn ExecutionPlan>, expected: u64, table: String) -> Self {
+        Self {
+            input,
+            expected,
+            table,
+            read: Arc::new(AtomicU64::new(0)),
+            ended: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// What the last partition to end says: nothing when the rows add up.
+    fn verdict(&self, read: u64) -> Option<DataFusionError> {
+        if read < self.expected {
+            return Some(DataFusionError::Execution(format!(
+                "the partitioned read of {} returned {read} rows, but the table held {} when the \
+                 read began: either rows were deleted from it during the read, or a partition \
+                 missed rows; nothing more is written (run again, or read it without partitions)",
+                self.table, self.expected
+            )));
+        }
+        if read > self.expected {
+            tracing::warn!(
+                table = %self.table,
+                read,
+                counted = self.expected,
+                "the partitioned read returned more rows than the table held when it began: rows were added during the read"
+            );
+        }
+        None
+    }
+}
+
+impl DisplayAs for CountedExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "CountedExec: expected={}", self.expected)
+    }
+}
+
+impl ExecutionPlan for CountedExec {
+    fn name(&self) -> &str {
+        "CountedExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return Err(DataFusionError::Internal(
+                "CountedExec has one input".into(),
+            ));
+        }
+        Ok(Arc::new(Self::new(
+            children.swap_remove(0),
+            self.expected,
+            self.table.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let schema = input.schema();
+        let partitions = self.input.properties().partitioning.partition_count();
+        let check = Self {
+            input: self.input.clone(),
+            expected: self.expected,
+            table: self.table.clone(),
+            read: self.read.clone(),
+            ended: self.ended.clone(),
+        };
+        let counted = input.map({
+            let read = self.read.clone();
+            move |batch| {
+                if let Ok(b) = &batch {
+                    read.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                }
+                batch
+            }
+        });
+        // After the input's last batch: the last partition to end checks the sum.
+        let end = futures::stream::once(async move {
+            let ended = check.ended.fetch_add(1, Ordering::AcqRel) + 1;
+            if ended < partitions {
+                return None;
+            }
+            check.verdict(check.read.load(Ordering::Acquire)).map(Err)
+        })
+        .filter_map(|r| async move { r });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            counted.chain(end),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    /// Two partitions of 3 and 2 rows, read whole through a check that expects `expected`.
+    async fn read_whole(expected: u64) -> Result<usize> {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batch = |ids: Vec<i64>| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(ids))]).unwrap()
+        };
+        let union = MemTable::try_new(
+            schema.clone(),
+            vec![vec![batch(vec![1, 2, 3])], vec![batch(vec![4, 5])]],
+        )?;
+        let ctx = SessionContext::new();
+        ctx.register_table(
+            "t",
+            Arc::new(CheckedTable {
+                union: Arc::new(union),
+                expected,
+                table: "public.t".into(),
+            }),
+        )?;
+        let batches = ctx.sql("SELECT * FROM t").await?.collect().await?;
+        Ok(batches.iter().map(|b| b.num_rows()).sum())
+    }
+
+    #[tokio::test]
+    async fn a_whole_read_that_meets_the_count_passes() {
+        assert_eq!(read_whole(5).await.unwrap(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_returns_fewer_rows_than_the_table_held_fails() {
+        let e = read_whole(7).await.unwrap_err().to_string();
+        assert!(
+            e.contains("the partitioned read of public.t returned 5 rows, but the table held 7"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_filtered_read_is_not_held_to_the_count() {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let rows =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
+                .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table(
+            "t",
+            Arc::new(CheckedTable {
+                union: Arc::new(MemTable::try_new(schema, vec![vec![rows]]).unwrap()),
+                expected: 9,
+                table: "t".into(),
+            }),
+        )
+        .unwrap();
+        let n: usize = ctx
+            .sql("SELECT * FROM t LIMIT 1")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(n, 1);
+    }
+}
