@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use ferry::run::{RunSettings, Status};
 use ferry::spec::Pipeline;
-use ferry_connectors::odata::emulator::limits::Limits;
-use ferry_connectors::odata::emulator::{self, Config, Latency};
+use ferry_emulator::limits::Limits;
+use ferry_emulator::{self as emulator, Config, Latency};
 
 pub struct Share {
     pub users: usize,
@@ -32,6 +32,7 @@ pub fn scaled_limits() -> Limits {
     Limits {
         enabled: true,
         window: Duration::from_secs(10),
+        retry_after_fractions: true,
         requests: 200,
         execution: Duration::from_secs(40),
         concurrency: 52,

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use ferry_connectors::odata::emulator::limits::Limits;
-use ferry_connectors::odata::emulator::{self, Config, Latency};
+use ferry_emulator::limits::Limits;
+use ferry_emulator::{self as emulator, Config, Latency};
 
 pub struct Figures {
     pub single_per_second: f64,

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use ferry_connectors::odata::emulator::limits::Limits;
-use ferry_connectors::odata::emulator::model::Model;
-use ferry_connectors::odata::emulator::{self, Config, Faults, Latency};
+use ferry_emulator::limits::Limits;
+use ferry_emulator::model::Model;
+use ferry_emulator::{self as emulator, Config, Faults, Latency};
 
 use super::INVALID;
 use crate::spec::parse_duration;
@@ -53,6 +53,10 @@ pub struct EmulateArgs {
     /// The sliding window of the limits.
     #[arg(long, default_value = "300s", value_parser = duration)]
     window: Duration,
+    /// Send Retry-After with fractions of a second (HTTP and Dataverse send whole seconds): for
+    /// rehearsals that compress the window to seconds.
+    #[arg(long)]
+    retry_after_fractions: bool,
     /// Combined execution time per client in the window.
     #[arg(long, default_value = "1200s", value_parser = duration)]
     execution: Duration,
@@ -122,6 +126,7 @@ pub async fn dynamics(args: EmulateArgs) -> ExitCode {
             execution: args.execution,
             concurrency: args.concurrency,
             dop_hint: args.dop_hint,
+            retry_after_fractions: args.retry_after_fractions,
         },
         latency: Latency {
             base: args.latency,

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use ferry_connectors::odata::emulator::limits::Limits;
-use ferry_connectors::odata::emulator::{self, Config, Faults, Latency, Running};
+use ferry_emulator::limits::Limits;
+use ferry_emulator::{self as emulator, Config, Faults, Latency, Running};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
@@ -589,16 +589,13 @@ async fn each_limit_answers_429_with_retry_after_and_recovers() {
         .send()
         .await
         .unwrap();
-    let retry: f64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    // HTTP's delta-seconds, as Dataverse sends them, even for a window scaled to 2 s.
+    let retry = r.headers()["retry-after"].to_str().unwrap().to_string();
     let (s, v) = body(r).await;
     assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "0x80072322"));
     assert!(
-        retry > 0.0 && retry <= 2.0,
-        "a fraction of the 2 s window: {retry}"
+        matches!(retry.parse::<u64>(), Ok(1..=2)),
+        "whole seconds, within the 2 s window: {retry}"
     );
     assert_eq!(
         c.get(format!("{url}/accounts"))
@@ -609,7 +606,8 @@ async fn each_limit_answers_429_with_retry_after_and_recovers() {
             .status(),
         StatusCode::OK
     );
-    tokio::time::sleep(Duration::from_secs_f64(retry) + Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_secs(retry.parse().unwrap()) + Duration::from_millis(300))
+        .await;
     assert_eq!(
         c.get(format!("{url}/accounts"))
             .bearer_auth(&a)
@@ -662,6 +660,7 @@ async fn each_limit_answers_429_with_retry_after_and_recovers() {
     let emu = start(Config {
         limits: Limits {
             window: Duration::from_secs(2),
+            retry_after_fractions: true,
             execution: Duration::from_millis(300),
             ..Limits::default()
         },

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use ferry::run::Status;
-use ferry_connectors::odata::emulator::limits::Limits;
-use ferry_connectors::odata::emulator::model::Model;
-use ferry_connectors::odata::emulator::{self, Config, Faults, Latency, Running};
+use ferry_emulator::limits::Limits;
+use ferry_emulator::model::Model;
+use ferry_emulator::{self as emulator, Config, Faults, Latency, Running};
 use ferry_tests::{Workspace, run};
 use serde_json::Value;
 
@@ -131,6 +131,7 @@ async fn records_land_exactly_once_through_faults_and_limits() {
     let emu = start(Config {
         limits: Limits {
             window: Duration::from_secs(1),
+            retry_after_fractions: true,
             requests: 8,
             concurrency: 6,
             ..Limits::default()
@@ -185,6 +186,7 @@ async fn a_hundred_thousand_records_land_exactly_once_through_faults_and_limits(
     let emu = start(Config {
         limits: Limits {
             window: Duration::from_secs(1),
+            retry_after_fractions: true,
             // Below the pace the run reaches even on a busy machine, so the limit is always met.
             requests: 8,
             concurrency: 6,
@@ -242,6 +244,7 @@ async fn a_user_is_throttled_only_while_it_finds_the_ceiling() {
     let emu = start(Config {
         limits: Limits {
             window: Duration::from_secs(1),
+            retry_after_fractions: true,
             requests: 20,
             execution: Duration::from_secs(1000),
             concurrency: 52,

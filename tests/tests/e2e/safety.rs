@@ -2,8 +2,8 @@
 //! user's rows, each tried on every target it applies to (SQLite, PostgreSQL, MariaDB, OData).
 
 use ferry::run::Status;
-use ferry_connectors::odata::emulator::limits::Limits;
-use ferry_connectors::odata::emulator::{self, Config, Faults, Latency, Running};
+use ferry_emulator::limits::Limits;
+use ferry_emulator::{self as emulator, Config, Faults, Latency, Running};
 use ferry_tests::db::{Server, TestDb};
 use ferry_tests::{Workspace, rows, run, sqlite_rows};
 

@@ -11,8 +11,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use ferry_connectors::odata::emulator::limits::Limits;
-use ferry_connectors::odata::emulator::{self, Config, Latency, Running};
+use ferry_emulator::limits::Limits;
+use ferry_emulator::{self as emulator, Config, Latency, Running};
 use ferry_tests::db::{Server, TestDb};
 use ferry_tests::{Workspace, sqlite_rows};
 use futures::FutureExt;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::api::{Effect, Request, Response, execute};
 use super::store::{BAD_REQUEST, ODataError, Store};
-use crate::odata::multipart::{boundary, header, split_headers, split_parts};
+use ferry_connectors::odata::multipart::{boundary, header, split_headers, split_parts};
 
 pub const MAX_REQUESTS: usize = 1000;
 

@@ -18,6 +18,9 @@ pub struct Limits {
     pub concurrency: usize,
     /// The degree of parallelism recommended in `x-ms-dop-hint`.
     pub dop_hint: usize,
+    /// `Retry-After` with a fraction of a second (`0.437`) instead of HTTP's whole seconds: only for
+    /// tests that compress time into windows of a second or two.
+    pub retry_after_fractions: bool,
 }
 
 impl Default for Limits {
@@ -29,6 +32,7 @@ impl Default for Limits {
             execution: Duration::from_secs(1200),
             concurrency: 52,
             dop_hint: 8,
+            retry_after_fractions: false,
         }
     }
 }

@@ -258,10 +258,11 @@ async fn handle(
             s.last_throttled_ms = s.first_seen.map_or(0, |f| f.elapsed().as_millis() as u64);
         });
         let mut r = error_response(&throttled.error);
-        // Whole seconds, as Dataverse sends; with a window scaled below a minute, rounding up would
-        // cost a scaled test far more than it costs a real client, so the seconds keep a fraction.
+        // Whole seconds, as Dataverse sends (HTTP's delta-seconds, which standard clients expect);
+        // a time-compressed test may ask for fractions, since rounding up a window scaled to a
+        // second or two would cost it far more than it costs a real client.
         let secs = throttled.retry_after.as_secs_f64();
-        let value = if config.limits.window < Duration::from_secs(60) {
+        let value = if config.limits.retry_after_fractions {
             format!("{:.3}", secs.max(0.001))
         } else {
             format!("{}", secs.ceil().max(1.0) as u64)
