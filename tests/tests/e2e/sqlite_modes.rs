@@ -255,3 +255,38 @@ create = true
         rows(&[&["1", "a"], &["2", "b"]])
     );
 }
+
+/// `ferry validate` names every problem the target would have, column types SQLite cannot store
+/// among them (they were lost behind the key checks' list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reports_a_column_type_sqlite_cannot_store() {
+    let ws = Workspace::new();
+    ws.write("in/src.csv", FIRST);
+    let pipeline = ws.pipeline(
+        "p.toml",
+        r#"name = "types"
+[connections.db]
+url = "sqlite://db.sqlite"
+[sources.src]
+path = "in/src.csv"
+[[steps]]
+name = "result"
+sql = "SELECT id, make_array(score, score) AS scores FROM src"
+[target]
+connection = "db"
+table = "t"
+mode = "upsert"
+key = "id"
+create = true
+"#,
+    );
+    let checked = ferry::cli::validate::check(&pipeline).await.unwrap();
+    let problems: Vec<String> = checked.problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("column \"scores\" has type List")
+                && p.contains("SQLite cannot store")),
+        "{problems:#?}"
+    );
+}

@@ -51,6 +51,15 @@ struct Target {
     options: TargetOptions,
 }
 
+/// The columns SQLite cannot store, whatever the file holds (or before it exists).
+fn type_problems(schema: &SchemaRef) -> Vec<ConnectorError> {
+    schema
+        .fields()
+        .iter()
+        .filter_map(|field| column_type(field).err())
+        .collect()
+}
+
 impl SqliteSink {
     pub fn new(path: PathBuf, options: TargetOptions) -> Self {
         Self {
@@ -109,13 +118,8 @@ impl Target {
 
     fn problems(&self, conn: &Connection, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
         let opts = &self.options;
-        let mut problems = Vec::new();
-        for field in schema.fields() {
-            if let Err(e) = column_type(field) {
-                problems.push(e);
-            }
-        }
-        let mut problems = crate::sql::check::missing_key_columns(schema, &opts.key);
+        let mut problems = type_problems(schema);
+        problems.extend(crate::sql::check::missing_key_columns(schema, &opts.key));
         let Some(columns) = table_columns(conn, &opts.table)? else {
             if !opts.create {
                 problems.push(
@@ -248,7 +252,7 @@ impl Sink for SqliteSink {
     async fn check(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
         let target = self.target.clone();
         if !target.path.exists() {
-            let mut problems = Vec::new();
+            let mut problems = type_problems(schema);
             if !target.options.create {
                 problems.push(
                     ConnectorError::fatal(format!(
