@@ -219,7 +219,9 @@ impl Checker<'_> {
                 let mut conn = conn.into_inner();
                 let url_span = conn.url.span();
                 let url = self.interpolate(conn.url.clone())?;
-                let mut endpoint = if url.starts_with("http://") || url.starts_with("https://") {
+                let odata = url.starts_with("http://") || url.starts_with("https://");
+                self.foreign_connection_keys(&conn, odata);
+                let mut endpoint = if odata {
                     Endpoint::OData(self.odata_endpoint(url, &mut conn, span)?)
                 } else {
                     match Endpoint::parse(&url, self.dir) {
@@ -326,6 +328,46 @@ impl Checker<'_> {
     }
 
     /// An http(s):// connection: an OData service, its kind and how it authorises.
+    /// Keys of the other kind of connection (OData's on a database, a database's on OData) are
+    /// errors at their lines: silently ignored, they would hide a mistaken URL or a lost setting.
+    fn foreign_connection_keys(&mut self, conn: &RawConnection, odata: bool) {
+        let (found, applies, hint) = if odata {
+            (
+                vec![
+                    ("user", conn.user.as_ref().map(|v| v.span())),
+                    ("password", conn.password.as_ref().map(|v| v.span())),
+                ],
+                "database connections",
+                "an OData connection signs in with auth = \"client_credentials\" (client_id, client_secret, token_url) or auth = \"bearer\" (token)",
+            )
+        } else {
+            let odata_key = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.span());
+            (
+                vec![
+                    ("kind", odata_key(&conn.kind)),
+                    ("auth", odata_key(&conn.auth)),
+                    ("token_url", odata_key(&conn.token_url)),
+                    ("client_id", odata_key(&conn.client_id)),
+                    ("client_secret", odata_key(&conn.client_secret)),
+                    ("scope", odata_key(&conn.scope)),
+                    ("token", odata_key(&conn.token)),
+                    ("users", conn.users.first().map(|u| u.span())),
+                ],
+                "OData (http/https) connections",
+                "remove it, or check the url: an OData service's root starts with https://",
+            )
+        };
+        for (key, span) in found {
+            if let Some(span) = span {
+                self.errors.push(
+                    self.loc
+                        .error(span, format!("{key} applies to {applies} only"))
+                        .hint(hint),
+                );
+            }
+        }
+    }
+
     fn odata_endpoint(
         &mut self,
         url: String,

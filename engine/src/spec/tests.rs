@@ -249,3 +249,37 @@ fn a_bad_connection_url_is_an_error_at_its_line_and_postgresql_is_accepted() {
         TargetLocation::Endpoint(Endpoint::Postgres(_))
     ));
 }
+
+#[test]
+fn odata_keys_on_a_database_connection_are_errors_at_their_lines() {
+    let odata = GOOD.replace(
+        "url = \"sqlite://out/warehouse.db\"",
+        "url = \"postgres://db.example.com/shop\"\nclient_id = \"app\"\ntoken_url = \"https://login.example.com/t\"",
+    );
+    let found: Vec<String> = errors(&odata).iter().map(|e| e.to_string()).collect();
+    assert!(
+        found.iter().any(|e| e.contains("pipe.toml:5:")
+            && e.contains("client_id applies to OData (http/https) connections only")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("pipe.toml:6:") && e.contains("token_url")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_user_or_password_on_an_odata_connection_is_an_error_at_its_line() {
+    let odata = GOOD.replace(
+        "url = \"sqlite://out/warehouse.db\"",
+        "url = \"https://crm.example.com/api/data/v9.2\"\nauth = \"bearer\"\ntoken = \"t\"\npassword = \"p\"",
+    );
+    let found: Vec<String> = errors(&odata).iter().map(|e| e.to_string()).collect();
+    assert!(
+        found.iter().any(|e| e.contains("pipe.toml:7:")
+            && e.contains("password applies to database connections only")),
+        "{found:?}"
+    );
+}

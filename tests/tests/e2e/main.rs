@@ -1,11 +1,13 @@
 //! End-to-end tests: real files, real SQLite and Delta tables on disk, real pipeline files.
-//! PostgreSQL and MariaDB tests use the machine's servers, each in a database of its own.
+//! PostgreSQL and MariaDB tests use throwaway servers the tests start (`ferry_tests::servers`), or
+//! the ones FERRY_TEST_PG / FERRY_TEST_MYSQL name, each test in a database of its own.
 
 mod bookkeeping;
 mod emulator;
 mod files;
 mod incremental;
 mod odata;
+mod pipelines;
 mod quickstart;
 mod safety;
 mod sources;
