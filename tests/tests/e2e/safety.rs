@@ -292,33 +292,39 @@ async fn odata_sync_keeps_the_records_whose_update_was_refused() {
         "in/second.csv",
         format!("accountnumber,name\nA-0,A\nA-1,{too_long}\nA-2,C\n"),
     );
-    let sync = ws.pipeline(
-        "sync.toml",
-        &odata_pipeline(
-            &emu,
-            "second.csv",
-            "mode = \"sync\"\nkey = \"accountnumber\"",
-        )
-        .replace("name = \"crm\"", "name = \"crm-sync\""),
-    );
-    let report = run(&sync).await;
+    let report = sync_accounts(&emu, &ws, "").await;
     assert_eq!(
         (report.status, report.rows_rejected, report.rows_deleted),
         (Status::PartialSuccess, 1, 1),
         "{report}"
     );
-    let names: Vec<(String, String)> = odata_accounts(&emu)
+    assert_eq!(
+        numbers_and_names(&emu).await,
+        [("A-0", "A"), ("A-1", "b"), ("A-2", "C")].map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+    emu.stop().await;
+}
+
+/// Syncs `in/second.csv` into the accounts by account number (`more`: further target keys).
+async fn sync_accounts(emu: &Running, ws: &Workspace, more: &str) -> ferry::run::RunReport {
+    let target = format!("mode = \"sync\"\nkey = \"accountnumber\"\n{more}");
+    let sync = ws.pipeline(
+        "sync.toml",
+        &odata_pipeline(emu, "second.csv", &target)
+            .replace("name = \"crm\"", "name = \"crm-sync\""),
+    );
+    run(&sync).await
+}
+
+/// Every account as (accountnumber, name), sorted.
+async fn numbers_and_names(emu: &Running) -> Vec<(String, String)> {
+    odata_accounts(emu)
         .await
         .into_iter()
         .map(|r| (r[1].clone(), r[2].clone()))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
-        .collect();
-    assert_eq!(
-        names,
-        [("A-0", "A"), ("A-1", "b"), ("A-2", "C")].map(|(k, v)| (k.to_string(), v.to_string()))
-    );
-    emu.stop().await;
+        .collect()
 }
 
 /// A throttling storm outlasts the sync's retries: the rows it could not write wait in quarantine,
@@ -345,30 +351,14 @@ async fn odata_sync_in_a_storm_keeps_the_records_it_could_not_update() {
     };
     let emu = emulator_with(stormy, Some(data)).await;
     ws.write("in/second.csv", "accountnumber,name\nA-0,A\nA-1,B\nA-2,C\n");
-    let sync = ws.pipeline(
-        "sync.toml",
-        &odata_pipeline(
-            &emu,
-            "second.csv",
-            "mode = \"sync\"\nkey = \"accountnumber\"\nworkers = 1",
-        )
-        .replace("name = \"crm\"", "name = \"crm-sync\""),
-    );
-    let report = run(&sync).await;
+    let report = sync_accounts(&emu, &ws, "workers = 1").await;
     assert_eq!(
         (report.status, report.rows_rejected, report.rows_deleted),
         (Status::PartialSuccess, 3, 1),
         "{report}"
     );
-    let left: Vec<(String, String)> = odata_accounts(&emu)
-        .await
-        .into_iter()
-        .map(|r| (r[1].clone(), r[2].clone()))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
     assert_eq!(
-        left,
+        numbers_and_names(&emu).await,
         [("A-0", "a"), ("A-1", "b"), ("A-2", "c")].map(|(k, v)| (k.to_string(), v.to_string())),
         "the old records stay until the quarantined rows are retried"
     );
