@@ -73,6 +73,8 @@ pub struct ResponsePart {
     pub status: u16,
     pub content_id: Option<String>,
     pub body: String,
+    /// The part's own `Retry-After`, in seconds (a 429 inside a `$batch`).
+    pub retry_after: Option<f64>,
 }
 
 /// Parses a `$batch` response body.
@@ -96,7 +98,7 @@ pub fn parse_responses(body: &str, content_type: &str) -> Vec<ResponsePart> {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let (_, body) = if after.trim().is_empty() {
+        let (headers, body) = if after.trim().is_empty() {
             (Vec::new(), "")
         } else {
             split_headers(after)
@@ -105,7 +107,28 @@ pub fn parse_responses(body: &str, content_type: &str) -> Vec<ResponsePart> {
             status,
             content_id,
             body: body.trim().to_string(),
+            retry_after: header(&headers, "retry-after")
+                .as_deref()
+                .and_then(super::retry_after_secs),
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parts_retry_after_is_kept() {
+        let body = "--b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n\
+                    --b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 429 Too Many Requests\r\n\
+                    Retry-After: 7\r\nContent-Type: application/json\r\n\r\n{\"error\":{\"code\":\"0x80072322\"}}\r\n\
+                    --b--\r\n";
+        let parts = parse_responses(body, "multipart/mixed; boundary=b");
+        assert_eq!(parts.len(), 2);
+        assert_eq!((parts[0].status, parts[0].retry_after), (204, None));
+        assert_eq!((parts[1].status, parts[1].retry_after), (429, Some(7.0)));
+        assert!(parts[1].body.contains("0x80072322"), "{}", parts[1].body);
+    }
 }

@@ -460,7 +460,6 @@ impl Sink for ODataSink {
             })?;
             let parts = parse_responses(&text, &response_type);
             let mut retry = Vec::new();
-            let mut throttled = None;
             if self.odata.atomic {
                 match parts.iter().find(|p| !(200..300).contains(&p.status)) {
                     None => done.written += pending.len() as u64,
@@ -479,12 +478,7 @@ impl Sink for ODataSink {
                         Some(p) if p.status == 412 && self.options.mode == WriteMode::Insert => {
                             done.skipped += 1
                         }
-                        Some(p) if is_retryable(p.status) => {
-                            if p.status == 429 {
-                                throttled = Some(part_error(p));
-                            }
-                            retry.push(row);
-                        }
+                        Some(p) if is_retryable(p.status) => retry.push(row),
                         Some(p) => done.rejected.push((row, part_error(p))),
                         // The batch stopped before this part: send it again.
                         None => retry.push(row),
@@ -495,11 +489,12 @@ impl Sink for ODataSink {
                 slot.success();
             } else {
                 drop(slot);
-                if let Some(e) = &throttled {
+                if let Some(throttled) = parts.iter().find(|p| p.status == 429) {
                     lane.pause(
-                        Duration::from_secs(1 << attempt.min(5)),
-                        // A part refused without a code: ask less at once.
-                        Limit::from_error(&e.message).unwrap_or(Limit::ExecutionTime),
+                        part_pause(&parts, attempt),
+                        // The limit's code is in the part's body; a part refused without one:
+                        // ask less at once.
+                        Limit::from_error(&throttled.body).unwrap_or(Limit::ExecutionTime),
                     );
                 } else {
                     tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
@@ -734,6 +729,18 @@ fn error_message(body: &str) -> Option<String> {
 }
 
 /// A refused record's error: the service's message and code, and a cause in a few words.
+/// How long the lane waits after parts of a `$batch` were throttled: the longest `Retry-After` the
+/// parts gave, or, when none did, a pause that doubles with each attempt (1 s, 2 s, ... 32 s).
+fn part_pause(parts: &[ResponsePart], attempt: usize) -> Duration {
+    parts
+        .iter()
+        .filter(|p| p.status == 429)
+        .filter_map(|p| p.retry_after)
+        .reduce(f64::max)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(1 << attempt.min(5)))
+}
+
 fn part_error(p: &ResponsePart) -> ConnectorError {
     let v: serde_json::Value = serde_json::from_str(&p.body).unwrap_or_default();
     let code = v["error"]["code"].as_str().unwrap_or_default().to_string();
@@ -756,4 +763,28 @@ fn part_error(p: &ResponsePart) -> ConnectorError {
         e.class = ErrorClass::Retryable;
     }
     e
+}
+
+#[cfg(test)]
+mod pause_tests {
+    use super::*;
+
+    fn part(status: u16, retry_after: Option<f64>) -> ResponsePart {
+        ResponsePart {
+            status,
+            content_id: None,
+            body: String::new(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn throttled_parts_pause_for_their_retry_after() {
+        let parts = [part(204, None), part(429, Some(7.0)), part(429, Some(3.0))];
+        assert_eq!(part_pause(&parts, 0), Duration::from_secs(7));
+        // Without a Retry-After, the pause doubles with each attempt.
+        let parts = [part(429, None)];
+        assert_eq!(part_pause(&parts, 0), Duration::from_secs(1));
+        assert_eq!(part_pause(&parts, 3), Duration::from_secs(8));
+    }
 }
