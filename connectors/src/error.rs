@@ -1,9 +1,14 @@
-//! One error type for every connector, grouped by who is at fault and what to do next.
+//! One error type for every connector, grouped by what to do next and by who is at fault.
 //!
 //! The run loop never inspects message text: it looks at [`ErrorClass`] alone. Retryable errors are
 //! retried with backoff, data errors are narrowed to the rows that caused them, fatal errors stop the run.
+//! [`Fault`] says who must act (the user's configuration, the system at the other end, or Ferry), and
+//! the exit code follows it. Errors of the libraries underneath (io, Arrow, DataFusion, Delta) are
+//! classified by their kind and keep their source chain: a connection reset is retryable, a bad SQL
+//! step is the configuration's, an internal DataFusion error is Ferry's.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What the run should do about an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +19,17 @@ pub enum ErrorClass {
     Data,
     /// Nothing will work until a person changes something (bad URL, missing table, auth, disk full).
     Fatal,
+}
+
+/// Who must act for the error to go away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The user's pipeline, credentials, data or target definition.
+    Config,
+    /// The system at the other end: a database, a service, the disk, the network, another run.
+    External,
+    /// Ferry itself: a bug to report.
+    Ferry,
 }
 
 /// An error from a source or sink, with its class and, where known, the row it is about.
@@ -27,6 +43,11 @@ pub struct ConnectorError {
     pub hint: Option<String>,
     /// The suspected cause of a data error, in a few words ("a required column is empty").
     pub cause: Option<String>,
+    /// Who must act; by default the configuration for fatal and data errors, the other end for
+    /// retryable ones.
+    pub fault: Fault,
+    /// The library error underneath, for `Error::source`.
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
@@ -39,14 +60,29 @@ impl ConnectorError {
             row: None,
             hint: None,
             cause: None,
+            fault: Fault::Config,
+            source: None,
         }
     }
 
     pub fn retryable(message: impl Into<String>) -> Self {
         Self {
             class: ErrorClass::Retryable,
+            fault: Fault::External,
             ..Self::fatal(message)
         }
+    }
+
+    /// Says who is at fault.
+    pub fn by(mut self, fault: Fault) -> Self {
+        self.fault = fault;
+        self
+    }
+
+    /// Keeps the library error underneath as the source.
+    pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     pub fn data(message: impl Into<String>, row: Option<usize>) -> Self {
@@ -100,28 +136,177 @@ impl fmt::Display for ConnectorError {
     }
 }
 
-impl std::error::Error for ConnectorError {}
+impl std::error::Error for ConnectorError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// An io error by its kind: the network or a peer failing for now is retryable; a missing file or
+/// a refused permission is the configuration's; the disk failing is the other end's.
+fn from_io(err: &std::io::Error, message: String) -> ConnectorError {
+    use std::io::ErrorKind as K;
+    match err.kind() {
+        K::ConnectionReset
+        | K::ConnectionAborted
+        | K::ConnectionRefused
+        | K::NotConnected
+        | K::BrokenPipe
+        | K::TimedOut
+        | K::Interrupted
+        | K::UnexpectedEof
+        | K::WouldBlock
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown
+        | K::ResourceBusy => ConnectorError::retryable(message),
+        K::NotFound | K::PermissionDenied | K::InvalidInput | K::InvalidData | K::IsADirectory => {
+            ConnectorError::fatal(message)
+        }
+        _ => ConnectorError::fatal(message).by(Fault::External),
+    }
+}
+
+/// The first error in `err`'s source chain that says more than its text: a connector's own error
+/// (its class and fault kept) or an io error (by its kind).
+fn from_chain(err: &(dyn std::error::Error + 'static), message: &str) -> Option<ConnectorError> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(c) = e.downcast_ref::<ConnectorError>() {
+            return Some(ConnectorError {
+                message: message.to_string(),
+                ..c.clone()
+            });
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(from_io(io, message.to_string()));
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// A DataFusion error by its variant, looking through its wrappers.
+fn classify_datafusion(
+    err: &datafusion::error::DataFusionError,
+    message: &str,
+) -> Option<ConnectorError> {
+    use datafusion::error::DataFusionError as D;
+    match err {
+        D::ArrowError(inner, _) => classify_arrow(inner, message),
+        D::IoError(io) => Some(from_io(io, message.to_string())),
+        D::Context(_, inner) | D::Diagnostic(_, inner) => classify_datafusion(inner, message),
+        D::Shared(inner) => classify_datafusion(inner, message),
+        D::External(e) => from_chain(e.as_ref(), message),
+        D::ObjectStore(e) => Some(match e.as_ref() {
+            object_store::Error::NotFound { .. } => ConnectorError::fatal(message),
+            _ => ConnectorError::retryable(message),
+        }),
+        D::Internal(_) => Some(
+            ConnectorError::fatal(message)
+                .by(Fault::Ferry)
+                .with_hint("this is a bug in Ferry: please report it with the pipeline file"),
+        ),
+        D::ResourcesExhausted(_) => Some(ConnectorError::fatal(message).by(Fault::External)),
+        _ => None,
+    }
+}
+
+/// An Arrow error by its variant.
+fn classify_arrow(err: &arrow::error::ArrowError, message: &str) -> Option<ConnectorError> {
+    use arrow::error::ArrowError as A;
+    match err {
+        A::IoError(_, io) => Some(from_io(io, message.to_string())),
+        A::ExternalError(e) => from_chain(e.as_ref(), message),
+        _ => None,
+    }
+}
 
 impl From<datafusion::error::DataFusionError> for ConnectorError {
     fn from(err: datafusion::error::DataFusionError) -> Self {
-        ConnectorError::fatal(err.to_string())
+        let message = err.to_string();
+        classify_datafusion(&err, &message)
+            .unwrap_or_else(|| ConnectorError::fatal(message))
+            .caused_by(err)
     }
 }
 
 impl From<arrow::error::ArrowError> for ConnectorError {
     fn from(err: arrow::error::ArrowError) -> Self {
-        ConnectorError::fatal(err.to_string())
+        let message = err.to_string();
+        classify_arrow(&err, &message)
+            .unwrap_or_else(|| ConnectorError::fatal(message))
+            .caused_by(err)
     }
 }
 
 impl From<deltalake::DeltaTableError> for ConnectorError {
     fn from(err: deltalake::DeltaTableError) -> Self {
-        ConnectorError::fatal(format!("Delta table: {err}"))
+        use deltalake::DeltaTableError as E;
+        let message = format!("Delta table: {err}");
+        let classified = match &err {
+            E::Io { source } => from_io(source, message),
+            E::ObjectStore { source } => match source {
+                object_store::Error::NotFound { .. } => ConnectorError::fatal(message),
+                _ => ConnectorError::retryable(message),
+            },
+            // Another writer committed first: the commit can be made again on top of it.
+            E::VersionAlreadyExists(_) | E::Transaction { .. } => {
+                ConnectorError::retryable(message)
+            }
+            _ => ConnectorError::fatal(message).by(Fault::External),
+        };
+        classified.caused_by(err)
     }
 }
 
 impl From<std::io::Error> for ConnectorError {
     fn from(err: std::io::Error) -> Self {
-        ConnectorError::fatal(err.to_string())
+        from_io(&err, err.to_string()).caused_by(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::error::DataFusionError;
+    use std::io::{Error as IoError, ErrorKind};
+
+    #[test]
+    fn library_errors_are_classified_by_kind_not_all_fatal() {
+        let reset = ConnectorError::from(IoError::from(ErrorKind::ConnectionReset));
+        assert_eq!(
+            (reset.class, reset.fault),
+            (ErrorClass::Retryable, Fault::External)
+        );
+        let missing = ConnectorError::from(IoError::from(ErrorKind::NotFound));
+        assert_eq!(
+            (missing.class, missing.fault),
+            (ErrorClass::Fatal, Fault::Config)
+        );
+        // A source's connection reset, wrapped by DataFusion as it streams.
+        let wrapped = DataFusionError::Context(
+            "reading orders".into(),
+            Box::new(DataFusionError::External(Box::new(IoError::from(
+                ErrorKind::ConnectionReset,
+            )))),
+        );
+        let e = ConnectorError::from(wrapped);
+        assert_eq!(e.class, ErrorClass::Retryable, "{e}");
+        assert!(std::error::Error::source(&e).is_some(), "the chain is kept");
+        // A connector's own error travelling through Arrow keeps its class and row.
+        let data = arrow::error::ArrowError::ExternalError(Box::new(ConnectorError::data(
+            "too long",
+            Some(3),
+        )));
+        let e = ConnectorError::from(data);
+        assert_eq!((e.class, e.row), (ErrorClass::Data, Some(3)));
+        // DataFusion's own bugs are Ferry's to fix; a bad step is the configuration's.
+        let internal = ConnectorError::from(DataFusionError::Internal("oops".into()));
+        assert_eq!(internal.fault, Fault::Ferry);
+        let plan = ConnectorError::from(DataFusionError::Plan("no column x".into()));
+        assert_eq!((plan.class, plan.fault), (ErrorClass::Fatal, Fault::Config));
     }
 }

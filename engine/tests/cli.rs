@@ -217,3 +217,32 @@ fn help_teaches_with_an_example() {
     assert!(stdout.contains("mode = \"upsert\""));
     assert!(stdout.contains("Exit codes"));
 }
+
+#[test]
+fn a_target_that_does_not_answer_exits_75_unavailable_not_2() {
+    let dir = setup();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        text.replace(
+            "sqlite://out/db.sqlite",
+            &format!("postgres://postgres@127.0.0.1:{port}/nowhere"),
+        )
+        .replace("create = true\n", "create = true\n[run]\nmax_retries = 0\n"),
+    )
+    .unwrap();
+    let out = ferry(dir.path(), &["run", "p.toml"]);
+    assert_eq!(out.status.code(), Some(75), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("nothing answers at 127.0.0.1:{port}")),
+        "{}",
+        show(&out)
+    );
+}

@@ -58,7 +58,7 @@ impl RunLock {
                 let pid = parts.next().unwrap_or("?").to_string();
                 let host = parts.next().unwrap_or("?").to_string();
                 let since = parts.next().unwrap_or("?").to_string();
-                return Err(ConnectorError::fatal(format!(
+                return Err(ConnectorError::retryable(format!(
                     "pipeline \"{pipeline}\" is already running (process {pid} on {host}, since {since})"
                 ))
                 .with_hint("wait for it to finish, or stop that process; its lock ends with it"));

@@ -53,7 +53,9 @@ const EXAMPLE: &str = r#"A pipeline file (TOML):
   create = true
 
 Exit codes: 0 every row landed; 1 the run failed; 2 the pipeline file or target is wrong;
-3 some rows were rejected (Partial Success); 130 stopped with Ctrl-C."#;
+3 some rows were rejected (Partial Success); 70 a bug in Ferry; 75 busy or unavailable for now
+(another run holds the pipeline, the target does not answer): try again later; 130 stopped with
+Ctrl-C."#;
 
 #[derive(Parser)]
 #[command(
@@ -333,7 +335,7 @@ async fn run_command(file: &std::path::Path, settings: &RunSettings) -> ExitCode
         }
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::from(INVALID)
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -27,7 +27,7 @@ use std::time::Instant;
 use chrono::Utc;
 use ferry_connectors::failpoint::pause_point;
 use ferry_connectors::registry::TargetLocation;
-use ferry_connectors::{ConnectorError, Resume, Sink, WriteMode};
+use ferry_connectors::{ConnectorError, Fault, Resume, Sink, WriteMode};
 
 use self::progress::Progress;
 pub use self::report::{RunReport, Status};
@@ -80,6 +80,44 @@ impl std::fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
+
+/// Exit code: the pipeline file or the target's definition is wrong.
+pub const EXIT_INVALID: u8 = 2;
+/// Exit code (sysexits' EX_SOFTWARE): a bug in Ferry.
+pub const EXIT_BUG: u8 = 70;
+/// Exit code (sysexits' EX_TEMPFAIL): busy or unavailable for now (another run holds the pipeline,
+/// the target does not answer); the same command later can succeed.
+pub const EXIT_TRY_LATER: u8 = 75;
+
+impl StartError {
+    /// The exit code, by who must act: the user (2), the other end for now (75), the other end
+    /// (1), or Ferry (70).
+    pub fn exit_code(&self) -> u8 {
+        let by_fault = |e: &ConnectorError, config: u8| match (e.class, e.fault) {
+            (ferry_connectors::ErrorClass::Retryable, _) => EXIT_TRY_LATER,
+            (_, Fault::Ferry) => EXIT_BUG,
+            (_, Fault::External) => 1,
+            (_, Fault::Config) => config,
+        };
+        // The most actionable first: waiting, then a bug, then the other end, then the user.
+        let rank = |code: u8| match code {
+            EXIT_TRY_LATER => 0,
+            EXIT_BUG => 1,
+            1 => 2,
+            _ => 3,
+        };
+        match self {
+            StartError::Pipeline(_) => EXIT_INVALID,
+            StartError::Target(problems) => problems
+                .iter()
+                .map(|e| by_fault(e, EXIT_INVALID))
+                .min_by_key(|c| rank(*c))
+                .unwrap_or(EXIT_INVALID),
+            // The bookkeeping tables are not the pipeline file: an unusable one is a failure.
+            StartError::Book(e) => by_fault(e, 1),
+        }
+    }
+}
 
 /// The sink a pipeline's target describes.
 pub fn sink_for(pipeline: &Pipeline) -> Result<Arc<dyn Sink>, StartError> {
