@@ -349,11 +349,10 @@ fn list(
         .collect();
     for (name, desc) in q.orderby.iter().rev() {
         rows.sort_by(|a, b| {
-            let o = super::url::compare(
+            let o = super::url::order(
                 a.get(name).unwrap_or(&Value::Null),
                 b.get(name).unwrap_or(&Value::Null),
-            )
-            .unwrap_or(std::cmp::Ordering::Equal);
+            );
             if *desc { o.reverse() } else { o }
         });
     }
@@ -361,7 +360,7 @@ fn list(
     let limit = q.top.unwrap_or(usize::MAX);
     let end = total.min(limit);
     let start = q.skip.min(end);
-    let stop = (start + page).min(end);
+    let stop = start.saturating_add(page).min(end);
     let value: Vec<Value> = rows[start..stop]
         .iter()
         .map(|r| representation(store, base, set, r, q.select.as_deref(), false))

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use std::sync::PoisonError;
+
 use super::api::{Effect, Request, Response, execute};
 use super::store::{BAD_REQUEST, ODataError, Store};
 use ferry_connectors::odata::multipart::{boundary, header, split_headers, split_parts};
@@ -120,7 +122,7 @@ pub fn run(
             Item::Single(part) => {
                 let mut undo = Vec::new();
                 let (response, e) = {
-                    let mut s = store.lock().expect("store lock");
+                    let mut s = store.lock().unwrap_or_else(PoisonError::into_inner);
                     execute(
                         &mut s,
                         &part.request,
@@ -138,7 +140,7 @@ pub fn run(
             }
             Item::Changeset(parts) => {
                 let inner = format!("changesetresponse_{}", uuid::Uuid::new_v4());
-                let mut s = store.lock().expect("store lock");
+                let mut s = store.lock().unwrap_or_else(PoisonError::into_inner);
                 let mut undo = Vec::new();
                 let mut ids = HashMap::new();
                 let mut responses = Vec::new();

@@ -9,6 +9,9 @@
 //! ```
 //!
 //! Records live in memory (`store.rs`); the model comes from a TOML file or is built in (`model.rs`).
+//! A request that panics must not take the service down for everyone: locks are taken whatever an
+//! earlier panic left (`PoisonError::into_inner`), and hostile inputs are refused before they can
+//! panic (page sizes saturate, `$filter` has bounds, the limiter takes a limit of zero).
 
 pub mod api;
 pub mod batch;
@@ -20,7 +23,7 @@ pub mod url;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -221,9 +224,21 @@ async fn handle(
     match (method.as_str(), path.as_str()) {
         ("GET", "/_emulator/stats") => return stats(&state),
         ("POST", "/_emulator/reset") => {
-            state.store.lock().expect("store").clear();
-            state.limiter.lock().expect("limiter").clear();
-            state.stats.lock().expect("stats").clear();
+            state
+                .store
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+            state
+                .limiter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+            state
+                .stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
             return plain(StatusCode::NO_CONTENT, Vec::new(), "");
         }
         ("POST", p) if p.ends_with("/oauth2/v2.0/token") => return token(&state, &body),
@@ -236,7 +251,11 @@ async fn handle(
             format!("No service at {path}; the Web API is under {ROOT}/"),
         ));
     };
-    let config = state.config.lock().expect("config").clone();
+    let config = state
+        .config
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let client = match client_of(&state, &config, &parts.headers) {
         Ok(c) => c,
         Err(e) => {
@@ -246,12 +265,11 @@ async fn handle(
             return r;
         }
     };
-    let admitted =
-        state
-            .limiter
-            .lock()
-            .expect("limiter")
-            .admit(&config.limits, &client, Instant::now());
+    let admitted = state
+        .limiter
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit(&config.limits, &client, Instant::now());
     if let Err(throttled) = admitted {
         bump(&state, &client, |s| {
             s.throttled += 1;
@@ -353,7 +371,7 @@ async fn handle(
     state
         .limiter
         .lock()
-        .expect("limiter")
+        .unwrap_or_else(PoisonError::into_inner)
         .finish(&config.limits, &client, ran);
     bump(&state, &client, |s| {
         s.requests += 1;
@@ -407,7 +425,7 @@ fn serve_api(
     }
     let mut undo = Vec::new();
     let (response, effect) = {
-        let mut store = state.store.lock().expect("store");
+        let mut store = state.store.lock().unwrap_or_else(PoisonError::into_inner);
         api::execute(
             &mut store,
             &request,
@@ -460,7 +478,7 @@ fn client_of(state: &State, config: &Config, headers: &HeaderMap) -> Result<Stri
                 "The user is not authenticated: send Authorization: Bearer <token>.",
             )
         })?;
-    let tokens = state.tokens.lock().expect("tokens");
+    let tokens = state.tokens.lock().unwrap_or_else(PoisonError::into_inner);
     match tokens.get(token) {
         Some((client, expires)) if *expires > Instant::now() => Ok(client.clone()),
         Some(_) => Err(ODataError::new(
@@ -499,13 +517,17 @@ fn token(state: &State, body: &Bytes) -> AxumResponse {
             "application/json",
         );
     };
-    let lifetime = state.config.lock().expect("config").token_lifetime;
+    let lifetime = state
+        .config
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .token_lifetime;
     bump(state, client, |s| s.tokens_issued += 1);
     let access = format!("emu.{}", uuid::Uuid::new_v4().simple());
     state
         .tokens
         .lock()
-        .expect("tokens")
+        .unwrap_or_else(PoisonError::into_inner)
         .insert(access.clone(), (client.clone(), Instant::now() + lifetime));
     let body = json!({"token_type": "Bearer", "expires_in": lifetime.as_secs(), "ext_expires_in": lifetime.as_secs(), "access_token": access});
     plain(
@@ -516,7 +538,11 @@ fn token(state: &State, body: &Bytes) -> AxumResponse {
 }
 
 fn stats(state: &State) -> AxumResponse {
-    let stats = state.stats.lock().expect("stats").clone();
+    let stats = state
+        .stats
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let mut total = ClientStats::default();
     for s in stats.values() {
         total.requests += s.requests;
@@ -527,7 +553,7 @@ fn stats(state: &State) -> AxumResponse {
         total.faults += s.faults;
     }
     let records: HashMap<String, usize> = {
-        let store = state.store.lock().expect("store");
+        let store = state.store.lock().unwrap_or_else(PoisonError::into_inner);
         store
             .model()
             .sets
@@ -554,7 +580,7 @@ fn in_storm(state: &State) -> bool {
 }
 
 fn bump(state: &State, client: &str, f: impl FnOnce(&mut ClientStats)) {
-    let mut stats = state.stats.lock().expect("stats");
+    let mut stats = state.stats.lock().unwrap_or_else(PoisonError::into_inner);
     let client = stats.entry(client.to_string()).or_default();
     client.first_seen.get_or_insert_with(Instant::now);
     f(client);

@@ -132,7 +132,9 @@ impl Limiter {
             });
         }
         if c.requests.len() >= limits.requests {
-            let wait = (c.requests[0] + limits.window).saturating_duration_since(now);
+            // The oldest request leaves the window first (with a limit of none, a whole window).
+            let oldest = c.requests.front().copied().unwrap_or(now);
+            let wait = (oldest + limits.window).saturating_duration_since(now);
             c.blocked_until = Some(now + wait);
             c.blocked_at = Some(now);
             return Err(Throttled {

@@ -198,6 +198,28 @@ pub enum Op {
 impl Filter {
     pub fn parse(text: &str) -> Result<Filter, ODataError> {
         let tokens = tokenize(text);
+        let mut depth = 0usize;
+        let mut deepest = 0usize;
+        for t in &tokens {
+            match t.as_str() {
+                "(" => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ")" => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        let comparisons = tokens
+            .iter()
+            .filter(|t| matches!(t.as_str(), "eq" | "ne" | "gt" | "lt" | "ge" | "le"))
+            .count();
+        if deepest > DEEPEST_PARENTHESES || comparisons > MOST_COMPARISONS {
+            return Err(bad(format!(
+                "The $filter is too complex: at most {MOST_COMPARISONS} comparisons and \
+                 {DEEPEST_PARENTHESES} levels of parentheses."
+            )));
+        }
         let mut pos = 0;
         let f = parse_or(&tokens, &mut pos)?;
         if pos != tokens.len() {
@@ -236,6 +258,32 @@ pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
         _ => None,
     }
 }
+
+/// A total order for `$orderby`, whatever the values' types: empty (null) first, then false/true,
+/// numbers, text (case-insensitive), and anything else as equal. (`compare` is for `$filter`, where
+/// values of different types do not compare at all.)
+pub fn order(a: &Value, b: &Value) -> Ordering {
+    let rank = |v: &Value| match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Number(_) => 2,
+        Value::String(_) => 3,
+        _ => 4,
+    };
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&y.as_f64().unwrap_or(0.0)),
+        _ if rank(a) != rank(b) => rank(a).cmp(&rank(b)),
+        _ => compare(a, b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// The most comparisons one `$filter` may hold, and how deep its parentheses may nest: a filter
+/// beyond either is refused before it is parsed (a hostile one would overflow the stack).
+const MOST_COMPARISONS: usize = 500;
+const DEEPEST_PARENTHESES: usize = 64;
 
 fn tokenize(text: &str) -> Vec<String> {
     let mut tokens = Vec::new();

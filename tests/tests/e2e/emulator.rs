@@ -843,3 +843,105 @@ async fn records_can_outlive_the_emulator_in_a_sqlite_file() {
     assert_eq!(stats(&c, &emu).await["records"]["accounts"], 0);
     emu.stop().await;
 }
+
+/// Each class of malformed or hostile request gets an answer (a 400 in Dataverse's error shape where
+/// it is malformed), and the emulator goes on serving everyone: no panic, no poisoned lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_are_answered_and_the_service_keeps_serving() {
+    let emu = start(quiet()).await;
+    let (c, url) = (Client::new(), emu.url());
+    // Numbers and nulls mixed, enough rows for the sort to notice a comparison that is no order.
+    for i in 0..64 {
+        let mut record = json!({"name": format!("n{i}"), "accountnumber": format!("A-{i}")});
+        if i % 3 != 0 {
+            record["numberofemployees"] = json!(i % 7);
+        }
+        let r = c
+            .post(format!("{url}/accounts"))
+            .json(&record)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    let still_serving = async || {
+        let r = c.get(format!("{url}/accounts?$top=1")).send().await;
+        assert_eq!(
+            r.map(|r| r.status()).ok(),
+            Some(StatusCode::OK),
+            "the service stopped serving"
+        );
+    };
+
+    // The largest page a client can ask for, from a skip token: no overflow.
+    let r = c
+        .get(format!("{url}/accounts?$skiptoken=1"))
+        .header("prefer", "odata.maxpagesize=18446744073709551615")
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = body(r).await;
+    assert_eq!(
+        (s, v["value"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(63))
+    );
+    still_serving().await;
+
+    // Ordering over a column that is empty in some records.
+    let r = c
+        .get(format!("{url}/accounts?$orderby=numberofemployees desc"))
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = body(r).await;
+    assert_eq!(s, StatusCode::OK);
+    let ordered: Vec<Option<i64>> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["numberofemployees"].as_i64())
+        .collect();
+    let mut want = ordered.clone();
+    want.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ordered, want, "numbers descending, then the empty ones");
+    still_serving().await;
+
+    // Thousands of nested parentheses, and of comparisons in a row (as many as a URL can carry).
+    let deep = format!("{}name eq 'x'{}", "(".repeat(5_000), ")".repeat(5_000));
+    let long = vec!["name eq 'x'"; 2_000].join(" and ");
+    for filter in [deep, long] {
+        let r = c
+            .get(format!("{url}/accounts"))
+            .query(&[("$filter", filter)])
+            .send()
+            .await
+            .unwrap();
+        let (s, v) = body(r).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::BAD_REQUEST, "0x80060888"),
+            "{v}"
+        );
+        still_serving().await;
+    }
+    emu.stop().await;
+
+    // A limit of no requests at all throttles every request, and keeps answering.
+    let emu = start(Config {
+        limits: Limits {
+            requests: 0,
+            ..Limits::default()
+        },
+        ..quiet()
+    })
+    .await;
+    for _ in 0..2 {
+        let r = c
+            .get(format!("{}/accounts", emu.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    emu.stop().await;
+}
