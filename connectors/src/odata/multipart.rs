@@ -79,6 +79,12 @@ pub struct ResponsePart {
 
 /// Parses a `$batch` response body.
 pub fn parse_responses(body: &str, content_type: &str) -> Vec<ResponsePart> {
+    parse_nested(body, content_type, 0)
+}
+
+/// A `$batch` nests once (a changeset inside the batch); deeper nesting is no OData answer, and
+/// following it would let a hostile service exhaust the stack. Such a part reads as status 0.
+fn parse_nested(body: &str, content_type: &str, depth: usize) -> Vec<ResponsePart> {
     let Some(b) = boundary(content_type) else {
         return Vec::new();
     };
@@ -87,7 +93,16 @@ pub fn parse_responses(body: &str, content_type: &str) -> Vec<ResponsePart> {
         let (mime, rest) = split_headers(part);
         let kind = header(&mime, "content-type").unwrap_or_default();
         if kind.starts_with("multipart/mixed") {
-            out.extend(parse_responses(rest, &kind));
+            if depth == 0 {
+                out.extend(parse_nested(rest, &kind, depth + 1));
+            } else {
+                out.push(ResponsePart {
+                    status: 0,
+                    content_id: None,
+                    body: "a $batch answer nested deeper than a changeset".to_string(),
+                    retry_after: None,
+                });
+            }
             continue;
         }
         let content_id = header(&mime, "content-id");
@@ -118,6 +133,20 @@ pub fn parse_responses(body: &str, content_type: &str) -> Vec<ResponsePart> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_nested_beyond_a_changeset_are_not_followed() {
+        let mut body = String::from("HTTP/1.1 204 No Content\r\n\r\n");
+        for level in (0..20_000).rev() {
+            body = format!(
+                "--b{level}x\r\nContent-Type: multipart/mixed; boundary=b{}x\r\n\r\n{body}\r\n--b{level}x--\r\n",
+                level + 1
+            );
+        }
+        let parts = parse_responses(&body, "multipart/mixed; boundary=b0x");
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].status, 0);
+    }
 
     #[test]
     fn a_parts_retry_after_is_kept() {

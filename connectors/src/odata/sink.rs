@@ -461,11 +461,10 @@ impl Sink for ODataSink {
             let parts = parse_responses(&text, &response_type);
             let mut retry = Vec::new();
             if self.odata.atomic {
-                match parts.iter().find(|p| !(200..300).contains(&p.status)) {
-                    None => done.written += pending.len() as u64,
-                    Some(p) if is_retryable(p.status) => retry = pending.clone(),
-                    Some(p) => {
-                        let e = part_error(p);
+                match atomic_outcome(&parts, pending.len()) {
+                    Atomic::Written => done.written += pending.len() as u64,
+                    Atomic::Retry => retry = pending.clone(),
+                    Atomic::Refused(e) => {
                         for &row in &pending {
                             done.rejected.push((row, e.clone()));
                         }
@@ -713,6 +712,28 @@ fn with_legal_entity(batch: &RecordBatch, legal_entity: &str) -> Result<RecordBa
         .map_err(|e| ConnectorError::fatal(format!("adding {DATA_AREA}: {e}")))
 }
 
+/// What an atomic changeset's answer says of its records.
+#[derive(Debug)]
+enum Atomic {
+    /// One success for each record.
+    Written,
+    /// Refused for now, or an answer that cannot be read (empty, cut, a part short): the whole
+    /// changeset again, which a key makes harmless.
+    Retry,
+    /// Refused for the records' data: all of them, with the service's reason.
+    Refused(ConnectorError),
+}
+
+fn atomic_outcome(parts: &[ResponsePart], records: usize) -> Atomic {
+    match parts.iter().find(|p| !(200..300).contains(&p.status)) {
+        Some(p) if is_retryable(p.status) || p.status == 0 => Atomic::Retry,
+        Some(p) => Atomic::Refused(part_error(p)),
+        // Only an answer for every record says they were written.
+        None if parts.len() == records => Atomic::Written,
+        None => Atomic::Retry,
+    }
+}
+
 fn is_retryable(status: u16) -> bool {
     matches!(status, 408 | 429 | 500..=599)
 }
@@ -786,5 +807,36 @@ mod pause_tests {
         let parts = [part(429, None)];
         assert_eq!(part_pause(&parts, 0), Duration::from_secs(1));
         assert_eq!(part_pause(&parts, 3), Duration::from_secs(8));
+    }
+}
+
+#[cfg(test)]
+mod atomic_tests {
+    use super::*;
+
+    fn part(status: u16) -> ResponsePart {
+        ResponsePart {
+            status,
+            content_id: None,
+            body: String::new(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn only_an_answer_for_every_record_counts_them_written() {
+        assert!(matches!(
+            atomic_outcome(&[part(204), part(204)], 2),
+            Atomic::Written
+        ));
+        // An empty or unreadable answer, or one part short, proves nothing: send again.
+        assert!(matches!(atomic_outcome(&[], 2), Atomic::Retry));
+        assert!(matches!(atomic_outcome(&[part(204)], 2), Atomic::Retry));
+        assert!(matches!(atomic_outcome(&[part(0)], 2), Atomic::Retry));
+        assert!(matches!(atomic_outcome(&[part(503)], 2), Atomic::Retry));
+        assert!(matches!(
+            atomic_outcome(&[part(400)], 2),
+            Atomic::Refused(_)
+        ));
     }
 }
