@@ -91,6 +91,10 @@ impl Tokens {
                 ))
             })?;
         let status = response.status();
+        if status.is_redirection() {
+            let to = super::sink::location(Some(response.headers()));
+            return Err(super::sink::redirected(url, to));
+        }
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         if !status.is_success() {
             let why = body["error_description"]

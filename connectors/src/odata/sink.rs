@@ -73,6 +73,9 @@ impl ODataSink {
     ) -> Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(150))
+            // Tokens and secrets go to the configured origins only: a redirect is reported, not
+            // followed (a 307 would re-send a client secret to wherever it points).
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| ConnectorError::fatal(format!("HTTP client: {e}")))?;
@@ -147,6 +150,7 @@ impl ODataSink {
     /// Turns a non-success top-level answer into the right error, pausing the lane on 429.
     async fn refused(&self, lane: &Lane, response: reqwest::Response) -> ConnectorError {
         let status = response.status().as_u16();
+        let response_headers = Some(response.headers().clone());
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -164,6 +168,7 @@ impl ODataSink {
                 ConnectorError::retryable(format!("throttled (429): {message}"))
             }
             408 | 500..=599 => ConnectorError::retryable(format!("{status}: {message}")),
+            300..=399 => redirected(&self.endpoint.url, location(response_headers.as_ref())),
             401 => ConnectorError::fatal(format!("the service refused the token (401): {message}"))
                 .with_hint("check the application user's permissions and the connection's scope"),
             403 => ConnectorError::fatal(format!("forbidden (403): {message}"))
@@ -611,6 +616,7 @@ impl ODataSink {
             self.options.table,
             select.join(",")
         )));
+        let mut seen = std::collections::HashSet::new();
         while let Some(url) = next {
             let response = self
                 .send(0, || {
@@ -638,7 +644,11 @@ impl ODataSink {
                 // A record with an empty key part matches no source row's key.
                 each(key.unwrap_or_default(), id.to_string());
             }
-            next = page["@odata.nextLink"].as_str().map(String::from);
+            next = next_page(
+                &self.endpoint.url,
+                page["@odata.nextLink"].as_str(),
+                &mut seen,
+            )?;
         }
         Ok(())
     }
@@ -710,6 +720,49 @@ fn with_legal_entity(batch: &RecordBatch, legal_entity: &str) -> Result<RecordBa
     columns.push(area);
     RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
         .map_err(|e| ConnectorError::fatal(format!("adding {DATA_AREA}: {e}")))
+}
+
+/// The next page of a listing: only on the service's own origin (the bearer token goes with it), and
+/// never a page already read (a service that links in a circle would be read forever).
+fn next_page(
+    service: &str,
+    link: Option<&str>,
+    seen: &mut std::collections::HashSet<String>,
+) -> Result<Option<String>> {
+    let Some(link) = link else {
+        return Ok(None);
+    };
+    let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+    if origin(link).is_none() || origin(link) != origin(service) {
+        return Err(ConnectorError::fatal(format!(
+            "{service} linked its next page to another origin ({}); Ferry sends its token to the service's own origin only",
+            origin(link).map_or("an unreadable URL".to_string(), |o| o.ascii_serialization())
+        )));
+    }
+    if !seen.insert(link.to_string()) {
+        return Err(ConnectorError::fatal(format!(
+            "{service} linked back to a page already read: the listing goes in a circle"
+        ))
+        .by(crate::error::Fault::External));
+    }
+    Ok(Some(link.to_string()))
+}
+
+/// Where a redirect pointed.
+pub(super) fn location(headers: Option<&reqwest::header::HeaderMap>) -> String {
+    headers
+        .and_then(|h| h.get("location"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("somewhere it did not say")
+        .to_string()
+}
+
+/// A redirect, reported instead of followed.
+pub(super) fn redirected(from: &str, to: String) -> ConnectorError {
+    ConnectorError::fatal(format!(
+        "{from} redirected to {to}; Ferry does not follow redirects, so that credentials only ever go to the URLs in the pipeline"
+    ))
+    .with_hint("write the final URL in the connection (url or token_url)")
 }
 
 /// What an atomic changeset's answer says of its records.
@@ -838,5 +891,35 @@ mod atomic_tests {
             atomic_outcome(&[part(400)], 2),
             Atomic::Refused(_)
         ));
+    }
+}
+
+#[cfg(test)]
+mod next_page_tests {
+    use super::*;
+
+    #[test]
+    fn next_pages_stay_on_the_services_origin_and_never_circle() {
+        let service = "https://crm.example.com/api/data/v9.2";
+        let mut seen = std::collections::HashSet::new();
+        let page2 = "https://crm.example.com/api/data/v9.2/accounts?$skiptoken=2";
+        assert_eq!(
+            next_page(service, Some(page2), &mut seen)
+                .unwrap()
+                .as_deref(),
+            Some(page2)
+        );
+        assert!(next_page(service, None, &mut seen).unwrap().is_none());
+        let e = next_page(service, Some(page2), &mut seen).unwrap_err();
+        assert!(e.message.contains("in a circle"), "{e}");
+        for elsewhere in [
+            "https://evil.example.net/api/data/v9.2/accounts?$skiptoken=3",
+            "http://crm.example.com/api/data/v9.2/accounts?$skiptoken=3",
+            "https://crm.example.com:8443/api/data/v9.2/accounts?$skiptoken=3",
+            "not a url",
+        ] {
+            let e = next_page(service, Some(elsewhere), &mut seen).unwrap_err();
+            assert!(e.message.contains("another origin"), "{elsewhere}: {e}");
+        }
     }
 }

@@ -767,3 +767,81 @@ async fn fno_legal_entity_and_a_data_area_column_together_are_refused_before_wri
     assert_eq!(stats(&emu).await["records"]["accounts"], 0);
     emu.stop().await;
 }
+
+/// A token endpoint that redirects elsewhere: the client secret is never sent on to the other host
+/// (a 307 would re-send the form), and the run says where it was sent instead of following.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_follow_a_redirect_to_another_host() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_port = elsewhere.local_addr().unwrap().port();
+    let reached = Arc::new(AtomicUsize::new(0));
+    tokio::spawn({
+        let reached = reached.clone();
+        async move {
+            while let Ok((mut s, _)) = elsewhere.accept().await {
+                reached.fetch_add(1, Ordering::SeqCst);
+                let _ = s
+                    .write_all(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        }
+    });
+    let redirecting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = redirecting.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = redirecting.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let _ = s.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{elsewhere_port}/token\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    let ws = Workspace::new();
+    ws.write("in/accounts.csv", accounts_csv(2, |i| format!("n {i}")));
+    let p = ws.pipeline(
+        "p.toml",
+        &format!(
+            r#"name = "redirected"
+[connections.crm]
+url = "http://127.0.0.1:{port}/api/data/v9.2"
+kind = "dataverse"
+auth = "client_credentials"
+token_url = "http://127.0.0.1:{port}/token"
+client_id = "app"
+client_secret = "s3cret-canary"
+[sources.src]
+path = "in/accounts.csv"
+[target]
+connection = "crm"
+table = "accounts"
+mode = "upsert"
+key = "accountnumber"
+[run]
+max_retries = 0
+"#
+        ),
+    );
+    let outcome = ferry::run::run(&p, &ferry::run::RunSettings::default()).await;
+    let said = match &outcome {
+        Ok(report) => format!("{report}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        said.contains(&format!(
+            "redirected to http://127.0.0.1:{elsewhere_port}/token"
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("s3cret-canary"), "{said}");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the secret went on to another host"
+    );
+}
