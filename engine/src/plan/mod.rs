@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use datafusion::execution::config::SessionConfig;
+use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::spec::{Origin, Pipeline, SpecError, SpecErrors, Step, did_you_mean};
@@ -91,15 +92,38 @@ pub async fn plan_with(
             );
             continue;
         }
-        let df = ctx
-            .sql(&step.sql)
+        let df = query(&ctx, &step.sql)
             .await
-            .map_err(|e| SpecErrors(vec![sql_error(pipeline, i, step, &e.to_string())]))?;
+            .map_err(|e| SpecErrors(vec![sql_error(pipeline, i, step, &e)]))?;
         ctx.register_table(step.name.as_str(), df.clone().into_view())
             .map_err(|e| SpecErrors(vec![sql_error(pipeline, i, step, &e.to_string())]))?;
         steps.push(df);
     }
     Ok(Planned { ctx, steps })
+}
+
+/// A step's SQL as a DataFrame, if it is a query: a step that would write a file (COPY, INSERT),
+/// define a table over any path (CREATE EXTERNAL TABLE) or change the session (SET) is refused, so
+/// that a pipeline file reads and writes only what it names as sources and target.
+async fn query(ctx: &SessionContext, sql: &str) -> Result<DataFrame, String> {
+    let only_queries = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let plan = ctx
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .map_err(|e| e.to_string())?;
+    only_queries.verify_plan(&plan).map_err(|e| {
+        format!(
+            "a step is a query (SELECT, WITH, VALUES); it cannot write files, define tables or change settings ({})",
+            e.to_string().trim_start_matches("Error during planning: ")
+        )
+    })?;
+    ctx.execute_logical_plan(plan)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A DataFusion error in a step, placed on the line of the name it complains about.

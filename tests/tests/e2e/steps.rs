@@ -91,3 +91,52 @@ async fn missing_source_file_names_the_source_and_its_line() {
     );
     assert!(err.contains("data/none/*.parquet"), "{err}");
 }
+
+/// Steps are queries. A step that would write a file, define a table over any local path or change
+/// the session is refused at its line: a pipeline file must not read or write what it does not
+/// name as a source or target.
+#[tokio::test]
+async fn steps_that_are_not_queries_are_refused() {
+    let ws = Workspace::new();
+    ws.write("data/sales.csv", "id,amount\n1,10\n");
+    let outside = ws.join("outside.csv");
+    let statements = [
+        format!("COPY (SELECT 1 AS x) TO '{}'", outside.display()),
+        format!(
+            "CREATE EXTERNAL TABLE secrets STORED AS CSV LOCATION '{}'",
+            ws.join("data/sales.csv").display()
+        ),
+        "INSERT INTO sales VALUES (2, 20)".to_string(),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+    ];
+    for sql in statements {
+        let pipeline = ws.pipeline(
+            "p.toml",
+            &format!(
+                r#"name = "not-a-query"
+[sources.sales]
+path = "data/sales.csv"
+
+[[steps]]
+name = "sneaky"
+sql = "{}"
+
+[target]
+path = "out/x.parquet"
+mode = "truncate"
+"#,
+                sql.replace('\\', "\\\\").replace('"', "\\\"")
+            ),
+        );
+        let err = match ferry::plan::plan(&pipeline).await {
+            Ok(_) => panic!("{sql}: the plan should fail"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("p.toml:7:") && err.contains("step \"sneaky\""),
+            "{sql}: {err}"
+        );
+        assert!(err.contains("a step is a query"), "{sql}: {err}");
+        assert!(!outside.exists(), "{sql}: a file was written");
+    }
+}
