@@ -3,8 +3,8 @@
 //!
 //! `sslmode` follows PostgreSQL's words, with one difference that errs on the safe side: whenever TLS
 //! is used the certificate is checked (`prefer` and `require` verify like `verify-full`). Without an
-//! `sslmode`, loopback hosts connect in plain text and every other host uses TLS when the server offers
-//! it, verified.
+//! `sslmode`, loopback hosts connect in plain text and every other host requires TLS, verified
+//! (`prefer`, which falls back to plain text, only when written).
 //!
 //! ```text
 //! disable      never TLS
@@ -90,6 +90,12 @@ impl DbConfig {
                     })?)
                 }
                 "sslrootcert" => root_cert = Some(base_dir.join(v.as_ref())),
+                secret if secret.to_lowercase().contains("pass") => {
+                    return Err(ConnectorError::fatal(format!(
+                        "the connection URL holds a password (\"{secret}=\"), which would end up in logs and files"
+                    ))
+                    .with_hint("remove it from the URL and write password = \"${DB_PASSWORD}\" under the connection"));
+                }
                 _ => rest.push((k.into_owned(), v.into_owned())),
             }
         }
@@ -102,10 +108,12 @@ impl DbConfig {
             parsed.host_str(),
             None | Some("localhost" | "127.0.0.1" | "[::1]" | "::1" | "")
         );
+        // Another host: TLS or no connection. `prefer` would fall back to plain text when the
+        // server (or whoever sits in between) declines TLS, and answer a cleartext password request.
         let tls = tls.unwrap_or(if loopback {
             TlsMode::Disable
         } else {
-            TlsMode::Prefer
+            TlsMode::Require
         });
         Ok(Self {
             url: parsed,
@@ -233,8 +241,31 @@ mod tests {
         assert_eq!(c.to_string(), "db.example.com/app");
         let local = DbConfig::parse("mysql://root@127.0.0.1:3306/test", Path::new("/p")).unwrap();
         assert_eq!(local.tls, TlsMode::Disable);
+        // Another host: TLS or no connection (prefer would fall back to plain text and hand the
+        // password to whoever sits in between); prefer only when written.
         let remote = DbConfig::parse("postgres://db.example.com/app", Path::new("/p")).unwrap();
-        assert_eq!(remote.tls, TlsMode::Prefer);
+        assert_eq!(remote.tls, TlsMode::Require);
+        let written = DbConfig::parse(
+            "postgres://db.example.com/app?sslmode=prefer",
+            Path::new("/p"),
+        )
+        .unwrap();
+        assert_eq!(written.tls, TlsMode::Prefer);
+    }
+
+    #[test]
+    fn a_password_in_the_query_is_refused_without_repeating_it() {
+        for url in [
+            "postgres://me@h/db?password=hunter2",
+            "mysql://me@h/db?application_name=x&pass=hunter2",
+            "postgres://me@h/db?sslpassword=hunter2",
+        ] {
+            let err = DbConfig::parse(url, Path::new("/p"))
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains("password ="), "{err}");
+        }
     }
 
     #[test]
