@@ -221,6 +221,9 @@ impl Checker<'_> {
                 let url = self.interpolate(conn.url.clone())?;
                 let odata = url.starts_with("http://") || url.starts_with("https://");
                 self.foreign_connection_keys(&conn, odata);
+                if odata {
+                    self.plain_http(&url, url_span.clone(), &conn);
+                }
                 let mut endpoint = if odata {
                     Endpoint::OData(self.odata_endpoint(url, &mut conn, span)?)
                 } else {
@@ -351,6 +354,7 @@ impl Checker<'_> {
                     ("client_secret", odata_key(&conn.client_secret)),
                     ("scope", odata_key(&conn.scope)),
                     ("token", odata_key(&conn.token)),
+                    ("allow_http", conn.allow_http.as_ref().map(|v| v.span())),
                     ("users", conn.users.first().map(|u| u.span())),
                 ],
                 "OData (http/https) connections",
@@ -363,6 +367,37 @@ impl Checker<'_> {
                     self.loc
                         .error(span, format!("{key} applies to {applies} only"))
                         .hint(hint),
+                );
+            }
+        }
+    }
+
+    /// Plain http:// carries tokens and client secrets in clear text: to this machine only (the
+    /// emulator), or where the connection says `allow_http = true`.
+    fn plain_http(&mut self, url: &str, url_span: std::ops::Range<usize>, conn: &RawConnection) {
+        if conn.allow_http.as_ref().is_some_and(|a| *a.get_ref()) {
+            return;
+        }
+        let token_url = conn
+            .token_url
+            .as_ref()
+            .map(|t| (t.get_ref().as_str(), t.span()));
+        for (address, span) in std::iter::once((url, url_span)).chain(token_url) {
+            let remote_http = url::Url::parse(address).is_ok_and(|u| {
+                u.scheme() == "http"
+                    && !matches!(
+                        u.host_str(),
+                        Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+                    )
+            });
+            if remote_http {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            span,
+                            "plain http to another host would send tokens and secrets in clear text",
+                        )
+                        .hint("use https://, or write allow_http = true under the connection for a network you trust"),
                 );
             }
         }

@@ -38,6 +38,8 @@ pub struct RawConnection {
     pub client_secret: Option<Spanned<String>>,
     pub scope: Option<Spanned<String>>,
     pub token: Option<Spanned<String>>,
+    /// OData: plain http:// to a host other than this machine (tokens and secrets in clear text).
+    pub allow_http: Option<Spanned<bool>>,
     /// More application users: their limits add up.
     #[serde(default)]
     pub users: Vec<Spanned<RawUser>>,

@@ -283,3 +283,43 @@ fn a_user_or_password_on_an_odata_connection_is_an_error_at_its_line() {
         "{found:?}"
     );
 }
+
+#[test]
+fn plain_http_to_another_host_needs_allow_http() {
+    let remote = GOOD.replace(
+        "url = \"sqlite://out/warehouse.db\"",
+        "url = \"http://crm.example.com/api/data/v9.2\"\nauth = \"bearer\"\ntoken = \"t\"",
+    );
+    let found: Vec<String> = errors(&remote).iter().map(|e| e.to_string()).collect();
+    assert!(
+        found.iter().any(|e| e.contains("pipe.toml:4:7")
+            && e.contains("plain http")
+            && e.contains("allow_http = true")),
+        "{found:?}"
+    );
+    let token_url = GOOD.replace(
+        "url = \"sqlite://out/warehouse.db\"",
+        "url = \"https://crm.example.com/api/data/v9.2\"\nclient_id = \"a\"\nclient_secret = \"s\"\ntoken_url = \"http://login.example.com/t\"",
+    );
+    let found: Vec<String> = errors(&token_url).iter().map(|e| e.to_string()).collect();
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("pipe.toml:7:") && e.contains("plain http")),
+        "{found:?}"
+    );
+    // Loopback (the emulator), or written on purpose: accepted.
+    for ok in [
+        "url = \"http://127.0.0.1:8080/api/data/v9.2\"\nauth = \"none\"",
+        "url = \"http://crm.internal/api/data/v9.2\"\nauth = \"bearer\"\ntoken = \"t\"\nallow_http = true",
+    ] {
+        let text = GOOD.replace("url = \"sqlite://out/warehouse.db\"", ok);
+        let text = text.replace("table = \"order_summary\"\n", "table = \"accounts\"\n");
+        let parsed = Pipeline::parse(Path::new("/p/pipe.toml"), &text);
+        assert!(
+            parsed.is_ok(),
+            "{ok}: {:?}",
+            parsed.err().map(|e| e.to_string())
+        );
+    }
+}
