@@ -259,7 +259,9 @@ impl Column {
                 let text = a.value(row).trim();
                 numeric_text(text, out).ok_or_else(|| {
                     ConnectorError::data(
-                        format!("value {text:?} is not a number for a PostgreSQL numeric column"),
+                        format!(
+                            "value {text:?} is not a number a PostgreSQL numeric column holds (at most 131,072 digits before the point and 16,383 after)"
+                        ),
                         Some(row),
                     )
                     .with_cause("a value does not fit its column's type")
@@ -269,6 +271,11 @@ impl Column {
         Ok(())
     }
 }
+
+/// PostgreSQL's numeric holds up to 131,072 digits before the point (here 131,068: 32,767 groups of
+/// four, so that the weight fits its i16) and 16,383 after.
+const MOST_INTEGER_DIGITS: i64 = 131_068;
+const MOST_FRACTION_DIGITS: i64 = 16_383;
 
 /// A decimal written as text (`-12.5`, `1e-3`, `NaN`) in PostgreSQL's numeric binary form.
 fn numeric_text(text: &str, out: &mut Vec<u8>) -> Option<()> {
@@ -292,9 +299,14 @@ fn numeric_text(text: &str, out: &mut Vec<u8>) -> Option<()> {
     {
         return None;
     }
-    // Move the decimal point by the exponent.
-    let mut all: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
+    // Move the decimal point by the exponent, within what a numeric holds (checked before any
+    // digit is written: `1e999999999` must not allocate a gigabyte of zeros).
     let mut point = int.len() as i64 + exponent as i64;
+    let frac_digits = (int.len() + frac.len()) as i64 - point;
+    if point > MOST_INTEGER_DIGITS || frac_digits > MOST_FRACTION_DIGITS {
+        return None;
+    }
+    let mut all: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
     if point < 0 {
         let pad = (-point) as usize;
         all.splice(0..0, std::iter::repeat_n(b'0', pad));
@@ -377,6 +389,22 @@ mod tests {
         assert_eq!(numeric_of("1e4"), vec![1, 1, 0, 0, 1]);
         assert_eq!(numeric_of("2.5e-3"), vec![1, -1, 0, 4, 25]);
         assert!(numeric_text("12a", &mut Vec::new()).is_none());
+    }
+
+    #[test]
+    fn numbers_beyond_what_a_numeric_holds_are_refused_without_allocating() {
+        for huge in [
+            "1e999999999",
+            "-1e-999999999",
+            "1e131069",
+            "1e-16384",
+            "1e2147483647",
+        ] {
+            assert!(numeric_text(huge, &mut Vec::new()).is_none(), "{huge}");
+        }
+        // The edges themselves are numbers.
+        assert_eq!(numeric_of("1e131067")[..4], [1, 32766, 0, 0]);
+        assert_eq!(numeric_of("1e-16383")[..4], [1, -4096, 0, 16383]);
     }
 
     #[test]
