@@ -1,8 +1,10 @@
 //! Named points where a test can freeze a run, to kill it there with SIGKILL.
 //!
 //! `FERRY_PAUSE_AT=batch_written:3` makes the third pass through `pause_point("batch_written")` print
-//! `ferry: paused at batch_written` to stderr and sleep until the process is killed. Unset (always, in
-//! production) it costs one atomic load.
+//! `ferry: paused at batch_written` to stderr and sleep until the process is killed. Unset it costs
+//! one atomic load. Only debug builds (`cargo test`, `cargo run`) have the points: in a release
+//! binary, the one users get, `FERRY_PAUSE_AT` does nothing, so no environment variable can freeze a
+//! production run.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +33,9 @@ fn configured() -> &'static Option<Pause> {
 
 /// Freezes the process here if `FERRY_PAUSE_AT` names this point and this is the chosen pass.
 pub fn pause_point(point: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
     let Some(pause) = configured() else {
         return;
     };
