@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::*;
+use ferry_connectors::files::FileFormat;
 
 const GOOD: &str = r#"name = "orders-summary"
 

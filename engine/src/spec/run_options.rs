@@ -1,0 +1,92 @@
+//! The `[run]` section of a pipeline file (retries, failures in a row, timeout, validation) and the
+//! durations it is written in.
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::RawRun;
+use super::*;
+
+impl Checker<'_> {
+    pub(super) fn run(&mut self, raw: Option<Spanned<RawRun>>) -> Option<RunOptions> {
+        let raw = raw.map(Spanned::into_inner).unwrap_or(RawRun {
+            max_retries: None,
+            max_consecutive_failures: None,
+            timeout: None,
+            validate: None,
+        });
+        let max_consecutive_failures = self.positive(
+            raw.max_consecutive_failures,
+            "max_consecutive_failures",
+            100,
+            1_000_000_000,
+        )? as u64;
+        let max_retries = match raw.max_retries {
+            None => 3,
+            Some(r) => match u32::try_from(*r.get_ref()) {
+                Ok(n) if n <= 100 => n,
+                _ => {
+                    self.errors.push(
+                        self.loc
+                            .error(
+                                r.span(),
+                                format!(
+                                    "max_retries must be between 0 and 100, not {}",
+                                    r.get_ref()
+                                ),
+                            )
+                            .hint("max_retries = 3"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let timeout = match raw.timeout {
+            None => Duration::from_secs(30 * 60),
+            Some(t) => match parse_duration(t.get_ref()) {
+                Some(d) if !d.is_zero() => d,
+                _ => {
+                    self.errors.push(
+                        self.loc
+                            .error(t.span(), format!("\"{}\" is not a duration", t.get_ref()))
+                            .hint("timeout = \"30m\" (units: s, m, h; e.g. \"90s\", \"1h30m\")"),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(RunOptions {
+            max_retries,
+            max_consecutive_failures,
+            timeout,
+            validate: raw.validate.unwrap_or(true),
+        })
+    }
+}
+
+/// "250ms", "90s", "30m", "2h", "1h30m", "1h 30m".
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut chars = text.chars().filter(|c| !c.is_whitespace()).peekable();
+    let mut seen = false;
+    while chars.peek().is_some() {
+        let number: String = std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_digit())).collect();
+        let unit: String =
+            std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphabetic())).collect();
+        let n: u64 = number.parse().ok()?;
+        let part = match unit.as_str() {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60)?),
+            "h" => Duration::from_secs(n.checked_mul(3600)?),
+            "d" => Duration::from_secs(n.checked_mul(86400)?),
+            _ => return None,
+        };
+        total = total.checked_add(part)?;
+        seen = true;
+    }
+    // Longer than a year is a typo, and would overflow the clock's arithmetic.
+    seen.then_some(total)
+        .filter(|t| *t <= Duration::from_secs(366 * 86400))
+}

@@ -1,0 +1,326 @@
+//! The `[sources]` of a pipeline file: names, files (format, incremental reading) and database
+//! tables or queries (partitions), each checked against the connections.
+
+use ferry_connectors::files::FileFormat;
+use ferry_connectors::files::source::FileSource;
+use ferry_connectors::registry::Endpoint;
+use ferry_connectors::sql::source::{DbRead, DbSource};
+use toml::Spanned;
+
+use super::raw::RawSource;
+use super::*;
+
+impl Checker<'_> {
+    /// Checks a source or step name: a plain SQL identifier, not used before.
+    pub(super) fn table_name(&mut self, name: Spanned<String>, known: &[String]) -> Option<String> {
+        let span = name.span();
+        let raw = name.into_inner();
+        let lower = raw.to_lowercase();
+        let valid = lower
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && lower.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            self.errors.push(
+                self.loc
+                    .error(span, format!("\"{raw}\" cannot be used as a table name in SQL"))
+                    .hint("use letters, digits and _ only, starting with a letter, e.g. \"orders_2024\""),
+            );
+            return None;
+        }
+        if known.contains(&lower) {
+            self.errors.push(
+                self.loc
+                    .error(span, format!("the name \"{raw}\" is used twice"))
+                    .hint("give every source and step its own name"),
+            );
+            return None;
+        }
+        Some(lower)
+    }
+
+    pub(super) fn source(
+        &mut self,
+        name: String,
+        source: Spanned<RawSource>,
+        connections: &BTreeMap<String, Connection>,
+    ) -> Option<Source> {
+        let span = source.span();
+        let mut raw = source.into_inner();
+        if let Some(c) = raw.connection.take() {
+            let db = self.database_source(&name, c, &mut raw, span.clone(), connections)?;
+            return Some(Source {
+                name,
+                origin: Origin::Database(db),
+                incremental: None,
+                span,
+            });
+        }
+        for (key, present) in [
+            ("table", raw.table.as_ref().map(|t| t.span())),
+            ("query", raw.query.as_ref().map(|t| t.span())),
+            ("partitions", raw.partitions.as_ref().map(|t| t.span())),
+        ] {
+            if let Some(at) = present {
+                self.errors.push(
+                    self.loc
+                        .error(at, format!("{key} applies to database sources only"))
+                        .hint("add connection = \"<name of a postgres:// or mysql:// connection>\", or remove it"),
+                );
+                return None;
+            }
+        }
+        let Some(path) = raw.path else {
+            self.errors.push(
+                self.loc
+                    .error(span.clone(), format!("source \"{name}\" has no path"))
+                    .hint("path = \"data/orders/*.parquet\" (a file, a folder, a glob or an s3://, az://, gs:// URL)"),
+            );
+            return None;
+        };
+        let path_span = path.span();
+        let path = self.interpolate(path)?;
+        let format = self.format(raw.format, &path, path_span)?;
+        let delimiter = match raw.delimiter {
+            None => b',',
+            Some(d) => match d.get_ref().as_bytes() {
+                [b] => *b,
+                b"\\t" => b'\t',
+                _ => {
+                    self.errors.push(
+                        self.loc
+                            .error(d.span(), "the delimiter must be a single character")
+                            .hint("delimiter = \";\" or delimiter = \"\\t\""),
+                    );
+                    return None;
+                }
+            },
+        };
+        let incremental = match (raw.incremental.unwrap_or(false), raw.on_changed_file) {
+            (false, None) => None,
+            (false, Some(o)) => {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            o.span(),
+                            "on_changed_file applies to incremental sources only",
+                        )
+                        .hint("add incremental = true, or remove on_changed_file"),
+                );
+                return None;
+            }
+            (true, None) => Some(OnChangedFile::Stop),
+            (true, Some(o)) => match o.get_ref().as_str() {
+                "stop" => Some(OnChangedFile::Stop),
+                "reprocess" => Some(OnChangedFile::Reprocess),
+                other => {
+                    self.errors.push(
+                        self.loc
+                            .error(o.span(), format!("on_changed_file cannot be \"{other}\""))
+                            .hint("on_changed_file = \"stop\" (the default) or \"reprocess\""),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(Source {
+            name,
+            incremental,
+            origin: Origin::File(FileSource {
+                location: self.resolve_location(&path),
+                format,
+                header: raw.header.unwrap_or(true),
+                delimiter,
+                sheet: raw.sheet,
+            }),
+            span,
+        })
+    }
+
+    /// A database connection by name: must exist and be PostgreSQL or MySQL.
+    pub(super) fn database(
+        &mut self,
+        c: Spanned<String>,
+        connections: &BTreeMap<String, Connection>,
+    ) -> Option<Endpoint> {
+        match connections.get(c.get_ref()).map(|conn| &conn.endpoint) {
+            Some(e @ (Endpoint::Postgres(_) | Endpoint::Mysql(_))) => Some(e.clone()),
+            Some(_) => {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            c.span(),
+                            format!(
+                                "connection \"{}\" is not a PostgreSQL or MySQL database",
+                                c.get_ref()
+                            ),
+                        )
+                        .hint(
+                            "database sources and steps read postgres:// and mysql:// connections",
+                        ),
+                );
+                None
+            }
+            None => {
+                let names: Vec<&str> = connections.keys().map(String::as_str).collect();
+                let hint = match did_you_mean(c.get_ref(), names.iter().copied()) {
+                    Some(m) => format!("did you mean connection = \"{m}\"?"),
+                    None => "declare it: [connections.NAME] with url = \"postgres://user@host/db\""
+                        .to_string(),
+                };
+                self.errors.push(
+                    self.loc
+                        .error(
+                            c.span(),
+                            format!("there is no connection named \"{}\"", c.get_ref()),
+                        )
+                        .hint(hint),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn database_source(
+        &mut self,
+        name: &str,
+        c: Spanned<String>,
+        raw: &mut RawSource,
+        span: std::ops::Range<usize>,
+        connections: &BTreeMap<String, Connection>,
+    ) -> Option<DbSource> {
+        let endpoint = self.database(c, connections)?;
+        for (key, at) in [
+            ("path", raw.path.as_ref().map(|p| p.span())),
+            ("format", raw.format.as_ref().map(|p| p.span())),
+            ("delimiter", raw.delimiter.as_ref().map(|p| p.span())),
+        ] {
+            if let Some(at) = at {
+                self.errors.push(
+                    self.loc
+                        .error(at, format!("a database source has no {key}"))
+                        .hint("read a table = \"schema.name\" or a query = \"SELECT ...\""),
+                );
+                return None;
+            }
+        }
+        if raw.incremental == Some(true) || raw.on_changed_file.is_some() {
+            self.errors.push(
+                self.loc
+                    .error(span, format!("source \"{name}\" reads a database: incremental applies to files only"))
+                    .hint("remove incremental; to read only new rows, filter in a query = \"SELECT ... WHERE ...\""),
+            );
+            return None;
+        }
+        let read = match (raw.table.take(), raw.query.take()) {
+            (Some(t), None) => DbRead::Table(self.interpolate(t)?),
+            (None, Some(q)) => DbRead::Query(q.into_inner()),
+            (Some(t), Some(_)) => {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            t.span(),
+                            format!("source \"{name}\" has both a table and a query"),
+                        )
+                        .hint("keep one: table = \"sales.orders\" or query = \"SELECT ...\""),
+                );
+                return None;
+            }
+            (None, None) => {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            span,
+                            format!("source \"{name}\" says neither a table nor a query"),
+                        )
+                        .hint("table = \"sales.orders\" or query = \"SELECT ...\""),
+                );
+                return None;
+            }
+        };
+        let partitions = match (raw.partitions.take(), raw.partition_column.take()) {
+            (None, None) => None,
+            (Some(n), Some(c)) => {
+                if !(1..=64).contains(n.get_ref()) {
+                    self.errors.push(
+                        self.loc
+                            .error(n.span(), "partitions must be between 1 and 64")
+                            .hint("partitions = 2 reads the table on two connections at once"),
+                    );
+                    return None;
+                }
+                if matches!(read, DbRead::Query(_)) {
+                    self.errors.push(
+                        self.loc
+                            .error(n.span(), "partitions apply to a table, not a query")
+                            .hint("read a table = \"...\", or remove partitions"),
+                    );
+                    return None;
+                }
+                Some((*n.get_ref() as usize, c.into_inner()))
+            }
+            (Some(n), None) => {
+                self.errors.push(
+                    self.loc
+                        .error(n.span(), "partitions needs a partition_column")
+                        .hint(
+                            "partition_column = \"order_id\" (an integer column, ideally indexed)",
+                        ),
+                );
+                return None;
+            }
+            (None, Some(c)) => {
+                self.errors.push(
+                    self.loc
+                        .error(c.span(), "partition_column needs partitions")
+                        .hint("partitions = 2"),
+                );
+                return None;
+            }
+        };
+        Some(DbSource {
+            endpoint,
+            read,
+            partitions,
+        })
+    }
+
+    pub(super) fn format(
+        &mut self,
+        format: Option<Spanned<String>>,
+        path: &str,
+        path_span: std::ops::Range<usize>,
+    ) -> Option<FileFormat> {
+        match format {
+            Some(f) => match f.get_ref().parse::<FileFormat>() {
+                Ok(format) => Some(format),
+                Err(e) => {
+                    let mut err = self.connector_error(f.span(), e);
+                    if let Some(m) = did_you_mean(f.get_ref(), FileFormat::ALL) {
+                        err = err.hint(format!("did you mean format = \"{m}\"?"));
+                    }
+                    self.errors.push(err);
+                    None
+                }
+            },
+            None => {
+                let found = FileFormat::from_extension(path);
+                if found.is_none() {
+                    self.errors.push(
+                        self.loc
+                            .error(
+                                path_span,
+                                format!("cannot tell the format of \"{path}\" from its name"),
+                            )
+                            .hint(format!(
+                                "add format = \"...\", one of: {}",
+                                FileFormat::ALL.join(", ")
+                            )),
+                    );
+                }
+                found
+            }
+        }
+    }
+}
