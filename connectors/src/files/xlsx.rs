@@ -1,8 +1,10 @@
 //! Excel workbooks as tables: the first row names the columns, each column gets the narrowest type
 //! that holds every cell (integer, float, boolean, date, timestamp, else text).
 //!
-//! A worksheet is read whole by calamine (the format allows nothing else), then handed to DataFusion
-//! in batches. Business users' workbooks are small next to the rest of a migration.
+//! A worksheet is read cell by cell (calamine's cell reader for xlsx), keeping only written cells:
+//! memory follows what the sheet holds, never the extent a stray far cell or its `<dimension>`
+//! claims, and a sheet beyond `MOST_CELLS` is refused with a hint to save it as CSV. The rows are
+//! then handed to DataFusion in batches; errors name the cell as Excel shows it.
 
 use std::collections::HashSet;
 use std::io::Cursor;
@@ -14,7 +16,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use calamine::{Data, DataType as _, Reader, open_workbook_auto_from_rs};
+use calamine::{Data, DataType as _, Reader, Sheets, open_workbook_auto_from_rs};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use object_store::ObjectStoreExt;
@@ -107,31 +109,20 @@ pub fn read_sheet(
             .cloned()
             .ok_or_else(|| ConnectorError::fatal(format!("{label} has no worksheet")))?,
     };
-    let range = book
-        .worksheet_range(&sheet_name)
-        .map_err(|e| ConnectorError::fatal(format!("{label}, sheet {sheet_name}: {e}")))?;
-    let (first_row, first_col) = range.start().unwrap_or((0, 0));
-    let mut rows = range.rows();
-    let header = rows.next().ok_or_else(|| {
-        ConnectorError::fatal(format!("{label}, sheet {sheet_name} is empty"))
-            .with_hint("the first row must name the columns")
-    })?;
-    let names = column_names(header);
-    let body: Vec<&[Data]> = rows
-        .filter(|r| r.iter().any(|c| !matches!(c, Data::Empty)))
-        .collect();
+    let (header_row, first_col, header, body) = sheet_rows(&mut book, label, &sheet_name)?;
+    let names = column_names(&header);
     let at = |row: usize, col: usize| {
         format!(
             "{label}, sheet {sheet_name}, cell {}{}",
             column_letter(first_col as usize + col),
-            first_row as usize + row + 2
+            body.get(row).map_or(header_row, |(r, _)| *r) as usize + 1
         )
     };
     let mut fields = Vec::with_capacity(names.len());
     let mut kinds = Vec::with_capacity(names.len());
     for (col, name) in names.iter().enumerate() {
         let kind =
-            infer(body.iter().map(|r| r.get(col).unwrap_or(&Data::Empty))).map_err(|row| {
+            infer(body.iter().map(|(_, r)| r.get(col).unwrap_or(&Data::Empty))).map_err(|row| {
                 ConnectorError::fatal(format!("{}: the cell holds an Excel error", at(row, col)))
                     .with_hint("correct the formula or clear the cell")
             })?;
@@ -144,11 +135,89 @@ pub fn read_sheet(
         let columns: Vec<ArrayRef> = kinds
             .iter()
             .enumerate()
-            .map(|(col, kind)| build_column(kind, chunk.iter().map(|r| r.get(col))))
+            .map(|(col, kind)| build_column(kind, chunk.iter().map(|(_, r)| r.get(col))))
             .collect();
         batches.push(RecordBatch::try_new(schema.clone(), columns)?);
     }
     Ok((schema, batches))
+}
+
+/// The most cells a sheet may bring into memory (its rows with anything in them x the header's
+/// columns): about a gigabyte. A larger sheet is better saved as CSV, which is read as a stream.
+const MOST_CELLS: usize = 32_000_000;
+
+/// A sheet's rows as its cells cover them: the first row with anything in it is the header (its
+/// first and last cell give the columns), then each later row with a value in those columns, with
+/// its 0-based row number in the sheet. Only written cells cost memory: a stray cell far away (or a
+/// `<dimension>` claiming the whole sheet) sizes nothing.
+#[allow(clippy::type_complexity)]
+fn sheet_rows(
+    book: &mut Sheets<Cursor<Vec<u8>>>,
+    label: &str,
+    sheet: &str,
+) -> Result<(u32, u32, Vec<Data>, Vec<(u32, Vec<Data>)>)> {
+    let unreadable =
+        |e: &dyn std::fmt::Display| ConnectorError::fatal(format!("{label}, sheet {sheet}: {e}"));
+    // (row, col, value) of every written cell, in the sheet's order.
+    let mut cells: Vec<(u32, u32, Data)> = Vec::new();
+    match book {
+        Sheets::Xlsx(xlsx) => {
+            let mut reader = xlsx
+                .worksheet_cells_reader(sheet)
+                .map_err(|e| unreadable(&e))?;
+            while let Some(cell) = reader.next_cell().map_err(|e| unreadable(&e))? {
+                let (row, col) = cell.get_position();
+                let value = Data::from(cell.get_value().clone());
+                if !matches!(value, Data::Empty) {
+                    cells.push((row, col, value));
+                }
+            }
+        }
+        // The older formats are bounded by their own limits (xls: 65,536 x 256).
+        other => {
+            let range = other.worksheet_range(sheet).map_err(|e| unreadable(&e))?;
+            for (row, col, value) in range.used_cells() {
+                let (r0, c0) = range.start().unwrap_or((0, 0));
+                cells.push((r0 + row as u32, c0 + col as u32, value.clone()));
+            }
+        }
+    }
+    cells.sort_by_key(|(row, col, _)| (*row, *col));
+    let Some(&(header_row, _, _)) = cells.first() else {
+        return Err(
+            ConnectorError::fatal(format!("{label}, sheet {sheet} is empty"))
+                .with_hint("the first row must name the columns"),
+        );
+    };
+    // Every column that holds something, as before: a column whose header cell is empty is named
+    // column_N, never dropped.
+    let first_col = cells.iter().map(|c| c.1).min().unwrap_or(0);
+    let last_col = cells.iter().map(|c| c.1).max().unwrap_or(0);
+    let width = (last_col - first_col + 1) as usize;
+    let mut header = vec![Data::Empty; width];
+    let mut body: Vec<(u32, Vec<Data>)> = Vec::new();
+    for (row, col, value) in cells {
+        if row == header_row {
+            header[(col - first_col) as usize] = value;
+            continue;
+        }
+        if body.last().is_none_or(|(r, _)| *r != row) {
+            if (body.len() + 2).saturating_mul(width) > MOST_CELLS {
+                return Err(ConnectorError::fatal(format!(
+                    "{label}, sheet {sheet} is too large to read at once: {} rows with values across {width} columns ({} to {}) make more than {MOST_CELLS} cells",
+                    body.len() + 1,
+                    column_letter(first_col as usize),
+                    column_letter(last_col as usize)
+                ))
+                .with_hint("clear stray cells far from the table, or save the sheet as CSV, which Ferry reads as a stream"));
+            }
+            body.push((row, vec![Data::Empty; width]));
+        }
+        if let Some((_, cells)) = body.last_mut() {
+            cells[(col - first_col) as usize] = value;
+        }
+    }
+    Ok((header_row, first_col, header, body))
 }
 
 async fn read_files(ctx: &SessionContext, location: &str) -> Result<Vec<(String, Vec<u8>)>> {
@@ -336,6 +405,61 @@ mod tests {
         assert_eq!(column_letter(27), "AB");
         assert_eq!(column_letter(701), "ZZ");
         assert_eq!(column_letter(702), "AAA");
+    }
+
+    fn workbook(cells: &[(u32, u16, &str)]) -> Vec<u8> {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        for (row, col, text) in cells {
+            match text.parse::<f64>() {
+                Ok(n) => sheet.write_number(*row, *col, n).unwrap(),
+                Err(_) => sheet.write_string(*row, *col, *text).unwrap(),
+            };
+        }
+        book.save_to_buffer().unwrap()
+    }
+
+    /// A tiny file whose only cells are near A1 and at XFD1048576 spans 17 billion cells: memory
+    /// follows the rows that hold values (2 here, of 16,384 columns), not the span; the far cell is
+    /// kept, as its own column, and too many such rows are refused with the columns' extent.
+    #[test]
+    fn a_stray_far_cell_does_not_size_the_sheet() {
+        let bytes = workbook(&[(0, 0, "id"), (1, 0, "7"), (1_048_575, 16_383, "far")]);
+        assert!(bytes.len() < 20_000);
+        let (schema, batches) = read_sheet("stray.xlsx", bytes, None).unwrap();
+        assert_eq!(schema.fields().len(), 16_384);
+        assert_eq!(schema.field(16_383).name(), "column_16384");
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 2);
+        let mut many: Vec<(u32, u16, &str)> = vec![(0, 0, "id"), (0, 16_383, "far")];
+        many.extend((1..2_000).map(|r| (r, 0, "1")));
+        let e = read_sheet("wide.xlsx", workbook(&many), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("too large to read at once") && e.contains("A to XFD"),
+            "{e}"
+        );
+    }
+
+    /// An error names the cell as Excel shows it, also below empty rows.
+    #[test]
+    fn errors_name_the_sheets_own_cell_below_empty_rows() {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        sheet.write_string(0, 0, "n").unwrap();
+        sheet.write_number(1, 0, 1).unwrap();
+        // Rows 3 to 5 empty; A6 holds an error.
+        sheet
+            .write_formula(
+                5,
+                0,
+                rust_xlsxwriter::Formula::new("=1/0").set_result("#DIV/0!"),
+            )
+            .unwrap();
+        let bytes = book.save_to_buffer().unwrap();
+        let e = read_sheet("e.xlsx", bytes, None).unwrap_err().to_string();
+        assert!(e.contains("cell A6"), "{e}");
     }
 
     #[test]
