@@ -7,6 +7,7 @@ pub mod failpoint;
 pub mod files;
 pub mod hash;
 pub mod odata;
+pub mod redact;
 pub mod registry;
 pub mod sink;
 pub mod sql;

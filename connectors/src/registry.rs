@@ -39,7 +39,11 @@ impl Endpoint {
     /// Reads a connection URL; relative SQLite paths are taken from `base_dir`.
     pub fn parse(url: &str, base_dir: &Path) -> Result<Self> {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            ConnectorError::fatal(format!("\"{url}\" is not a connection URL")).with_hint(format!(
+            ConnectorError::fatal(format!(
+                "\"{}\" is not a connection URL",
+                crate::redact::url(url)
+            ))
+            .with_hint(format!(
                 "start it with one of: {}",
                 Self::SCHEMES.join(", ")
             ))

@@ -241,7 +241,8 @@ impl Sink for ODataSink {
     fn describe(&self) -> String {
         format!(
             "OData {}, entity set {}",
-            self.endpoint.url, self.options.table
+            crate::redact::url(&self.endpoint.url),
+            self.options.table
         )
     }
 

@@ -66,7 +66,7 @@ impl DbConfig {
         let mut parsed = Url::parse(url).map_err(|e| {
             ConnectorError::fatal(format!(
                 "\"{}\" is not a valid database URL: {e}",
-                redact(url)
+                crate::redact::url(url)
             ))
             .with_hint(
                 "write postgres://user@host:5432/database or mysql://user@host:3306/database",
@@ -211,20 +211,6 @@ impl fmt::Debug for DbConfig {
 }
 
 /// The URL with any password replaced, for messages.
-fn redact(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => match (url.find("://"), url.rfind('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-            _ => url.to_string(),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,29 @@ impl Checker<'_> {
         }
     }
 
+    /// An OData service root says where the service is, nothing more: credentials in it (user-info)
+    /// or a query (`?code=`) would be printed in errors and stored in the history; they belong in
+    /// `auth`, `token` or `client_secret`. Neither is repeated in the error.
+    pub(super) fn secrets_in_url(&mut self, url: &str, url_span: std::ops::Range<usize>) {
+        let Ok(parsed) = url::Url::parse(url) else {
+            return;
+        };
+        let problem = if !parsed.username().is_empty() || parsed.password().is_some() {
+            Some("the service URL holds credentials, which would end up in errors and history")
+        } else if parsed.query().is_some() {
+            Some(
+                "the service URL has a query (?...), which would end up in errors and history; a service root has none",
+            )
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.errors.push(self.loc.error(url_span, problem).hint(
+                "write the service root only (https://host/api/data/v9.2) and sign in with auth = \"client_credentials\" or auth = \"bearer\" and token = \"${TOKEN}\"",
+            ));
+        }
+    }
+
     /// Plain http:// carries tokens and client secrets in clear text: to this machine only (the
     /// emulator), or where the connection says `allow_http = true`.
     pub(super) fn plain_http(
@@ -65,7 +88,7 @@ impl Checker<'_> {
             .token_url
             .as_ref()
             .map(|t| (t.get_ref().as_str(), t.span()));
-        for (address, span) in std::iter::once((url, url_span)).chain(token_url) {
+        for (address, span) in std::iter::once((url, url_span.clone())).chain(token_url) {
             let remote_http = url::Url::parse(address).is_ok_and(|u| {
                 u.scheme() == "http"
                     && !matches!(

@@ -233,6 +233,7 @@ impl Checker<'_> {
                 self.foreign_connection_keys(&conn, odata);
                 if odata {
                     self.plain_http(&url, url_span.clone(), &conn);
+                    self.secrets_in_url(&url, url_span.clone());
                 }
                 let mut endpoint = if odata {
                     Endpoint::OData(self.odata_endpoint(url, &mut conn, span)?)

@@ -324,3 +324,36 @@ fn plain_http_to_another_host_needs_allow_http() {
         );
     }
 }
+
+#[test]
+fn credentials_or_a_query_in_an_odata_url_are_refused_without_repeating_them() {
+    for (url, says) in [
+        (
+            "https://app:hunter2@crm.example.com/api/data/v9.2",
+            "holds credentials",
+        ),
+        (
+            "https://crm.example.com/api/data/v9.2?code=hunter2",
+            "has a query",
+        ),
+    ] {
+        let text = GOOD.replace(
+            "url = \"sqlite://out/warehouse.db\"",
+            &format!("url = \"{url}\"\nauth = \"none\""),
+        );
+        let found: Vec<String> = errors(&text).iter().map(|e| e.to_string()).collect();
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains("pipe.toml:4:7") && e.contains(says)),
+            "{found:?}"
+        );
+        assert!(found.iter().all(|e| !e.contains("hunter2")), "{found:?}");
+    }
+    let bare = GOOD.replace(
+        "url = \"sqlite://out/warehouse.db\"",
+        "url = \"pguser:hunter2@db/shop\"",
+    );
+    let found: Vec<String> = errors(&bare).iter().map(|e| e.to_string()).collect();
+    assert!(found.iter().all(|e| !e.contains("hunter2")), "{found:?}");
+}
