@@ -151,10 +151,77 @@ fn resets_target(pipeline: &Pipeline) -> bool {
 }
 
 /// Runs a pipeline to its end. A run that starts always returns a report, whatever happened.
+///
+/// The phases follow the diagram above: [`prepare`] (lock, bookkeeping, plan, the target checked),
+/// [`start_or_resume`] (this run's identity, history: Running), [`write`] (the workers, until the
+/// sink finishes, fails, times out or is stopped), [`account`] (the report, state and history).
 pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunReport, StartError> {
     let started = Instant::now();
     let start_time = Utc::now();
-    let _lock = RunLock::acquire(&pipeline.state_dir, &pipeline.name).map_err(StartError::Book)?;
+    let prepared = prepare(pipeline, settings).await?;
+    let mut attempt = start_or_resume(pipeline, settings, &prepared, start_time).await?;
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::new(settings.progress, &pipeline.name);
+    let mut report = RunReport {
+        pipeline: pipeline.name.clone(),
+        run_id: attempt.run_id.clone(),
+        attempt: attempt.number,
+        target: prepared.sink.describe(),
+        status: Status::Completed,
+        rows_read: 0,
+        rows_written: 0,
+        rows_skipped: 0,
+        rows_rejected: 0,
+        rows_resumed: 0,
+        rows_deleted: 0,
+        batches: 0,
+        retries: 0,
+        duration: Default::default(),
+        error: None,
+    };
+    match write(pipeline, &prepared, &mut attempt, &counters, &progress).await {
+        Ok(finished) => {
+            pause_point("sink_finished");
+            report.rows_deleted = finished.deleted;
+        }
+        Err((status, e)) => {
+            prepared.sink.abort().await;
+            report.status = status;
+            report.error = Some(e.to_string());
+        }
+    }
+    progress.finish();
+    counters.fill(&mut report);
+    if report.status == Status::Completed && report.rows_rejected > 0 {
+        report.status = Status::PartialSuccess;
+    }
+    report.duration = started.elapsed();
+    account(
+        pipeline,
+        &prepared,
+        attempt,
+        &counters,
+        &mut report,
+        start_time,
+    )
+    .await;
+    Ok(report)
+}
+
+/// What a run holds once it may start: the run lock, the bookkeeping, the files an incremental
+/// source reads this time, the plan, and the target, checked.
+struct Prepared {
+    _lock: RunLock,
+    book: Book,
+    selection: incremental::Selection,
+    planned: plan::Planned,
+    sink: Arc<dyn Sink>,
+    schema: arrow::datatypes::SchemaRef,
+    table_name: String,
+}
+
+async fn prepare(pipeline: &Pipeline, settings: &RunSettings) -> Result<Prepared, StartError> {
+    let lock = RunLock::acquire(&pipeline.state_dir, &pipeline.name).map_err(StartError::Book)?;
     let book = Book::open(&pipeline.state_dir, &pipeline.name)
         .await
         .map_err(StartError::Book)?;
@@ -196,7 +263,40 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
             return Err(StartError::Target(problems));
         }
     }
-    let table_name = target_name(pipeline);
+    Ok(Prepared {
+        _lock: lock,
+        book,
+        selection,
+        planned,
+        sink,
+        schema,
+        table_name: target_name(pipeline),
+    })
+}
+
+/// This run in the bookkeeping: a new one, or the attempt after an unfinished one of the same
+/// pipeline and target (whose logged batches are skipped).
+struct Attempt {
+    run_id: String,
+    number: i32,
+    resumes: bool,
+    /// The batches earlier attempts wrote, with their counts.
+    done: HashMap<crate::book::BatchKey, crate::book::Totals>,
+    history: HistoryRow,
+}
+
+async fn start_or_resume(
+    pipeline: &Pipeline,
+    settings: &RunSettings,
+    prepared: &Prepared,
+    start_time: chrono::DateTime<Utc>,
+) -> Result<Attempt, StartError> {
+    let Prepared {
+        book,
+        sink,
+        table_name,
+        ..
+    } = prepared;
     let identity = run_identity(pipeline, &sink.describe());
     let previous = if settings.fresh {
         None
@@ -216,13 +316,13 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         }
         same
     });
-    let (run_id, attempt) = match &previous {
+    let (run_id, number) = match &previous {
         Some(p) => (p.run_id.clone(), p.attempt + 1),
         None => (new_run_id(), 1),
     };
-    let mut done = match &previous {
+    let done = match &previous {
         Some(p) => book
-            .written_batches(&p.run_id, &table_name)
+            .written_batches(&p.run_id, table_name)
             .await
             .map_err(StartError::Book)?,
         None => HashMap::new(),
@@ -241,7 +341,7 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
             "the target has no key: if this run dies and is run again, some rows may be written twice"
         );
     }
-    let mut history = HistoryRow {
+    let history = HistoryRow {
         run_id: run_id.clone(),
         pipeline: pipeline.name.clone(),
         start: previous.as_ref().map_or(start_time, |p| p.start),
@@ -252,37 +352,43 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         rows_written: 0,
         rows_rejected: 0,
         rows_per_second: None,
-        attempt,
+        attempt: number,
         error: None,
         identity: Some(identity),
     };
     book.record_run(&history).await.map_err(StartError::Book)?;
     pause_point("run_recorded");
+    Ok(Attempt {
+        run_id,
+        number,
+        resumes: previous.is_some(),
+        done,
+        history,
+    })
+}
 
-    let counters = Arc::new(Counters::default());
-    let progress = Progress::new(settings.progress, &pipeline.name);
-    let mut report = RunReport {
-        pipeline: pipeline.name.clone(),
-        run_id: run_id.clone(),
-        attempt,
-        target: sink.describe(),
-        status: Status::Completed,
-        rows_read: 0,
-        rows_written: 0,
-        rows_skipped: 0,
-        rows_rejected: 0,
-        rows_resumed: 0,
-        rows_deleted: 0,
-        batches: 0,
-        retries: 0,
-        duration: Default::default(),
-        error: None,
-    };
+/// Begins the target and writes every partition, until the sink finishes, the run fails, times out
+/// or is stopped (Ctrl-C). Everything the workers recorded is committed before the outcome is known.
+async fn write(
+    pipeline: &Pipeline,
+    prepared: &Prepared,
+    attempt: &mut Attempt,
+    counters: &Arc<Counters>,
+    progress: &Progress,
+) -> Result<ferry_connectors::Finished, (Status, ConnectorError)> {
+    let Prepared {
+        book,
+        planned,
+        sink,
+        schema,
+        table_name,
+        ..
+    } = prepared;
     let (recorder, recorder_task) = Recorder::start(book.clone());
-    let write = async {
+    let writing = async {
         let begin_as = ferry_connectors::Attempt {
-            run_id: run_id.clone(),
-            resume: previous.is_some(),
+            run_id: attempt.run_id.clone(),
+            resume: attempt.resumes,
         };
         let begun = workers::retrying(
             "preparing the target",
@@ -291,7 +397,7 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         )
         .await?;
         if begun == Resume::Lost {
-            done.clear();
+            attempt.done.clear();
         }
         let config = WorkerConfig {
             batch_size: pipeline.target.batch_size,
@@ -299,23 +405,23 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
             max_consecutive_failures: pipeline.run.max_consecutive_failures,
             table_name: table_name.clone(),
             pipeline: pipeline.name.clone(),
-            run_id: run_id.clone(),
-            attempt,
-            done: std::mem::take(&mut done),
+            run_id: attempt.run_id.clone(),
+            attempt: attempt.number,
+            done: std::mem::take(&mut attempt.done),
         };
         write_all(
             pipeline,
-            &planned,
+            planned,
             sink.clone(),
             config,
-            &counters,
-            &progress,
+            counters,
+            progress,
             recorder,
         )
         .await
     };
     let outcome = tokio::select! {
-        r = tokio::time::timeout(pipeline.run.timeout, write) => match r {
+        r = tokio::time::timeout(pipeline.run.timeout, writing) => match r {
             Ok(r) => r.map_err(|e| (Status::Failed, e)),
             Err(_) => Err((Status::Failed, ConnectorError::fatal(format!(
                 "the run took longer than its timeout of {}s", pipeline.run.timeout.as_secs()))
@@ -323,31 +429,32 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         },
         _ = tokio::signal::ctrl_c() => Err((Status::Stopped, ConnectorError::fatal("stopped by the user"))),
     };
-    // Everything the workers recorded is committed before the run's outcome is.
     let recorded = recorder_task.close().await;
-    let outcome = match (outcome, recorded) {
+    match (outcome, recorded) {
         (Ok(finished), Ok(())) => Ok(finished),
         (Ok(_), Err(e)) => Err((Status::Failed, e)),
         (Err(e), _) => Err(e),
-    };
-    match outcome {
-        Ok(finished) => {
-            pause_point("sink_finished");
-            report.rows_deleted = finished.deleted;
-        }
-        Err((status, e)) => {
-            sink.abort().await;
-            report.status = status;
-            report.error = Some(e.to_string());
-        }
     }
-    progress.finish();
-    counters.fill(&mut report);
-    if report.status == Status::Completed && report.rows_rejected > 0 {
-        report.status = Status::PartialSuccess;
-    }
-    report.duration = started.elapsed();
+}
 
+/// Records the run's outcome: the incremental sources' files, the state row, the history row,
+/// quarantine rows an earlier attempt left for batches written again, and compaction. A failure
+/// here turns the report into Failed, saying why.
+async fn account(
+    pipeline: &Pipeline,
+    prepared: &Prepared,
+    attempt: Attempt,
+    counters: &Counters,
+    report: &mut RunReport,
+    start_time: chrono::DateTime<Utc>,
+) {
+    let Prepared {
+        book,
+        selection,
+        table_name,
+        ..
+    } = prepared;
+    let mut history = attempt.history;
     history.end = Some(Utc::now());
     history.duration = Some(report.duration.as_secs_f64());
     history.status = report.status.as_str().to_string();
@@ -373,14 +480,14 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
     let finished = matches!(report.status, Status::Completed | Status::PartialSuccess);
     let closing = async {
         if finished {
-            incremental::record(pipeline, &book, &run_id, &selection).await?;
-            if previous.is_some() {
+            incremental::record(pipeline, book, &attempt.run_id, selection).await?;
+            if attempt.resumes {
                 // Rows an earlier attempt quarantined for batches this attempt wrote again (their
                 // content came in another order, or their log row was never committed) were
                 // quarantined again: keep only one.
                 book.forget_superseded_rejections(
-                    &table_name,
-                    &run_id,
+                    table_name,
+                    &attempt.run_id,
                     start_time,
                     &counters.skipped_batches(),
                 )
@@ -405,7 +512,6 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
                 .unwrap_or_default()
         ));
     }
-    Ok(report)
 }
 
 /// Begins the sink, streams every partition through its worker, and finishes the sink.
