@@ -12,12 +12,14 @@
 //!
 //! Memory stays bounded by workers x batch_size x row width: nothing collects the whole result.
 
+pub mod dry_run;
 pub mod incremental;
 pub mod isolate;
 pub mod progress;
 pub mod report;
 pub mod retry;
 mod route;
+pub mod validate;
 mod workers;
 
 use std::collections::HashMap;

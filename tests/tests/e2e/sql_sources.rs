@@ -394,7 +394,7 @@ async fn validate_reports_missing_privileges() {
                 "name = \"v\"\n[connections.db]\nurl = \"{url}\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"sync\"\nkey = \"id\"\n"
             ),
         );
-        let checked = ferry::cli::validate::check(&pipeline).await.unwrap();
+        let checked = ferry::run::validate::check(&pipeline).await.unwrap();
         let text = checked
             .problems
             .iter()

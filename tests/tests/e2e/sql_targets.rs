@@ -101,7 +101,7 @@ async fn modes_each_run_twice(server: Server) {
     assert_eq!(load(&ws, &db, FIRST, sync).await.status, Status::Completed);
     // --dry-run first: 4 is new, 2 changed, 3 as it was, 1 would go; and nothing is written.
     ws.write("in/src.csv", SECOND);
-    let dry = ferry::cli::dry_run::dry_run(&ws.pipeline(
+    let dry = ferry::run::dry_run::dry_run(&ws.pipeline(
         "p.toml",
         &std::fs::read_to_string(ws.join("p.toml")).unwrap(),
     ))
@@ -109,7 +109,7 @@ async fn modes_each_run_twice(server: Server) {
     .unwrap();
     assert_eq!(
         dry,
-        ferry::cli::dry_run::Changes {
+        ferry::run::dry_run::Changes {
             inserts: 1,
             updates: 1,
             unchanged: 1,

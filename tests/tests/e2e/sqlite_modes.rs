@@ -280,7 +280,7 @@ key = "id"
 create = true
 "#,
     );
-    let checked = ferry::cli::validate::check(&pipeline).await.unwrap();
+    let checked = ferry::run::validate::check(&pipeline).await.unwrap();
     let problems: Vec<String> = checked.problems.iter().map(|p| p.to_string()).collect();
     assert!(
         problems
