@@ -32,6 +32,57 @@ pub enum Fault {
     Ferry,
 }
 
+/// Why a target refused a row, in words a business user reads in the quarantine's `cause` column
+/// (the log's too). Every connector's classifier names one of these, so the same fault reads the
+/// same on every target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    DuplicateKey,
+    RequiredMissing,
+    TooLong,
+    OutOfRange,
+    WrongType,
+    BadText,
+    MissingReference,
+    CheckFailed,
+    KeyTwiceInBatch,
+    KeyMissing,
+    NoSuchColumn,
+    /// A refusal the target did not explain.
+    Rejected,
+    /// Retries spent while the target was unavailable.
+    Unavailable,
+    /// The run stopped.
+    Stopped,
+}
+
+impl Cause {
+    pub fn text(self) -> &'static str {
+        match self {
+            Cause::DuplicateKey => "another row already has this key or unique value",
+            Cause::RequiredMissing => "a required column is empty",
+            Cause::TooLong => "a value is too long for its column",
+            Cause::OutOfRange => "a number is out of its column's range",
+            Cause::WrongType => "a value does not fit its column's type",
+            Cause::BadText => "a text value is not valid in the target's character set",
+            Cause::MissingReference => "a referenced row does not exist",
+            Cause::CheckFailed => "a check constraint rejected a value",
+            Cause::KeyTwiceInBatch => "the same key appears twice in one batch",
+            Cause::KeyMissing => "a key value is missing",
+            Cause::NoSuchColumn => "the target has no such column",
+            Cause::Rejected => "the target rejected the row's values",
+            Cause::Unavailable => "the target was unavailable; retrying can land it",
+            Cause::Stopped => "the run could not go on",
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
 /// An error from a source or sink, with its class and, where known, the row it is about.
 #[derive(Debug, Clone)]
 pub struct ConnectorError {
@@ -41,8 +92,8 @@ pub struct ConnectorError {
     pub row: Option<usize>,
     /// What the user can do about it.
     pub hint: Option<String>,
-    /// The suspected cause of a data error, in a few words ("a required column is empty").
-    pub cause: Option<String>,
+    /// The suspected cause of a data error.
+    pub cause: Option<Cause>,
     /// Who must act; by default the configuration for fatal and data errors, the other end for
     /// retryable ones.
     pub fault: Fault,
@@ -93,21 +144,21 @@ impl ConnectorError {
         }
     }
 
-    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
-        self.cause = Some(cause.into());
+    pub fn with_cause(mut self, cause: Cause) -> Self {
+        self.cause = Some(cause);
         self
     }
 
-    /// The cause for the log and quarantine: the sink's own words, else one by class.
+    /// The cause for the log and quarantine: the sink's own, else one by class.
     pub fn cause_text(&self) -> String {
-        self.cause.clone().unwrap_or_else(|| {
-            match self.class {
-                ErrorClass::Retryable => "the target was unavailable; retrying can land it",
-                ErrorClass::Data => "the target rejected the row's values",
-                ErrorClass::Fatal => "the run could not go on",
-            }
+        self.cause
+            .unwrap_or(match self.class {
+                ErrorClass::Retryable => Cause::Unavailable,
+                ErrorClass::Data => Cause::Rejected,
+                ErrorClass::Fatal => Cause::Stopped,
+            })
+            .text()
             .to_string()
-        })
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {

@@ -12,5 +12,5 @@ pub mod registry;
 pub mod sink;
 pub mod sql;
 
-pub use error::{ConnectorError, ErrorClass, Fault};
+pub use error::{Cause, ConnectorError, ErrorClass, Fault};
 pub use sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};

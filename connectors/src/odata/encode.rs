@@ -132,7 +132,7 @@ pub fn key_segments(batch: &RecordBatch, key: &[String], primary: bool) -> Resul
                     format!("key column \"{name}\" is empty"),
                     Some(row),
                 )
-                .with_cause("a key value is missing"));
+                .with_cause(crate::error::Cause::KeyMissing));
             }
             let text = fmt.value(row).to_string();
             parts.push((name.clone(), text, array.data_type().is_numeric()));

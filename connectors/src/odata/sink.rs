@@ -31,7 +31,7 @@ use super::csdl;
 use super::encode;
 use super::lane::{Lane, Limit};
 use super::multipart::{ResponsePart, parse_responses, write_request};
-use crate::error::{ConnectorError, ErrorClass, Result};
+use crate::error::{Cause, ConnectorError, ErrorClass, Result};
 use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
 
 /// Part-level retries inside one write before the whole batch is handed back as retryable.
@@ -824,13 +824,13 @@ fn part_error(p: &ResponsePart) -> ConnectorError {
         .map(String::from)
         .unwrap_or_else(|| format!("HTTP {}", p.status));
     let cause = match code.as_str() {
-        "0x80040200" => "a required attribute is missing",
-        "0x80044331" => "a value is too long",
-        "0x80040237" => "another record already has this key",
-        "0x80040217" => "a referenced record does not exist",
-        _ if message.contains("does not exist on type") => "the entity has no such attribute",
-        _ if message.contains("Cannot convert") => "a value has the wrong type",
-        _ => "the service rejected the record",
+        "0x80040200" => Cause::RequiredMissing,
+        "0x80044331" => Cause::TooLong,
+        "0x80040237" => Cause::DuplicateKey,
+        "0x80040217" => Cause::MissingReference,
+        _ if message.contains("does not exist on type") => Cause::NoSuchColumn,
+        _ if message.contains("Cannot convert") => Cause::WrongType,
+        _ => Cause::Rejected,
     };
     let mut e = ConnectorError::data(format!("{message} ({code}, HTTP {})", p.status), None)
         .with_cause(cause);
@@ -875,6 +875,28 @@ mod atomic_tests {
             body: String::new(),
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn the_services_codes_read_as_every_targets_causes() {
+        let refused = |code: &str| ResponsePart {
+            status: 400,
+            content_id: None,
+            body: format!(r#"{{"error":{{"code":"{code}","message":"no"}}}}"#),
+            retry_after: None,
+        };
+        assert_eq!(
+            part_error(&refused("0x80040237")).cause,
+            Some(Cause::DuplicateKey)
+        );
+        assert_eq!(
+            part_error(&refused("0x80040200")).cause,
+            Some(Cause::RequiredMissing)
+        );
+        assert_eq!(
+            part_error(&refused("0x80044331")).cause_text(),
+            "a value is too long for its column"
+        );
     }
 
     #[test]

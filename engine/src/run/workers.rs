@@ -272,7 +272,7 @@ impl Worker {
                     "still failing after {} retries",
                     self.config.max_retries
                 ))
-                .with_cause("the target was unavailable; retrying can land it")
+                .with_cause(ferry_connectors::Cause::Unavailable)
             },
         )
         .await

@@ -4,7 +4,7 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolOpts, SslOpts};
 
-use crate::error::{ConnectorError, Result};
+use crate::error::{Cause, ConnectorError, Result};
 use crate::sql::db::{DbConfig, TlsMode};
 
 /// Strict: a value that does not fit is an error, never a warning and a truncated value.
@@ -65,22 +65,22 @@ pub fn classify(err: mysql_async::Error) -> ConnectorError {
     };
     let message = server.message.clone();
     let cause = match server.code {
-        1062 | 1586 => "another row already has this key or unique value",
-        1048 | 1364 => "a required column is empty",
-        1406 => "a value is too long for its column",
-        1264 | 1690 => "a number is out of its column's range",
-        1292 | 1367 | 1265 | 1366 | 4078 => "a value does not fit its column's type",
-        1300 => "a text value is not valid in the column's character set",
-        1451 | 1452 => "a referenced row does not exist",
-        3819 | 4025 => "a check constraint rejected a value",
-        _ => "",
+        1062 | 1586 => Some(Cause::DuplicateKey),
+        1048 | 1364 => Some(Cause::RequiredMissing),
+        1406 => Some(Cause::TooLong),
+        1264 | 1690 => Some(Cause::OutOfRange),
+        1292 | 1367 | 1265 | 1366 | 4078 => Some(Cause::WrongType),
+        1300 => Some(Cause::BadText),
+        1451 | 1452 => Some(Cause::MissingReference),
+        3819 | 4025 => Some(Cause::CheckFailed),
+        _ => None,
     };
     match server.code {
         // Deadlock, lock wait timeout, too many connections, shutdown, killed, read-only failover.
         1213 | 1205 | 1040 | 1053 | 1927 | 1290 | 2006 | 2013 | 1317 => {
             ConnectorError::retryable(message)
         }
-        _ if !cause.is_empty() => {
+        _ if let Some(cause) = cause => {
             ConnectorError::data(message.clone(), at_row(&message)).with_cause(cause)
         }
         1044 | 1045 | 1142 | 1143 | 1227 => ConnectorError::fatal(message).with_hint(

@@ -66,7 +66,7 @@ impl Literals {
             first = false;
             column.render(row, out).map_err(|message| {
                 ConnectorError::data(format!("column \"{name}\": {message}"), Some(row))
-                    .with_cause("a value does not fit its column's type")
+                    .with_cause(crate::error::Cause::WrongType)
             })
         };
         match only {
@@ -99,7 +99,7 @@ impl Literals {
                 text.clear();
                 column.field(row, &mut text).map_err(|message| {
                     ConnectorError::data(format!("column \"{name}\": {message}"), Some(row))
-                        .with_cause("a value does not fit its column's type")
+                        .with_cause(crate::error::Cause::WrongType)
                 })?;
                 out.extend_from_slice(text.as_bytes());
             }

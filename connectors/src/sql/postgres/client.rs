@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::error::{ConnectorError, Result};
+use crate::error::{Cause, ConnectorError, Result};
 use crate::sql::db::{DbConfig, TlsMode};
 
 /// A connection, with what Ferry set up on it.
@@ -138,20 +138,20 @@ pub fn classify(err: tokio_postgres::Error) -> ConnectorError {
         .and_then(copy_line)
         .and_then(|line| line.checked_sub(1));
     let cause = match code {
-        c if *c == SqlState::UNIQUE_VIOLATION => "another row already has this key or unique value",
-        c if *c == SqlState::NOT_NULL_VIOLATION => "a required column is empty",
-        c if *c == SqlState::FOREIGN_KEY_VIOLATION => "a referenced row does not exist",
-        c if *c == SqlState::CHECK_VIOLATION => "a check constraint rejected a value",
-        c if *c == SqlState::STRING_DATA_RIGHT_TRUNCATION => "a value is too long for its column",
-        c if *c == SqlState::NUMERIC_VALUE_OUT_OF_RANGE => "a number is out of its column's range",
+        c if *c == SqlState::UNIQUE_VIOLATION => Cause::DuplicateKey,
+        c if *c == SqlState::NOT_NULL_VIOLATION => Cause::RequiredMissing,
+        c if *c == SqlState::FOREIGN_KEY_VIOLATION => Cause::MissingReference,
+        c if *c == SqlState::CHECK_VIOLATION => Cause::CheckFailed,
+        c if *c == SqlState::STRING_DATA_RIGHT_TRUNCATION => Cause::TooLong,
+        c if *c == SqlState::NUMERIC_VALUE_OUT_OF_RANGE => Cause::OutOfRange,
         c if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
             || *c == SqlState::UNTRANSLATABLE_CHARACTER =>
         {
-            "a text value is not valid in the database's encoding"
+            Cause::BadText
         }
-        c if *c == SqlState::CARDINALITY_VIOLATION => "the same key appears twice in one batch",
-        _ if class == "22" => "a value does not fit its column's type",
-        _ => "",
+        c if *c == SqlState::CARDINALITY_VIOLATION => Cause::KeyTwiceInBatch,
+        _ if class == "22" => Cause::WrongType,
+        _ => Cause::Rejected,
     };
     let retryable = matches!(class, "08" | "40" | "53" | "57")
         || *code == SqlState::LOCK_NOT_AVAILABLE

@@ -167,7 +167,7 @@ fn misfit(field: &Field, array: &ArrayRef, row: usize, ty: PgType) -> ConnectorE
         ),
         Some(row),
     )
-    .with_cause("a value does not fit its column's type")
+    .with_cause(crate::error::Cause::WrongType)
 }
 
 fn uuids(field: &Field, text: &ArrayRef) -> Result<FixedSizeBinaryArray> {
@@ -264,7 +264,7 @@ impl Column {
                         ),
                         Some(row),
                     )
-                    .with_cause("a value does not fit its column's type")
+                    .with_cause(crate::error::Cause::WrongType)
                 })?;
             }
         }

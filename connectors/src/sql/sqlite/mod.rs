@@ -25,7 +25,7 @@ use rusqlite::types::ToSqlOutput;
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
 use self::values::{BindableBatch, column_type};
-use crate::error::{ConnectorError, Result};
+use crate::error::{Cause, ConnectorError, Result};
 use crate::failpoint::pause_point;
 use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
 use crate::sql::ident::{helper_name, quote_ansi as q, quote_list};
@@ -736,18 +736,14 @@ fn classify(err: rusqlite::Error) -> ConnectorError {
         }
         Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch) => {
             let cause = match extended {
-                rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => "a required column is empty",
+                rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => Cause::RequiredMissing,
                 rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-                | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => {
-                    "another row already has this key or unique value"
-                }
-                rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => "a referenced row does not exist",
-                rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => "a check constraint rejected a value",
-                rusqlite::ffi::SQLITE_CONSTRAINT_DATATYPE => {
-                    "a value has the wrong type for its column"
-                }
-                rusqlite::ffi::SQLITE_TOOBIG => "a value is too long",
-                _ => "the target rejected the row's values",
+                | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => Cause::DuplicateKey,
+                rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Cause::MissingReference,
+                rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => Cause::CheckFailed,
+                rusqlite::ffi::SQLITE_CONSTRAINT_DATATYPE => Cause::WrongType,
+                rusqlite::ffi::SQLITE_TOOBIG => Cause::TooLong,
+                _ => Cause::Rejected,
             };
             ConnectorError::data(message, None).with_cause(cause)
         }
