@@ -291,6 +291,14 @@ async fn handle(
         );
         return r;
     }
+    // Held until the request ends however it ends (answered, refused by a fault, or dropped when
+    // the client goes away): the limiter gets its concurrency slot back and counts the time.
+    let _slot = Slot {
+        state: state.clone(),
+        limits: config.limits.clone(),
+        client: client.clone(),
+        started: Instant::now(),
+    };
     if method != "GET" && in_storm(&state) {
         bump(&state, &client, |s| s.throttled += 1);
         let mut r = error_response(&ODataError::new(
@@ -368,11 +376,6 @@ async fn handle(
         }
     };
     let ran = started.elapsed();
-    state
-        .limiter
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .finish(&config.limits, &client, ran);
     bump(&state, &client, |s| {
         s.requests += 1;
         s.execution_ms += ran.as_millis() as u64;
@@ -567,6 +570,24 @@ fn stats(state: &State) -> AxumResponse {
         body.to_string().into_bytes(),
         "application/json",
     )
+}
+
+/// A request admitted by the limiter, until it ends.
+struct Slot {
+    state: Arc<State>,
+    limits: Limits,
+    client: String,
+    started: Instant,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.state
+            .limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .finish(&self.limits, &self.client, self.started.elapsed());
+    }
 }
 
 /// Whether this request is one of the storm's (and counts it).

@@ -945,3 +945,33 @@ async fn hostile_requests_are_answered_and_the_service_keeps_serving() {
     }
     emu.stop().await;
 }
+
+/// A client that gives up on a request (a timeout, a dropped connection) does not keep its
+/// concurrency slot: with a limit of one request at once, the next request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_request_gives_its_concurrency_slot_back() {
+    let emu = start(Config {
+        limits: Limits {
+            concurrency: 1,
+            ..Limits::default()
+        },
+        latency: Latency {
+            base: Duration::from_millis(1500),
+            per_record: Duration::ZERO,
+            jitter: 0.0,
+        },
+        ..quiet()
+    })
+    .await;
+    let url = format!("{}/accounts", emu.url());
+    let impatient = Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(impatient.get(&url).send().await.is_err(), "it gave up");
+    // The server notices the closed connection and drops the request.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = Client::new().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    emu.stop().await;
+}
