@@ -180,9 +180,9 @@ impl Checker<'_> {
                     });
                 }
                 Auth::ClientCredentials {
-                    token_url: self.interpolate(token_url)?,
+                    token_url: self.interpolate_setting(token_url)?,
                     scope: match conn.scope.take() {
-                        Some(s) => Some(self.interpolate(s)?),
+                        Some(s) => Some(self.interpolate_setting(s)?),
                         None => None,
                     },
                     users,

@@ -228,7 +228,7 @@ impl Checker<'_> {
                 let span = conn.span();
                 let mut conn = conn.into_inner();
                 let url_span = conn.url.span();
-                let url = self.interpolate(conn.url.clone())?;
+                let url = self.interpolate_setting(conn.url.clone())?;
                 let odata = url.starts_with("http://") || url.starts_with("https://");
                 self.foreign_connection_keys(&conn, odata);
                 if odata {
@@ -341,15 +341,38 @@ impl Checker<'_> {
         })
     }
 
-    /// Replaces `${VAR}` with the environment's value; a missing variable is an error at its line.
+    /// Replaces `${VAR}` in a credential (user, password, token, client_id, client_secret) with the
+    /// environment's value; a missing variable is an error at its line.
     fn interpolate(&mut self, value: Spanned<String>) -> Option<String> {
-        match secret::interpolate(value.get_ref()) {
+        self.expand(value, |_| true)
+    }
+
+    /// Replaces `${VAR}` in a setting that is not a credential (a URL, a path, a table): only
+    /// variables named `FERRY_*`, so that a pipeline file from someone else cannot carry any other
+    /// variable (a cloud key, a home folder) to a URL or a path it names.
+    fn interpolate_setting(&mut self, value: Spanned<String>) -> Option<String> {
+        self.expand(value, |name| name.starts_with("FERRY_"))
+    }
+
+    fn expand(&mut self, value: Spanned<String>, allowed: impl Fn(&str) -> bool) -> Option<String> {
+        match secret::interpolate_where(value.get_ref(), allowed) {
             Ok(s) => Some(s),
-            Err(var) => {
+            Err(secret::Unresolved::Unset(var)) => {
                 self.errors.push(
                     self.loc
                         .error(value.span(), format!("the environment variable {var} is not set"))
                         .hint(format!("export {var}=... before running; its value is read at run time and never stored")),
+                );
+                None
+            }
+            Err(secret::Unresolved::NotAllowed(var)) => {
+                self.errors.push(
+                    self.loc
+                        .error(
+                            value.span(),
+                            format!("${{{var}}}: only variables named FERRY_* expand here (any variable only in user, password, token, client_id and client_secret)"),
+                        )
+                        .hint(format!("export FERRY_{var}=... and write ${{FERRY_{var}}}")),
                 );
                 None
             }

@@ -30,9 +30,25 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Why a `${VAR}` could not be replaced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unresolved {
+    /// The variable is not set.
+    Unset(String),
+    /// The key may not read this variable (outside credentials, only `FERRY_*` ones).
+    NotAllowed(String),
+}
+
 /// Replaces every `${VAR}` with the variable's value; `Err(VAR)` names the first one that is unset.
 /// `$${` writes a literal `${`.
 pub fn interpolate(text: &str) -> Result<String, String> {
+    interpolate_where(text, |_| true).map_err(|e| match e {
+        Unresolved::Unset(v) | Unresolved::NotAllowed(v) => v,
+    })
+}
+
+/// As [`interpolate`], reading only the variables `allowed` accepts.
+pub fn interpolate_where(text: &str, allowed: impl Fn(&str) -> bool) -> Result<String, Unresolved> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -43,7 +59,10 @@ pub fn interpolate(text: &str) -> Result<String, String> {
             rest = literal;
         } else if let Some(var) = after.strip_prefix('{').and_then(|a| a.split_once('}')) {
             let (name, tail) = var;
-            let value = std::env::var(name).map_err(|_| name.to_string())?;
+            if !allowed(name) {
+                return Err(Unresolved::NotAllowed(name.to_string()));
+            }
+            let value = std::env::var(name).map_err(|_| Unresolved::Unset(name.to_string()))?;
             out.push_str(&value);
             rest = tail;
         } else {

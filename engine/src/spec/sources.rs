@@ -80,7 +80,7 @@ impl Checker<'_> {
             return None;
         };
         let path_span = path.span();
-        let path = self.interpolate(path)?;
+        let path = self.interpolate_setting(path)?;
         let format = self.format(raw.format, &path, path_span)?;
         let delimiter = match raw.delimiter {
             None => b',',
@@ -214,7 +214,7 @@ impl Checker<'_> {
             return None;
         }
         let read = match (raw.table.take(), raw.query.take()) {
-            (Some(t), None) => DbRead::Table(self.interpolate(t)?),
+            (Some(t), None) => DbRead::Table(self.interpolate_setting(t)?),
             (None, Some(q)) => DbRead::Query(q.into_inner()),
             (Some(t), Some(_)) => {
                 self.errors.push(

@@ -79,7 +79,7 @@ impl Checker<'_> {
             },
             (None, Some(p)) => {
                 let path_span = p.span();
-                let path = self.interpolate(p)?;
+                let path = self.interpolate_setting(p)?;
                 let format = match &raw.format {
                     Some(_) => self.format(raw.format, &path, path_span),
                     None if path.ends_with('/') => Some(FileFormat::Delta),

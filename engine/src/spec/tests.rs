@@ -357,3 +357,35 @@ fn credentials_or_a_query_in_an_odata_url_are_refused_without_repeating_them() {
     let found: Vec<String> = errors(&bare).iter().map(|e| e.to_string()).collect();
     assert!(found.iter().all(|e| !e.contains("hunter2")), "{found:?}");
 }
+
+#[test]
+fn only_ferry_variables_expand_outside_credentials() {
+    // A pipeline file from someone else must not send $HOME (or a cloud key) to a URL it names.
+    let url = GOOD.replace(
+        "url = \"sqlite://out/warehouse.db\"",
+        "url = \"https://crm.example.com/${HOME}/api/data/v9.2\"\nauth = \"none\"",
+    );
+    let found: Vec<String> = errors(&url).iter().map(|e| e.to_string()).collect();
+    assert!(
+        found.iter().any(|e| e.contains("pipe.toml:4:7")
+            && e.contains("${HOME}")
+            && e.contains("only variables named FERRY_")),
+        "{found:?}"
+    );
+    let home = std::env::var("HOME").unwrap_or_default();
+    assert!(
+        home.is_empty() || found.iter().all(|e| !e.contains(&home)),
+        "{found:?}"
+    );
+    let path = GOOD.replace(
+        "path = \"data/orders.parquet\"",
+        "path = \"${FERRY_TEST_SURELY_UNSET}/orders.parquet\"",
+    );
+    let found: Vec<String> = errors(&path).iter().map(|e| e.to_string()).collect();
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("FERRY_TEST_SURELY_UNSET is not set")),
+        "a FERRY_ variable is allowed in a path: {found:?}"
+    );
+}
