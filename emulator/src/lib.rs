@@ -527,11 +527,23 @@ fn token(state: &State, body: &Bytes) -> AxumResponse {
         .token_lifetime;
     bump(state, client, |s| s.tokens_issued += 1);
     let access = format!("emu.{}", uuid::Uuid::new_v4().simple());
-    state
-        .tokens
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(access.clone(), (client.clone(), Instant::now() + lifetime));
+    let now = Instant::now();
+    let mut tokens = state.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+    // Bounded, however many tokens are asked for: expired ones go, and a client keeps its newest
+    // TOKENS_PER_CLIENT (the oldest is revoked, as an identity provider may).
+    tokens.retain(|_, (_, expires)| *expires > now);
+    let mine: Vec<(String, Instant)> = tokens
+        .iter()
+        .filter(|(_, (c, _))| c == client)
+        .map(|(t, (_, e))| (t.clone(), *e))
+        .collect();
+    if mine.len() >= TOKENS_PER_CLIENT
+        && let Some((oldest, _)) = mine.iter().min_by_key(|(_, e)| *e)
+    {
+        tokens.remove(oldest);
+    }
+    tokens.insert(access.clone(), (client.clone(), now + lifetime));
+    drop(tokens);
     let body = json!({"token_type": "Bearer", "expires_in": lifetime.as_secs(), "ext_expires_in": lifetime.as_secs(), "access_token": access});
     plain(
         StatusCode::OK,
@@ -539,6 +551,9 @@ fn token(state: &State, body: &Bytes) -> AxumResponse {
         "application/json",
     )
 }
+
+/// Live tokens a client may hold at once.
+const TOKENS_PER_CLIENT: usize = 100;
 
 fn stats(state: &State) -> AxumResponse {
     let stats = state
@@ -564,7 +579,13 @@ fn stats(state: &State) -> AxumResponse {
             .map(|k| (k.clone(), store.count(k)))
             .collect()
     };
-    let body: Value = json!({"clients": stats, "total": total, "records": records});
+    let tokens = state
+        .tokens
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .len();
+    let body: Value =
+        json!({"clients": stats, "total": total, "records": records, "tokens": tokens});
     plain(
         StatusCode::OK,
         body.to_string().into_bytes(),

@@ -975,3 +975,38 @@ async fn a_cancelled_request_gives_its_concurrency_slot_back() {
     assert_eq!(r.status(), StatusCode::OK);
     emu.stop().await;
 }
+
+/// However many tokens a client asks for, the emulator keeps a bounded number: a client's newest
+/// hundred live ones (the oldest revoked), and no expired ones.
+#[tokio::test]
+async fn tokens_asked_for_without_end_stay_bounded() {
+    let emu = start(Config {
+        auth: true,
+        ..quiet()
+    })
+    .await;
+    let (c, url) = (Client::new(), emu.url());
+    let mut issued = Vec::new();
+    for _ in 0..150 {
+        issued.push(token(&c, &emu, "greedy").await);
+    }
+    let other = token(&c, &emu, "modest").await;
+    let live = stats(&c, &emu).await["tokens"].as_u64().unwrap();
+    assert_eq!(live, 101, "100 for the greedy client, 1 for the other");
+    let status = |t: String| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            c.get(format!("{url}/accounts"))
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(status(issued[0].clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(issued[149].clone()).await, StatusCode::OK);
+    assert_eq!(status(other).await, StatusCode::OK);
+    emu.stop().await;
+}
