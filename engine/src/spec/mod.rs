@@ -172,6 +172,7 @@ impl Pipeline {
             loc: &locator,
             dir: &dir,
             errors: Vec::new(),
+            declared: Vec::new(),
         };
         let pipeline = cx.pipeline(raw, file);
         if cx.errors.is_empty() {
@@ -204,6 +205,9 @@ struct Checker<'a> {
     loc: &'a Locator,
     dir: &'a Path,
     errors: Vec<SpecError>,
+    /// Every connection the file declares, valid or not: a reference to one whose own lines are
+    /// wrong is not reported a second time.
+    declared: Vec<String>,
 }
 
 impl Checker<'_> {
@@ -221,6 +225,11 @@ impl Checker<'_> {
             Some(s) => self.resolve_location(s.get_ref()),
             None => self.dir.join(".ferry").display().to_string(),
         };
+        self.declared = raw
+            .connections
+            .keys()
+            .map(|k| k.get_ref().clone())
+            .collect();
         let connections: BTreeMap<String, Connection> = raw
             .connections
             .into_iter()

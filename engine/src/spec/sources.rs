@@ -162,6 +162,8 @@ impl Checker<'_> {
                 );
                 None
             }
+            // Declared, with its own error at its lines.
+            None if self.declared.contains(c.get_ref()) => None,
             None => {
                 let names: Vec<&str> = connections.keys().map(String::as_str).collect();
                 let hint = match did_you_mean(c.get_ref(), names.iter().copied()) {

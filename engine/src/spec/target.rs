@@ -57,6 +57,8 @@ impl Checker<'_> {
         let location = match (raw.connection, raw.path) {
             (Some(c), None) => match connections.get(c.get_ref()) {
                 Some(conn) => Some(TargetLocation::Endpoint(conn.endpoint.clone())),
+                // Declared, with its own error at its lines.
+                None if self.declared.contains(c.get_ref()) => None,
                 None => {
                     let names: Vec<&str> = connections.keys().map(String::as_str).collect();
                     let hint = match did_you_mean(c.get_ref(), names.iter().copied()) {

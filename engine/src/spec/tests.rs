@@ -232,6 +232,8 @@ fn a_bad_connection_url_is_an_error_at_its_line_and_postgresql_is_accepted() {
         first.contains("pipe.toml:4:7") && first.contains("holds a password"),
         "{found:?}"
     );
+    // One error, at its line: the target that names the connection does not add a second one.
+    assert_eq!(found.len(), 1, "{found:?}");
     assert!(!first.contains("s3cret"), "{first}");
     assert!(first.contains("password = \"${DB_PASSWORD}\""), "{first}");
     let unknown = GOOD.replace("sqlite://out/warehouse.db", "oracle://db/x");
