@@ -388,6 +388,36 @@ impl Checker<'_> {
         }
     }
 
+    /// A reference to a connection the file does not have: an error at the reference with the
+    /// nearest name or the declared ones, unless the connection is declared and already has its own
+    /// error at its lines.
+    fn unknown_connection(
+        &mut self,
+        name: &Spanned<String>,
+        connections: &BTreeMap<String, Connection>,
+        example_url: &str,
+    ) {
+        if self.declared.contains(name.get_ref()) {
+            return;
+        }
+        let names: Vec<&str> = connections.keys().map(String::as_str).collect();
+        let hint = match did_you_mean(name.get_ref(), names.iter().copied()) {
+            Some(m) => format!("did you mean connection = \"{m}\"?"),
+            None if names.is_empty() => {
+                format!("declare it: [connections.NAME] with url = \"{example_url}\"")
+            }
+            None => format!("declared connections: {}", names.join(", ")),
+        };
+        self.errors.push(
+            self.loc
+                .error(
+                    name.span(),
+                    format!("there is no connection named \"{}\"", name.get_ref()),
+                )
+                .hint(hint),
+        );
+    }
+
     /// Local paths are relative to the pipeline file's folder; URLs are left as they are.
     fn resolve_location(&self, location: &str) -> String {
         if ferry_connectors::files::is_url(location) {

@@ -162,23 +162,8 @@ impl Checker<'_> {
                 );
                 None
             }
-            // Declared, with its own error at its lines.
-            None if self.declared.contains(c.get_ref()) => None,
             None => {
-                let names: Vec<&str> = connections.keys().map(String::as_str).collect();
-                let hint = match did_you_mean(c.get_ref(), names.iter().copied()) {
-                    Some(m) => format!("did you mean connection = \"{m}\"?"),
-                    None => "declare it: [connections.NAME] with url = \"postgres://user@host/db\""
-                        .to_string(),
-                };
-                self.errors.push(
-                    self.loc
-                        .error(
-                            c.span(),
-                            format!("there is no connection named \"{}\"", c.get_ref()),
-                        )
-                        .hint(hint),
-                );
+                self.unknown_connection(&c, connections, "postgres://user@host/db");
                 None
             }
         }

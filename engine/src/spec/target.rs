@@ -57,25 +57,8 @@ impl Checker<'_> {
         let location = match (raw.connection, raw.path) {
             (Some(c), None) => match connections.get(c.get_ref()) {
                 Some(conn) => Some(TargetLocation::Endpoint(conn.endpoint.clone())),
-                // Declared, with its own error at its lines.
-                None if self.declared.contains(c.get_ref()) => None,
                 None => {
-                    let names: Vec<&str> = connections.keys().map(String::as_str).collect();
-                    let hint = match did_you_mean(c.get_ref(), names.iter().copied()) {
-                        Some(m) => format!("did you mean connection = \"{m}\"?"),
-                        None if names.is_empty() => {
-                            "declare it: [connections.NAME] with url = \"sqlite://out/warehouse.db\"".to_string()
-                        }
-                        None => format!("declared connections: {}", names.join(", ")),
-                    };
-                    self.errors.push(
-                        self.loc
-                            .error(
-                                c.span(),
-                                format!("there is no connection named \"{}\"", c.get_ref()),
-                            )
-                            .hint(hint),
-                    );
+                    self.unknown_connection(&c, connections, "sqlite://out/warehouse.db");
                     None
                 }
             },
