@@ -176,8 +176,8 @@ fn sheet_rows(
         // The older formats are bounded by their own limits (xls: 65,536 x 256).
         other => {
             let range = other.worksheet_range(sheet).map_err(|e| unreadable(&e))?;
+            let (r0, c0) = range.start().unwrap_or((0, 0));
             for (row, col, value) in range.used_cells() {
-                let (r0, c0) = range.start().unwrap_or((0, 0));
                 cells.push((r0 + row as u32, c0 + col as u32, value.clone()));
             }
         }

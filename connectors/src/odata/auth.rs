@@ -92,7 +92,7 @@ impl Tokens {
             })?;
         let status = response.status();
         if status.is_redirection() {
-            let to = super::sink::location(Some(response.headers()));
+            let to = super::sink::location(response.headers());
             return Err(super::sink::redirected(url, to));
         }
         let body: serde_json::Value = response.json().await.unwrap_or_default();

@@ -150,7 +150,9 @@ impl ODataSink {
     /// Turns a non-success top-level answer into the right error, pausing the lane on 429.
     async fn refused(&self, lane: &Lane, response: reqwest::Response) -> ConnectorError {
         let status = response.status().as_u16();
-        let response_headers = Some(response.headers().clone());
+        let redirected_to = (300..400)
+            .contains(&status)
+            .then(|| location(response.headers()));
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -168,7 +170,7 @@ impl ODataSink {
                 ConnectorError::retryable(format!("throttled (429): {message}"))
             }
             408 | 500..=599 => ConnectorError::retryable(format!("{status}: {message}")),
-            300..=399 => redirected(&self.endpoint.url, location(response_headers.as_ref())),
+            300..=399 => redirected(&self.endpoint.url, redirected_to.unwrap_or_default()),
             401 => ConnectorError::fatal(format!("the service refused the token (401): {message}"))
                 .with_hint("check the application user's permissions and the connection's scope"),
             403 => ConnectorError::fatal(format!("forbidden (403): {message}"))
@@ -750,9 +752,9 @@ fn next_page(
 }
 
 /// Where a redirect pointed.
-pub(super) fn location(headers: Option<&reqwest::header::HeaderMap>) -> String {
+pub(super) fn location(headers: &reqwest::header::HeaderMap) -> String {
     headers
-        .and_then(|h| h.get("location"))
+        .get("location")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("somewhere it did not say")
         .to_string()

@@ -79,25 +79,42 @@ impl TableProvider for CheckedTable {
 #[derive(Debug)]
 pub struct CountedExec {
     input: Arc<dyn ExecutionPlan>,
+    tally: Arc<Tally>,
+}
+
+/// What the partitions of one execution share: the rows read, the partitions ended, and what the
+/// rows must add up to.
+#[derive(Debug)]
+struct Tally {
     expected: u64,
     table: String,
-    read: Arc<AtomicU64>,
-    ended: Arc<AtomicUsize>,
+    read: AtomicU64,
+    ended: AtomicUsize,
 }
 
 impl CountedExec {
     pub fn new(input: Arc<dyn ExecutionPlan>, expected: u64, table: String) -> Self {
-        Self {
-            input,
+        let tally = Tally {
             expected,
             table,
-            read: Arc::new(AtomicU64::new(0)),
-            ended: Arc::new(AtomicUsize::new(0)),
+            read: AtomicU64::new(0),
+            ended: AtomicUsize::new(0),
+        };
+        Self {
+            input,
+            tally: Arc::new(tally),
         }
     }
+}
 
-    /// What the last partition to end says: nothing when the rows add up.
-    fn verdict(&self, read: u64) -> Option<DataFusionError> {
+impl Tally {
+    /// A partition ended: the last one to end says whether the rows add up (an error when fewer
+    /// came than the table held).
+    fn partition_ended(&self, partitions: usize) -> Option<DataFusionError> {
+        if self.ended.fetch_add(1, Ordering::AcqRel) + 1 < partitions {
+            return None;
+        }
+        let read = self.read.load(Ordering::Acquire);
         if read < self.expected {
             return Some(DataFusionError::Execution(format!(
                 "the partitioned read of {} returned {read} rows, but the table held {} when the \
@@ -120,7 +137,7 @@ impl CountedExec {
 
 impl DisplayAs for CountedExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "CountedExec: expected={}", self.expected)
+        write!(f, "CountedExec: expected={}", self.tally.expected)
     }
 }
 
@@ -155,8 +172,8 @@ impl ExecutionPlan for CountedExec {
         }
         Ok(Arc::new(Self::new(
             children.swap_remove(0),
-            self.expected,
-            self.table.clone(),
+            self.tally.expected,
+            self.tally.table.clone(),
         )))
     }
 
@@ -168,31 +185,18 @@ impl ExecutionPlan for CountedExec {
         let input = self.input.execute(partition, context)?;
         let schema = input.schema();
         let partitions = self.input.properties().partitioning.partition_count();
-        let check = Self {
-            input: self.input.clone(),
-            expected: self.expected,
-            table: self.table.clone(),
-            read: self.read.clone(),
-            ended: self.ended.clone(),
-        };
-        let counted = input.map({
-            let read = self.read.clone();
-            move |batch| {
-                if let Ok(b) = &batch {
-                    read.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-                }
-                batch
+        let counting = self.tally.clone();
+        let counted = input.inspect(move |batch| {
+            if let Ok(b) = batch {
+                counting
+                    .read
+                    .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
             }
         });
         // After the input's last batch: the last partition to end checks the sum.
-        let end = futures::stream::once(async move {
-            let ended = check.ended.fetch_add(1, Ordering::AcqRel) + 1;
-            if ended < partitions {
-                return None;
-            }
-            check.verdict(check.read.load(Ordering::Acquire)).map(Err)
-        })
-        .filter_map(|r| async move { r });
+        let tally = self.tally.clone();
+        let end = futures::stream::once(async move { tally.partition_ended(partitions).map(Err) })
+            .filter_map(|r| async move { r });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             counted.chain(end),

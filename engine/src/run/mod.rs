@@ -101,20 +101,16 @@ impl StartError {
             (_, Fault::External) => 1,
             (_, Fault::Config) => config,
         };
-        // The most actionable first: waiting, then a bug, then the other end, then the user.
-        let rank = |code: u8| match code {
-            EXIT_TRY_LATER => 0,
-            EXIT_BUG => 1,
-            1 => 2,
-            _ => 3,
-        };
         match self {
             StartError::Pipeline(_) => EXIT_INVALID,
-            StartError::Target(problems) => problems
-                .iter()
-                .map(|e| by_fault(e, EXIT_INVALID))
-                .min_by_key(|c| rank(*c))
-                .unwrap_or(EXIT_INVALID),
+            // The most actionable first: waiting, then a bug, then the other end, then the user.
+            StartError::Target(problems) => {
+                let codes: Vec<u8> = problems.iter().map(|e| by_fault(e, EXIT_INVALID)).collect();
+                [EXIT_TRY_LATER, EXIT_BUG, 1]
+                    .into_iter()
+                    .find(|c| codes.contains(c))
+                    .unwrap_or(EXIT_INVALID)
+            }
             // The bookkeeping tables are not the pipeline file: an unusable one is a failure.
             StartError::Book(e) => by_fault(e, 1),
         }

@@ -363,8 +363,13 @@ async fn odata_accounts(emu: &Running) -> Vec<(String, String, i64)> {
 /// Starts `ferry run`, waits until it pauses at `point`, kills it with SIGKILL. Returns false when
 /// the run ended without passing the point (a point this run never reaches: the trial is moot).
 fn kill_at(dir: &Path, point: &str) -> bool {
+    kill_command_at(dir, &["run", "p.toml", "--yes"], point)
+}
+
+/// Runs `ferry <args>` in `dir` until it pauses at `point`, then kills it; false if it ended first.
+fn kill_command_at(dir: &Path, args: &[&str], point: &str) -> bool {
     let mut child = ferry()
-        .args(["run", "p.toml", "--yes"])
+        .args(args)
         .current_dir(dir)
         .env("FERRY_PAUSE_AT", point)
         .stdout(Stdio::null())
@@ -591,20 +596,11 @@ async fn a_quarantine_retry_killed_halfway_is_run_again() {
     // The table now accepts the refused row as it is.
     let db = world.db.as_ref().unwrap();
     db.exec("ALTER TABLE t DROP CONSTRAINT t_check").await;
-    let mut child = ferry()
-        .args(["quarantine", "retry", "p.toml", "t"])
-        .current_dir(ws.path())
-        .env("FERRY_PAUSE_AT", "retry_written")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let paused = stderr
-        .lines()
-        .any(|l| l.unwrap().starts_with("ferry: paused at"));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let paused = kill_command_at(
+        ws.path(),
+        &["quarantine", "retry", "p.toml", "t"],
+        "retry_written",
+    );
     assert!(paused, "the retry never reached retry_written");
     let again = ferry()
         .args(["quarantine", "retry", "p.toml", "t"])
