@@ -62,7 +62,15 @@ pub async fn measure(users: usize, records: usize, batch_size: usize) -> Result<
     }
     std::fs::write(dir.path().join("accounts.csv"), csv)?;
     let mut toml = format!(
-        "name = \"ceiling\"\n[connections.crm]\nurl = \"{}\"\nkind = \"dataverse\"\nauth = \"client_credentials\"\ntoken_url = \"{}\"\nclient_id = \"user-0\"\nclient_secret = \"s\"\n",
+        r#"name = "ceiling"
+[connections.crm]
+url = "{}"
+kind = "dataverse"
+auth = "client_credentials"
+token_url = "{}"
+client_id = "user-0"
+client_secret = "s"
+"#,
         emu.url(),
         emu.token_url()
     );

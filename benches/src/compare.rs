@@ -279,7 +279,9 @@ async fn ferry_run(scenario: Scenario, data: &Data) -> Result<f64> {
         Scenario::Odata => bail!("the odata scenario is measured whole by ceiling::measure"),
     };
     let text = format!(
-        "name = \"compare-{}\"\nstate_dir = \"{}/state\"\n{text}",
+        r#"name = "compare-{}"
+state_dir = "{}/state"
+{text}"#,
         name(scenario),
         data.scratch.display()
     );

@@ -85,6 +85,19 @@ pub fn sweep(file: &Path, grid: &Grid, out: &Path) -> Result<Vec<Measured>> {
     Ok(results)
 }
 
+/// The pipeline read again with `rate_limit = rate` under its `[target]` (a key of OData targets,
+/// which the target's connector reads and checks).
+fn with_rate_limit(base: &Pipeline, rate: &str) -> Result<Pipeline> {
+    let text = std::fs::read_to_string(&base.file)?;
+    let mut file: toml::Table = toml::from_str(&text)?;
+    let target = file
+        .get_mut("target")
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(|| anyhow::anyhow!("{} has no [target]", base.file.display()))?;
+    target.insert("rate_limit".into(), toml::Value::String(rate.to_string()));
+    Ok(Pipeline::parse(&base.file, &toml::to_string(&file)?)?)
+}
+
 async fn measure(
     base: &Pipeline,
     workers: usize,
@@ -93,15 +106,13 @@ async fn measure(
     repeat: usize,
     out: &Path,
 ) -> Result<Measured> {
-    let mut pipeline = base.clone();
+    let mut pipeline = if rate.is_empty() {
+        base.clone()
+    } else {
+        with_rate_limit(base, rate)?
+    };
     pipeline.target.workers = workers;
     pipeline.target.batch_size = batch_size;
-    if !rate.is_empty() {
-        pipeline.target.options.odata.rate_limit = Some(
-            ferry_connectors::odata::config::parse_rate(rate)
-                .ok_or_else(|| anyhow::anyhow!("\"{rate}\" is not a rate"))?,
-        );
-    }
     // A bookkeeping folder of its own, so that no run resumes another.
     let state = out.join(format!("state/w{workers}-b{batch_size}-{repeat}"));
     let _ = std::fs::remove_dir_all(&state);

@@ -19,7 +19,13 @@ fn a_tiny_sweep_writes_its_csv_delta_table_and_chart() {
     std::fs::write(
         &pipeline,
         format!(
-            "name = \"smoke\"\n[sources.orders]\npath = \"{}/orders/*.parquet\"\n[target]\npath = \"out/orders.parquet\"\nmode = \"truncate\"\n",
+            r#"name = "smoke"
+[sources.orders]
+path = "{}/orders/*.parquet"
+[target]
+path = "out/orders.parquet"
+mode = "truncate"
+"#,
             data.display()
         ),
     )

@@ -1,120 +1,47 @@
-//! Every connector Ferry has, in one place: which connection URLs and file formats lead to which sink.
+//! Every connector Ferry has, in one list. Adding one is a folder with its `Connector` and one line
+//! here (docs/ARCHITECTURE.md, "Adding a connector").
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use crate::connector::Connector;
+use crate::files::connector::{Delta, SingleFile};
+use crate::odata::connector::OData;
+use crate::sql::mysql::connector::MYSQL;
+use crate::sql::postgres::connector::POSTGRES;
+use crate::sql::sqlite::connector::Sqlite;
 
-use crate::error::{ConnectorError, Result};
-use crate::files::FileFormat;
-use crate::files::delta::DeltaSink;
-use crate::files::sink::FileSink;
-use crate::sink::{Sink, TargetOptions};
-use crate::sql::db::DbConfig;
-use crate::sql::mysql::MysqlSink;
-use crate::sql::postgres::PostgresSink;
-use crate::sql::sqlite::SqliteSink;
+/// Every connector, those with connections first.
+static CONNECTORS: [&dyn Connector; 6] = [&POSTGRES, &MYSQL, &Sqlite, &OData, &Delta, &SingleFile];
 
-/// A database or service a connection URL points at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db`
-    Sqlite { path: PathBuf },
-    /// `postgres://` or `postgresql://`
-    Postgres(DbConfig),
-    /// `mysql://` or `mariadb://`
-    Mysql(DbConfig),
-    /// `http://` or `https://`: an OData v4 service root.
-    OData(crate::odata::config::ODataEndpoint),
+pub fn connectors() -> &'static [&'static dyn Connector] {
+    &CONNECTORS
 }
 
-impl Endpoint {
-    pub const SCHEMES: [&'static str; 6] = [
-        "sqlite://",
-        "postgres://",
-        "postgresql://",
-        "mysql://",
-        "mariadb://",
-        "https:// (an OData service)",
-    ];
-
-    /// Reads a connection URL; relative SQLite paths are taken from `base_dir`.
-    pub fn parse(url: &str, base_dir: &Path) -> Result<Self> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            ConnectorError::fatal(format!(
-                "\"{}\" is not a connection URL",
-                crate::redact::url(url)
-            ))
-            .with_hint(format!(
-                "start it with one of: {}",
-                Self::SCHEMES.join(", ")
-            ))
-        })?;
-        match scheme {
-            "sqlite" => {
-                let path = rest.split('?').next().unwrap_or(rest);
-                if path.is_empty() {
-                    return Err(ConnectorError::fatal("the sqlite:// URL names no file")
-                        .with_hint("write sqlite://path/to/file.db"));
-                }
-                Ok(Self::Sqlite {
-                    path: base_dir.join(path),
-                })
-            }
-            "postgres" | "postgresql" => Ok(Self::Postgres(DbConfig::parse(url, base_dir)?)),
-            "mysql" | "mariadb" => Ok(Self::Mysql(DbConfig::parse(
-                &url.replacen("mariadb://", "mysql://", 1),
-                base_dir,
-            )?)),
-            "http" | "https" => Err(ConnectorError::fatal(
-                "an http(s):// connection is an OData service: its kind and auth come from the connection's other keys",
-            )),
-            other => Err(ConnectorError::fatal(format!(
-                "Ferry has no connector for \"{other}://\""
-            ))
-            .with_hint(format!("use one of: {}", Self::SCHEMES.join(", ")))),
-        }
-    }
-}
-
-/// Where the final step's rows go.
-#[derive(Debug, Clone)]
-pub enum TargetLocation {
-    Endpoint(Endpoint),
-    File {
-        location: String,
-        format: FileFormat,
-    },
-}
-
-/// The sink for a target.
-pub fn sink(location: &TargetLocation, options: TargetOptions) -> Result<Arc<dyn Sink>> {
-    Ok(match location {
-        TargetLocation::Endpoint(Endpoint::Sqlite { path }) => {
-            Arc::new(SqliteSink::new(path.clone(), options))
-        }
-        TargetLocation::Endpoint(Endpoint::OData(endpoint)) => {
-            let odata = options.odata.clone();
-            Arc::new(crate::odata::sink::ODataSink::new(
-                endpoint.clone(),
-                options,
-                odata,
-            )?)
-        }
-        TargetLocation::Endpoint(Endpoint::Postgres(db)) => {
-            Arc::new(PostgresSink::new(db.clone(), options))
-        }
-        TargetLocation::Endpoint(Endpoint::Mysql(db)) => {
-            Arc::new(MysqlSink::new(db.clone(), options))
-        }
-        TargetLocation::File {
-            location,
-            format: FileFormat::Delta,
-        } => Arc::new(DeltaSink::new(location.clone(), options.mode, options.key)),
-        TargetLocation::File { location, format } => Arc::new(FileSink::new(
-            PathBuf::from(location),
-            *format,
-            options.mode,
-        )),
-    })
+/// The connector of a connection URL, by its scheme.
+pub fn for_url(url: &str) -> Result<&'static dyn Connector, String> {
+    let schemes = || {
+        connectors()
+            .iter()
+            .flat_map(|c| c.schemes().iter().map(|s| format!("{s}://")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some((scheme, _)) = url.split_once("://") else {
+        return Err(format!(
+            "\"{}\" is not a connection URL; start it with one of: {}",
+            crate::redact::url(url),
+            schemes()
+        ));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    connectors()
+        .iter()
+        .copied()
+        .find(|c| c.schemes().contains(&scheme.as_str()))
+        .ok_or_else(|| {
+            format!(
+                "Ferry has no connector for \"{scheme}://\"; use one of: {}",
+                schemes()
+            )
+        })
 }
 
 #[cfg(test)]
@@ -122,21 +49,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_paths_are_relative_to_the_pipeline() {
-        let base = Path::new("/work/p");
+    fn urls_find_their_connector_by_scheme() {
+        let name = |url: &str| for_url(url).map(|c| c.name());
+        assert_eq!(name("postgresql://h/db"), Ok("PostgreSQL"));
+        assert_eq!(name("mariadb://h/db"), Ok("MySQL"));
+        assert_eq!(name("sqlite://out/w.db"), Ok("SQLite"));
         assert_eq!(
-            Endpoint::parse("sqlite://out/w.db", base).unwrap(),
-            Endpoint::Sqlite {
-                path: "/work/p/out/w.db".into()
-            }
+            name("HTTPS://org.crm.dynamics.com/api/data/v9.2"),
+            Ok("OData")
         );
-        assert_eq!(
-            Endpoint::parse("sqlite:///tmp/w.db", base).unwrap(),
-            Endpoint::Sqlite {
-                path: "/tmp/w.db".into()
-            }
+        let err = for_url("oracle://x").unwrap_err();
+        assert!(err.contains("no connector for \"oracle://\""), "{err}");
+        assert!(err.contains("postgres://"), "{err}");
+        assert!(
+            for_url("warehouse.db")
+                .unwrap_err()
+                .contains("not a connection URL")
         );
-        let err = Endpoint::parse("oracle://x", base).unwrap_err();
-        assert!(err.to_string().contains("no connector for \"oracle://\""));
+    }
+
+    #[test]
+    fn every_scheme_belongs_to_one_connector() {
+        let mut seen = std::collections::HashSet::new();
+        for c in connectors() {
+            for s in c.schemes() {
+                assert!(seen.insert(*s), "scheme {s} twice");
+            }
+        }
     }
 }

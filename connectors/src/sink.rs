@@ -81,8 +81,6 @@ pub struct TargetOptions {
     pub key: Vec<String>,
     /// Create the table from the result's schema when it is missing.
     pub create: bool,
-    /// What only OData targets use (atomic batches, legal entity, a fixed rate).
-    pub odata: crate::odata::config::ODataOptions,
 }
 
 /// What one `write` call did.

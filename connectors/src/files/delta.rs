@@ -52,7 +52,6 @@ type BatchSender = mpsc::Sender<std::result::Result<RecordBatch, DataFusionError
 pub struct DeltaSink {
     location: String,
     mode: WriteMode,
-    key: Vec<String>,
     running: Mutex<Option<Running>>,
     /// An earlier attempt of this run already committed: batches are counted, not written again.
     committed: std::sync::atomic::AtomicBool,
@@ -72,11 +71,10 @@ struct Running {
 }
 
 impl DeltaSink {
-    pub fn new(location: String, mode: WriteMode, key: Vec<String>) -> Self {
+    pub fn new(location: String, mode: WriteMode) -> Self {
         Self {
             location,
             mode,
-            key,
             running: Mutex::new(None),
             committed: Default::default(),
         }
@@ -99,22 +97,12 @@ impl Sink for DeltaSink {
     }
 
     async fn check(&self, _schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
-        let supported = match self.mode {
-            WriteMode::Truncate => true,
-            WriteMode::Insert => self.key.is_empty(),
-            WriteMode::Upsert | WriteMode::Sync => false,
-        };
-        if supported {
-            return Ok(Vec::new());
-        }
-        Ok(vec![
-            ConnectorError::fatal(format!(
-                "a Delta target is written with mode \"truncate\" (overwrite) or \"insert\" without a key (append), not \"{}\"{}",
-                self.mode,
-                if self.key.is_empty() { "" } else { " with a key" }
-            ))
-            .with_hint("write to a database for keyed modes, or use truncate"),
-        ])
+        // The pipeline checker reports it at the mode line; this guards every other caller.
+        Ok(
+            crate::connector::mode_refused(&super::connector::Delta, self.mode)
+                .into_iter()
+                .collect(),
+        )
     }
 
     fn exactly_once(&self) -> bool {

@@ -4,6 +4,7 @@
 //! Sources become DataFusion tables (`source.rs`, `xlsx.rs`); targets are sinks that become visible only
 //! when the run finishes (`sink.rs` for single files, `delta.rs` for Delta tables).
 
+pub mod connector;
 pub mod delta;
 pub mod sink;
 pub mod source;

@@ -65,16 +65,11 @@ impl Sink for FileSink {
     }
 
     async fn check(&self, _schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
-        let mut problems = Vec::new();
-        if self.mode != WriteMode::Truncate {
-            problems.push(
-                ConnectorError::fatal(format!(
-                    "a {} file target can only be written with mode = \"truncate\" (replace the file), not \"{}\"",
-                    self.format, self.mode
-                ))
-                .with_hint("set mode = \"truncate\", or write to a Delta table or a database to insert, upsert or sync"),
-            );
-        }
+        // The pipeline checker reports both at their lines; this guards every other caller.
+        let mut problems: Vec<ConnectorError> =
+            crate::connector::mode_refused(&super::connector::SingleFile, self.mode)
+                .into_iter()
+                .collect();
         if !matches!(self.format, FileFormat::Parquet | FileFormat::Csv) {
             problems.push(
                 ConnectorError::fatal(format!("Ferry does not write {} files", self.format))

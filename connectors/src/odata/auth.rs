@@ -36,7 +36,7 @@ impl Tokens {
     pub async fn header(&self, user: usize) -> Result<Option<String>> {
         match &self.auth {
             Auth::None => Ok(None),
-            Auth::Bearer(token) => Ok(Some(format!("Bearer {token}"))),
+            Auth::Bearer(token) => Ok(Some(format!("Bearer {}", token.expose()))),
             Auth::ClientCredentials {
                 token_url,
                 scope,
@@ -73,7 +73,7 @@ impl Tokens {
         let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", user.client_id.as_str()),
-            ("client_secret", user.client_secret.as_str()),
+            ("client_secret", user.client_secret.expose()),
         ];
         if let Some(scope) = scope {
             form.push(("scope", scope));

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::secret::Secret;
+
 /// Which OData service this is; each has its own habits within the standard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceKind {
@@ -31,7 +33,7 @@ impl ServiceKind {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
 }
 
 impl fmt::Debug for Credentials {
@@ -45,7 +47,7 @@ impl fmt::Debug for Credentials {
 pub enum Auth {
     None,
     /// A fixed bearer token (never printed).
-    Bearer(String),
+    Bearer(Secret),
     /// OAuth2 client credentials against `token_url`, one token per user.
     ClientCredentials {
         token_url: String,
@@ -137,10 +139,10 @@ mod tests {
             scope: None,
             users: vec![Credentials {
                 client_id: "app".into(),
-                client_secret: "canary-secret".into(),
+                client_secret: Secret::new("canary-secret".into()),
             }],
         };
         assert!(!format!("{auth:?}").contains("canary"));
-        assert!(!format!("{:?}", Auth::Bearer("canary".into())).contains("canary"));
+        assert!(!format!("{:?}", Auth::Bearer(Secret::new("canary".into()))).contains("canary"));
     }
 }

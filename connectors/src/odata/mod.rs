@@ -4,6 +4,7 @@
 
 mod auth;
 pub mod config;
+pub mod connector;
 pub mod csdl;
 pub mod encode;
 mod lane;

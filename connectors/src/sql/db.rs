@@ -17,9 +17,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+use toml::Spanned;
 use url::Url;
 
+use crate::connector::{Keys, Settings, read_keys};
 use crate::error::{ConnectorError, Result};
+use crate::secret::Secret;
 
 /// A database server and how to log in.
 #[derive(Clone, PartialEq, Eq)]
@@ -29,7 +33,7 @@ pub struct DbConfig {
     /// From the connection's `user` key when the URL has none.
     pub user: Option<String>,
     /// From the connection's `password` key (`${VAR}`); never printed.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub tls: TlsMode,
     /// A PEM file of the certificate authorities to trust (beside the system's).
     pub root_cert: Option<PathBuf>,
@@ -59,10 +63,48 @@ impl TlsMode {
     }
 }
 
+/// The keys of a database server's connection beside `url`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerKeys {
+    user: Option<Spanned<String>>,
+    /// `${VAR}`: read from the environment, never stored.
+    password: Option<Spanned<String>>,
+}
+
 impl DbConfig {
+    /// A `[connections.NAME]` of a database server: its url and its `user` and `password` keys.
+    /// `whose` names it in errors: "a PostgreSQL connection".
+    pub fn from_keys(
+        url: Spanned<String>,
+        keys: Keys<'_>,
+        whose: &str,
+        cx: &mut dyn Settings,
+    ) -> Option<Self> {
+        let server: ServerKeys = read_keys(keys, whose, cx)?;
+        let mut db = match Self::parse(url.get_ref(), cx.base_dir()) {
+            Ok(db) => db,
+            Err(e) => {
+                cx.error(url.span(), e.message, e.hint);
+                return None;
+            }
+        };
+        db.user = match server.user {
+            Some(u) => Some(cx.secret(u)?.expose().to_string()),
+            None => None,
+        };
+        db.password = match server.password {
+            Some(p) => Some(cx.secret(p)?),
+            None => None,
+        };
+        Some(db)
+    }
+
     /// Reads `postgres://user@host:port/db?sslmode=verify-full&sslrootcert=ca.pem` (or `mysql://`);
     /// a relative `sslrootcert` is taken from `base_dir`.
     pub fn parse(url: &str, base_dir: &Path) -> Result<Self> {
+        // MariaDB speaks MySQL's protocol: one driver, one scheme for it.
+        let url = &url.replacen("mariadb://", "mysql://", 1);
         let mut parsed = Url::parse(url).map_err(|e| {
             ConnectorError::fatal(format!(
                 "\"{}\" is not a valid database URL: {e}",

@@ -1,5 +1,6 @@
-//! SQL databases as targets. Each database is a folder with the same few files: `mod.rs` (the sink)
-//! and how Arrow values become the database's; `ident.rs` (quoting) and `db.rs` (URLs, TLS) are shared.
+//! SQL databases as targets. Each database is a folder with the same few files: `connector.rs` (its
+//! entry in the registry), `mod.rs` (the sink) and how Arrow values become the database's;
+//! `ident.rs` (quoting), `db.rs` (URLs, TLS) and `server.rs` (a server's connection) are shared.
 
 pub mod check;
 mod counted;
@@ -7,5 +8,6 @@ pub mod db;
 pub mod ident;
 pub mod mysql;
 pub mod postgres;
+pub mod server;
 pub mod source;
 pub mod sqlite;

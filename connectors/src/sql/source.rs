@@ -32,70 +32,76 @@ use datafusion_table_providers::sql::sql_provider_datafusion::SqlExec;
 use datafusion_table_providers::util::secrets::to_secret_map;
 use futures::StreamExt;
 
+use crate::connector::{Read, Reader};
 use crate::error::{ConnectorError, Result};
-use crate::registry::Endpoint;
 use crate::sql::db::{DbConfig, TlsMode};
 use crate::sql::ident::TableName;
 
-/// What to read from a database.
-#[derive(Debug, Clone)]
-pub enum DbRead {
-    Table(String),
-    Query(String),
+/// Which server a [`ServerReader`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Postgres,
+    Mysql,
 }
 
-/// A source or step that reads a database.
+/// Reads a PostgreSQL or MySQL connection's tables and queries as DataFusion tables.
 #[derive(Debug, Clone)]
-pub struct DbSource {
-    pub endpoint: Endpoint,
-    pub read: DbRead,
-    /// Read the table over N ranges of a column, in parallel.
-    pub partitions: Option<(usize, String)>,
+pub struct ServerReader {
+    pub server: Server,
+    pub db: DbConfig,
 }
 
-/// Registers `source` in `ctx` under `name`.
-pub async fn register_db(ctx: &SessionContext, name: &str, source: &DbSource) -> Result<()> {
-    let (provider, partition_bounds) = match &source.endpoint {
-        Endpoint::Postgres(db) => {
+#[async_trait]
+impl Reader for ServerReader {
+    async fn register(&self, ctx: &SessionContext, name: &str, read: &Read) -> Result<()> {
+        register(ctx, name, self.server, &self.db, read).await
+    }
+}
+
+/// Registers `read` of the server `db` in `ctx` under `name`.
+async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    server: Server,
+    db: &DbConfig,
+    read: &Read,
+) -> Result<()> {
+    let (provider, partition_bounds) = match server {
+        Server::Postgres => {
             let pool = Arc::new(
                 PostgresConnectionPool::new(to_secret_map(pg_params(db)))
                     .await
                     .map_err(|e| connect_error(db, e))?,
             );
-            let provider: Arc<dyn TableProvider> = match &source.read {
-                DbRead::Table(t) => PostgresTableFactory::new(pool.clone())
+            let provider: Arc<dyn TableProvider> = match read {
+                Read::Table { name: t, .. } => PostgresTableFactory::new(pool.clone())
                     .table_provider(table_reference(t))
                     .await
                     .map_err(|e| read_error(t, e))?,
-                DbRead::Query(q) => {
+                Read::Query(q) => {
                     let pool: Arc<dyn DbConnectionPool<_, _> + Send + Sync> = pool;
                     Arc::new(QueryTable::new(pool, q, Arc::new(PostgreSqlDialect {})).await?)
                 }
             };
-            (provider, bounds_pg(db, source).await?)
+            (provider, bounds_pg(db, read).await?)
         }
-        Endpoint::Mysql(db) => {
+        Server::Mysql => {
             let pool = Arc::new(
                 MySQLConnectionPool::new(to_secret_map(mysql_params(db)))
                     .await
                     .map_err(|e| connect_error(db, e))?,
             );
-            let provider: Arc<dyn TableProvider> = match &source.read {
-                DbRead::Table(t) => MySQLTableFactory::new(pool.clone())
+            let provider: Arc<dyn TableProvider> = match read {
+                Read::Table { name: t, .. } => MySQLTableFactory::new(pool.clone())
                     .table_provider(table_reference(t))
                     .await
                     .map_err(|e| read_error(t, e))?,
-                DbRead::Query(q) => {
+                Read::Query(q) => {
                     let pool: Arc<dyn DbConnectionPool<_, _> + Send + Sync> = pool;
                     Arc::new(QueryTable::new(pool, q, Arc::new(MySqlDialect {})).await?)
                 }
             };
-            (provider, bounds_mysql(db, source).await?)
-        }
-        other => {
-            return Err(ConnectorError::fatal(format!(
-                "{other:?} cannot be read as a SQL source"
-            )));
+            (provider, bounds_mysql(db, read).await?)
         }
     };
     let Some((Some((column, kind, ranges)), rows)) = partition_bounds else {
@@ -136,7 +142,7 @@ pub async fn register_db(ctx: &SessionContext, name: &str, source: &DbSource) ->
             Some(u) => u.union(part)?,
         });
     }
-    let DbRead::Table(table) = &source.read else {
+    let Read::Table { name: table, .. } = read else {
         unreachable!("only tables are partitioned")
     };
     let checked = super::counted::CheckedTable {
@@ -167,7 +173,7 @@ fn pg_params(db: &DbConfig) -> HashMap<String, String> {
         p.insert("user".into(), u);
     }
     if let Some(pw) = &db.password {
-        p.insert("pass".into(), pw.clone());
+        p.insert("pass".into(), pw.expose().to_string());
     }
     p.insert(
         "sslmode".into(),
@@ -196,7 +202,7 @@ fn mysql_params(db: &DbConfig) -> HashMap<String, String> {
         p.insert("user".into(), u);
     }
     if let Some(pw) = &db.password {
-        p.insert("pass".into(), pw.clone());
+        p.insert("pass".into(), pw.expose().to_string());
     }
     p.insert(
         "sslmode".into(),
@@ -239,8 +245,12 @@ type Bounds = Option<(String, RangeKind, Vec<(i64, i64)>)>;
 /// must add up to: `counted.rs`).
 type Partitioning = Option<(Bounds, u64)>;
 
-async fn bounds_pg(db: &DbConfig, source: &DbSource) -> Result<Partitioning> {
-    let (Some((n, column)), DbRead::Table(t)) = (&source.partitions, &source.read) else {
+async fn bounds_pg(db: &DbConfig, read: &Read) -> Result<Partitioning> {
+    let Read::Table {
+        name: t,
+        partitions: Some((n, column)),
+    } = read
+    else {
         return Ok(None);
     };
     let client = super::postgres::client::connect(db).await?;
@@ -262,9 +272,13 @@ async fn bounds_pg(db: &DbConfig, source: &DbSource) -> Result<Partitioning> {
     )))
 }
 
-async fn bounds_mysql(db: &DbConfig, source: &DbSource) -> Result<Partitioning> {
+async fn bounds_mysql(db: &DbConfig, read: &Read) -> Result<Partitioning> {
     use mysql_async::prelude::Queryable;
-    let (Some((n, column)), DbRead::Table(t)) = (&source.partitions, &source.read) else {
+    let Read::Table {
+        name: t,
+        partitions: Some((n, column)),
+    } = read
+    else {
         return Ok(None);
     };
     let pool = super::mysql::client::pool(db)?;

@@ -9,6 +9,7 @@ macro_rules! say {
 }
 
 mod book;
+mod connectors;
 pub mod dry_run;
 mod emulate;
 mod preview;
@@ -158,6 +159,9 @@ pub enum Command {
     /// Rejected rows: list the tables, show the rows, export them to Excel, retry them.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// The databases, services and files Ferry writes, and what each can do (modes, keys,
+    /// atomic batches, truncate, reading).
+    Connectors,
     /// Forget what was done: checkpoints (incremental sources read every file again), state and log
     /// (the next run starts afresh), or everything. Asks first on a terminal; needs --yes otherwise.
     #[command(after_help = "Example:\n  ferry reset pipelines/quickstart.toml --checkpoints --yes")]
@@ -266,6 +270,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             json,
         } => book::history(pipeline.as_deref(), &state_dir, status, since, json).await,
         Command::Emulate(EmulateCommand::Dynamics(args)) => emulate::dynamics(args).await,
+        Command::Connectors => connectors::list(),
         Command::Quarantine(q) => match q {
             QuarantineCommand::List { pipeline, json } => quarantine::list(&pipeline, json).await,
             QuarantineCommand::Show {

@@ -48,7 +48,6 @@ pub async fn plan_with(
     files: &HashMap<String, Vec<String>>,
 ) -> Result<Planned, SpecErrors> {
     use ferry_connectors::files::source::{register, register_files};
-    use ferry_connectors::sql::source::{DbRead, DbSource, register_db};
     let ctx = session();
     let mut errors = Vec::new();
     for source in &pipeline.sources {
@@ -57,7 +56,9 @@ pub async fn plan_with(
                 register_files(&ctx, &source.name, file, list).await
             }
             (Origin::File(file), None) => register(&ctx, &source.name, file).await,
-            (Origin::Database(db), _) => register_db(&ctx, &source.name, db).await,
+            (Origin::Database { reader, read }, _) => {
+                reader.register(&ctx, &source.name, read).await
+            }
         };
         if let Err(e) = registered {
             let mut err = pipeline.locator.error(
@@ -73,18 +74,17 @@ pub async fn plan_with(
     }
     let mut steps = Vec::with_capacity(pipeline.steps.len());
     for (i, step) in pipeline.steps.iter().enumerate() {
-        if let Some(endpoint) = &step.connection {
+        if let Some(reader) = &step.connection {
             // The SQL runs whole on its database; later steps see its result as a table.
-            let source = DbSource {
-                endpoint: endpoint.clone(),
-                read: DbRead::Query(step.sql.clone()),
-                partitions: None,
-            };
-            register_db(&ctx, &step.name, &source).await.map_err(|e| {
-                let mut err = sql_error(pipeline, i, step, &e.message);
-                err.hint = e.hint.or(err.hint);
-                SpecErrors(vec![err])
-            })?;
+            let read = ferry_connectors::Read::Query(step.sql.clone());
+            reader
+                .register(&ctx, &step.name, &read)
+                .await
+                .map_err(|e| {
+                    let mut err = sql_error(pipeline, i, step, &e.message);
+                    err.hint = e.hint.or(err.hint);
+                    SpecErrors(vec![err])
+                })?;
             steps.push(
                 ctx.table(step.name.as_str())
                     .await

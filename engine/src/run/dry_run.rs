@@ -2,9 +2,8 @@
 //! comparing the result with the target's rows in DataFusion. Nothing is written and no bookkeeping
 //! is touched; the target is only read (its key and the result's columns).
 
+use ferry_connectors::Read;
 use ferry_connectors::WriteMode;
-use ferry_connectors::registry::{Endpoint, TargetLocation};
-use ferry_connectors::sql::source::{DbRead, DbSource, register_db};
 
 use crate::plan;
 use crate::spec::Pipeline;
@@ -23,14 +22,12 @@ pub struct Changes {
 /// Counts what running `pipeline` would change in its PostgreSQL or MySQL target.
 pub async fn dry_run(pipeline: &Pipeline) -> Result<Changes, String> {
     let opts = &pipeline.target.options;
-    let endpoint = match &pipeline.target.location {
-        TargetLocation::Endpoint(e @ (Endpoint::Postgres(_) | Endpoint::Mysql(_))) => e.clone(),
-        _ => {
-            return Err(
-                "--dry-run counts changes in PostgreSQL and MySQL tables; this target is not one"
-                    .to_string(),
-            );
-        }
+    let destination = &pipeline.target.destination;
+    let Some(reader) = destination.reader() else {
+        return Err(format!(
+            "--dry-run reads the target to count its changes, and Ferry does not read {} targets",
+            destination.connector().name()
+        ));
     };
     let planned = plan::plan(pipeline).await.map_err(|e| e.to_string())?;
     let ctx = &planned.ctx;
@@ -61,12 +58,15 @@ pub async fn dry_run(pipeline: &Pipeline) -> Result<Changes, String> {
     let count = async |sql: String| -> Result<u64, String> {
         Ok(counts(sql).await?.first().copied().unwrap_or(0))
     };
-    let target = DbSource {
-        endpoint,
-        read: DbRead::Table(opts.table.clone()),
+    let target = Read::Table {
+        name: opts.table.clone(),
         partitions: None,
     };
-    if register_db(ctx, "__ferry_target", &target).await.is_err() {
+    if reader
+        .register(ctx, "__ferry_target", &target)
+        .await
+        .is_err()
+    {
         // No such table yet: every row would be new.
         let inserts = count("SELECT count(*) FROM __ferry_result".into()).await?;
         return Ok(Changes {

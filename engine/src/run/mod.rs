@@ -28,7 +28,6 @@ use std::time::Instant;
 
 use chrono::Utc;
 use ferry_connectors::failpoint::pause_point;
-use ferry_connectors::registry::TargetLocation;
 use ferry_connectors::{ConnectorError, Fault, Resume, Sink, WriteMode};
 
 use self::progress::Progress;
@@ -119,33 +118,27 @@ impl StartError {
 
 /// The sink a pipeline's target describes.
 pub fn sink_for(pipeline: &Pipeline) -> Result<Arc<dyn Sink>, StartError> {
-    ferry_connectors::registry::sink(&pipeline.target.location, pipeline.target.options.clone())
+    pipeline
+        .target
+        .destination
+        .sink(pipeline.target.options.clone())
         .map_err(|e| StartError::Target(vec![e]))
 }
 
 /// The target's name in the log and in `quarantine/<name>`: the table, or the file's name.
 pub fn target_name(pipeline: &Pipeline) -> String {
-    match &pipeline.target.location {
-        TargetLocation::Endpoint(_) => pipeline.target.options.table.clone(),
-        TargetLocation::File { location, .. } => location
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or("target")
-            .split('.')
-            .next()
-            .unwrap_or("target")
-            .to_string(),
-    }
+    pipeline.target.destination.name()
 }
 
-/// Truncate on a service deletes every record before the load (there is no staging to swap in).
+/// Truncate that empties the target before the load (a service: there is no staging to swap in).
 fn resets_target(pipeline: &Pipeline) -> bool {
     pipeline.target.options.mode == WriteMode::Truncate
-        && matches!(
-            pipeline.target.location,
-            TargetLocation::Endpoint(ferry_connectors::registry::Endpoint::OData(_))
-        )
+        && !pipeline
+            .target
+            .destination
+            .connector()
+            .capabilities()
+            .atomic_truncate
 }
 
 /// Runs a pipeline to its end. A run that starts always returns a report, whatever happened.

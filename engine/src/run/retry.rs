@@ -82,6 +82,13 @@ pub async fn retry(
         ))
         .with_hint("retry a quarantine table with the pipeline that filled it"));
     }
+    let destination = &pipeline.target.destination;
+    if !destination.connector().capabilities().retries_rows {
+        return Err(ConnectorError::fatal(format!(
+            "{} target is rewritten whole: run the pipeline again instead",
+            ferry_connectors::connector::article(destination.connector().name())
+        )));
+    }
     let rejected = book.rejected(table).await?;
     let (rows, ids) = match from {
         None => (rejected.rows.clone(), rejected.ids.clone()),
@@ -105,15 +112,7 @@ pub async fn retry(
         (mode, _) => mode,
     };
     options.create = false;
-    let sink = ferry_connectors::registry::sink(&pipeline.target.location, options)?;
-    if matches!(
-        pipeline.target.location,
-        ferry_connectors::registry::TargetLocation::File { .. }
-    ) {
-        return Err(ConnectorError::fatal(
-            "a file target is rewritten whole: run the pipeline again instead",
-        ));
-    }
+    let sink = pipeline.target.destination.sink(options)?;
     let attempt = ferry_connectors::Attempt {
         run_id: format!("retry-{}", uuid::Uuid::new_v4().simple()),
         resume: false,

@@ -4,10 +4,11 @@
 //! becomes a [`SpecError`] naming the file, the line and the fix, and all of them are reported at once.
 //!
 //! ```text
-//! raw.rs          the file as written          connections.rs  [connections]
-//! mod.rs          the model, the Checker       sources.rs      [sources]
-//! error.rs        errors at their lines        steps.rs        [[steps]]
-//! secret.rs       ${VAR} and Secret            target.rs       [target]
+//! raw.rs          the file as written          connections.rs  [connections] (their connectors read
+//! mod.rs          the model, the Checker                       their keys), Settings for them
+//! error.rs        errors at their lines        sources.rs      [sources]
+//!                                              steps.rs        [[steps]]
+//!                                              target.rs       [target]
 //!                                              run_options.rs  [run], durations
 //! ```
 
@@ -15,25 +16,24 @@ mod connections;
 mod error;
 mod raw;
 mod run_options;
-mod secret;
 mod sources;
 mod steps;
 mod target;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_connectors::connector::Keys;
 use ferry_connectors::files::source::FileSource;
-use ferry_connectors::registry::{Endpoint, TargetLocation};
-use ferry_connectors::sql::source::DbSource;
-use ferry_connectors::{TargetOptions, WriteMode};
+use ferry_connectors::secret::{self, Secret};
+use ferry_connectors::{Connection, Destination, Read, Reader, TargetOptions, WriteMode};
 use toml::Spanned;
 
 pub use self::error::{Locator, SpecError, SpecErrors, did_you_mean};
 use self::raw::RawPipeline;
 pub use self::run_options::parse_duration;
-pub use self::secret::Secret;
 
 /// A pipeline, validated: everything here has been checked against everything else.
 #[derive(Debug, Clone)]
@@ -44,21 +44,14 @@ pub struct Pipeline {
     pub file: PathBuf,
     /// Where bookkeeping goes (default: `.ferry` beside the pipeline file).
     pub state_dir: String,
-    pub connections: BTreeMap<String, Connection>,
+    /// Each made by its connector from its keys.
+    pub connections: BTreeMap<String, Arc<dyn Connection>>,
     pub sources: Vec<Source>,
     pub steps: Vec<Step>,
     pub target: Target,
     pub run: RunOptions,
     /// Maps byte offsets to lines for errors found later (SQL planning).
     pub locator: Locator,
-}
-
-#[derive(Debug, Clone)]
-pub struct Connection {
-    pub name: String,
-    pub endpoint: Endpoint,
-    pub user: Option<String>,
-    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,7 +69,11 @@ pub struct Source {
 #[derive(Debug, Clone)]
 pub enum Origin {
     File(FileSource),
-    Database(DbSource),
+    /// A table or query of a connection that can be read.
+    Database {
+        reader: Arc<dyn Reader>,
+        read: Read,
+    },
 }
 
 /// What an incremental run does with a consumed file that has changed since.
@@ -97,12 +94,13 @@ pub struct Step {
     /// Where the `sql` value starts in the file.
     pub sql_span: std::ops::Range<usize>,
     /// The database the SQL runs on, whole, when it is not DataFusion.
-    pub connection: Option<Endpoint>,
+    pub connection: Option<Arc<dyn Reader>>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub location: TargetLocation,
+    /// Where the rows go, made by the connector (or the file connectors for a path).
+    pub destination: Arc<dyn Destination>,
     pub options: TargetOptions,
     pub batch_size: usize,
     pub workers: usize,
@@ -164,6 +162,24 @@ impl Pipeline {
         let locator = Locator::new(file, text);
         let raw: RawPipeline =
             toml::from_str(text).map_err(|e| SpecErrors(vec![toml_error(&locator, &e)]))?;
+        // The same text with every value's place: connectors read their own keys from it.
+        let mut tables = toml::de::DeTable::parse(text)
+            .map_err(|e| SpecErrors(vec![toml_error(&locator, &e)]))?;
+        let keys = PlacedKeys {
+            connections: take_table(&mut tables, "connections")
+                .map(|c| {
+                    c.into_inner()
+                        .into_iter()
+                        .filter_map(|(name, value)| {
+                            let table = as_table(value)?;
+                            Some((name.into_inner().into_owned(), table))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            target: take_table(&mut tables, "target")
+                .unwrap_or_else(|| Spanned::new(0..0, Default::default())),
+        };
         let dir = std::path::absolute(file)
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -174,7 +190,7 @@ impl Pipeline {
             errors: Vec::new(),
             declared: Vec::new(),
         };
-        let pipeline = cx.pipeline(raw, file);
+        let pipeline = cx.pipeline(raw, keys, file);
         if cx.errors.is_empty() {
             Ok(pipeline.expect("no errors means a pipeline"))
         } else {
@@ -200,6 +216,30 @@ impl Pipeline {
     }
 }
 
+/// The tables of the file that connectors read, with every key's and value's place in the file.
+struct PlacedKeys<'a> {
+    connections: BTreeMap<String, Keys<'a>>,
+    target: Keys<'a>,
+}
+
+/// Takes the table `name` out of `tables`, when it is one.
+fn take_table<'a>(tables: &mut Keys<'a>, name: &str) -> Option<Keys<'a>> {
+    let key = tables
+        .get_ref()
+        .keys()
+        .find(|k| k.get_ref() == name)?
+        .clone();
+    as_table(tables.get_mut().remove(&key)?)
+}
+
+fn as_table(value: Spanned<toml::de::DeValue<'_>>) -> Option<Keys<'_>> {
+    let span = value.span();
+    match value.into_inner() {
+        toml::de::DeValue::Table(t) => Some(Spanned::new(span, t)),
+        _ => None,
+    }
+}
+
 /// Collects errors while building the pipeline, so that all of them are reported together.
 struct Checker<'a> {
     loc: &'a Locator,
@@ -211,7 +251,12 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn pipeline(&mut self, raw: RawPipeline, file: &Path) -> Option<Pipeline> {
+    fn pipeline(
+        &mut self,
+        raw: RawPipeline,
+        mut keys: PlacedKeys<'_>,
+        file: &Path,
+    ) -> Option<Pipeline> {
         let name_span = raw.name.span();
         let name = raw.name.into_inner();
         if name.trim().is_empty() {
@@ -230,53 +275,15 @@ impl Checker<'_> {
             .keys()
             .map(|k| k.get_ref().clone())
             .collect();
-        let connections: BTreeMap<String, Connection> = raw
-            .connections
-            .into_iter()
-            .filter_map(|(name, conn)| {
-                let span = conn.span();
-                let mut conn = conn.into_inner();
-                let url_span = conn.url.span();
-                let url = self.interpolate_setting(conn.url.clone())?;
-                let odata = url.starts_with("http://") || url.starts_with("https://");
-                self.foreign_connection_keys(&conn, odata);
-                if odata {
-                    self.plain_http(&url, url_span.clone(), &conn);
-                    self.secrets_in_url(&url, url_span.clone());
-                }
-                let mut endpoint = if odata {
-                    Endpoint::OData(self.odata_endpoint(url, &mut conn, span)?)
-                } else {
-                    match Endpoint::parse(&url, self.dir) {
-                        Ok(endpoint) => endpoint,
-                        // Reported at the connection's url line; never silently dropped.
-                        Err(e) => {
-                            let e = self.connector_error(url_span, e);
-                            self.errors.push(e);
-                            return None;
-                        }
-                    }
-                };
-                let user = conn.user.and_then(|u| self.interpolate(u));
-                let password = conn
-                    .password
-                    .and_then(|p| self.interpolate(p))
-                    .map(Secret::new);
-                if let Endpoint::Postgres(db) | Endpoint::Mysql(db) = &mut endpoint {
-                    db.user = user.clone();
-                    db.password = password.as_ref().map(|p| p.expose().to_string());
-                }
-                Some((
-                    name.get_ref().clone(),
-                    Connection {
-                        name: name.into_inner(),
-                        endpoint,
-                        user,
-                        password,
-                    },
-                ))
-            })
-            .collect();
+        let mut connections = BTreeMap::new();
+        for name in raw.connections.into_keys() {
+            let Some(keys) = keys.connections.remove(name.get_ref()) else {
+                continue;
+            };
+            if let Some(connection) = self.connection(keys) {
+                connections.insert(name.into_inner(), connection);
+            }
+        }
         let mut known: Vec<String> = Vec::new();
         let mut sources = Vec::new();
         let source_count = raw.sources.len();
@@ -315,8 +322,7 @@ impl Checker<'_> {
                 ),
             }
         }
-        let target_span = raw.target.span();
-        let target = self.target(raw.target.into_inner(), target_span, &connections);
+        let target = self.target(keys.target, &connections);
         if let Some(target) = &target
             && matches!(target.options.mode, WriteMode::Sync | WriteMode::Truncate)
         {
@@ -394,7 +400,7 @@ impl Checker<'_> {
     fn unknown_connection(
         &mut self,
         name: &Spanned<String>,
-        connections: &BTreeMap<String, Connection>,
+        connections: &BTreeMap<String, Arc<dyn Connection>>,
         example_url: &str,
     ) {
         if self.declared.contains(name.get_ref()) {

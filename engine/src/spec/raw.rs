@@ -12,44 +12,26 @@ pub struct RawPipeline {
     pub name: Spanned<String>,
     pub description: Option<String>,
     pub state_dir: Option<Spanned<String>>,
+    /// Each read by its connector (`Connector::connection`), found by its url.
     #[serde(default)]
-    pub connections: BTreeMap<Spanned<String>, Spanned<RawConnection>>,
+    pub connections: BTreeMap<Spanned<String>, Spanned<toml::Table>>,
     #[serde(default)]
     pub sources: BTreeMap<Spanned<String>, Spanned<RawSource>>,
     #[serde(default)]
     pub steps: Vec<Spanned<RawStep>>,
-    pub target: Spanned<RawTarget>,
+    /// Required here; read from the placed table (its generic keys are a [`RawTarget`], the rest
+    /// belong to the target's connector).
+    #[allow(dead_code)]
+    pub target: Spanned<toml::Table>,
     #[serde(default)]
     pub run: Option<Spanned<RawRun>>,
 }
 
+/// The generic key of a connection: the rest belong to its connector, which reads them itself.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConnection {
+pub struct RawUrl {
     pub url: Spanned<String>,
-    pub user: Option<Spanned<String>>,
-    pub password: Option<Spanned<String>>,
-    /// OData: dataverse | fno | odata.
-    pub kind: Option<Spanned<String>>,
-    /// OData: client_credentials | bearer | none.
-    pub auth: Option<Spanned<String>>,
-    pub token_url: Option<Spanned<String>>,
-    pub client_id: Option<Spanned<String>>,
-    pub client_secret: Option<Spanned<String>>,
-    pub scope: Option<Spanned<String>>,
-    pub token: Option<Spanned<String>>,
-    /// OData: plain http:// to a host other than this machine (tokens and secrets in clear text).
-    pub allow_http: Option<Spanned<bool>>,
-    /// More application users: their limits add up.
-    #[serde(default)]
-    pub users: Vec<Spanned<RawUser>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUser {
-    pub client_id: Spanned<String>,
-    pub client_secret: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +62,7 @@ pub struct RawStep {
     pub connection: Option<Spanned<String>>,
 }
 
+/// The keys every target has; the others are its connector's (OData's `atomic`, for one).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
@@ -92,14 +75,21 @@ pub struct RawTarget {
     pub create: Option<bool>,
     pub batch_size: Option<Spanned<i64>>,
     pub workers: Option<Spanned<i64>>,
-    /// OData: each $batch one changeset.
-    pub atomic: Option<Spanned<bool>>,
-    /// OData (F&O): the dataAreaId written with every record.
-    pub legal_entity: Option<Spanned<String>>,
-    /// OData: a fixed ceiling per user, "6000/300s".
-    pub rate_limit: Option<Spanned<String>>,
-    /// OData sync: the share of written records that may be missing when read back before the delete.
-    pub sync_max_missing: Option<Spanned<f64>>,
+}
+
+impl RawTarget {
+    /// Its keys, as the file spells them: these are read here, every other one by the connector.
+    pub const KEYS: [&'static str; 9] = [
+        "connection",
+        "path",
+        "format",
+        "table",
+        "mode",
+        "key",
+        "create",
+        "batch_size",
+        "workers",
+    ];
 }
 
 /// `key = "id"` or `key = ["a", "b"]`.

@@ -3,8 +3,7 @@
 
 use ferry_connectors::files::FileFormat;
 use ferry_connectors::files::source::FileSource;
-use ferry_connectors::registry::Endpoint;
-use ferry_connectors::sql::source::{DbRead, DbSource};
+use ferry_connectors::registry;
 use toml::Spanned;
 
 use super::raw::RawSource;
@@ -44,15 +43,15 @@ impl Checker<'_> {
         &mut self,
         name: String,
         source: Spanned<RawSource>,
-        connections: &BTreeMap<String, Connection>,
+        connections: &BTreeMap<String, Arc<dyn Connection>>,
     ) -> Option<Source> {
         let span = source.span();
         let mut raw = source.into_inner();
         if let Some(c) = raw.connection.take() {
-            let db = self.database_source(&name, c, &mut raw, span.clone(), connections)?;
+            let origin = self.database_source(&name, c, &mut raw, span.clone(), connections)?;
             return Some(Source {
                 name,
-                origin: Origin::Database(db),
+                origin,
                 incremental: None,
                 span,
             });
@@ -138,35 +137,40 @@ impl Checker<'_> {
         })
     }
 
-    /// A database connection by name: must exist and be PostgreSQL or MySQL.
+    /// A connection by name that can be read (its connector's capabilities say so).
     pub(super) fn database(
         &mut self,
         c: Spanned<String>,
-        connections: &BTreeMap<String, Connection>,
-    ) -> Option<Endpoint> {
-        match connections.get(c.get_ref()).map(|conn| &conn.endpoint) {
-            Some(e @ (Endpoint::Postgres(_) | Endpoint::Mysql(_))) => Some(e.clone()),
-            Some(_) => {
-                self.errors.push(
-                    self.loc
-                        .error(
-                            c.span(),
-                            format!(
-                                "connection \"{}\" is not a PostgreSQL or MySQL database",
-                                c.get_ref()
-                            ),
-                        )
-                        .hint(
-                            "database sources and steps read postgres:// and mysql:// connections",
-                        ),
-                );
-                None
-            }
-            None => {
-                self.unknown_connection(&c, connections, "postgres://user@host/db");
-                None
-            }
+        connections: &BTreeMap<String, Arc<dyn Connection>>,
+    ) -> Option<Arc<dyn Reader>> {
+        let Some(connection) = connections.get(c.get_ref()) else {
+            self.unknown_connection(&c, connections, "postgres://user@host/db");
+            return None;
+        };
+        if let Some(reader) = connection.reader() {
+            return Some(reader);
         }
+        let readable: Vec<&str> = registry::connectors()
+            .iter()
+            .filter(|k| k.capabilities().reads)
+            .map(|k| k.name())
+            .collect();
+        self.errors.push(
+            self.loc
+                .error(
+                    c.span(),
+                    format!(
+                        "connection \"{}\" is {} connection, which Ferry does not read",
+                        c.get_ref(),
+                        ferry_connectors::connector::article(connection.connector().name())
+                    ),
+                )
+                .hint(format!(
+                    "database sources and steps read {} connections",
+                    readable.join(" and ")
+                )),
+        );
+        None
     }
 
     pub(super) fn database_source(
@@ -175,9 +179,9 @@ impl Checker<'_> {
         c: Spanned<String>,
         raw: &mut RawSource,
         span: std::ops::Range<usize>,
-        connections: &BTreeMap<String, Connection>,
-    ) -> Option<DbSource> {
-        let endpoint = self.database(c, connections)?;
+        connections: &BTreeMap<String, Arc<dyn Connection>>,
+    ) -> Option<Origin> {
+        let reader = self.database(c, connections)?;
         for (key, at) in [
             ("path", raw.path.as_ref().map(|p| p.span())),
             ("format", raw.format.as_ref().map(|p| p.span())),
@@ -200,9 +204,9 @@ impl Checker<'_> {
             );
             return None;
         }
-        let read = match (raw.table.take(), raw.query.take()) {
-            (Some(t), None) => DbRead::Table(self.interpolate_setting(t)?),
-            (None, Some(q)) => DbRead::Query(q.into_inner()),
+        let (table, query) = match (raw.table.take(), raw.query.take()) {
+            (Some(t), None) => (Some(self.interpolate_setting(t)?), None),
+            (None, Some(q)) => (None, Some(q.into_inner())),
             (Some(t), Some(_)) => {
                 self.errors.push(
                     self.loc
@@ -237,7 +241,7 @@ impl Checker<'_> {
                     );
                     return None;
                 }
-                if matches!(read, DbRead::Query(_)) {
+                if query.is_some() {
                     self.errors.push(
                         self.loc
                             .error(n.span(), "partitions apply to a table, not a query")
@@ -266,11 +270,11 @@ impl Checker<'_> {
                 return None;
             }
         };
-        Some(DbSource {
-            endpoint,
-            read,
-            partitions,
-        })
+        let read = match (table, query) {
+            (Some(name), _) => Read::Table { name, partitions },
+            (None, query) => Read::Query(query.unwrap_or_default()),
+        };
+        Some(Origin::Database { reader, read })
     }
 
     pub(super) fn format(

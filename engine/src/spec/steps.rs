@@ -12,7 +12,7 @@ impl Checker<'_> {
         step: Spanned<RawStep>,
         known: &[String],
         before: &[Step],
-        connections: &BTreeMap<String, Connection>,
+        connections: &BTreeMap<String, Arc<dyn Connection>>,
     ) -> Option<Step> {
         let raw = step.into_inner();
         let connection = match raw.connection {

@@ -1,10 +1,12 @@
-//! The `[target]` of a pipeline file: where the rows go and how (mode, key, batches, workers), with
-//! each option checked against the kind of target it applies to.
+//! The `[target]` of a pipeline file: where the rows go and how (mode, key, batches, workers). The
+//! generic keys are read here; the connector reads its own (OData's `atomic`, for one) and its
+//! capabilities say which modes and keys it takes, reported at their lines.
 
+use ferry_connectors::connector::{check_target, split_keys};
 use ferry_connectors::files::FileFormat;
-use ferry_connectors::odata::config::{ODataOptions, ServiceKind, parse_rate};
-use ferry_connectors::registry::{Endpoint, TargetLocation};
+use ferry_connectors::files::connector::file_target;
 use ferry_connectors::{TargetOptions, WriteMode};
+use serde::Deserialize;
 use toml::Spanned;
 
 use super::raw::RawTarget;
@@ -13,10 +15,18 @@ use super::*;
 impl Checker<'_> {
     pub(super) fn target(
         &mut self,
-        raw: RawTarget,
-        span: std::ops::Range<usize>,
-        connections: &BTreeMap<String, Connection>,
+        mut keys: Keys<'_>,
+        connections: &BTreeMap<String, Arc<dyn Connection>>,
     ) -> Option<Target> {
+        let span = keys.span();
+        let generic = split_keys(&mut keys, &RawTarget::KEYS);
+        let raw = match RawTarget::deserialize(toml::de::Deserializer::from(generic)) {
+            Ok(raw) => raw,
+            Err(e) => {
+                self.errors.push(toml_error(self.loc, &e));
+                return None;
+            }
+        };
         let errors_before = self.errors.len();
         let mode = match &raw.mode {
             None => WriteMode::Insert,
@@ -54,26 +64,35 @@ impl Checker<'_> {
                 format!("key column \"{}\" is listed twice", dup.1),
             ));
         }
-        let location = match (raw.connection, raw.path) {
-            (Some(c), None) => match connections.get(c.get_ref()) {
-                Some(conn) => Some(TargetLocation::Endpoint(conn.endpoint.clone())),
-                None => {
+        let mode_at = raw.mode.as_ref().map_or(span.clone(), |m| m.span());
+        let key_at = key_span.clone().unwrap_or(span.clone());
+        let destination = match (raw.connection, raw.path) {
+            (Some(c), None) => match (connections.get(c.get_ref()), &raw.table) {
+                (Some(conn), Some(table)) => conn.target(table.get_ref(), keys, self),
+                (Some(_), None) => {
+                    self.errors.push(
+                        self.loc
+                            .error(span.clone(), "a database target needs a table")
+                            .hint("table = \"order_summary\""),
+                    );
+                    None
+                }
+                (None, _) => {
                     self.unknown_connection(&c, connections, "sqlite://out/warehouse.db");
                     None
                 }
             },
             (None, Some(p)) => {
                 let path_span = p.span();
+                let format_at = raw.format.as_ref().map_or(path_span.clone(), |f| f.span());
                 let path = self.interpolate_setting(p)?;
                 let format = match &raw.format {
                     Some(_) => self.format(raw.format, &path, path_span),
                     None if path.ends_with('/') => Some(FileFormat::Delta),
                     None => self.format(None, &path, path_span),
                 };
-                format.map(|format| TargetLocation::File {
-                    location: self.resolve_location(&path),
-                    format,
-                })
+                let location = self.resolve_location(&path);
+                format.and_then(|format| file_target(location, format, format_at, keys, self))
             }
             (Some(c), Some(_)) => {
                 self.errors.push(
@@ -92,107 +111,30 @@ impl Checker<'_> {
                 None
             }
         };
-        let table = match (&location, raw.table) {
-            (Some(TargetLocation::Endpoint(_)), None) => {
-                self.errors.push(
-                    self.loc
-                        .error(span.clone(), "a database target needs a table")
-                        .hint("table = \"order_summary\""),
-                );
-                String::new()
-            }
-            (_, Some(t)) => t.into_inner(),
-            (_, None) => String::new(),
-        };
-        let batch_size = self.positive(raw.batch_size, "batch_size", 1000, 1_000_000)?;
-        let workers = self.positive(raw.workers, "workers", 4, 256)?;
-        let rate_limit = match raw.rate_limit {
-            None => None,
-            Some(ref r) => match parse_rate(r.get_ref()) {
-                Some(rate) => Some(rate),
-                None => {
-                    self.errors.push(
-                        self.loc
-                            .error(r.span(), format!("\"{}\" is not a rate", r.get_ref()))
-                            .hint("rate_limit = \"6000/300s\" (requests per period, per application user)"),
-                    );
-                    return None;
-                }
-            },
-        };
-        let location = location?;
-        let odata_kind = match &location {
-            TargetLocation::Endpoint(Endpoint::OData(e)) => Some(e.kind),
-            _ => None,
-        };
-        // OData's own keys on any other target would be silently ignored: say so at their line.
-        let odata_only = [
-            ("atomic", raw.atomic.as_ref().map(|a| a.span())),
-            ("rate_limit", raw.rate_limit.as_ref().map(|r| r.span())),
-            (
-                "sync_max_missing",
-                raw.sync_max_missing.as_ref().map(|r| r.span()),
-            ),
-        ];
-        for (key, at) in odata_only {
-            if let (Some(at), None) = (at, odata_kind) {
-                self.errors.push(
-                    self.loc
-                        .error(at, format!("{key} applies to OData targets only"))
-                        .hint(format!(
-                            "remove {key}, or write to an http(s):// connection"
-                        )),
-                );
-            }
-        }
-        if let Some(le) = &raw.legal_entity
-            && odata_kind != Some(ServiceKind::Fno)
-        {
-            // Sync and truncate would read and delete across every company.
-            self.errors.push(
-                self.loc
-                    .error(
-                        le.span(),
-                        "legal_entity applies to Finance & Operations connections only",
-                    )
-                    .hint("set kind = \"fno\" on the connection, or remove legal_entity"),
+        if let Some(destination) = &destination {
+            check_target(
+                destination.connector(),
+                mode,
+                !key.is_empty(),
+                mode_at,
+                key_at,
+                self,
             );
         }
-        let sync_max_missing = match raw.sync_max_missing {
-            None => 0.0,
-            Some(m) if (0.0..=1.0).contains(m.get_ref()) => *m.get_ref(),
-            Some(m) => {
-                self.errors.push(
-                    self.loc
-                        .error(
-                            m.span(),
-                            format!(
-                                "sync_max_missing must be between 0 and 1, not {}",
-                                m.get_ref()
-                            ),
-                        )
-                        .hint("sync_max_missing = 0.01 lets 1% of the written records be missing"),
-                );
-                0.0
-            }
-        };
-        let odata = ODataOptions {
-            atomic: raw.atomic.is_some_and(|a| *a.get_ref()),
-            legal_entity: raw.legal_entity.map(Spanned::into_inner),
-            rate_limit,
-            sync_max_missing,
-        };
+        let table = raw.table.map(Spanned::into_inner).unwrap_or_default();
+        let batch_size = self.positive(raw.batch_size, "batch_size", 1000, 1_000_000)?;
+        let workers = self.positive(raw.workers, "workers", 4, 256)?;
+        let destination = destination?;
         if self.errors.len() > errors_before {
             return None;
         }
         Some(Target {
-            location,
+            destination,
             options: TargetOptions {
                 table,
                 mode,
                 key,
                 create: raw.create.unwrap_or(false),
-                odata,
             },
             batch_size,
             workers,

@@ -69,12 +69,10 @@ fn a_good_pipeline_resolves_paths_and_result_references() {
     assert_eq!(p.target.batch_size, 1000);
     assert_eq!(p.target.workers, 4);
     assert_eq!(p.state_dir, "/p/.ferry");
-    match &p.target.location {
-        TargetLocation::Endpoint(Endpoint::Sqlite { path }) => {
-            assert_eq!(path, Path::new("/p/out/warehouse.db"))
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(p.target.destination.connector().name(), "SQLite");
+    assert_eq!(p.target.destination.name(), "order_summary");
+    let conn = format!("{:?}", p.connections["warehouse"]);
+    assert!(conn.contains("/p/out/warehouse.db"), "{conn}");
 }
 
 #[test]
@@ -139,7 +137,7 @@ fn unknown_connection_suggests_the_declared_one() {
 fn missing_environment_variable_is_named_and_never_printed_as_a_value() {
     let text = GOOD.replace(
         "url = \"sqlite://out/warehouse.db\"",
-        "url = \"sqlite://out/warehouse.db\"\npassword = \"${FERRY_TEST_NOT_SET_ANYWHERE}\"",
+        "url = \"postgres://loader@127.0.0.1/shop\"\npassword = \"${FERRY_TEST_NOT_SET_ANYWHERE}\"",
     );
     let e = one_error(&text);
     assert!(
@@ -175,16 +173,32 @@ fn several_problems_are_reported_together() {
 
 #[test]
 fn syntax_errors_name_their_line() {
-    let e = one_error("name = \"x\"\n[target\npath = \"a.csv\"\n");
+    let e = one_error(
+        r#"name = "x"
+[target
+path = "a.csv"
+"#,
+    );
     assert!(e.starts_with("/p/pipe.toml:2:"), "{e}");
 }
 
 #[test]
 fn missing_target_and_unknown_format_are_explained() {
-    let e = one_error("name = \"x\"\n[sources.a]\npath = \"a.csv\"\n");
+    let e = one_error(
+        r#"name = "x"
+[sources.a]
+path = "a.csv"
+"#,
+    );
     assert!(e.contains("missing field `target`"), "{e}");
     let e = one_error(
-        "name = \"x\"\n[sources.a]\npath = \"a.dat\"\n[target]\npath = \"o.parquet\"\nmode = \"truncate\"\n",
+        r#"name = "x"
+[sources.a]
+path = "a.dat"
+[target]
+path = "o.parquet"
+mode = "truncate"
+"#,
     );
     assert!(
         e.contains(":3:8: cannot tell the format of \"a.dat\""),
@@ -197,7 +211,13 @@ fn missing_target_and_unknown_format_are_explained() {
 fn a_single_source_without_steps_is_copied_whole() {
     let p = Pipeline::parse(
         Path::new("/p/pipe.toml"),
-        "name = \"copy\"\n[sources.a]\npath = \"a.csv\"\n[target]\npath = \"o.parquet\"\nmode = \"truncate\"\n",
+        r#"name = "copy"
+[sources.a]
+path = "a.csv"
+[target]
+path = "o.parquet"
+mode = "truncate"
+"#,
     )
     .unwrap();
     assert_eq!(p.steps.len(), 1);
@@ -247,10 +267,7 @@ fn a_bad_connection_url_is_an_error_at_its_line_and_postgresql_is_accepted() {
         "postgresql://loader@127.0.0.1:5432/shop",
     );
     let p = Pipeline::parse(Path::new("/p/pipe.toml"), &libpq).unwrap();
-    assert!(matches!(
-        p.target.location,
-        TargetLocation::Endpoint(Endpoint::Postgres(_))
-    ));
+    assert_eq!(p.target.destination.connector().name(), "PostgreSQL");
 }
 
 #[test]
@@ -262,7 +279,7 @@ fn odata_keys_on_a_database_connection_are_errors_at_their_lines() {
     let found: Vec<String> = errors(&odata).iter().map(|e| e.to_string()).collect();
     assert!(
         found.iter().any(|e| e.contains("pipe.toml:5:")
-            && e.contains("client_id applies to OData (http/https) connections only")),
+            && e.contains("client_id is not a key of a PostgreSQL connection")),
         "{found:?}"
     );
     assert!(
@@ -282,7 +299,7 @@ fn a_user_or_password_on_an_odata_connection_is_an_error_at_its_line() {
     let found: Vec<String> = errors(&odata).iter().map(|e| e.to_string()).collect();
     assert!(
         found.iter().any(|e| e.contains("pipe.toml:7:")
-            && e.contains("password applies to database connections only")),
+            && e.contains("password is not a key of an OData connection")),
         "{found:?}"
     );
 }
@@ -389,5 +406,95 @@ fn only_ferry_variables_expand_outside_credentials() {
             .iter()
             .any(|e| e.contains("FERRY_TEST_SURELY_UNSET is not set")),
         "a FERRY_ variable is allowed in a path: {found:?}"
+    );
+}
+
+#[test]
+fn target_keys_of_another_connector_are_errors_at_their_lines() {
+    let text = GOOD.replace(
+        "key = [\"customer_id\"]\n",
+        r#"key = ["customer_id"]
+legal_entity = "usmf"
+atomic = true
+"#,
+    );
+    let found: Vec<String> = errors(&text).iter().map(|e| e.to_string()).collect();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    for expected in [
+        "/p/pipe.toml:29:1: legal_entity is not a key of a SQLite target",
+        "/p/pipe.toml:30:1: atomic is not a key of a SQLite target",
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|e| e.starts_with(expected) && e.contains("has no keys of its own")),
+            "{expected}: {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_mode_or_key_the_target_cannot_take_is_an_error_at_its_line() {
+    let delta = |mode_and_key: &str| {
+        format!(
+            r#"name = "to-delta"
+
+[sources.orders]
+path = "data/orders.parquet"
+
+[target]
+path = "out/orders/"
+{mode_and_key}
+"#
+        )
+    };
+    let e = one_error(&delta("mode = \"upsert\"\nkey = \"id\""));
+    assert!(
+        e.starts_with(
+            "/p/pipe.toml:8:8: a Delta table target takes mode \"insert\" or \"truncate\", not \"upsert\""
+        ),
+        "{e}"
+    );
+    let e = one_error(&delta("mode = \"insert\"\nkey = \"id\""));
+    assert!(
+        e.starts_with("/p/pipe.toml:9:7: a Delta table target has no keys"),
+        "{e}"
+    );
+    assert!(Pipeline::parse(Path::new("/p/pipe.toml"), &delta("mode = \"insert\"")).is_ok());
+    let e = one_error(
+        r#"name = "to-json"
+[sources.orders]
+path = "data/orders.parquet"
+[target]
+path = "out/orders.json"
+mode = "truncate"
+"#,
+    );
+    assert!(
+        e.starts_with("/p/pipe.toml:5:8: Ferry does not write json files"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_connection_without_url_or_with_a_key_twice_wrong_is_reported_once_each() {
+    let found: Vec<String> = errors(&GOOD.replace(
+        "url = \"sqlite://out/warehouse.db\"",
+        "uri = \"sqlite://out/warehouse.db\"",
+    ))
+    .iter()
+    .map(|e| e.to_string())
+    .collect();
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("the connection has no url")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|e| !e.contains("there is no connection named")),
+        "the target's reference is not a second error: {found:#?}"
     );
 }

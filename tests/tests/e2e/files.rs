@@ -5,7 +5,17 @@ use ferry_tests::{Workspace, datafusion_rows, parquet_rows, rows, run};
 
 fn pipeline_toml(target: &str) -> String {
     format!(
-        "name = \"f\"\n[sources.src]\npath = \"in/src.csv\"\n[[steps]]\nname = \"out\"\nsql = \"SELECT id, 100 / score AS inv FROM src\"\n[target]\n{target}\nmode = \"truncate\"\nbatch_size = 1\n"
+        r#"name = "f"
+[sources.src]
+path = "in/src.csv"
+[[steps]]
+name = "out"
+sql = "SELECT id, 100 / score AS inv FROM src"
+[target]
+{target}
+mode = "truncate"
+batch_size = 1
+"#
     )
 }
 
@@ -96,17 +106,20 @@ async fn delta_target_overwrites_with_truncate_and_appends_with_insert() {
 async fn file_targets_refuse_keyed_modes_with_a_way_out() {
     let ws = Workspace::new();
     ws.write("in/src.csv", "id,score\n1,10\n");
-    let p = ws.pipeline(
-        "p.toml",
-        &pipeline_toml("path = \"out/r.parquet\"\nkey = \"id\"")
-            .replace("mode = \"truncate\"", "mode = \"upsert\""),
-    );
-    let err = ferry::run::run(&p, &Default::default())
-        .await
-        .unwrap_err()
-        .to_string();
+    let text = pipeline_toml("path = \"out/r.parquet\"\nkey = \"id\"")
+        .replace("mode = \"truncate\"", "mode = \"upsert\"");
+    let path = ws.write("p.toml", &text);
+    // Refused when the file is read, at the mode line, before anything runs.
+    let err = ferry::spec::Pipeline::load(&path).unwrap_err().to_string();
+    let line = text.lines().position(|l| l.starts_with("mode =")).unwrap() + 1;
     assert!(
-        err.contains("can only be written with mode = \"truncate\""),
+        err.contains(&format!(
+            "p.toml:{line}:8: a Parquet or CSV file target takes mode \"truncate\", not \"upsert\""
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("change the mode, or write to a database"),
         "{err}"
     );
 }

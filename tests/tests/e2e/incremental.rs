@@ -5,7 +5,20 @@ use ferry_tests::{Workspace, rows, run, sqlite_rows};
 
 fn pipeline(on_changed: &str) -> String {
     format!(
-        "name = \"inc\"\n[connections.db]\nurl = \"sqlite://db.sqlite\"\n[sources.drops]\npath = \"dropbox/*.csv\"\nincremental = true\n{on_changed}\n[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"insert\"\nkey = \"id\"\ncreate = true\n"
+        r#"name = "inc"
+[connections.db]
+url = "sqlite://db.sqlite"
+[sources.drops]
+path = "dropbox/*.csv"
+incremental = true
+{on_changed}
+[target]
+connection = "db"
+table = "t"
+mode = "insert"
+key = "id"
+create = true
+"#
     )
 }
 

@@ -8,7 +8,15 @@ async fn copy(ws: &Workspace, source_toml: &str, sql: &str) -> Vec<Vec<String>> 
     let pipeline = ws.pipeline(
         "copy.toml",
         &format!(
-            "name = \"copy\"\n{source_toml}\n[[steps]]\nname = \"out\"\nsql = \"{sql}\"\n[target]\npath = \"out/copy.parquet\"\nmode = \"truncate\"\n"
+            r#"name = "copy"
+{source_toml}
+[[steps]]
+name = "out"
+sql = "{sql}"
+[target]
+path = "out/copy.parquet"
+mode = "truncate"
+"#
         ),
     );
     let report = run(&pipeline).await;
@@ -65,7 +73,15 @@ async fn parquet_glob_over_several_files() {
         ws.write(&format!("csv/part{i}.csv"), body);
         let p = ws.pipeline(
             &format!("make{i}.toml"),
-            &format!("name = \"m\"\n[sources.s]\npath = \"csv/part{i}.csv\"\n[target]\npath = \"in/orders/part-{i}.parquet\"\nmode = \"truncate\"\n"),
+            &format!(
+                r#"name = "m"
+[sources.s]
+path = "csv/part{i}.csv"
+[target]
+path = "in/orders/part-{i}.parquet"
+mode = "truncate"
+"#
+            ),
         );
         assert_eq!(run(&p).await.status, Status::Completed);
     }
@@ -131,7 +147,14 @@ async fn excel_missing_sheet_lists_the_sheets() {
     book.save(ws.join("in/b.xlsx")).unwrap();
     let pipeline = ws.pipeline(
         "p.toml",
-        "name = \"x\"\n[sources.b]\npath = \"in/b.xlsx\"\nsheet = \"Sheet9\"\n[target]\npath = \"o.csv\"\nmode = \"truncate\"\n",
+        r#"name = "x"
+[sources.b]
+path = "in/b.xlsx"
+sheet = "Sheet9"
+[target]
+path = "o.csv"
+mode = "truncate"
+"#,
     );
     let err = match ferry::plan::plan(&pipeline).await {
         Ok(_) => panic!("should fail"),
@@ -147,7 +170,14 @@ async fn delta_table_written_then_read_as_a_source() {
     ws.write("in/a.csv", "id,name\n1,x\n2,y\n");
     let write = ws.pipeline(
         "w.toml",
-        "name = \"w\"\n[sources.a]\npath = \"in/a.csv\"\n[target]\npath = \"lake/a/\"\nformat = \"delta\"\nmode = \"truncate\"\n",
+        r#"name = "w"
+[sources.a]
+path = "in/a.csv"
+[target]
+path = "lake/a/"
+format = "delta"
+mode = "truncate"
+"#,
     );
     assert_eq!(run(&write).await.status, Status::Completed);
     let got = copy(

@@ -23,7 +23,21 @@ async fn type_matrix_both_directions(server: Server) {
     let write = ws.pipeline(
         "write.toml",
         &format!(
-            "name = \"types-in\"\n[connections.db]\nurl = \"{}\"\n[sources.one]\npath = \"in/one.csv\"\n[[steps]]\nname = \"typed\"\nsql = '''{TYPED_STEP}'''\n[target]\nconnection = \"db\"\ntable = \"matrix\"\nmode = \"upsert\"\nkey = \"i64\"\ncreate = true\n",
+            r#"name = "types-in"
+[connections.db]
+url = "{}"
+[sources.one]
+path = "in/one.csv"
+[[steps]]
+name = "typed"
+sql = '''{TYPED_STEP}'''
+[target]
+connection = "db"
+table = "matrix"
+mode = "upsert"
+key = "i64"
+create = true
+"#,
             db.url()
         ),
     );
@@ -69,7 +83,16 @@ async fn type_matrix_both_directions(server: Server) {
     let read = ws.pipeline(
         "read.toml",
         &format!(
-            "name = \"types-out\"\n[connections.db]\nurl = \"{}\"\n[sources.matrix]\nconnection = \"db\"\ntable = \"matrix\"\n[target]\npath = \"out/matrix.parquet\"\nmode = \"truncate\"\n",
+            r#"name = "types-out"
+[connections.db]
+url = "{}"
+[sources.matrix]
+connection = "db"
+table = "matrix"
+[target]
+path = "out/matrix.parquet"
+mode = "truncate"
+"#,
             db.url()
         ),
     );
@@ -132,7 +155,20 @@ async fn postgres_specific_types_are_filled_exactly() {
     let pipeline = ws.pipeline(
         "p.toml",
         &format!(
-            "name = \"pg-types\"\n[connections.db]\nurl = \"{}\"\n[sources.src]\npath = \"in/src.csv\"\n[[steps]]\nname = \"r\"\nsql = \"SELECT id, u, j, j AS js, CAST(tz AS TIMESTAMP) AS tz, n, r, c, CAST(big AS VARCHAR) AS big FROM src\"\n[target]\nconnection = \"db\"\ntable = \"p\"\nmode = \"upsert\"\nkey = \"id\"\n",
+            r#"name = "pg-types"
+[connections.db]
+url = "{}"
+[sources.src]
+path = "in/src.csv"
+[[steps]]
+name = "r"
+sql = "SELECT id, u, j, j AS js, CAST(tz AS TIMESTAMP) AS tz, n, r, c, CAST(big AS VARCHAR) AS big FROM src"
+[target]
+connection = "db"
+table = "p"
+mode = "upsert"
+key = "id"
+"#,
             db.url()
         ),
     );
@@ -244,7 +280,21 @@ async fn partitioned_read_returns_every_row_once(server: Server) {
     let pipeline = ws.pipeline(
         "p.toml",
         &format!(
-            "name = \"read\"\n[connections.db]\nurl = \"{}\"\n[sources.big]\nconnection = \"db\"\ntable = \"big\"\npartitions = 3\npartition_column = \"id\"\n[[steps]]\nname = \"r\"\nsql = \"SELECT id, v FROM big WHERE id <> 17\"\n[target]\npath = \"out/big.parquet\"\nmode = \"truncate\"\n",
+            r#"name = "read"
+[connections.db]
+url = "{}"
+[sources.big]
+connection = "db"
+table = "big"
+partitions = 3
+partition_column = "id"
+[[steps]]
+name = "r"
+sql = "SELECT id, v FROM big WHERE id <> 17"
+[target]
+path = "out/big.parquet"
+mode = "truncate"
+"#,
             db.url()
         ),
     );
@@ -274,7 +324,18 @@ async fn partitioned_read_returns_every_row_once(server: Server) {
     let by_day = ws.pipeline(
         "days.toml",
         &format!(
-            "name = \"days\"\n[connections.db]\nurl = \"{}\"\n[sources.days]\nconnection = \"db\"\ntable = \"days\"\npartitions = 4\npartition_column = \"d\"\n[target]\npath = \"out/days.parquet\"\nmode = \"truncate\"\n",
+            r#"name = "days"
+[connections.db]
+url = "{}"
+[sources.days]
+connection = "db"
+table = "days"
+partitions = 4
+partition_column = "d"
+[target]
+path = "out/days.parquet"
+mode = "truncate"
+"#,
             db.url()
         ),
     );
@@ -316,7 +377,21 @@ async fn cut_connections_lose_and_double_nothing(server: Server) {
     let pipeline = ws.pipeline(
         "p.toml",
         &format!(
-            "name = \"cuts\"\n[connections.db]\nurl = \"{}\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"upsert\"\nkey = \"id\"\nbatch_size = 500\nworkers = 2\n[run]\nmax_retries = 20\n",
+            r#"name = "cuts"
+[connections.db]
+url = "{}"
+[sources.src]
+path = "in/src.csv"
+[target]
+connection = "db"
+table = "t"
+mode = "upsert"
+key = "id"
+batch_size = 500
+workers = 2
+[run]
+max_retries = 20
+"#,
             db.url()
         ),
     );
@@ -391,7 +466,17 @@ async fn validate_reports_missing_privileges() {
         let pipeline = ws.pipeline(
             &format!("{server}.toml"),
             &format!(
-                "name = \"v\"\n[connections.db]\nurl = \"{url}\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"sync\"\nkey = \"id\"\n"
+                r#"name = "v"
+[connections.db]
+url = "{url}"
+[sources.src]
+path = "in/src.csv"
+[target]
+connection = "db"
+table = "t"
+mode = "sync"
+key = "id"
+"#
             ),
         );
         let checked = ferry::run::validate::check(&pipeline).await.unwrap();

@@ -19,7 +19,16 @@ async fn load(ws: &Workspace, db: &TestDb, csv: &str, target: &str) -> RunReport
     let pipeline = ws.pipeline(
         "p.toml",
         &format!(
-            "name = \"modes\"\n[connections.db]\nurl = \"{}\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\n{batch}workers = 3\n{target}\n",
+            r#"name = "modes"
+[connections.db]
+url = "{}"
+[sources.src]
+path = "in/src.csv"
+[target]
+connection = "db"
+{batch}workers = 3
+{target}
+"#,
             db.url()
         ),
     );

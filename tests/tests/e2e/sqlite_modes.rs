@@ -9,7 +9,17 @@ async fn load(ws: &Workspace, csv: &str, target: &str) -> RunReport {
     let pipeline = ws.pipeline(
         "p.toml",
         &format!(
-            "name = \"modes\"\n[connections.db]\nurl = \"sqlite://db.sqlite\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\nbatch_size = 2\nworkers = 3\n{target}\n"
+            r#"name = "modes"
+[connections.db]
+url = "sqlite://db.sqlite"
+[sources.src]
+path = "in/src.csv"
+[target]
+connection = "db"
+batch_size = 2
+workers = 3
+{target}
+"#
         ),
     );
     run(&pipeline).await
@@ -100,7 +110,21 @@ async fn truncate_replaces_the_rows_and_a_failure_keeps_the_old_ones() {
     ws.write("in/src.csv", "id,name,score\n7,x,1\n8,y,2\n9,z,3\n");
     let failing = ws.pipeline(
         "fail.toml",
-        "name = \"modes\"\n[connections.db]\nurl = \"sqlite://db.sqlite\"\n[sources.src]\npath = \"in/src.csv\"\n[[steps]]\nname = \"s\"\nsql = \"SELECT id, name, 100 / (9 - id) AS score FROM src\"\n[target]\nconnection = \"db\"\nbatch_size = 1\nworkers = 1\ntable = \"t\"\nmode = \"truncate\"\n",
+        r#"name = "modes"
+[connections.db]
+url = "sqlite://db.sqlite"
+[sources.src]
+path = "in/src.csv"
+[[steps]]
+name = "s"
+sql = "SELECT id, name, 100 / (9 - id) AS score FROM src"
+[target]
+connection = "db"
+batch_size = 1
+workers = 1
+table = "t"
+mode = "truncate"
+"#,
     );
     let failed = run(&failing).await;
     assert_eq!(failed.status, Status::Failed, "{failed}");
@@ -184,7 +208,17 @@ async fn keyed_modes_need_a_unique_index_and_say_how_to_add_one() {
     ws.write("in/src.csv", FIRST);
     let pipeline = ws.pipeline(
         "p.toml",
-        "name = \"x\"\n[connections.db]\nurl = \"sqlite://db.sqlite\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"upsert\"\nkey = [\"id\"]\n",
+        r#"name = "x"
+[connections.db]
+url = "sqlite://db.sqlite"
+[sources.src]
+path = "in/src.csv"
+[target]
+connection = "db"
+table = "t"
+mode = "upsert"
+key = ["id"]
+"#,
     );
     let err = ferry::run::run(&pipeline, &Default::default())
         .await
@@ -207,7 +241,16 @@ async fn a_missing_table_without_create_is_refused_before_writing() {
     ws.write("in/src.csv", FIRST);
     let pipeline = ws.pipeline(
         "p.toml",
-        "name = \"x\"\n[connections.db]\nurl = \"sqlite://db.sqlite\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"db\"\ntable = \"nope\"\nmode = \"insert\"\n",
+        r#"name = "x"
+[connections.db]
+url = "sqlite://db.sqlite"
+[sources.src]
+path = "in/src.csv"
+[target]
+connection = "db"
+table = "nope"
+mode = "insert"
+"#,
     );
     let err = ferry::run::run(&pipeline, &Default::default())
         .await

@@ -79,7 +79,13 @@ async fn missing_source_file_names_the_source_and_its_line() {
     let ws = Workspace::new();
     let pipeline = ws.pipeline(
         "p.toml",
-        "name = \"x\"\n[sources.orders]\npath = \"data/none/*.parquet\"\n[target]\npath = \"o.csv\"\nmode = \"truncate\"\n",
+        r#"name = "x"
+[sources.orders]
+path = "data/none/*.parquet"
+[target]
+path = "o.csv"
+mode = "truncate"
+"#,
     );
     let err = match ferry::plan::plan(&pipeline).await {
         Ok(_) => panic!("the plan should fail"),

@@ -270,7 +270,10 @@ impl World {
                         emu.url(),
                         emu.token_url()
                     ),
-                    "[[steps]]\nname = \"accounts\"\nsql = \"SELECT concat('A-', CAST(id AS VARCHAR)) AS accountnumber, name, CAST(score AS INT) AS numberofemployees FROM src\"\n".to_string(),
+                    r#"[[steps]]
+name = "accounts"
+sql = "SELECT concat('A-', CAST(id AS VARCHAR)) AS accountnumber, name, CAST(score AS INT) AS numberofemployees FROM src"
+"#.to_string(),
                     "connection = \"crm\"\ntable = \"accounts\"\n".to_string(),
                 )
             }
@@ -281,7 +284,16 @@ impl World {
             key
         };
         format!(
-            "name = \"trial\"\n{connection}[sources.src]\npath = \"{source}\"\n{step}[target]\n{target}mode = \"{mode}\"\n{key}batch_size = 25\nworkers = 2\n[run]\nmax_consecutive_failures = 1000\n"
+            r#"name = "trial"
+{connection}[sources.src]
+path = "{source}"
+{step}[target]
+{target}mode = "{mode}"
+{key}batch_size = 25
+workers = 2
+[run]
+max_consecutive_failures = 1000
+"#
         )
     }
 

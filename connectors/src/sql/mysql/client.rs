@@ -26,7 +26,7 @@ pub fn pool(db: &DbConfig) -> Result<Pool> {
         builder = builder.user(db.user());
     }
     if let Some(password) = &db.password {
-        builder = builder.pass(Some(password.clone()));
+        builder = builder.pass(Some(password.expose()));
     }
     if db.tls != TlsMode::Disable {
         let mut ssl = SslOpts::default();

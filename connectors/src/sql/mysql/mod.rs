@@ -16,6 +16,7 @@
 //! LOAD DATA LOCAL is not used: the server turns its errors into warnings (as with IGNORE).
 
 pub mod client;
+pub mod connector;
 pub mod values;
 
 use std::sync::atomic::{AtomicBool, Ordering};

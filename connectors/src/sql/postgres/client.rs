@@ -74,7 +74,7 @@ pub async fn connect(db: &DbConfig) -> Result<Client> {
         config.user(&user);
     }
     if let Some(password) = &db.password {
-        config.password(password);
+        config.password(password.expose());
     }
     if config.get_application_name().is_none() {
         config.application_name("ferry");

@@ -14,6 +14,7 @@
 //! Each `write` is one transaction on its own connection, so batches land whole and in parallel.
 
 pub mod client;
+pub mod connector;
 pub mod copy;
 pub mod types;
 

@@ -12,6 +12,7 @@
 //! Each `write` is one transaction, so a batch lands whole or not at all. SQLite has a single writer:
 //! workers encode in parallel and take turns on the connection.
 
+pub mod connector;
 pub mod values;
 
 use std::path::{Path, PathBuf};

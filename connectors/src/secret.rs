@@ -1,5 +1,6 @@
-//! Secrets: `${VAR}` references are resolved from the environment at run time, and the values are
-//! held in a type that never prints them, so they cannot reach a log, an error, a table or the history.
+//! Secrets: `${VAR}` references are resolved from the environment when a pipeline is read, and the
+//! values are held in a type that never prints them down to the driver that uses them, so they cannot
+//! reach a log, an error, a table or the history.
 
 use std::fmt;
 

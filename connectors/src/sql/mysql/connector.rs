@@ -1,0 +1,19 @@
+//! MySQL and MariaDB in the registry: `mysql://` and `mariadb://` connections (one driver: MariaDB
+//! speaks MySQL's protocol).
+
+use std::sync::Arc;
+
+use crate::connector::About;
+use crate::sql::server::{SQL_CAPABILITIES, ServerConnector};
+use crate::sql::source::Server;
+
+pub static MYSQL: ServerConnector = ServerConnector {
+    about: About {
+        name: "MySQL",
+        schemes: &["mysql", "mariadb"],
+        example: "mysql://user@host:3306/database",
+        capabilities: SQL_CAPABILITIES,
+    },
+    server: Server::Mysql,
+    make_sink: |db, options| Arc::new(super::MysqlSink::new(db, options)),
+};

@@ -1,0 +1,18 @@
+//! PostgreSQL in the registry: `postgres://` and `postgresql://` connections.
+
+use std::sync::Arc;
+
+use crate::connector::About;
+use crate::sql::server::{SQL_CAPABILITIES, ServerConnector};
+use crate::sql::source::Server;
+
+pub static POSTGRES: ServerConnector = ServerConnector {
+    about: About {
+        name: "PostgreSQL",
+        schemes: &["postgres", "postgresql"],
+        example: "postgres://user@host:5432/database",
+        capabilities: SQL_CAPABILITIES,
+    },
+    server: Server::Postgres,
+    make_sink: |db, options| Arc::new(super::PostgresSink::new(db, options)),
+};

@@ -1,0 +1,100 @@
+//! SQLite in the registry: `sqlite://path/to/file.db` connections (relative to the pipeline file).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use crate::connector::{
+    About, Capabilities, Connection, Connector, Destination, Keys, Settings, read_keys,
+};
+use crate::error::Result;
+use crate::sink::{Sink, TargetOptions};
+use crate::sql::server::{NoKeys, SQL_CAPABILITIES};
+
+pub struct Sqlite;
+
+static ABOUT: About = About {
+    name: "SQLite",
+    schemes: &["sqlite"],
+    example: "sqlite://out/warehouse.db",
+    capabilities: Capabilities {
+        // Sources and steps read PostgreSQL and MySQL only, so far.
+        reads: false,
+        ..SQL_CAPABILITIES
+    },
+};
+
+impl Connector for Sqlite {
+    fn about(&self) -> &About {
+        &ABOUT
+    }
+
+    fn connection(
+        &'static self,
+        url: Spanned<String>,
+        keys: Keys<'_>,
+        cx: &mut dyn Settings,
+    ) -> Option<Arc<dyn Connection>> {
+        read_keys::<NoKeys>(keys, "a SQLite connection", cx)?;
+        let rest = url.get_ref().split_once("://").map_or("", |(_, r)| r);
+        let path = rest.split('?').next().unwrap_or(rest);
+        if path.is_empty() {
+            cx.error(
+                url.span(),
+                "the sqlite:// URL names no file".to_string(),
+                Some("write sqlite://path/to/file.db".to_string()),
+            );
+            return None;
+        }
+        Some(Arc::new(SqliteConnection {
+            path: cx.base_dir().join(path),
+        }))
+    }
+}
+
+/// A SQLite database file.
+#[derive(Debug)]
+pub struct SqliteConnection {
+    pub path: PathBuf,
+}
+
+impl Connection for SqliteConnection {
+    fn connector(&self) -> &'static dyn Connector {
+        &Sqlite
+    }
+
+    fn target(
+        &self,
+        table: &str,
+        keys: Keys<'_>,
+        cx: &mut dyn Settings,
+    ) -> Option<Arc<dyn Destination>> {
+        read_keys::<NoKeys>(keys, "a SQLite target", cx)?;
+        Some(Arc::new(SqliteTable {
+            path: self.path.clone(),
+            table: table.to_string(),
+        }))
+    }
+}
+
+/// A table in a SQLite file, as a pipeline's target.
+#[derive(Debug)]
+struct SqliteTable {
+    path: PathBuf,
+    table: String,
+}
+
+impl Destination for SqliteTable {
+    fn connector(&self) -> &'static dyn Connector {
+        &Sqlite
+    }
+
+    fn name(&self) -> String {
+        self.table.clone()
+    }
+
+    fn sink(&self, options: TargetOptions) -> Result<Arc<dyn Sink>> {
+        Ok(Arc::new(super::SqliteSink::new(self.path.clone(), options)))
+    }
+}
