@@ -9,6 +9,7 @@ pub mod error;
 pub mod failpoint;
 pub mod files;
 pub mod hash;
+pub mod http;
 pub mod odata;
 pub mod redact;
 pub mod registry;

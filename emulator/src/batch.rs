@@ -9,7 +9,7 @@ use std::sync::PoisonError;
 
 use super::api::{Effect, Request, Response, execute};
 use super::store::{BAD_REQUEST, ODataError, Store};
-use ferry_connectors::odata::multipart::{boundary, header, split_headers, split_parts};
+use ferry_connectors::http::multipart::{boundary, header, split_headers, split_parts};
 
 pub const MAX_REQUESTS: usize = 1000;
 

@@ -1,8 +1,8 @@
 //! What an OData connection and target say: the service root, the flavour of service, how to get a
 //! token, the application users to spread the load over, and the target's options.
 
-use std::fmt;
-
+pub use crate::http::auth::{Auth, Credentials};
+#[cfg(test)]
 use crate::secret::Secret;
 
 /// Which OData service this is; each has its own habits within the standard.
@@ -25,47 +25,6 @@ impl ServiceKind {
             "fno" => Some(Self::Fno),
             "odata" => Some(Self::Generic),
             _ => None,
-        }
-    }
-}
-
-/// One application user: its client id and secret (never printed).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub client_id: String,
-    pub client_secret: Secret,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credentials({}, ***)", self.client_id)
-    }
-}
-
-/// How requests are authorised.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Auth {
-    None,
-    /// A fixed bearer token (never printed).
-    Bearer(Secret),
-    /// OAuth2 client credentials against `token_url`, one token per user.
-    ClientCredentials {
-        token_url: String,
-        scope: Option<String>,
-        users: Vec<Credentials>,
-    },
-}
-
-impl fmt::Debug for Auth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Auth::None => f.write_str("None"),
-            Auth::Bearer(_) => f.write_str("Bearer(***)"),
-            Auth::ClientCredentials {
-                token_url, users, ..
-            } => {
-                write!(f, "ClientCredentials({token_url}, {users:?})")
-            }
         }
     }
 }

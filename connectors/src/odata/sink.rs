@@ -18,20 +18,20 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
-use super::auth::Tokens;
 use super::config::{ODataEndpoint, ODataOptions, ServiceKind};
 use super::csdl;
 use super::encode;
-use super::lane::{Lane, Limit};
-use super::multipart::{ResponsePart, parse_responses, write_request};
 use crate::error::{Cause, ConnectorError, ErrorClass, Result};
+use crate::http::client::Service;
+use crate::http::lane::Limit;
+use crate::http::multipart::{ResponsePart, parse_responses, write_request};
+use crate::http::{is_retryable, part_pause};
 use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
 
 /// Part-level retries inside one write before the whole batch is handed back as retryable.
@@ -52,10 +52,8 @@ pub struct ODataSink {
     endpoint: ODataEndpoint,
     options: TargetOptions,
     odata: ODataOptions,
-    client: reqwest::Client,
-    tokens: Tokens,
-    lanes: Vec<Lane>,
-    next_lane: AtomicUsize,
+    /// The service: its client, and a lane and a token per application user.
+    http: Service,
     /// The key records are addressed by: the target's key, after `dataAreaId` for an F&O legal entity.
     key: Vec<String>,
     /// The entity set's primary key, read from $metadata in `begin`.
@@ -71,18 +69,7 @@ impl ODataSink {
         options: TargetOptions,
         odata: ODataOptions,
     ) -> Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(150))
-            // Tokens and secrets go to the configured origins only: a redirect is reported, not
-            // followed (a 307 would re-send a client secret to wherever it points).
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| ConnectorError::fatal(format!("HTTP client: {e}")))?;
-        let tokens = Tokens::new(client.clone(), endpoint.auth.clone());
-        let lanes = (0..tokens.users())
-            .map(|_| Lane::new(odata.rate_limit, 4, 52))
-            .collect();
+        let http = Service::new(&endpoint.url, endpoint.auth.clone(), odata.rate_limit)?;
         let mut key = options.key.clone();
         if legal_entity(&endpoint, &odata).is_some()
             && !key.is_empty()
@@ -94,10 +81,7 @@ impl ODataSink {
             endpoint,
             options,
             odata,
-            client,
-            tokens,
-            lanes,
-            next_lane: AtomicUsize::new(0),
+            http,
             key,
             primary_key: Mutex::new(None),
             seen: Mutex::new(HashMap::new()),
@@ -121,66 +105,16 @@ impl ODataSink {
     }
 
     fn url(&self, rest: &str) -> String {
-        format!("{}/{}", self.endpoint.url.trim_end_matches('/'), rest)
+        self.http.url(rest)
     }
 
-    /// Sends one request on `user`'s lane, renewing the token once on 401.
-    async fn send(
-        &self,
-        user: usize,
-        build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response> {
-        for renewed in [false, true] {
-            let mut request = build();
-            if let Some(auth) = self.tokens.header(user).await? {
-                request = request.header("authorization", auth);
-            }
-            let response = request.send().await.map_err(|e| {
-                ConnectorError::retryable(format!("{}: {}", self.endpoint.url, e.without_url()))
-            })?;
-            if response.status().as_u16() == 401 && !renewed {
-                self.tokens.forget(user).await;
-                continue;
-            }
-            return Ok(response);
-        }
-        unreachable!("the loop returns")
-    }
-
-    /// Turns a non-success top-level answer into the right error, pausing the lane on 429.
-    async fn refused(&self, lane: &Lane, response: reqwest::Response) -> ConnectorError {
-        let status = response.status().as_u16();
-        let redirected_to = (300..400)
-            .contains(&status)
-            .then(|| location(response.headers()));
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(super::retry_after_secs);
-        let body = response.text().await.unwrap_or_default();
-        let message = error_message(&body).unwrap_or_else(|| body.chars().take(200).collect());
-        match status {
-            429 => {
-                lane.pause(
-                    Duration::from_secs_f64(retry_after.unwrap_or(5.0)),
-                    // A whole request refused with Retry-After and no code: a rate limit.
-                    Limit::from_error(&body).unwrap_or(Limit::Requests),
-                );
-                ConnectorError::retryable(format!("throttled (429): {message}"))
-            }
-            408 | 500..=599 => ConnectorError::retryable(format!("{status}: {message}")),
-            300..=399 => redirected(&self.endpoint.url, redirected_to.unwrap_or_default()),
-            401 => ConnectorError::fatal(format!("the service refused the token (401): {message}"))
-                .with_hint("check the application user's permissions and the connection's scope"),
-            403 => ConnectorError::fatal(format!("forbidden (403): {message}"))
-                .with_hint("the application user lacks a privilege on this entity set"),
-            404 => ConnectorError::fatal(format!("not found (404): {message}")).with_hint(format!(
-                "is \"{}\" an entity set of {}?",
-                self.options.table, self.endpoint.url
-            )),
-            _ => ConnectorError::fatal(format!("{status}: {message}")),
-        }
+    /// Turns a non-success answer into the right error (see [`Service::refused`]).
+    async fn refused(&self, user: usize, response: reqwest::Response) -> ConnectorError {
+        let hint = format!(
+            "is \"{}\" an entity set of {}?",
+            self.options.table, self.endpoint.url
+        );
+        self.http.refused(user, response, hint).await
     }
 
     fn batch_body(&self, rows: &[usize], bodies: &[String], keys: &[String]) -> (String, String) {
@@ -228,7 +162,8 @@ impl ODataSink {
 
     async fn read_primary_key(&self) -> Result<Option<String>> {
         let response = self
-            .send(0, || self.client.get(self.url("$metadata")))
+            .http
+            .send(0, || self.http.client.get(self.url("$metadata")))
             .await?;
         if !response.status().is_success() {
             return Ok(None);
@@ -285,11 +220,11 @@ impl Sink for ODataSink {
             )));
         }
         let response = self
-            .send(0, || self.client.get(self.url("$metadata")))
+            .http
+            .send(0, || self.http.client.get(self.url("$metadata")))
             .await?;
         if !response.status().is_success() {
-            let lane = &self.lanes[0];
-            problems.push(self.refused(lane, response).await);
+            problems.push(self.refused(0, response).await);
             return Ok(problems);
         }
         let xml = response.text().await.unwrap_or_default();
@@ -400,8 +335,8 @@ impl Sink for ODataSink {
     }
 
     async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
-        let user = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
-        let lane = &self.lanes[user];
+        let user = self.http.next_user();
+        let lane = self.http.lane(user);
         let batch = self.addressed(batch)?;
         let primary = {
             let pk = self.primary_key.lock().expect("key");
@@ -427,8 +362,10 @@ impl Sink for ODataSink {
             let (content_type, body) = self.batch_body(&pending, &bodies, &keys);
             let slot = lane.acquire().await;
             let response = self
+                .http
                 .send(user, || {
                     let mut r = self
+                        .http
                         .client
                         .post(self.url("$batch"))
                         .header("content-type", content_type.clone())
@@ -455,7 +392,7 @@ impl Sink for ODataSink {
                 .unwrap_or_default()
                 .to_string();
             if !response_type.starts_with("multipart/mixed") {
-                let e = self.refused(lane, response).await;
+                let e = self.refused(user, response).await;
                 drop(slot);
                 return Err(e);
             }
@@ -622,14 +559,16 @@ impl ODataSink {
         let mut seen = std::collections::HashSet::new();
         while let Some(url) = next {
             let response = self
+                .http
                 .send(0, || {
-                    self.client
+                    self.http
+                        .client
                         .get(&url)
                         .header("prefer", "odata.maxpagesize=5000")
                 })
                 .await?;
             if !response.status().is_success() {
-                return Err(self.refused(&self.lanes[0], response).await);
+                return Err(self.refused(0, response).await);
             }
             let page: serde_json::Value = response
                 .json()
@@ -675,8 +614,10 @@ impl ODataSink {
             body.push_str(&format!("--{boundary}--\r\n"));
             let content_type = format!("multipart/mixed; boundary={boundary}");
             let response = self
+                .http
                 .send(0, || {
-                    self.client
+                    self.http
+                        .client
                         .post(self.url("$batch"))
                         .header("content-type", content_type.clone())
                         .header("prefer", "odata.continue-on-error")
@@ -684,7 +625,7 @@ impl ODataSink {
                 })
                 .await?;
             if !response.status().is_success() {
-                return Err(self.refused(&self.lanes[0], response).await);
+                return Err(self.refused(0, response).await);
             }
             let ct = response
                 .headers()
@@ -752,22 +693,6 @@ fn next_page(
 }
 
 /// Where a redirect pointed.
-pub(super) fn location(headers: &reqwest::header::HeaderMap) -> String {
-    headers
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("somewhere it did not say")
-        .to_string()
-}
-
-/// A redirect, reported instead of followed.
-pub(super) fn redirected(from: &str, to: String) -> ConnectorError {
-    ConnectorError::fatal(format!(
-        "{from} redirected to {to}; Ferry does not follow redirects, so that credentials only ever go to the URLs in the pipeline"
-    ))
-    .with_hint("write the final URL in the connection (url or token_url)")
-}
-
 /// What an atomic changeset's answer says of its records.
 #[derive(Debug)]
 enum Atomic {
@@ -790,34 +715,7 @@ fn atomic_outcome(parts: &[ResponsePart], records: usize) -> Atomic {
     }
 }
 
-fn is_retryable(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500..=599)
-}
-
-fn error_message(body: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    let code = v["error"]["code"].as_str().unwrap_or_default();
-    let message = v["error"]["message"].as_str()?;
-    Some(if code.is_empty() {
-        message.to_string()
-    } else {
-        format!("{message} ({code})")
-    })
-}
-
 /// A refused record's error: the service's message and code, and a cause in a few words.
-/// How long the lane waits after parts of a `$batch` were throttled: the longest `Retry-After` the
-/// parts gave, or, when none did, a pause that doubles with each attempt (1 s, 2 s, ... 32 s).
-fn part_pause(parts: &[ResponsePart], attempt: usize) -> Duration {
-    parts
-        .iter()
-        .filter(|p| p.status == 429)
-        .filter_map(|p| p.retry_after)
-        .reduce(f64::max)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(1 << attempt.min(5)))
-}
-
 fn part_error(p: &ResponsePart) -> ConnectorError {
     let v: serde_json::Value = serde_json::from_str(&p.body).unwrap_or_default();
     let code = v["error"]["code"].as_str().unwrap_or_default().to_string();

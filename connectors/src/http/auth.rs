@@ -1,13 +1,56 @@
 //! Tokens for the OAuth2 client-credentials flow, one per application user, cached and renewed
 //! before they expire. No secret or token ever reaches an error message.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use super::config::{Auth, Credentials};
 use crate::error::{ConnectorError, Result};
+use crate::secret::Secret;
 
+/// One application user: its client id and secret (never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials({}, ***)", self.client_id)
+    }
+}
+
+/// How requests are authorised.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    /// A fixed bearer token (never printed).
+    Bearer(Secret),
+    /// OAuth2 client credentials against `token_url`, one token per user.
+    ClientCredentials {
+        token_url: String,
+        scope: Option<String>,
+        users: Vec<Credentials>,
+    },
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Bearer(_) => f.write_str("Bearer(***)"),
+            Auth::ClientCredentials {
+                token_url, users, ..
+            } => {
+                write!(f, "ClientCredentials({token_url}, {users:?})")
+            }
+        }
+    }
+}
+
+/// The tokens of every application user of a connection.
 pub struct Tokens {
     client: reqwest::Client,
     auth: Auth,
@@ -92,8 +135,8 @@ impl Tokens {
             })?;
         let status = response.status();
         if status.is_redirection() {
-            let to = super::sink::location(response.headers());
-            return Err(super::sink::redirected(url, to));
+            let to = super::location(response.headers());
+            return Err(super::redirected(url, to));
         }
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         if !status.is_success() {
