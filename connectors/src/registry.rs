@@ -6,10 +6,17 @@ use crate::files::connector::{Delta, SingleFile};
 use crate::odata::connector::OData;
 use crate::sql::mysql::connector::MYSQL;
 use crate::sql::postgres::connector::POSTGRES;
-use crate::sql::sqlite::connector::Sqlite;
+use crate::sql::sqlite::connector::SqliteConnector;
 
 /// Every connector, those with connections first.
-static CONNECTORS: [&dyn Connector; 6] = [&POSTGRES, &MYSQL, &Sqlite, &OData, &Delta, &SingleFile];
+static CONNECTORS: [&dyn Connector; 6] = [
+    &POSTGRES,
+    &MYSQL,
+    &SqliteConnector,
+    &OData,
+    &Delta,
+    &SingleFile,
+];
 
 pub fn connectors() -> &'static [&'static dyn Connector] {
     &CONNECTORS

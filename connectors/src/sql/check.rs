@@ -34,3 +34,18 @@ pub fn missing_column(table: impl Display, column: &str, columns: &[&str]) -> Co
         columns.join(", ")
     ))
 }
+
+/// Keyed modes match rows by the key, which needs a unique index on it. `add` is the statement that
+/// creates one, in the table's dialect.
+pub fn no_unique_key(
+    table: impl Display,
+    key: &[String],
+    mode: crate::sink::WriteMode,
+    add: String,
+) -> ConnectorError {
+    ConnectorError::fatal(format!(
+        "table {table} has no primary key or unique index on ({})",
+        key.join(", ")
+    ))
+    .with_hint(format!("mode {mode} needs one: {add}"))
+}

@@ -3,11 +3,14 @@
 //! `ident.rs` (quoting), `db.rs` (URLs, TLS) and `server.rs` (a server's connection) are shared.
 
 pub mod check;
+pub mod columns;
 mod counted;
 pub mod db;
 pub mod ident;
 pub mod mysql;
 pub mod postgres;
 pub mod server;
+pub mod sink;
 pub mod source;
 pub mod sqlite;
+pub mod statements;

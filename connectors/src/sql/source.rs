@@ -58,6 +58,35 @@ impl Reader for ServerReader {
     }
 }
 
+/// A table or query of a server as a DataFusion table, through one of datafusion-table-providers'
+/// drivers: its connection pool, its table factory and its SQL dialect (the same steps for each,
+/// over types that share no trait).
+macro_rules! provider {
+    (Postgres, $db:expr, $read:expr) => {
+        provider!(@PostgresConnectionPool, PostgresTableFactory, PostgreSqlDialect, pg_params, $db, $read)
+    };
+    (Mysql, $db:expr, $read:expr) => {
+        provider!(@MySQLConnectionPool, MySQLTableFactory, MySqlDialect, mysql_params, $db, $read)
+    };
+    (@$pool:ident, $factory:ident, $dialect:ident, $params:ident, $db:expr, $read:expr) => {{
+        let pool = $pool::new(to_secret_map($params($db)))
+            .await
+            .map_err(|e| connect_error($db, e))?;
+        let pool = Arc::new(pool);
+        let provider: Arc<dyn TableProvider> = match $read {
+            Read::Table { name: t, .. } => $factory::new(pool.clone())
+                .table_provider(table_reference(t))
+                .await
+                .map_err(|e| read_error(t, e))?,
+            Read::Query(q) => {
+                let pool: Arc<dyn DbConnectionPool<_, _> + Send + Sync> = pool;
+                Arc::new(QueryTable::new(pool, q, Arc::new($dialect {})).await?)
+            }
+        };
+        provider
+    }};
+}
+
 /// Registers `read` of the server `db` in `ctx` under `name`.
 async fn register(
     ctx: &SessionContext,
@@ -66,44 +95,11 @@ async fn register(
     db: &DbConfig,
     read: &Read,
 ) -> Result<()> {
-    let (provider, partition_bounds) = match server {
-        Server::Postgres => {
-            let pool = Arc::new(
-                PostgresConnectionPool::new(to_secret_map(pg_params(db)))
-                    .await
-                    .map_err(|e| connect_error(db, e))?,
-            );
-            let provider: Arc<dyn TableProvider> = match read {
-                Read::Table { name: t, .. } => PostgresTableFactory::new(pool.clone())
-                    .table_provider(table_reference(t))
-                    .await
-                    .map_err(|e| read_error(t, e))?,
-                Read::Query(q) => {
-                    let pool: Arc<dyn DbConnectionPool<_, _> + Send + Sync> = pool;
-                    Arc::new(QueryTable::new(pool, q, Arc::new(PostgreSqlDialect {})).await?)
-                }
-            };
-            (provider, bounds_pg(db, read).await?)
-        }
-        Server::Mysql => {
-            let pool = Arc::new(
-                MySQLConnectionPool::new(to_secret_map(mysql_params(db)))
-                    .await
-                    .map_err(|e| connect_error(db, e))?,
-            );
-            let provider: Arc<dyn TableProvider> = match read {
-                Read::Table { name: t, .. } => MySQLTableFactory::new(pool.clone())
-                    .table_provider(table_reference(t))
-                    .await
-                    .map_err(|e| read_error(t, e))?,
-                Read::Query(q) => {
-                    let pool: Arc<dyn DbConnectionPool<_, _> + Send + Sync> = pool;
-                    Arc::new(QueryTable::new(pool, q, Arc::new(MySqlDialect {})).await?)
-                }
-            };
-            (provider, bounds_mysql(db, read).await?)
-        }
+    let provider = match server {
+        Server::Postgres => provider!(Postgres, db, read),
+        Server::Mysql => provider!(Mysql, db, read),
     };
+    let partition_bounds = partitioning(server, db, read).await?;
     let Some((Some((column, kind, ranges)), rows)) = partition_bounds else {
         ctx.register_table(name, provider)?;
         return Ok(());
@@ -162,10 +158,12 @@ fn table_reference(table: &str) -> TableReference {
     }
 }
 
-fn pg_params(db: &DbConfig) -> HashMap<String, String> {
+/// The parameters datafusion-table-providers' drivers take, with the port key, default port and
+/// TLS words of each server.
+fn params(db: &DbConfig, port_key: &str, port: u16, sslmode: &str) -> HashMap<String, String> {
     let mut p = HashMap::new();
     p.insert("host".into(), db.host().to_string());
-    p.insert("port".into(), db.url.port().unwrap_or(5432).to_string());
+    p.insert(port_key.into(), db.url.port().unwrap_or(port).to_string());
     if let Some(d) = db.database() {
         p.insert("db".into(), d.to_string());
     }
@@ -175,48 +173,30 @@ fn pg_params(db: &DbConfig) -> HashMap<String, String> {
     if let Some(pw) = &db.password {
         p.insert("pass".into(), pw.expose().to_string());
     }
-    p.insert(
-        "sslmode".into(),
-        match db.tls {
-            TlsMode::Disable => "disable",
-            TlsMode::VerifyCa => "verify-ca",
-            // Certificates are checked whenever TLS is used.
-            TlsMode::Prefer | TlsMode::Require | TlsMode::VerifyFull => "verify-full",
-        }
-        .into(),
-    );
+    p.insert("sslmode".into(), sslmode.into());
     if let Some(cert) = &db.root_cert {
         p.insert("sslrootcert".into(), cert.display().to_string());
     }
     p
 }
 
+fn pg_params(db: &DbConfig) -> HashMap<String, String> {
+    let sslmode = match db.tls {
+        TlsMode::Disable => "disable",
+        TlsMode::VerifyCa => "verify-ca",
+        // Certificates are checked whenever TLS is used.
+        TlsMode::Prefer | TlsMode::Require | TlsMode::VerifyFull => "verify-full",
+    };
+    params(db, "port", 5432, sslmode)
+}
+
 fn mysql_params(db: &DbConfig) -> HashMap<String, String> {
-    let mut p = HashMap::new();
-    p.insert("host".into(), db.host().to_string());
-    p.insert("tcp_port".into(), db.url.port().unwrap_or(3306).to_string());
-    if let Some(d) = db.database() {
-        p.insert("db".into(), d.to_string());
-    }
-    if let Some(u) = db.user() {
-        p.insert("user".into(), u);
-    }
-    if let Some(pw) = &db.password {
-        p.insert("pass".into(), pw.expose().to_string());
-    }
-    p.insert(
-        "sslmode".into(),
-        if db.tls == TlsMode::Disable {
-            "disabled"
-        } else {
-            "required"
-        }
-        .into(),
-    );
-    if let Some(cert) = &db.root_cert {
-        p.insert("sslrootcert".into(), cert.display().to_string());
-    }
-    p
+    let sslmode = if db.tls == TlsMode::Disable {
+        "disabled"
+    } else {
+        "required"
+    };
+    params(db, "tcp_port", 3306, sslmode)
 }
 
 fn connect_error(db: &DbConfig, e: impl std::fmt::Display) -> ConnectorError {
@@ -245,56 +225,55 @@ type Bounds = Option<(String, RangeKind, Vec<(i64, i64)>)>;
 /// must add up to: `counted.rs`).
 type Partitioning = Option<(Bounds, u64)>;
 
-async fn bounds_pg(db: &DbConfig, read: &Read) -> Result<Partitioning> {
+/// The partition column's MIN and MAX as the server prints them, and the table's rows.
+type Extent = (Option<String>, Option<String>, u64);
+
+/// A partitioned table read's ranges and count; `None` for every other read.
+async fn partitioning(server: Server, db: &DbConfig, read: &Read) -> Result<Partitioning> {
     let Read::Table {
-        name: t,
+        name: table,
         partitions: Some((n, column)),
     } = read
     else {
         return Ok(None);
     };
-    let client = super::postgres::client::connect(db).await?;
-    let c = crate::sql::ident::quote_ansi(column);
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT MIN({c})::text, MAX({c})::text, COUNT(*) FROM {}",
-                TableName::parse(t).quoted()
-            ),
-            &[],
-        )
-        .await
-        .map_err(super::postgres::client::classify)?;
-    let rows: i64 = row.get(2);
-    Ok(Some((
-        ranges(column, *n, row.get(0), row.get(1))?,
-        rows as u64,
-    )))
+    let table = TableName::parse(table);
+    let (min, max, rows) = match server {
+        Server::Postgres => extent_pg(db, &table, column).await?,
+        Server::Mysql => extent_mysql(db, &table, column).await?,
+    };
+    Ok(Some((ranges(column, *n, min, max)?, rows)))
 }
 
-async fn bounds_mysql(db: &DbConfig, read: &Read) -> Result<Partitioning> {
+async fn extent_pg(db: &DbConfig, table: &TableName, column: &str) -> Result<Extent> {
+    let client = super::postgres::client::connect(db).await?;
+    let c = crate::sql::ident::quote_ansi(column);
+    let sql = format!(
+        "SELECT MIN({c})::text, MAX({c})::text, COUNT(*) FROM {}",
+        table.quoted()
+    );
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(super::postgres::client::classify)?;
+    Ok((row.get(0), row.get(1), row.get::<_, i64>(2) as u64))
+}
+
+async fn extent_mysql(db: &DbConfig, table: &TableName, column: &str) -> Result<Extent> {
     use mysql_async::prelude::Queryable;
-    let Read::Table {
-        name: t,
-        partitions: Some((n, column)),
-    } = read
-    else {
-        return Ok(None);
-    };
     let pool = super::mysql::client::pool(db)?;
     let mut conn = super::mysql::client::conn(&pool, db).await?;
     let c = crate::sql::ident::quote_mysql(column);
-    let row: Option<(Option<String>, Option<String>, u64)> = conn
+    let row: Option<Extent> = conn
         .query_first(format!(
             "SELECT CAST(MIN({c}) AS CHAR), CAST(MAX({c}) AS CHAR), COUNT(*) FROM {}",
-            TableName::parse(t).quoted_mysql()
+            table.quoted_mysql()
         ))
         .await
         .map_err(super::mysql::client::classify)?;
     drop(conn);
     pool.disconnect().await.ok();
-    let (min, max, rows) = row.unwrap_or_default();
-    Ok(Some((ranges(column, *n, min, max)?, rows)))
+    Ok(row.unwrap_or_default())
 }
 
 /// A timestamp as the databases print it (`2026-01-01 08:00:00[.123456][+02[:00]]`): microseconds

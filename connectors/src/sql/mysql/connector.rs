@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::connector::About;
 use crate::sql::server::{SQL_CAPABILITIES, ServerConnector};
+use crate::sql::sink::SqlSink;
 use crate::sql::source::Server;
 
 pub static MYSQL: ServerConnector = ServerConnector {
@@ -15,5 +16,5 @@ pub static MYSQL: ServerConnector = ServerConnector {
         capabilities: SQL_CAPABILITIES,
     },
     server: Server::Mysql,
-    make_sink: |db, options| Arc::new(super::MysqlSink::new(db, options)),
+    make_sink: |db, options| Arc::new(SqlSink::new(super::Mysql::new(db, options))),
 };

@@ -19,8 +19,9 @@ pub mod client;
 pub mod connector;
 pub mod values;
 
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -32,24 +33,28 @@ use self::client::classify;
 use self::values::Literals;
 use crate::error::{ConnectorError, ErrorClass, Result};
 use crate::failpoint::pause_point;
-use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
-use crate::sql::check;
+use crate::sink::{BatchWritten, Resume, TargetOptions, WriteMode};
 use crate::sql::db::DbConfig;
 use crate::sql::ident::{TableName, quote_mysql as q};
+use crate::sql::sink::{Dialect, SqlSink};
+use crate::sql::{check, statements};
 
 /// Statements stay well under MariaDB's default 16 MiB max_allowed_packet.
 const MAX_STATEMENT_BYTES: usize = 4 << 20;
 
-pub struct MysqlSink {
+/// MySQL's (and MariaDB's) way of doing each step of the SQL sink ([`SqlSink`]).
+pub struct Mysql {
     db: DbConfig,
     pool: Mutex<Option<mysql_async::Pool>>,
     table: TableName,
     options: TargetOptions,
-    plan: Mutex<Option<Arc<Plan>>>,
     conflicts_seen: AtomicBool,
 }
 
-struct Plan {
+/// A MySQL or MariaDB table as a target.
+pub type MysqlSink = SqlSink<Mysql>;
+
+pub struct Plan {
     /// `INSERT INTO <into> (cols) VALUES `
     insert: String,
     /// `LOAD DATA LOCAL INFILE ... INTO TABLE <into> ... (cols)`: the fast path for plain inserts.
@@ -72,14 +77,13 @@ struct Plan {
     keyed: bool,
 }
 
-impl MysqlSink {
+impl Mysql {
     pub fn new(db: DbConfig, options: TargetOptions) -> Self {
         Self {
             db,
             pool: Mutex::new(None),
             table: TableName::parse(&options.table),
             options,
-            plan: Mutex::new(None),
             conflicts_seen: AtomicBool::new(false),
         }
     }
@@ -111,12 +115,214 @@ impl MysqlSink {
         self.table.helper("old")
     }
 
-    fn plan(&self) -> Result<Arc<Plan>> {
-        self.plan
-            .lock()
-            .expect("plan lock")
-            .clone()
-            .ok_or_else(|| ConnectorError::fatal("write before begin"))
+    async fn write_batch(
+        &self,
+        conn: &mut Conn,
+        plan: &Plan,
+        rows: &Literals,
+    ) -> Result<BatchWritten> {
+        let n = rows.num_rows() as u64;
+        let direct = !plan.keyed
+            || plan.on_duplicate.is_some()
+            || (matches!(self.options.mode, WriteMode::Insert | WriteMode::Truncate)
+                && !self.conflicts_seen.load(Ordering::Relaxed));
+        if direct
+            && plan.on_duplicate.is_none()
+            && rows.loadable()
+            && load_data(conn, plan, rows).await?
+        {
+            return Ok(BatchWritten {
+                written: n,
+                ..Default::default()
+            });
+        }
+        if direct {
+            let suffix = plan.on_duplicate.as_deref().unwrap_or("");
+            let attempt = in_transaction(conn, async |conn| {
+                insert_rows(conn, &plan.insert, suffix, rows, None).await?;
+                self.insert_keys(conn, plan, rows).await?;
+                pause_point("sink_mid_batch");
+                Ok(())
+            })
+            .await;
+            match attempt {
+                Err(e)
+                    if e.class == ErrorClass::Data && plan.keyed && is_key_violation(&e, plan) =>
+                {
+                    self.conflicts_seen.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    return Ok(BatchWritten {
+                        written: n,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let written = in_transaction(conn, async |conn| {
+            conn.query_drop(&plan.stage_setup).await.map_err(classify)?;
+            conn.query_drop("DELETE FROM ferry_stage")
+                .await
+                .map_err(classify)?;
+            insert_rows(conn, &plan.stage_insert, "", rows, None).await?;
+            let mut written = 0;
+            for (sql, counts) in &plan.merge {
+                conn.query_drop(sql).await.map_err(classify)?;
+                if *counts {
+                    written += conn.affected_rows();
+                }
+            }
+            self.insert_keys(conn, plan, rows).await?;
+            pause_point("sink_mid_batch");
+            Ok(written)
+        })
+        .await?;
+        Ok(if self.options.mode == WriteMode::Insert {
+            BatchWritten {
+                written,
+                skipped: n - written,
+                ..Default::default()
+            }
+        } else {
+            BatchWritten {
+                written: n,
+                ..Default::default()
+            }
+        })
+    }
+
+    async fn insert_keys(&self, conn: &mut Conn, plan: &Plan, rows: &Literals) -> Result<()> {
+        if let Some((insert, suffix)) = &plan.keys_insert {
+            insert_rows(conn, insert, suffix, rows, Some(&plan.key_positions)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Plain inserts by LOAD DATA LOCAL from memory, the server's fastest path. LOCAL turns errors into
+/// warnings (as IGNORE does), so the batch is kept only when every row landed without a warning;
+/// otherwise it is rolled back and written by INSERT, which reports each error properly.
+async fn load_data(conn: &mut Conn, plan: &Plan, rows: &Literals) -> Result<bool> {
+    use futures::StreamExt;
+    let file = bytes::Bytes::from(rows.load_data()?);
+    conn.query_drop("START TRANSACTION")
+        .await
+        .map_err(classify)?;
+    conn.set_infile_handler(
+        async move { Ok(futures::stream::once(async move { Ok(file) }).boxed()) },
+    );
+    let loaded = conn.query_drop(&plan.load).await.map_err(classify);
+    let clean = loaded.is_ok()
+        && conn.affected_rows() == rows.num_rows() as u64
+        && conn.get_warnings() == 0;
+    if clean {
+        pause_point("sink_mid_batch");
+        conn.query_drop("COMMIT").await.map_err(classify)?;
+        return Ok(true);
+    }
+    let _ = conn.query_drop("ROLLBACK").await;
+    match loaded {
+        Err(e) if e.class != ErrorClass::Data => Err(e),
+        _ => Ok(false),
+    }
+}
+
+/// Runs `f` between START TRANSACTION and COMMIT; rolls back when it fails.
+async fn in_transaction<T>(
+    conn: &mut Conn,
+    f: impl AsyncFnOnce(&mut Conn) -> Result<T>,
+) -> Result<T> {
+    conn.query_drop("START TRANSACTION")
+        .await
+        .map_err(classify)?;
+    match f(conn).await {
+        Ok(v) => {
+            conn.query_drop("COMMIT").await.map_err(classify)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.query_drop("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Multi-row INSERTs of every row (or of the columns at `only`), each statement under the size limit.
+async fn insert_rows(
+    conn: &mut Conn,
+    prefix: &str,
+    suffix: &str,
+    rows: &Literals,
+    only: Option<&[usize]>,
+) -> Result<()> {
+    let mut sql = String::with_capacity(MAX_STATEMENT_BYTES + 4096);
+    let mut first_row = 0;
+    for row in 0..rows.num_rows() {
+        if sql.is_empty() {
+            sql.push_str(prefix);
+            first_row = row;
+        } else {
+            sql.push(',');
+        }
+        rows.row(row, only, &mut sql)?;
+        if sql.len() >= MAX_STATEMENT_BYTES || row + 1 == rows.num_rows() {
+            sql.push_str(suffix);
+            conn.query_drop(&sql).await.map_err(|e| {
+                let mut e = classify(e);
+                e.row = e.row.map(|r| r + first_row);
+                e
+            })?;
+            sql.clear();
+        }
+    }
+    Ok(())
+}
+
+fn is_key_violation(err: &ConnectorError, plan: &Plan) -> bool {
+    let Some(index) = &plan.key_index else {
+        return false;
+    };
+    err.message.starts_with("Duplicate entry")
+        && (err.message.ends_with(&format!("'{index}'"))
+            || err.message.ends_with(&format!(".{index}'")))
+}
+
+fn key_index(indexes: &[(String, Vec<String>)], key: &[String]) -> Option<String> {
+    let mut wanted: Vec<String> = key.iter().map(|k| k.to_lowercase()).collect();
+    wanted.sort();
+    indexes.iter().find_map(|(name, cols)| {
+        let mut cols: Vec<String> = cols.iter().map(|c| c.to_lowercase()).collect();
+        cols.sort();
+        (cols == wanted).then(|| name.clone())
+    })
+}
+
+fn list(names: &[String]) -> String {
+    names.iter().map(|n| q(n)).collect::<Vec<_>>().join(", ")
+}
+
+fn create_table_sql(target: &str, schema: &SchemaRef, key: &[String]) -> Result<String> {
+    let spell = statements::Spelling {
+        quote: q,
+        column_type: &values::column_type,
+        nullable: " NULL",
+        suffix: " DEFAULT CHARSET = utf8mb4",
+    };
+    statements::create_table(target, schema, key, &spell)
+}
+
+#[async_trait]
+impl Dialect for Mysql {
+    type Plan = Plan;
+    type Rows = Literals;
+
+    fn options(&self) -> &TargetOptions {
+        &self.options
+    }
+
+    fn describe(&self) -> String {
+        format!("mysql {}, table {}", self.db, self.table)
     }
 
     async fn problems(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
@@ -195,19 +401,16 @@ impl MysqlSink {
             && opts.mode != WriteMode::Truncate
             && key_index(&indexes, &opts.key).is_none()
         {
-            problems.push(
-                ConnectorError::fatal(format!(
-                    "table {} has no primary key or unique index on ({})",
-                    self.table,
-                    opts.key.join(", ")
-                ))
-                .with_hint(format!(
-                    "mode {} needs one: ALTER TABLE {} ADD UNIQUE ({})",
-                    opts.mode,
+            problems.push(check::no_unique_key(
+                &self.table,
+                &opts.key,
+                opts.mode,
+                format!(
+                    "ALTER TABLE {} ADD UNIQUE ({})",
                     self.table.quoted_mysql(),
-                    opts.key.iter().map(|k| q(k)).collect::<Vec<_>>().join(", ")
-                )),
-            );
+                    list(&opts.key)
+                ),
+            ));
         }
         need("INSERT", "to write rows", &mut problems);
         match opts.mode {
@@ -425,242 +628,13 @@ impl MysqlSink {
         Ok((plan, if kept { Resume::Intact } else { Resume::Lost }))
     }
 
-    async fn write_batch(
-        &self,
-        conn: &mut Conn,
-        plan: &Plan,
-        rows: &Literals,
-    ) -> Result<BatchWritten> {
-        let n = rows.num_rows() as u64;
-        let direct = !plan.keyed
-            || plan.on_duplicate.is_some()
-            || (matches!(self.options.mode, WriteMode::Insert | WriteMode::Truncate)
-                && !self.conflicts_seen.load(Ordering::Relaxed));
-        if direct
-            && plan.on_duplicate.is_none()
-            && rows.loadable()
-            && load_data(conn, plan, rows).await?
-        {
-            return Ok(BatchWritten {
-                written: n,
-                ..Default::default()
-            });
-        }
-        if direct {
-            let suffix = plan.on_duplicate.as_deref().unwrap_or("");
-            let attempt = in_transaction(conn, async |conn| {
-                insert_rows(conn, &plan.insert, suffix, rows, None).await?;
-                self.record_keys(conn, plan, rows).await?;
-                pause_point("sink_mid_batch");
-                Ok(())
-            })
-            .await;
-            match attempt {
-                Err(e)
-                    if e.class == ErrorClass::Data && plan.keyed && is_key_violation(&e, plan) =>
-                {
-                    self.conflicts_seen.store(true, Ordering::Relaxed);
-                }
-                Err(e) => return Err(e),
-                Ok(()) => {
-                    return Ok(BatchWritten {
-                        written: n,
-                        ..Default::default()
-                    });
-                }
-            }
-        }
-        let written = in_transaction(conn, async |conn| {
-            conn.query_drop(&plan.stage_setup).await.map_err(classify)?;
-            conn.query_drop("DELETE FROM ferry_stage")
-                .await
-                .map_err(classify)?;
-            insert_rows(conn, &plan.stage_insert, "", rows, None).await?;
-            let mut written = 0;
-            for (sql, counts) in &plan.merge {
-                conn.query_drop(sql).await.map_err(classify)?;
-                if *counts {
-                    written += conn.affected_rows();
-                }
-            }
-            self.record_keys(conn, plan, rows).await?;
-            pause_point("sink_mid_batch");
-            Ok(written)
-        })
-        .await?;
-        Ok(if self.options.mode == WriteMode::Insert {
-            BatchWritten {
-                written,
-                skipped: n - written,
-                ..Default::default()
-            }
-        } else {
-            BatchWritten {
-                written: n,
-                ..Default::default()
-            }
-        })
+    fn encode(_plan: &Plan, batch: &RecordBatch) -> Result<Literals> {
+        Literals::new(batch)
     }
 
-    async fn record_keys(&self, conn: &mut Conn, plan: &Plan, rows: &Literals) -> Result<()> {
-        if let Some((insert, suffix)) = &plan.keys_insert {
-            insert_rows(conn, insert, suffix, rows, Some(&plan.key_positions)).await?;
-        }
-        Ok(())
-    }
-}
-
-/// Plain inserts by LOAD DATA LOCAL from memory, the server's fastest path. LOCAL turns errors into
-/// warnings (as IGNORE does), so the batch is kept only when every row landed without a warning;
-/// otherwise it is rolled back and written by INSERT, which reports each error properly.
-async fn load_data(conn: &mut Conn, plan: &Plan, rows: &Literals) -> Result<bool> {
-    use futures::StreamExt;
-    let file = bytes::Bytes::from(rows.load_data()?);
-    conn.query_drop("START TRANSACTION")
-        .await
-        .map_err(classify)?;
-    conn.set_infile_handler(
-        async move { Ok(futures::stream::once(async move { Ok(file) }).boxed()) },
-    );
-    let loaded = conn.query_drop(&plan.load).await.map_err(classify);
-    let clean = loaded.is_ok()
-        && conn.affected_rows() == rows.num_rows() as u64
-        && conn.get_warnings() == 0;
-    if clean {
-        pause_point("sink_mid_batch");
-        conn.query_drop("COMMIT").await.map_err(classify)?;
-        return Ok(true);
-    }
-    let _ = conn.query_drop("ROLLBACK").await;
-    match loaded {
-        Err(e) if e.class != ErrorClass::Data => Err(e),
-        _ => Ok(false),
-    }
-}
-
-/// Runs `f` between START TRANSACTION and COMMIT; rolls back when it fails.
-async fn in_transaction<T>(
-    conn: &mut Conn,
-    f: impl AsyncFnOnce(&mut Conn) -> Result<T>,
-) -> Result<T> {
-    conn.query_drop("START TRANSACTION")
-        .await
-        .map_err(classify)?;
-    match f(conn).await {
-        Ok(v) => {
-            conn.query_drop("COMMIT").await.map_err(classify)?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.query_drop("ROLLBACK").await;
-            Err(e)
-        }
-    }
-}
-
-/// Multi-row INSERTs of every row (or of the columns at `only`), each statement under the size limit.
-async fn insert_rows(
-    conn: &mut Conn,
-    prefix: &str,
-    suffix: &str,
-    rows: &Literals,
-    only: Option<&[usize]>,
-) -> Result<()> {
-    let mut sql = String::with_capacity(MAX_STATEMENT_BYTES + 4096);
-    let mut first_row = 0;
-    for row in 0..rows.num_rows() {
-        if sql.is_empty() {
-            sql.push_str(prefix);
-            first_row = row;
-        } else {
-            sql.push(',');
-        }
-        rows.row(row, only, &mut sql)?;
-        if sql.len() >= MAX_STATEMENT_BYTES || row + 1 == rows.num_rows() {
-            sql.push_str(suffix);
-            conn.query_drop(&sql).await.map_err(|e| {
-                let mut e = classify(e);
-                e.row = e.row.map(|r| r + first_row);
-                e
-            })?;
-            sql.clear();
-        }
-    }
-    Ok(())
-}
-
-fn is_key_violation(err: &ConnectorError, plan: &Plan) -> bool {
-    let Some(index) = &plan.key_index else {
-        return false;
-    };
-    err.message.starts_with("Duplicate entry")
-        && (err.message.ends_with(&format!("'{index}'"))
-            || err.message.ends_with(&format!(".{index}'")))
-}
-
-fn key_index(indexes: &[(String, Vec<String>)], key: &[String]) -> Option<String> {
-    let mut wanted: Vec<String> = key.iter().map(|k| k.to_lowercase()).collect();
-    wanted.sort();
-    indexes.iter().find_map(|(name, cols)| {
-        let mut cols: Vec<String> = cols.iter().map(|c| c.to_lowercase()).collect();
-        cols.sort();
-        (cols == wanted).then(|| name.clone())
-    })
-}
-
-fn list(names: &[String]) -> String {
-    names.iter().map(|n| q(n)).collect::<Vec<_>>().join(", ")
-}
-
-fn create_table_sql(target: &str, schema: &SchemaRef, key: &[String]) -> Result<String> {
-    let mut defs = Vec::new();
-    for field in schema.fields() {
-        let is_key = key.contains(field.name());
-        let not_null = !field.is_nullable() || is_key;
-        defs.push(format!(
-            "{} {}{}",
-            q(field.name()),
-            values::column_type(field, is_key)?,
-            if not_null { " NOT NULL" } else { " NULL" }
-        ));
-    }
-    if !key.is_empty() {
-        defs.push(format!("PRIMARY KEY ({})", list(key)));
-    }
-    Ok(format!(
-        "CREATE TABLE {target} ({}) DEFAULT CHARSET = utf8mb4",
-        defs.join(", ")
-    ))
-}
-
-#[async_trait]
-impl Sink for MysqlSink {
-    fn describe(&self) -> String {
-        format!("mysql {}, table {}", self.db, self.table)
-    }
-
-    async fn check(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
-        self.problems(schema).await
-    }
-
-    fn exactly_once(&self) -> bool {
-        !self.options.key.is_empty()
-    }
-
-    async fn begin(&self, schema: SchemaRef, attempt: &Attempt) -> Result<Resume> {
-        let resume = attempt.resume;
-        let (plan, resumed) = self.prepare(&schema, resume).await?;
-        *self.plan.lock().expect("plan lock") = Some(Arc::new(plan));
-        Ok(resumed)
-    }
-
-    async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
-        let plan = self.plan()?;
-        let rows = tokio::task::spawn_blocking(move || Literals::new(&batch))
-            .await
-            .map_err(|e| ConnectorError::fatal(e.to_string()))??;
+    async fn load(&self, plan: &Arc<Plan>, rows: Literals) -> Result<BatchWritten> {
         let mut conn = self.conn().await?;
-        let result = self.write_batch(&mut conn, &plan, &rows).await;
+        let result = self.write_batch(&mut conn, plan, &rows).await;
         if let Err(e) = &result
             && e.class != ErrorClass::Data
         {
@@ -670,17 +644,15 @@ impl Sink for MysqlSink {
         result
     }
 
-    async fn keep_keys(&self, rows: RecordBatch) -> Result<()> {
-        let plan = self.plan()?;
-        if plan.keys_insert.is_none() {
-            return Ok(());
-        }
-        let rows = tokio::task::spawn_blocking(move || Literals::new(&rows))
-            .await
-            .map_err(|e| ConnectorError::fatal(e.to_string()))??;
+    /// The whole rows: `insert_keys` takes the key's columns by position.
+    fn encode_keys(_plan: &Plan, rows: &RecordBatch) -> Result<Literals> {
+        Literals::new(rows)
+    }
+
+    async fn record_keys(&self, plan: &Arc<Plan>, rows: Literals) -> Result<()> {
         let mut conn = self.conn().await?;
         let result = in_transaction(&mut conn, async |conn| {
-            self.record_keys(conn, &plan, &rows).await
+            self.insert_keys(conn, plan, &rows).await
         })
         .await;
         if let Err(e) = &result
@@ -691,75 +663,67 @@ impl Sink for MysqlSink {
         result
     }
 
-    async fn finish(&self) -> Result<Finished> {
+    async fn swap(&self, _plan: &Arc<Plan>) -> Result<()> {
         let mut conn = self.conn().await?;
         let target = self.table.quoted_mysql();
-        let mut finished = Finished::default();
-        match self.options.mode {
-            WriteMode::Truncate => {
-                pause_point("sink_finish_before_commit");
-                let old = self.old_table().quoted_mysql();
-                conn.query_drop(format!(
-                    "RENAME TABLE {target} TO {old}, {} TO {target}",
-                    self.stage_table().quoted_mysql()
-                ))
-                .await
-                .map_err(classify)?;
-                conn.query_drop(format!("DROP TABLE {old}"))
-                    .await
-                    .map_err(classify)?;
-            }
-            WriteMode::Sync => {
-                let keys = self.keys_table().quoted_mysql();
-                // <=>: NULL-safe, so a key with an empty part that the source still has stays.
-                let joined = self
-                    .options
-                    .key
-                    .iter()
-                    .map(|k| format!("k.{0} <=> t.{0}", q(k)))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                let deleted = in_transaction(&mut conn, async |conn| {
-                    conn.query_drop(format!(
-                        "DELETE t FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM {keys} k WHERE {joined})"
-                    ))
-                    .await
-                    .map_err(classify)?;
-                    let deleted = conn.affected_rows();
-                    pause_point("sink_finish_before_commit");
-                    Ok(deleted)
-                })
-                .await?;
-                finished.deleted = deleted;
-                conn.query_drop(format!("DROP TABLE {keys}"))
-                    .await
-                    .map_err(classify)?;
-            }
-            WriteMode::Insert | WriteMode::Upsert => {}
-        }
+        pause_point("sink_finish_before_commit");
+        let old = self.old_table().quoted_mysql();
+        conn.query_drop(format!(
+            "RENAME TABLE {target} TO {old}, {} TO {target}",
+            self.stage_table().quoted_mysql()
+        ))
+        .await
+        .map_err(classify)?;
+        conn.query_drop(format!("DROP TABLE {old}"))
+            .await
+            .map_err(classify)?;
         conn.disconnect().await.ok();
-        if let Some(pool) = self.pool.lock().expect("pool lock").take() {
-            tokio::spawn(pool.disconnect());
-        }
-        Ok(finished)
+        Ok(())
     }
 
-    async fn abort(&self) {
+    async fn delete_missing(&self, _plan: &Arc<Plan>) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let target = self.table.quoted_mysql();
+        let keys = self.keys_table().quoted_mysql();
+        // <=>: NULL-safe, so a key with an empty part that the source still has stays.
+        let joined = self
+            .options
+            .key
+            .iter()
+            .map(|k| format!("k.{0} <=> t.{0}", q(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let deleted = in_transaction(&mut conn, async |conn| {
+            conn.query_drop(format!(
+                "DELETE t FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM {keys} k WHERE {joined})"
+            ))
+            .await
+            .map_err(classify)?;
+            let deleted = conn.affected_rows();
+            pause_point("sink_finish_before_commit");
+            Ok(deleted)
+        })
+        .await?;
+        conn.query_drop(format!("DROP TABLE {keys}"))
+            .await
+            .map_err(classify)?;
+        conn.disconnect().await.ok();
+        Ok(deleted)
+    }
+
+    async fn drop_helpers(&self) -> Result<()> {
         let sql = format!(
             "DROP TABLE IF EXISTS {}, {}",
             self.stage_table().quoted_mysql(),
             self.keys_table().quoted_mysql()
         );
-        let result = async {
-            let mut conn = self.conn().await?;
-            conn.query_drop(sql).await.map_err(classify)?;
-            conn.disconnect().await.ok();
-            Ok::<_, ConnectorError>(())
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not drop MySQL staging tables");
-        }
+        let mut conn = self.conn().await?;
+        conn.query_drop(sql).await.map_err(classify)?;
+        conn.disconnect().await.ok();
+        Ok(())
+    }
+
+    fn release(&self) {
         if let Some(pool) = self.pool.lock().expect("pool lock").take() {
             tokio::spawn(pool.disconnect());
         }

@@ -15,9 +15,10 @@ use arrow::datatypes::{DataType, Field, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{ConnectorError, Result};
+use crate::sql::columns::Columns;
 
 /// One column, cast to the shape its literals are written from.
-enum Column {
+pub enum Column {
     Int(Int64Array),
     UInt(UInt64Array),
     Float(Float64Array),
@@ -30,29 +31,12 @@ enum Column {
     Timestamp(TimestampMicrosecondArray),
 }
 
-/// A batch ready to be written as literals, row by row.
-pub struct Literals {
-    columns: Vec<(String, Column)>,
-    rows: usize,
-}
+/// A batch ready to be written as literals, row by row: each column with its name.
+pub type Literals = Columns<(String, Column)>;
 
 impl Literals {
     pub fn new(batch: &RecordBatch) -> Result<Self> {
-        let schema = batch.schema();
-        let columns = schema
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .map(|(f, a)| Ok((f.name().clone(), prepare(f, a)?)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            columns,
-            rows: batch.num_rows(),
-        })
-    }
-
-    pub fn num_rows(&self) -> usize {
-        self.rows
+        Columns::convert(batch, |f, a| Ok((f.name().clone(), prepare(f, a)?)))
     }
 
     /// Appends `(v1, v2, ...)` for `row`, or for the columns at `only`.
@@ -89,9 +73,9 @@ impl Literals {
 
     /// The rows as a LOAD DATA file: tab-separated, `\N` for NULL, backslash escapes, one row a line.
     pub fn load_data(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(self.rows * self.columns.len() * 12);
+        let mut out = Vec::with_capacity(self.num_rows() * self.columns.len() * 12);
         let mut text = String::new();
-        for row in 0..self.rows {
+        for row in 0..self.num_rows() {
             for (i, (name, column)) in self.columns.iter().enumerate() {
                 if i > 0 {
                     out.push(b'\t');

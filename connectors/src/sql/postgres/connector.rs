@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::connector::About;
 use crate::sql::server::{SQL_CAPABILITIES, ServerConnector};
+use crate::sql::sink::SqlSink;
 use crate::sql::source::Server;
 
 pub static POSTGRES: ServerConnector = ServerConnector {
@@ -14,5 +15,5 @@ pub static POSTGRES: ServerConnector = ServerConnector {
         capabilities: SQL_CAPABILITIES,
     },
     server: Server::Postgres,
-    make_sink: |db, options| Arc::new(super::PostgresSink::new(db, options)),
+    make_sink: |db, options| Arc::new(SqlSink::new(super::Postgres::new(db, options))),
 };

@@ -19,8 +19,8 @@ pub mod copy;
 pub mod types;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -33,22 +33,32 @@ use self::client::{Conn, Pool, classify};
 use self::types::PgType;
 use crate::error::{ConnectorError, ErrorClass, Result};
 use crate::failpoint::pause_point;
-use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
-use crate::sql::check;
+use crate::sink::{BatchWritten, Resume, TargetOptions, WriteMode};
 use crate::sql::db::DbConfig;
 use crate::sql::ident::{TableName, quote_ansi as q, quote_list};
+use crate::sql::sink::{Dialect, SqlSink, key_positions};
+use crate::sql::{check, statements};
 
-pub struct PostgresSink {
+/// PostgreSQL's way of doing each step of the SQL sink ([`SqlSink`]).
+pub struct Postgres {
     pool: Pool,
     table: TableName,
     options: TargetOptions,
-    plan: Mutex<Option<Arc<Plan>>>,
     /// A batch met keys already in the table: later ones go through the stage from the start.
     conflicts_seen: AtomicBool,
 }
 
+/// A PostgreSQL table as a target.
+pub type PostgresSink = SqlSink<Postgres>;
+
+/// A batch as binary COPY data, and how many rows it holds.
+pub struct Encoded {
+    data: Bytes,
+    rows: u64,
+}
+
 /// What `begin` learned and every batch uses.
-struct Plan {
+pub struct Plan {
     /// The result's columns as the table spells them, in the result's order.
     columns: Vec<String>,
     types: Vec<PgType>,
@@ -65,15 +75,16 @@ struct Plan {
     key_nullable: Vec<bool>,
     /// Creates the session's temp stage.
     stage_sql: String,
+    /// Where the key's columns are in the result.
+    key_positions: Vec<usize>,
 }
 
-impl PostgresSink {
+impl Postgres {
     pub fn new(db: DbConfig, options: TargetOptions) -> Self {
         Self {
             pool: Pool::new(db),
             table: TableName::parse(&options.table),
             options,
-            plan: Mutex::new(None),
             conflicts_seen: AtomicBool::new(false),
         }
     }
@@ -86,14 +97,6 @@ impl PostgresSink {
         self.table.helper("keys")
     }
 
-    fn plan(&self) -> Result<Arc<Plan>> {
-        self.plan
-            .lock()
-            .expect("plan lock")
-            .clone()
-            .ok_or_else(|| ConnectorError::fatal("write before begin"))
-    }
-
     /// Runs `f` on a pooled connection; the connection goes back unless the server or network failed.
     async fn with_conn<T>(&self, f: impl AsyncFnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.get().await?;
@@ -103,6 +106,136 @@ impl PostgresSink {
             _ => self.pool.put(conn),
         }
         result
+    }
+
+    /// The table privileges the mode needs, and why.
+    fn needed_privileges(&self) -> Vec<(&'static str, &'static str)> {
+        let mut needed = vec![("INSERT", "to write rows")];
+        match self.options.mode {
+            WriteMode::Upsert => needed.push(("UPDATE", "to update existing keys")),
+            WriteMode::Sync => {
+                needed.push(("UPDATE", "to update existing keys"));
+                needed.push(("DELETE", "to delete rows the source no longer has"));
+            }
+            WriteMode::Truncate => needed.push(("TRUNCATE", "to replace the table's rows")),
+            WriteMode::Insert => {}
+        }
+        needed
+    }
+
+    fn missing_privilege(&self, privilege: &str, why: &str) -> ConnectorError {
+        let user = self
+            .pool
+            .config()
+            .user()
+            .unwrap_or_else(|| "the connected user".into());
+        let on = if privilege == "CREATE" {
+            format!("SCHEMA {}", self.table.schema_or("public"))
+        } else {
+            self.table.quoted()
+        };
+        ConnectorError::fatal(format!(
+            "{user} lacks the {privilege} privilege on {} ({} mode needs it {why})",
+            self.table, self.options.mode
+        ))
+        .with_hint(format!("GRANT {privilege} ON {on} TO {user}"))
+    }
+
+    async fn write_batch(
+        &self,
+        conn: &mut Conn,
+        plan: &Plan,
+        data: Bytes,
+        rows: u64,
+    ) -> Result<BatchWritten> {
+        let direct = plan.merge_sql.is_none()
+            || (matches!(self.options.mode, WriteMode::Insert | WriteMode::Truncate)
+                && !self.conflicts_seen.load(Ordering::Relaxed));
+        if direct {
+            match copy_direct(conn, plan, data.clone(), rows).await {
+                Err(e)
+                    if e.class == ErrorClass::Data
+                        && plan.merge_sql.is_some()
+                        && e.message
+                            .contains(plan.key_index.as_deref().unwrap_or("\u{0}")) =>
+                {
+                    // Keys already there: from now on, through the stage.
+                    self.conflicts_seen.store(true, Ordering::Relaxed);
+                }
+                other => return other,
+            }
+        }
+        if !conn.has_stage {
+            conn.client
+                .batch_execute(&plan.stage_sql)
+                .await
+                .map_err(classify)?;
+            conn.has_stage = true;
+        }
+        let tx = conn.client.transaction().await.map_err(classify)?;
+        copy_in(&tx, "pg_temp.ferry_stage", &plan.columns, data).await?;
+        let written = tx
+            .execute(plan.merge_sql.as_deref().expect("keyed"), &[])
+            .await
+            .map_err(classify)?;
+        if let Some(keys_sql) = &plan.keys_sql {
+            tx.execute(keys_sql, &[]).await.map_err(classify)?;
+        }
+        pause_point("sink_mid_batch");
+        tx.commit().await.map_err(classify)?;
+        let skipped = if self.options.mode == WriteMode::Insert {
+            rows - written
+        } else {
+            0
+        };
+        Ok(BatchWritten {
+            written,
+            skipped,
+            rejected: Vec::new(),
+        })
+    }
+}
+
+/// COPY into the table (or truncate stage) itself: the fastest path, for keyless and first-time loads.
+async fn copy_direct(conn: &mut Conn, plan: &Plan, data: Bytes, rows: u64) -> Result<BatchWritten> {
+    let tx = conn.client.transaction().await.map_err(classify)?;
+    let written = copy_in(&tx, &plan.into, &plan.columns, data).await?;
+    pause_point("sink_mid_batch");
+    tx.commit().await.map_err(classify)?;
+    debug_assert_eq!(written, rows);
+    Ok(BatchWritten {
+        written,
+        ..Default::default()
+    })
+}
+
+async fn copy_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    into: &str,
+    columns: &[String],
+    data: Bytes,
+) -> Result<u64> {
+    let sql = format!(
+        "COPY {into} ({}) FROM STDIN (FORMAT binary)",
+        quote_list(columns)
+    );
+    let sink = tx.copy_in::<_, Bytes>(&sql).await.map_err(classify)?;
+    futures::pin_mut!(sink);
+    sink.send(data).await.map_err(classify)?;
+    sink.as_mut().finish().await.map_err(classify)
+}
+
+#[async_trait]
+impl Dialect for Postgres {
+    type Plan = Plan;
+    type Rows = Encoded;
+
+    fn options(&self) -> &TargetOptions {
+        &self.options
+    }
+
+    fn describe(&self) -> String {
+        format!("postgres {}, table {}", self.pool.config(), self.table)
     }
 
     async fn problems(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
@@ -189,18 +322,15 @@ impl PostgresSink {
             && opts.mode != WriteMode::Truncate
             && key_index(&client, &qualified, &opts.key).await?.is_none()
         {
-            problems.push(
-                ConnectorError::fatal(format!(
-                    "table {} has no primary key or unique index on ({})",
-                    self.table,
-                    opts.key.join(", ")
-                ))
-                .with_hint(format!(
-                    "mode {} needs one: CREATE UNIQUE INDEX ON {qualified} ({})",
-                    opts.mode,
+            problems.push(check::no_unique_key(
+                &self.table,
+                &opts.key,
+                opts.mode,
+                format!(
+                    "CREATE UNIQUE INDEX ON {qualified} ({})",
                     quote_list(&opts.key)
-                )),
-            );
+                ),
+            ));
         }
         for (privilege, why) in self.needed_privileges() {
             let granted: bool = client
@@ -221,39 +351,6 @@ impl PostgresSink {
             problems.push(self.missing_privilege("CREATE", "for the staging table of its mode"));
         }
         Ok(problems)
-    }
-
-    /// The table privileges the mode needs, and why.
-    fn needed_privileges(&self) -> Vec<(&'static str, &'static str)> {
-        let mut needed = vec![("INSERT", "to write rows")];
-        match self.options.mode {
-            WriteMode::Upsert => needed.push(("UPDATE", "to update existing keys")),
-            WriteMode::Sync => {
-                needed.push(("UPDATE", "to update existing keys"));
-                needed.push(("DELETE", "to delete rows the source no longer has"));
-            }
-            WriteMode::Truncate => needed.push(("TRUNCATE", "to replace the table's rows")),
-            WriteMode::Insert => {}
-        }
-        needed
-    }
-
-    fn missing_privilege(&self, privilege: &str, why: &str) -> ConnectorError {
-        let user = self
-            .pool
-            .config()
-            .user()
-            .unwrap_or_else(|| "the connected user".into());
-        let on = if privilege == "CREATE" {
-            format!("SCHEMA {}", self.table.schema_or("public"))
-        } else {
-            self.table.quoted()
-        };
-        ConnectorError::fatal(format!(
-            "{user} lacks the {privilege} privilege on {} ({} mode needs it {why})",
-            self.table, self.options.mode
-        ))
-        .with_hint(format!("GRANT {privilege} ON {on} TO {user}"))
     }
 
     /// Creates the table if asked, prepares staging, and works out how batches are written.
@@ -388,250 +485,130 @@ impl PostgresSink {
             merge_sql,
             keys_sql,
             key_nullable,
+            key_positions: key_positions(schema, &opts.key)?,
         };
         Ok((plan, if kept { Resume::Intact } else { Resume::Lost }))
     }
 
-    async fn write_batch(
-        &self,
-        conn: &mut Conn,
-        plan: &Plan,
-        data: Bytes,
-        rows: u64,
-    ) -> Result<BatchWritten> {
-        let direct = plan.merge_sql.is_none()
-            || (matches!(self.options.mode, WriteMode::Insert | WriteMode::Truncate)
-                && !self.conflicts_seen.load(Ordering::Relaxed));
-        if direct {
-            match copy_direct(conn, plan, data.clone(), rows).await {
-                Err(e)
-                    if e.class == ErrorClass::Data
-                        && plan.merge_sql.is_some()
-                        && e.message
-                            .contains(plan.key_index.as_deref().unwrap_or("\u{0}")) =>
-                {
-                    // Keys already there: from now on, through the stage.
-                    self.conflicts_seen.store(true, Ordering::Relaxed);
-                }
-                other => return other,
-            }
-        }
-        if !conn.has_stage {
-            conn.client
-                .batch_execute(&plan.stage_sql)
-                .await
-                .map_err(classify)?;
-            conn.has_stage = true;
-        }
-        let tx = conn.client.transaction().await.map_err(classify)?;
-        copy_in(&tx, "pg_temp.ferry_stage", &plan.columns, data).await?;
-        let written = tx
-            .execute(plan.merge_sql.as_deref().expect("keyed"), &[])
-            .await
-            .map_err(classify)?;
-        if let Some(keys_sql) = &plan.keys_sql {
-            tx.execute(keys_sql, &[]).await.map_err(classify)?;
-        }
-        pause_point("sink_mid_batch");
-        tx.commit().await.map_err(classify)?;
-        let skipped = if self.options.mode == WriteMode::Insert {
-            rows - written
-        } else {
-            0
-        };
-        Ok(BatchWritten {
-            written,
-            skipped,
-            rejected: Vec::new(),
+    fn encode(plan: &Plan, batch: &RecordBatch) -> Result<Encoded> {
+        Ok(Encoded {
+            data: Bytes::from(copy::encode(batch, &plan.types)?),
+            rows: batch.num_rows() as u64,
         })
     }
-}
 
-/// COPY into the table (or truncate stage) itself: the fastest path, for keyless and first-time loads.
-async fn copy_direct(conn: &mut Conn, plan: &Plan, data: Bytes, rows: u64) -> Result<BatchWritten> {
-    let tx = conn.client.transaction().await.map_err(classify)?;
-    let written = copy_in(&tx, &plan.into, &plan.columns, data).await?;
-    pause_point("sink_mid_batch");
-    tx.commit().await.map_err(classify)?;
-    debug_assert_eq!(written, rows);
-    Ok(BatchWritten {
-        written,
-        ..Default::default()
-    })
-}
-
-async fn copy_in(
-    tx: &tokio_postgres::Transaction<'_>,
-    into: &str,
-    columns: &[String],
-    data: Bytes,
-) -> Result<u64> {
-    let sql = format!(
-        "COPY {into} ({}) FROM STDIN (FORMAT binary)",
-        quote_list(columns)
-    );
-    let sink = tx.copy_in::<_, Bytes>(&sql).await.map_err(classify)?;
-    futures::pin_mut!(sink);
-    sink.send(data).await.map_err(classify)?;
-    sink.as_mut().finish().await.map_err(classify)
-}
-
-#[async_trait]
-impl Sink for PostgresSink {
-    fn describe(&self) -> String {
-        format!("postgres {}, table {}", self.pool.config(), self.table)
-    }
-
-    async fn check(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
-        self.problems(schema).await
-    }
-
-    fn exactly_once(&self) -> bool {
-        !self.options.key.is_empty()
-    }
-
-    async fn begin(&self, schema: SchemaRef, attempt: &Attempt) -> Result<Resume> {
-        let resume = attempt.resume;
-        let (plan, resumed) = self.prepare(&schema, resume).await?;
-        *self.plan.lock().expect("plan lock") = Some(Arc::new(plan));
-        Ok(resumed)
-    }
-
-    async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
-        let plan = self.plan()?;
-        let rows = batch.num_rows() as u64;
-        let types = plan.types.clone();
-        let data = tokio::task::spawn_blocking(move || copy::encode(&batch, &types))
-            .await
-            .map_err(|e| ConnectorError::fatal(e.to_string()))??;
-        let data = Bytes::from(data);
-        self.with_conn(async |conn| self.write_batch(conn, &plan, data, rows).await)
+    async fn load(&self, plan: &Arc<Plan>, rows: Encoded) -> Result<BatchWritten> {
+        self.with_conn(async |conn| self.write_batch(conn, plan, rows.data, rows.rows).await)
             .await
     }
 
-    async fn keep_keys(&self, rows: RecordBatch) -> Result<()> {
-        if self.options.mode != WriteMode::Sync {
-            return Ok(());
-        }
-        let plan = self.plan()?;
-        let positions = self
-            .options
-            .key
+    fn encode_keys(plan: &Plan, rows: &RecordBatch) -> Result<Encoded> {
+        let keys = rows.project(&plan.key_positions)?;
+        let types: Vec<PgType> = plan.key_positions.iter().map(|&i| plan.types[i]).collect();
+        Ok(Encoded {
+            data: Bytes::from(copy::encode(&keys, &types)?),
+            rows: keys.num_rows() as u64,
+        })
+    }
+
+    async fn record_keys(&self, plan: &Arc<Plan>, keys: Encoded) -> Result<()> {
+        let columns: Vec<String> = plan
+            .key_positions
             .iter()
-            .map(|k| {
-                rows.schema()
-                    .fields()
-                    .iter()
-                    .position(|f| f.name().eq_ignore_ascii_case(k))
-                    .ok_or_else(|| ConnectorError::fatal(format!("key column \"{k}\" is missing")))
-            })
-            .collect::<Result<Vec<usize>>>()?;
-        let keys = rows.project(&positions)?;
-        let types: Vec<PgType> = positions.iter().map(|&i| plan.types[i]).collect();
-        let columns: Vec<String> = positions.iter().map(|&i| plan.columns[i].clone()).collect();
-        let data = tokio::task::spawn_blocking(move || copy::encode(&keys, &types))
-            .await
-            .map_err(|e| ConnectorError::fatal(e.to_string()))??;
+            .map(|&i| plan.columns[i].clone())
+            .collect();
         let into = self.keys_table().quoted();
         self.with_conn(async |conn| {
             let tx = conn.client.transaction().await.map_err(classify)?;
-            copy_in(&tx, &into, &columns, Bytes::from(data)).await?;
+            copy_in(&tx, &into, &columns, keys.data).await?;
             tx.commit().await.map_err(classify)
         })
         .await
     }
 
-    async fn finish(&self) -> Result<Finished> {
-        let opts = &self.options;
-        if matches!(opts.mode, WriteMode::Insert | WriteMode::Upsert) {
-            self.pool.clear();
-            return Ok(Finished::default());
-        }
+    async fn swap(&self, plan: &Arc<Plan>) -> Result<()> {
         let qualified = self.table.quoted();
-        let plan = self.plan()?;
         let columns = quote_list(&plan.columns);
+        let stage = self.stage_table().quoted();
         let mut client = client::connect(self.pool.config()).await?;
         let tx = client.transaction().await.map_err(classify)?;
-        let mut finished = Finished::default();
-        match opts.mode {
-            WriteMode::Truncate => {
-                let stage = self.stage_table().quoted();
-                tx.batch_execute(&format!("LOCK TABLE {qualified} IN ACCESS EXCLUSIVE MODE"))
-                    .await
-                    .map_err(classify)?;
-                // TRUNCATE is instant but refused when other tables reference this one.
-                tx.batch_execute("SAVEPOINT ferry_truncate")
-                    .await
-                    .map_err(classify)?;
-                if tx
-                    .batch_execute(&format!("TRUNCATE {qualified}"))
-                    .await
-                    .is_err()
-                {
-                    tx.batch_execute("ROLLBACK TO SAVEPOINT ferry_truncate")
-                        .await
-                        .map_err(classify)?;
-                    tx.batch_execute(&format!("DELETE FROM {qualified}"))
-                        .await
-                        .map_err(classify)?;
-                }
-                tx.batch_execute(&format!(
-                    "INSERT INTO {qualified} ({columns}) SELECT {columns} FROM {stage}; DROP TABLE {stage}"
-                ))
+        tx.batch_execute(&format!("LOCK TABLE {qualified} IN ACCESS EXCLUSIVE MODE"))
+            .await
+            .map_err(classify)?;
+        // TRUNCATE is instant but refused when other tables reference this one.
+        tx.batch_execute("SAVEPOINT ferry_truncate")
+            .await
+            .map_err(classify)?;
+        if tx
+            .batch_execute(&format!("TRUNCATE {qualified}"))
+            .await
+            .is_err()
+        {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT ferry_truncate")
                 .await
                 .map_err(classify)?;
-            }
-            WriteMode::Sync => {
-                let keys = self.keys_table().quoted();
-                let key = key_columns(&plan, &opts.key);
-                tx.batch_execute(&format!("ANALYZE {keys}"))
-                    .await
-                    .map_err(classify)?;
-                let matches = key
-                    .iter()
-                    .zip(&plan.key_nullable)
-                    .map(|(k, nullable)| match nullable {
-                        true => format!("k.{0} IS NOT DISTINCT FROM t.{0}", q(k)),
-                        false => format!("k.{0} = t.{0}", q(k)),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                finished.deleted = tx
-                    .execute(
-                        &format!(
-                            "DELETE FROM {qualified} AS t WHERE NOT EXISTS (SELECT 1 FROM {keys} AS k WHERE {matches})"
-                        ),
-                        &[],
-                    )
-                    .await
-                    .map_err(classify)?;
-                tx.batch_execute(&format!("DROP TABLE {keys}"))
-                    .await
-                    .map_err(classify)?;
-            }
-            WriteMode::Insert | WriteMode::Upsert => {}
+            tx.batch_execute(&format!("DELETE FROM {qualified}"))
+                .await
+                .map_err(classify)?;
         }
+        tx.batch_execute(&format!(
+            "INSERT INTO {qualified} ({columns}) SELECT {columns} FROM {stage}; DROP TABLE {stage}"
+        ))
+        .await
+        .map_err(classify)?;
         pause_point("sink_finish_before_commit");
-        tx.commit().await.map_err(classify)?;
-        self.pool.clear();
-        Ok(finished)
+        tx.commit().await.map_err(classify)
     }
 
-    async fn abort(&self) {
+    async fn delete_missing(&self, plan: &Arc<Plan>) -> Result<u64> {
+        let qualified = self.table.quoted();
+        let keys = self.keys_table().quoted();
+        let key = key_columns(plan, &self.options.key);
+        let mut client = client::connect(self.pool.config()).await?;
+        let tx = client.transaction().await.map_err(classify)?;
+        tx.batch_execute(&format!("ANALYZE {keys}"))
+            .await
+            .map_err(classify)?;
+        let matches = key
+            .iter()
+            .zip(&plan.key_nullable)
+            .map(|(k, nullable)| match nullable {
+                true => format!("k.{0} IS NOT DISTINCT FROM t.{0}", q(k)),
+                false => format!("k.{0} = t.{0}", q(k)),
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let deleted = tx
+            .execute(
+                &format!(
+                    "DELETE FROM {qualified} AS t WHERE NOT EXISTS (SELECT 1 FROM {keys} AS k WHERE {matches})"
+                ),
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        tx.batch_execute(&format!("DROP TABLE {keys}"))
+            .await
+            .map_err(classify)?;
+        pause_point("sink_finish_before_commit");
+        tx.commit().await.map_err(classify)?;
+        Ok(deleted)
+    }
+
+    async fn drop_helpers(&self) -> Result<()> {
+        // The pooled sessions first: nothing of this run stays open on the server.
         self.pool.clear();
         let sql = format!(
             "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
             self.stage_table().quoted(),
             self.keys_table().quoted()
         );
-        let result = async {
-            let client = client::connect(self.pool.config()).await?;
-            client.batch_execute(&sql).await.map_err(classify)
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not drop PostgreSQL staging tables");
-        }
+        let client = client::connect(self.pool.config()).await?;
+        client.batch_execute(&sql).await.map_err(classify)
+    }
+
+    fn release(&self) {
+        self.pool.clear();
     }
 }
 
@@ -651,37 +628,17 @@ fn key_columns(plan: &Plan, key: &[String]) -> Vec<String> {
 fn merge_sql(into: &str, columns: &[String], key: &[String], mode: WriteMode) -> String {
     let cols = quote_list(columns);
     let insert = format!("INSERT INTO {into} ({cols}) SELECT {cols} FROM pg_temp.ferry_stage");
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|c| !key.contains(c))
-        .map(|c| format!("{0} = EXCLUDED.{0}", q(c)))
-        .collect();
-    if mode == WriteMode::Insert || updates.is_empty() {
-        format!("{insert} ON CONFLICT ({}) DO NOTHING", quote_list(key))
-    } else {
-        format!(
-            "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
-            quote_list(key),
-            updates.join(", ")
-        )
-    }
+    statements::on_conflict(&insert, columns, key, mode, q)
 }
 
 fn create_table_sql(qualified: &str, schema: &SchemaRef, key: &[String]) -> Result<String> {
-    let mut defs = Vec::new();
-    for field in schema.fields() {
-        let not_null = !field.is_nullable() || key.contains(field.name());
-        defs.push(format!(
-            "{} {}{}",
-            q(field.name()),
-            types::column_type(field)?,
-            if not_null { " NOT NULL" } else { "" }
-        ));
-    }
-    if !key.is_empty() {
-        defs.push(format!("PRIMARY KEY ({})", quote_list(key)));
-    }
-    Ok(format!("CREATE TABLE {qualified} ({})", defs.join(", ")))
+    let spell = statements::Spelling {
+        quote: q,
+        column_type: &|field, _| types::column_type(field),
+        nullable: "",
+        suffix: "",
+    };
+    statements::create_table(qualified, schema, key, &spell)
 }
 
 /// A column of an existing table.

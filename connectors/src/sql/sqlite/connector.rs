@@ -11,8 +11,9 @@ use crate::connector::{
 use crate::error::Result;
 use crate::sink::{Sink, TargetOptions};
 use crate::sql::server::{NoKeys, SQL_CAPABILITIES};
+use crate::sql::sink::SqlSink;
 
-pub struct Sqlite;
+pub struct SqliteConnector;
 
 static ABOUT: About = About {
     name: "SQLite",
@@ -25,7 +26,7 @@ static ABOUT: About = About {
     },
 };
 
-impl Connector for Sqlite {
+impl Connector for SqliteConnector {
     fn about(&self) -> &About {
         &ABOUT
     }
@@ -61,7 +62,7 @@ pub struct SqliteConnection {
 
 impl Connection for SqliteConnection {
     fn connector(&self) -> &'static dyn Connector {
-        &Sqlite
+        &SqliteConnector
     }
 
     fn target(
@@ -87,7 +88,7 @@ struct SqliteTable {
 
 impl Destination for SqliteTable {
     fn connector(&self) -> &'static dyn Connector {
-        &Sqlite
+        &SqliteConnector
     }
 
     fn name(&self) -> String {
@@ -95,6 +96,9 @@ impl Destination for SqliteTable {
     }
 
     fn sink(&self, options: TargetOptions) -> Result<Arc<dyn Sink>> {
-        Ok(Arc::new(super::SqliteSink::new(self.path.clone(), options)))
+        Ok(Arc::new(SqlSink::new(super::Sqlite::new(
+            self.path.clone(),
+            options,
+        ))))
     }
 }

@@ -28,21 +28,28 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use self::values::{BindableBatch, column_type};
 use crate::error::{Cause, ConnectorError, Result};
 use crate::failpoint::pause_point;
-use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
+use crate::sink::{BatchWritten, Resume, TargetOptions, WriteMode};
 use crate::sql::ident::{helper_name, quote_ansi as q, quote_list};
+use crate::sql::sink::{Dialect, SqlSink, key_positions};
+use crate::sql::statements;
 
-pub struct SqliteSink {
+/// SQLite's way of doing each step of the SQL sink ([`SqlSink`]).
+pub struct Sqlite {
     target: Target,
     conn: Arc<Mutex<Option<Connection>>>,
-    /// Set by `begin`: the statements every batch runs.
-    plan: Mutex<Option<Arc<WritePlan>>>,
 }
 
-struct WritePlan {
+/// A table in a SQLite file as a target.
+pub type SqliteSink = SqlSink<Sqlite>;
+
+/// Set by `prepare`: the statements every batch runs.
+pub struct WritePlan {
     /// Writes one row into the target (or the staging table, for truncate).
     row_sql: String,
     /// Records one row's key (sync only).
     key_sql: Option<String>,
+    /// Where the key's columns are in the result.
+    key_positions: Vec<usize>,
 }
 
 /// The file and table, and everything about them that needs no open connection of the sink's own.
@@ -61,32 +68,12 @@ fn type_problems(schema: &SchemaRef) -> Vec<ConnectorError> {
         .collect()
 }
 
-impl SqliteSink {
+impl Sqlite {
     pub fn new(path: PathBuf, options: TargetOptions) -> Self {
         Self {
             target: Target { path, options },
             conn: Arc::new(Mutex::new(None)),
-            plan: Mutex::new(None),
         }
-    }
-
-    fn plan(&self) -> Result<Arc<WritePlan>> {
-        self.plan
-            .lock()
-            .expect("plan lock")
-            .clone()
-            .ok_or_else(|| ConnectorError::fatal("write before begin"))
-    }
-
-    /// Where the key's columns are in `batch`.
-    fn key_columns(&self, batch: &RecordBatch) -> Result<Vec<usize>> {
-        Ok(self
-            .target
-            .options
-            .key
-            .iter()
-            .map(|k| batch.schema().index_of(k))
-            .collect::<std::result::Result<_, _>>()?)
     }
 
     /// Runs `f` on the open connection, off the async threads.
@@ -148,19 +135,16 @@ impl Target {
             && opts.mode != WriteMode::Truncate
             && !has_unique_key(conn, &opts.table, &opts.key)?
         {
-            problems.push(
-                ConnectorError::fatal(format!(
-                    "table \"{}\" has no primary key or unique index on ({})",
-                    opts.table,
-                    opts.key.join(", ")
-                ))
-                .with_hint(format!(
-                    "mode {} needs one: CREATE UNIQUE INDEX ON {} ({})",
-                    opts.mode,
+            problems.push(crate::sql::check::no_unique_key(
+                q(&opts.table),
+                &opts.key,
+                opts.mode,
+                format!(
+                    "CREATE UNIQUE INDEX ON {} ({})",
                     q(&opts.table),
                     quote_list(&opts.key)
-                )),
-            );
+                ),
+            ));
         }
         Ok(problems)
     }
@@ -235,13 +219,21 @@ impl Target {
         let plan = WritePlan {
             row_sql: row_sql(&into, &columns, opts),
             key_sql,
+            key_positions: key_positions(schema, &opts.key)?,
         };
         Ok((plan, if kept { Resume::Intact } else { Resume::Lost }))
     }
 }
 
 #[async_trait]
-impl Sink for SqliteSink {
+impl Dialect for Sqlite {
+    type Plan = WritePlan;
+    type Rows = BindableBatch;
+
+    fn options(&self) -> &TargetOptions {
+        &self.target.options
+    }
+
     fn describe(&self) -> String {
         format!(
             "sqlite {}, table {}",
@@ -250,7 +242,7 @@ impl Sink for SqliteSink {
         )
     }
 
-    async fn check(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
+    async fn problems(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
         let target = self.target.clone();
         if !target.path.exists() {
             let mut problems = type_problems(schema);
@@ -274,52 +266,42 @@ impl Sink for SqliteSink {
         .map_err(|e| ConnectorError::fatal(e.to_string()))?
     }
 
-    fn exactly_once(&self) -> bool {
-        !self.target.options.key.is_empty()
-    }
-
-    async fn begin(&self, schema: SchemaRef, attempt: &Attempt) -> Result<Resume> {
-        let resume = attempt.resume;
+    async fn prepare(&self, schema: &SchemaRef, resume: bool) -> Result<(WritePlan, Resume)> {
         if let Some(dir) = self.target.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 ConnectorError::fatal(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
         let target = self.target.clone();
-        let (plan, resumed) = self
-            .with_conn(move |conn| target.prepare(conn, &schema, resume))
-            .await?;
-        *self.plan.lock().expect("plan lock") = Some(Arc::new(plan));
-        Ok(resumed)
-    }
-
-    async fn write(&self, batch: RecordBatch) -> Result<BatchWritten> {
-        let plan = self.plan()?;
-        let key_columns = self.key_columns(&batch)?;
-        // Casting is the costly part: do it before taking the single writer's turn.
-        let rows = tokio::task::spawn_blocking(move || BindableBatch::new(&batch))
-            .await
-            .map_err(|e| ConnectorError::fatal(e.to_string()))??;
-        self.with_conn(move |conn| write_rows(conn, &plan, &rows, &key_columns))
+        let schema = schema.clone();
+        self.with_conn(move |conn| target.prepare(conn, &schema, resume))
             .await
     }
 
-    async fn keep_keys(&self, rows: RecordBatch) -> Result<()> {
-        let plan = self.plan()?;
-        if plan.key_sql.is_none() {
-            return Ok(());
-        }
-        let key_columns = self.key_columns(&rows)?;
-        let rows = tokio::task::spawn_blocking(move || BindableBatch::new(&rows))
+    /// Casting is the costly part: done before taking the single writer's turn.
+    fn encode(_plan: &WritePlan, batch: &RecordBatch) -> Result<BindableBatch> {
+        BindableBatch::new(batch)
+    }
+
+    async fn load(&self, plan: &Arc<WritePlan>, rows: BindableBatch) -> Result<BatchWritten> {
+        let plan = plan.clone();
+        self.with_conn(move |conn| write_rows(conn, &plan, &rows))
             .await
-            .map_err(|e| ConnectorError::fatal(e.to_string()))??;
+    }
+
+    fn encode_keys(_plan: &WritePlan, rows: &RecordBatch) -> Result<BindableBatch> {
+        BindableBatch::new(rows)
+    }
+
+    async fn record_keys(&self, plan: &Arc<WritePlan>, rows: BindableBatch) -> Result<()> {
+        let plan = plan.clone();
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(classify)?;
             {
                 let sql = plan.key_sql.as_deref().expect("sync");
                 let mut stmt = tx.prepare_cached(sql).map_err(classify)?;
                 for row in 0..rows.num_rows() {
-                    record_key(&mut stmt, &rows, &key_columns, row)?;
+                    record_key(&mut stmt, &rows, &plan.key_positions, row)?;
                 }
             }
             tx.commit().map_err(classify)
@@ -327,76 +309,73 @@ impl Sink for SqliteSink {
         .await
     }
 
-    async fn finish(&self) -> Result<Finished> {
-        let opts = self.target.options.clone();
+    async fn swap(&self, _plan: &Arc<WritePlan>) -> Result<()> {
+        let table = self.target.options.table.clone();
         let stage = self.target.stage_table();
-        let keys = self.target.keys_table();
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(classify)?;
-            let mut finished = Finished::default();
-            match opts.mode {
-                WriteMode::Truncate => {
-                    tx.execute(&format!("DELETE FROM {}", q(&opts.table)), [])
-                        .map_err(classify)?;
-                    let cols = quote_list(&table_columns(&tx, &stage)?.unwrap_or_default());
-                    tx.execute(
-                        &format!(
-                            "INSERT INTO {} ({cols}) SELECT {cols} FROM {}",
-                            q(&opts.table),
-                            q(&stage)
-                        ),
-                        [],
-                    )
-                    .map_err(classify)?;
-                    tx.execute_batch(&format!("DROP TABLE {}", q(&stage)))
-                        .map_err(classify)?;
-                }
-                WriteMode::Sync => {
-                    let matches = opts
-                        .key
-                        .iter()
-                        .map(|k| format!("k.{0} IS t.{0}", q(k)))
-                        .collect::<Vec<_>>()
-                        .join(" AND ");
-                    let deleted = tx
-                        .execute(
-                            &format!(
-                                "DELETE FROM {} AS t WHERE NOT EXISTS (SELECT 1 FROM {} AS k WHERE {matches})",
-                                q(&opts.table),
-                                q(&keys)
-                            ),
-                            [],
-                        )
-                        .map_err(classify)?;
-                    finished.deleted = deleted as u64;
-                    tx.execute_batch(&format!("DROP TABLE {}", q(&keys)))
-                        .map_err(classify)?;
-                }
-                WriteMode::Insert | WriteMode::Upsert => {}
-            }
+            tx.execute(&format!("DELETE FROM {}", q(&table)), [])
+                .map_err(classify)?;
+            let cols = quote_list(&table_columns(&tx, &stage)?.unwrap_or_default());
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} ({cols}) SELECT {cols} FROM {}",
+                    q(&table),
+                    q(&stage)
+                ),
+                [],
+            )
+            .map_err(classify)?;
+            tx.execute_batch(&format!("DROP TABLE {}", q(&stage)))
+                .map_err(classify)?;
             pause_point("sink_finish_before_commit");
-            tx.commit().map_err(classify)?;
-            Ok(finished)
+            tx.commit().map_err(classify)
         })
         .await
     }
 
-    async fn abort(&self) {
+    async fn delete_missing(&self, _plan: &Arc<WritePlan>) -> Result<u64> {
+        let opts = self.target.options.clone();
+        let keys = self.target.keys_table();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(classify)?;
+            let matches = opts
+                .key
+                .iter()
+                .map(|k| format!("k.{0} IS t.{0}", q(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let deleted = tx
+                .execute(
+                    &format!(
+                        "DELETE FROM {} AS t WHERE NOT EXISTS (SELECT 1 FROM {} AS k WHERE {matches})",
+                        q(&opts.table),
+                        q(&keys)
+                    ),
+                    [],
+                )
+                .map_err(classify)?;
+            tx.execute_batch(&format!("DROP TABLE {}", q(&keys)))
+                .map_err(classify)?;
+            pause_point("sink_finish_before_commit");
+            tx.commit().map_err(classify)?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn drop_helpers(&self) -> Result<()> {
         let stage = self.target.stage_table();
         let keys = self.target.keys_table();
-        let result = self
-            .with_conn(move |conn| {
-                conn.execute_batch(&format!(
-                    "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
-                    q(&stage),
-                    q(&keys)
-                ))
-                .map_err(classify)
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not drop SQLite staging tables");
-        }
+        self.with_conn(move |conn| {
+            conn.execute_batch(&format!(
+                "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
+                q(&stage),
+                q(&keys)
+            ))
+            .map_err(classify)
+        })
+        .await
     }
 }
 
@@ -404,7 +383,6 @@ fn write_rows(
     conn: &mut Connection,
     plan: &WritePlan,
     rows: &BindableBatch,
-    key_columns: &[usize],
 ) -> Result<BatchWritten> {
     let tx = conn.transaction().map_err(classify)?;
     let mut written = BatchWritten::default();
@@ -430,7 +408,7 @@ fn write_rows(
                 written.written += 1;
             }
             if let Some(key_stmt) = key_stmt.as_mut() {
-                record_key(key_stmt, rows, key_columns, row)?;
+                record_key(key_stmt, rows, &plan.key_positions, row)?;
             }
         }
     }
@@ -463,37 +441,17 @@ fn row_sql(into: &str, columns: &[String], opts: &TargetOptions) -> String {
     if opts.key.is_empty() {
         return insert;
     }
-    let conflict = quote_list(&opts.key);
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|c| !opts.key.contains(c))
-        .map(|c| format!("{0} = excluded.{0}", q(c)))
-        .collect();
-    if opts.mode == WriteMode::Insert || updates.is_empty() {
-        format!("{insert} ON CONFLICT ({conflict}) DO NOTHING")
-    } else {
-        format!(
-            "{insert} ON CONFLICT ({conflict}) DO UPDATE SET {}",
-            updates.join(", ")
-        )
-    }
+    statements::on_conflict(&insert, columns, &opts.key, opts.mode, q)
 }
 
 fn create_table_sql(table: &str, schema: &SchemaRef, key: &[String]) -> Result<String> {
-    let mut defs = Vec::new();
-    for field in schema.fields() {
-        let not_null = !field.is_nullable() || key.contains(field.name());
-        defs.push(format!(
-            "{} {}{}",
-            q(field.name()),
-            column_type(field)?,
-            if not_null { " NOT NULL" } else { "" }
-        ));
-    }
-    if !key.is_empty() {
-        defs.push(format!("PRIMARY KEY ({})", quote_list(key)));
-    }
-    Ok(format!("CREATE TABLE {} ({})", q(table), defs.join(", ")))
+    let spell = statements::Spelling {
+        quote: q,
+        column_type: &|field, _| column_type(field),
+        nullable: "",
+        suffix: "",
+    };
+    statements::create_table(&q(table), schema, key, &spell)
 }
 
 /// The staging table for truncate: the target's columns with their types and NOT NULL, keyed by the

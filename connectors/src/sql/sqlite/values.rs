@@ -14,6 +14,7 @@ use arrow::util::display::FormatOptions;
 use rusqlite::types::ValueRef;
 
 use crate::error::{ConnectorError, Result};
+use crate::sql::columns::Columns;
 
 /// The declared SQLite column type for an Arrow field, or why it has none.
 pub fn column_type(field: &Field) -> Result<String> {
@@ -55,12 +56,9 @@ pub fn column_type(field: &Field) -> Result<String> {
 }
 
 /// A batch cast to SQLite's storage shapes, ready to bind row by row.
-pub struct BindableBatch {
-    columns: Vec<Bindable>,
-    rows: usize,
-}
+pub type BindableBatch = Columns<Bindable>;
 
-enum Bindable {
+pub enum Bindable {
     Integer(Int64Array),
     Real(Float64Array),
     Boolean(BooleanArray),
@@ -70,21 +68,7 @@ enum Bindable {
 
 impl BindableBatch {
     pub fn new(batch: &RecordBatch) -> Result<Self> {
-        let columns = batch
-            .schema()
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .map(|(field, column)| bindable(field, column))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            columns,
-            rows: batch.num_rows(),
-        })
-    }
-
-    pub fn num_rows(&self) -> usize {
-        self.rows
+        Columns::convert(batch, bindable)
     }
 
     /// The value of column `col` in row `row`, borrowed for binding.
