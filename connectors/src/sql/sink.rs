@@ -2,8 +2,8 @@
 //! how its database does each step.
 //!
 //! ```text
-//! check      dialect.problems: key columns present, types it can store, the key's unique index,
-//!            privileges; nothing written
+//! check      the key's columns are in the result; dialect.problems: types it can store, the
+//!            key's unique index, privileges; nothing written
 //! begin      dialect.prepare: the table (create = true), the stage (truncate) or the keys table
 //!            (sync), kept when the run resumes; the plan every batch uses
 //! write      dialect.encode off the async threads, then dialect.load: one transaction, straight
@@ -24,6 +24,7 @@ use async_trait::async_trait;
 
 use crate::error::{ConnectorError, Result};
 use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, TargetOptions, WriteMode};
+use crate::sql::check;
 
 /// How one database does each step of [`SqlSink`]'s algorithm.
 #[async_trait]
@@ -110,7 +111,9 @@ impl<D: Dialect> Sink for SqlSink<D> {
     }
 
     async fn check(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
-        self.dialect.problems(schema).await
+        let mut problems = check::missing_key_columns(schema, &self.dialect.options().key);
+        problems.extend(self.dialect.problems(schema).await?);
+        Ok(problems)
     }
 
     fn exactly_once(&self) -> bool {
@@ -118,6 +121,10 @@ impl<D: Dialect> Sink for SqlSink<D> {
     }
 
     async fn begin(&self, schema: SchemaRef, attempt: &Attempt) -> Result<Resume> {
+        let key = &self.dialect.options().key;
+        if let Some(first) = check::missing_key_columns(&schema, key).into_iter().next() {
+            return Err(first);
+        }
         let (plan, resumed) = self.dialect.prepare(&schema, attempt.resume).await?;
         *self.plan.lock().expect("plan lock") = Some(Arc::new(plan));
         Ok(resumed)

@@ -327,7 +327,7 @@ impl Dialect for Mysql {
 
     async fn problems(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
         let opts = &self.options;
-        let mut problems = crate::sql::check::missing_key_columns(schema, &opts.key);
+        let mut problems = Vec::new();
         let mut conn = self.conn().await?;
         let user = client::set_grantee(&mut conn).await?;
         let schema_name = self.table.schema.as_deref();

@@ -240,7 +240,7 @@ impl Dialect for Postgres {
 
     async fn problems(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
         let opts = &self.options;
-        let mut problems = crate::sql::check::missing_key_columns(schema, &opts.key);
+        let mut problems = Vec::new();
         let client = client::connect(self.pool.config()).await?;
         let qualified = self.table.quoted();
         let Some(columns) = table_columns(&client, &qualified).await? else {

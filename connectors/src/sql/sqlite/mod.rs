@@ -107,7 +107,6 @@ impl Target {
     fn problems(&self, conn: &Connection, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
         let opts = &self.options;
         let mut problems = type_problems(schema);
-        problems.extend(crate::sql::check::missing_key_columns(schema, &opts.key));
         let Some(columns) = table_columns(conn, &opts.table)? else {
             if !opts.create {
                 problems.push(
