@@ -163,4 +163,10 @@ pub trait Sink: Send + Sync {
 
     /// Undoes what `begin` prepared after a failed run; the target keeps the rows it had.
     async fn abort(&self);
+
+    /// What the run's summary should say about how the rows went in: a slower path the target
+    /// forced, and how to lift it. Read once the run is over.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -39,8 +39,18 @@ pub fn mysql() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         from_env("FERRY_TEST_MYSQL", 3306, "root").unwrap_or_else(|| {
-            start_mariadb().unwrap_or_else(|e| panic!("MariaDB test server: {e}"))
+            start_mariadb("--local-infile=1").unwrap_or_else(|e| panic!("MariaDB test server: {e}"))
         })
+    })
+}
+
+/// A MariaDB of the tests' own that refuses `LOAD DATA LOCAL` (`--local-infile=0`, MySQL 8's
+/// default), for the fallback to INSERT; started on first use, whatever FERRY_TEST_MYSQL says.
+pub fn mysql_without_local_infile() -> &'static TestServer {
+    static SERVER: OnceLock<TestServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        start_mariadb("--local-infile=0")
+            .unwrap_or_else(|e| panic!("MariaDB test server without local_infile: {e}"))
     })
 }
 
@@ -297,7 +307,8 @@ fn make_certificate(data: &Path, user: Option<&str>) -> Option<PathBuf> {
     Some(data.join("server.crt"))
 }
 
-fn start_mariadb() -> Result<TestServer, String> {
+/// `local_infile`: `--local-infile=1` (LOAD DATA LOCAL allowed) or `=0`.
+fn start_mariadb(local_infile: &str) -> Result<TestServer, String> {
     let dirs = [PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")];
     let (Some(install), Some(server), Some(client)) = (
         find_binary(&["mariadb-install-db", "mysql_install_db"], &dirs),
@@ -323,7 +334,7 @@ fn start_mariadb() -> Result<TestServer, String> {
         format!("--port={port}"),
         "--bind-address=127.0.0.1".into(),
         "--skip-name-resolve".into(),
-        "--local-infile=1".into(),
+        local_infile.into(),
         "--max-connections=300".into(),
         "--innodb-buffer-pool-size=256M".into(),
         "--innodb-flush-log-at-trx-commit=0".into(),

@@ -68,6 +68,11 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// Lets go of connections once the run is over.
     fn release(&self) {}
+
+    /// What the run's summary should say about how the rows went in (a slower path taken).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A SQL table as a target, over its database's [`Dialect`].
@@ -156,6 +161,10 @@ impl<D: Dialect> Sink for SqlSink<D> {
         }
         self.dialect.release();
         Ok(finished)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.dialect.notes()
     }
 
     async fn abort(&self) {

@@ -169,6 +169,7 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         retries: 0,
         duration: Default::default(),
         error: None,
+        notes: Vec::new(),
     };
     match write(pipeline, &prepared, &mut attempt, &counters, &progress).await {
         Ok(finished) => {
@@ -186,6 +187,7 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
     if report.status == Status::Completed && report.rows_rejected > 0 {
         report.status = Status::PartialSuccess;
     }
+    report.notes = prepared.sink.notes();
     report.duration = started.elapsed();
     account(
         pipeline,

@@ -63,6 +63,8 @@ pub struct RunReport {
     pub retries: u64,
     pub duration: Duration,
     pub error: Option<String>,
+    /// What the target said of how the rows went in (`Sink::notes`): a slower path and its cure.
+    pub notes: Vec<String>,
 }
 
 impl RunReport {
@@ -129,6 +131,9 @@ impl fmt::Display for RunReport {
             thousands(self.rows_per_second().round() as u64),
             thousands(self.batches)
         )?;
+        for note in &self.notes {
+            write!(f, "\n  note: {note}")?;
+        }
         if let Some(e) = &self.error {
             write!(f, "\nerror: {e}")?;
         }

@@ -364,3 +364,65 @@ async fn tests_run_on_throwaway_servers_in_temporary_folders() {
         );
     }
 }
+
+/// MySQL 8 refuses `LOAD DATA LOCAL` unless the server allows it (`local_infile=OFF` by default):
+/// plain inserts fall back to multi-row INSERT, every row lands, and the summary says why it was
+/// slower and what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_without_local_infile_falls_back_to_insert_and_says_so() {
+    use mysql_async::prelude::Queryable;
+    let server = ferry_tests::servers::mysql_without_local_infile();
+    let root = format!("mysql://{}@{}:{}", server.user, server.host, server.port);
+    let mut admin = mysql_async::Conn::from_url(format!("{root}/"))
+        .await
+        .unwrap();
+    admin
+        .query_drop("CREATE DATABASE IF NOT EXISTS infile_off")
+        .await
+        .unwrap();
+    admin
+        .query_drop("DROP TABLE IF EXISTS infile_off.t")
+        .await
+        .unwrap();
+    let ws = Workspace::new();
+    let mut csv = String::from("id,name\n");
+    for i in 0..500 {
+        csv.push_str(&format!("{i},name {i}\n"));
+    }
+    ws.write("in/src.csv", csv);
+    let pipeline = ws.pipeline(
+        "p.toml",
+        &format!(
+            r#"name = "infile-off"
+[connections.db]
+url = "{root}/infile_off"
+
+[sources.src]
+path = "in/src.csv"
+
+[target]
+connection = "db"
+table = "t"
+create = true
+batch_size = 100
+"#
+        ),
+    );
+    let report = run(&pipeline).await;
+    assert_eq!(
+        (report.status, report.rows_written),
+        (Status::Completed, 500),
+        "{report}"
+    );
+    let counted: Vec<(u64, u64)> = admin
+        .query("SELECT COUNT(*), COUNT(DISTINCT name) FROM infile_off.t")
+        .await
+        .unwrap();
+    assert_eq!(counted, vec![(500, 500)]);
+    let summary = report.to_string();
+    assert!(
+        summary.contains("LOAD DATA LOCAL") && summary.contains("local_infile"),
+        "{summary}"
+    );
+    admin.disconnect().await.ok();
+}
