@@ -11,6 +11,7 @@ use ferry::spec::Pipeline;
 use tempfile::TempDir;
 
 pub mod db;
+pub mod fuzz;
 pub mod servers;
 
 /// Expected rows written as text, sorted like [`sqlite_rows`] and [`batch_rows`] sort theirs.

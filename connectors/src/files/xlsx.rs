@@ -86,7 +86,27 @@ fn register_workbooks(
 }
 
 /// Reads a worksheet into batches. `label` names the file in errors.
+///
+/// The spreadsheet library can panic on a damaged workbook (fuzzing found an index past the end of
+/// a list): that is caught here and becomes an error naming the file, so that one bad file a user
+/// drops never crashes the run or `quarantine retry --from`.
 pub fn read_sheet(
+    label: &str,
+    bytes: Vec<u8>,
+    sheet: Option<&str>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_sheet_unguarded(label, bytes, sheet)
+    }))
+    .unwrap_or_else(|_| {
+        Err(ConnectorError::fatal(format!(
+            "{label} is damaged: the Excel reader could not make sense of it"
+        ))
+        .with_hint("open it in Excel and save it again (File > Save As > Excel Workbook), or export the sheet as CSV"))
+    })
+}
+
+fn read_sheet_unguarded(
     label: &str,
     bytes: Vec<u8>,
     sheet: Option<&str>,

@@ -6,6 +6,7 @@ mod bookkeeping;
 mod capabilities;
 mod emulator;
 mod files;
+mod fuzz;
 mod incremental;
 mod odata;
 mod pipelines;
