@@ -74,7 +74,7 @@ impl Rng {
         Self(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -85,7 +85,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            (self.next() % n as u64) as usize
+            (self.next_u64() % n as u64) as usize
         }
     }
 }
@@ -100,7 +100,7 @@ pub fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
                 let i = rng.below(data.len());
                 data[i] ^= 1 << rng.below(8);
             }
-            1 => data.insert(at, rng.next() as u8),
+            1 => data.insert(at, rng.next_u64() as u8),
             2 if !data.is_empty() => {
                 let len = 1 + rng.below(16.min(data.len()));
                 let from = rng.below(data.len() - len + 1);
@@ -147,7 +147,7 @@ pub fn fuzz(name: &str, seeds: &[Vec<u8>], target: impl Fn(&[u8])) -> Fuzzed {
     let seed = std::env::var("FERRY_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_f0_55);
+        .unwrap_or(0x5eed_f055);
     let mut rng = Rng::new(
         seed ^ name
             .bytes()
