@@ -49,7 +49,7 @@ fn fuzz_batch_answers_as_the_odata_client_reads_them() {
         for p in &parts {
             if let Some(secs) = p.retry_after {
                 // A part's Retry-After must always be a pause the client can take.
-                std::time::Duration::from_secs_f64(secs);
+                let _ = std::time::Duration::from_secs_f64(secs);
             }
         }
     });
