@@ -203,6 +203,45 @@ pub async fn start(config: Config, addr: SocketAddr) -> std::io::Result<Running>
 
 type AxumResponse = axum::response::Response;
 
+/// The largest request body the Web API reads (a `$batch` of 1,000 records of 30 KiB fits).
+const MAX_BODY: usize = 32 << 20;
+
+/// The largest token request body (a form with a client id and secret).
+const TOKEN_BODY: usize = 64 << 10;
+
+/// The body, read only up to `limit`: a larger `Content-Length` is refused before reading anything
+/// (413, Dataverse's error shape), and so is a body that grows past it while read.
+async fn read_body(
+    body: Body,
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+) -> Result<Bytes, AxumResponse> {
+    let too_large = || {
+        error_response(&ODataError::new(
+            413,
+            store::BAD_REQUEST,
+            format!("The request body is larger than the {limit} bytes this service accepts."),
+        ))
+    };
+    let announced = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if announced.is_some() || e.to_string().contains("length limit") {
+            too_large()
+        } else {
+            error_response(&ODataError::new(
+                400,
+                store::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            ))
+        }
+    })
+}
+
 async fn handle(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     request: axum::extract::Request,
@@ -210,16 +249,6 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or_default().to_string();
-    let body = match axum::body::to_bytes(body, 256 << 20).await {
-        Ok(b) => b,
-        Err(e) => {
-            return error_response(&ODataError::new(
-                400,
-                store::BAD_REQUEST,
-                format!("cannot read the body: {e}"),
-            ));
-        }
-    };
     let method = parts.method.as_str().to_string();
     match (method.as_str(), path.as_str()) {
         ("GET", "/_emulator/stats") => return stats(&state),
@@ -241,7 +270,12 @@ async fn handle(
                 .clear();
             return plain(StatusCode::NO_CONTENT, Vec::new(), "");
         }
-        ("POST", p) if p.ends_with("/oauth2/v2.0/token") => return token(&state, &body),
+        ("POST", p) if p.ends_with("/oauth2/v2.0/token") => {
+            return match read_body(body, &parts.headers, TOKEN_BODY).await {
+                Ok(body) => token(&state, &body),
+                Err(refused) => refused,
+            };
+        }
         _ => {}
     }
     let Some(rest) = path.strip_prefix(ROOT) else {
@@ -298,6 +332,11 @@ async fn handle(
         limits: config.limits.clone(),
         client: client.clone(),
         started: Instant::now(),
+    };
+    // Read only now, authenticated and admitted, and never more than a request may hold.
+    let body = match read_body(body, &parts.headers, MAX_BODY).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     if method != "GET" && in_storm(&state) {
         bump(&state, &client, |s| s.throttled += 1);
@@ -542,6 +581,14 @@ fn token(state: &State, body: &Bytes) -> AxumResponse {
     {
         tokens.remove(oldest);
     }
+    if tokens.len() >= MAX_TOKENS
+        && let Some(oldest) = tokens
+            .iter()
+            .min_by_key(|(_, (_, e))| *e)
+            .map(|(t, _)| t.clone())
+    {
+        tokens.remove(&oldest);
+    }
     tokens.insert(access.clone(), (client.clone(), now + lifetime));
     drop(tokens);
     let body = json!({"token_type": "Bearer", "expires_in": lifetime.as_secs(), "ext_expires_in": lifetime.as_secs(), "access_token": access});
@@ -569,6 +616,7 @@ fn stats(state: &State) -> AxumResponse {
         total.throttled += s.throttled;
         total.last_throttled_ms = total.last_throttled_ms.max(s.last_throttled_ms);
         total.faults += s.faults;
+        total.tokens_issued += s.tokens_issued;
     }
     let records: HashMap<String, usize> = {
         let store = state.store.lock().unwrap_or_else(PoisonError::into_inner);
@@ -621,9 +669,23 @@ fn in_storm(state: &State) -> bool {
         .is_ok()
 }
 
+/// Clients the stats name; later ones are counted together under [`OTHER_CLIENTS`], so that ever new
+/// client ids cannot grow the emulator's memory.
+const NAMED_CLIENTS: usize = 1_000;
+
+const OTHER_CLIENTS: &str = "(other clients)";
+
+/// Live tokens of every client together (each client also keeps at most `TOKENS_PER_CLIENT`).
+const MAX_TOKENS: usize = 10_000;
+
 fn bump(state: &State, client: &str, f: impl FnOnce(&mut ClientStats)) {
     let mut stats = state.stats.lock().unwrap_or_else(PoisonError::into_inner);
-    let client = stats.entry(client.to_string()).or_default();
+    let name = if stats.contains_key(client) || stats.len() < NAMED_CLIENTS {
+        client
+    } else {
+        OTHER_CLIENTS
+    };
+    let client = stats.entry(name.to_string()).or_default();
     client.first_seen.get_or_insert_with(Instant::now);
     f(client);
 }

@@ -1010,3 +1010,97 @@ async fn tokens_asked_for_without_end_stay_bounded() {
     assert_eq!(status(other).await, StatusCode::OK);
     emu.stop().await;
 }
+
+/// A client that announces a huge body and sends none of it, without a token, is refused at once:
+/// the emulator authenticates and admits a request before it reads the body, and never buffers more
+/// than a request may hold.
+#[tokio::test]
+async fn a_huge_body_is_refused_before_it_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let emu = start(Config::default()).await;
+    let answer = async |head: String| {
+        let mut tcp = tokio::net::TcpStream::connect(emu.addr).await.unwrap();
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp.write_all(b"{\"name\":").await.unwrap();
+        // The answer comes without the body: waiting for it would hang here (the limit is only a
+        // guard against hanging forever, not a measure).
+        let mut got = Vec::new();
+        while !got.ends_with(b"}") {
+            let mut buf = vec![0u8; 512];
+            let n = tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut buf))
+                .await
+                .expect("an answer before the body")
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).to_string()
+    };
+    let unauthenticated = answer(
+        "POST /api/data/v9.2/accounts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 268435456\r\n\r\n".into(),
+    )
+    .await;
+    assert!(
+        unauthenticated.starts_with("HTTP/1.1 401"),
+        "{unauthenticated}"
+    );
+    let token = ferry_tests::odata_token(&emu.token_url()).await;
+    let too_big = answer(format!(
+        "POST /api/data/v9.2/accounts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 268435456\r\n\r\n"
+    ))
+    .await;
+    assert!(too_big.starts_with("HTTP/1.1 413"), "{too_big}");
+    assert!(
+        too_big.contains(r#"{"error":{"code":"0x8"#),
+        "Dataverse's error shape: {too_big}"
+    );
+    // The server keeps serving everyone else.
+    let ok = Client::new()
+        .get(format!("{}/accounts", emu.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    emu.stop().await;
+}
+
+/// Tokens asked for by ever new client ids keep the emulator's memory bounded: its stats keep the
+/// first clients by name and count the rest together, and live tokens are capped overall.
+#[tokio::test]
+async fn ever_new_clients_keep_the_stats_and_tokens_bounded() {
+    let emu = start(Config {
+        auth: true,
+        ..quiet()
+    })
+    .await;
+    let c = Client::new();
+    for i in 0..1_100 {
+        token(&c, &emu, &format!("client-{i}")).await;
+    }
+    let s = stats(&c, &emu).await;
+    let clients = s["clients"].as_object().unwrap();
+    assert!(
+        clients.len() <= 1_001,
+        "{} clients in the stats",
+        clients.len()
+    );
+    assert!(
+        clients.contains_key("client-0"),
+        "the first clients keep their names"
+    );
+    assert_eq!(
+        clients["(other clients)"]["tokens_issued"].as_u64(),
+        Some(100),
+        "the rest are counted together"
+    );
+    assert_eq!(
+        s["total"]["tokens_issued"].as_u64(),
+        Some(1_100),
+        "{}",
+        s["total"]
+    );
+    emu.stop().await;
+}
