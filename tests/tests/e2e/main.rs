@@ -12,6 +12,7 @@ mod odata;
 mod pipelines;
 mod quickstart;
 mod safety;
+mod secrets;
 mod sources;
 mod sql_sources;
 mod sql_targets;
