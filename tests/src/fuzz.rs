@@ -139,11 +139,16 @@ pub struct Fuzzed {
 /// Feeds `target` with mutations of `seeds` (and the seeds themselves); panics, naming the saved
 /// input, if the target panics on one.
 pub fn fuzz(name: &str, seeds: &[Vec<u8>], target: impl Fn(&[u8])) -> Fuzzed {
+    fuzz_with(name, seeds, SMOKE_CASES, target)
+}
+
+/// [`fuzz`] for a slow target: `smoke` cases when `FERRY_FUZZ_CASES` is not set.
+pub fn fuzz_with(name: &str, seeds: &[Vec<u8>], smoke: usize, target: impl Fn(&[u8])) -> Fuzzed {
     assert!(!seeds.is_empty(), "{name}: no seeds");
     let cases = std::env::var("FERRY_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(SMOKE_CASES);
+        .unwrap_or(smoke);
     let seed = std::env::var("FERRY_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -12,7 +12,7 @@ use ferry_connectors::http::multipart::parse_responses;
 use ferry_emulator::api::{self, Request};
 use ferry_emulator::model::Model;
 use ferry_emulator::store::Store;
-use ferry_tests::fuzz::fuzz;
+use ferry_tests::fuzz::{fuzz, fuzz_with};
 use ferry_tests::repo_root;
 
 /// Every pipeline file the project ships, as seeds.
@@ -147,6 +147,40 @@ fn fuzz_excel_workbooks() {
     // A workbook is a zip: fewer cases, each reads a whole archive.
     fuzz("xlsx", &seeds, |input| {
         let _ = ferry_connectors::files::xlsx::read_sheet("fuzz.xlsx", input.to_vec(), None);
+    });
+}
+
+/// CSV files as a source, read whole through DataFusion's reader (schema inference included).
+#[test]
+fn fuzz_csv_sources() {
+    let ws = ferry_tests::Workspace::new();
+    let pipeline = ws.pipeline(
+        "p.toml",
+        r#"name = "csv"
+[sources.src]
+path = "in/src.csv"
+[target]
+path = "out/o.parquet"
+mode = "truncate"
+"#,
+    );
+    let seeds = vec![
+        b"id,name,amount,when\n1,a,1.5,2026-01-01\n2,\"b, \"\"quoted\"\"\",-2,2026-02-03 04:05:06\n3,,,\n"
+            .to_vec(),
+        b"a;b\n1;2\n".to_vec(),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Each case plans and reads a file: fewer cases in the smoke run.
+    fuzz_with("csv", &seeds, 300, |input| {
+        ws.write("in/src.csv", input);
+        runtime.block_on(async {
+            if let Ok(planned) = ferry::plan::plan(&pipeline).await {
+                let _ = planned.result().clone().collect().await;
+            }
+        });
     });
 }
 
