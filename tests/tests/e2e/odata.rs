@@ -724,8 +724,19 @@ async fn fno_legal_entities_are_written_and_synced_apart() {
     let ws = Workspace::new();
     let pipeline = |name: &str, legal_entity: &str| {
         let toml = format!(
-            "name = \"{name}\"\n[connections.fo]\nurl = \"{}\"\nkind = \"fno\"\n[sources.src]\npath = \"in/{legal_entity}.csv\"\n\
-             [target]\nconnection = \"fo\"\ntable = \"CustomersV3\"\nmode = \"sync\"\nkey = [\"CustomerAccount\"]\nlegal_entity = \"{legal_entity}\"\n",
+            r#"name = "{name}"
+[connections.fo]
+url = "{}"
+kind = "fno"
+[sources.src]
+path = "in/{legal_entity}.csv"
+[target]
+connection = "fo"
+table = "CustomersV3"
+mode = "sync"
+key = ["CustomerAccount"]
+legal_entity = "{legal_entity}"
+"#,
             emu.url()
         );
         ws.pipeline(&format!("{name}.toml"), &toml)
@@ -794,8 +805,19 @@ async fn fno_legal_entity_and_a_data_area_column_together_are_refused_before_wri
     let ws = Workspace::new();
     ws.write("in/a.csv", "accountnumber,name,dataAreaId\nA-1,x,usmf\n");
     let toml = format!(
-        "name = \"fo\"\n[connections.fo]\nurl = \"{}\"\nkind = \"fno\"\n[sources.src]\npath = \"in/a.csv\"\n\
-         [target]\nconnection = \"fo\"\ntable = \"accounts\"\nmode = \"upsert\"\nkey = [\"accountnumber\"]\nlegal_entity = \"usmf\"\n",
+        r#"name = "fo"
+[connections.fo]
+url = "{}"
+kind = "fno"
+[sources.src]
+path = "in/a.csv"
+[target]
+connection = "fo"
+table = "accounts"
+mode = "upsert"
+key = ["accountnumber"]
+legal_entity = "usmf"
+"#,
         emu.url()
     );
     let p = ws.pipeline("fo.toml", &toml);

@@ -635,9 +635,20 @@ async fn state_validated_means_every_check_passed() {
     ws.write("in/src.csv", "id,name\n1,a\n2,b\n");
     let pipeline = |validate: bool| {
         format!(
-            "name = \"v\"\n[connections.db]\nurl = \"sqlite://db.sqlite\"\n[sources.src]\npath = \"in/src.csv\"\n\
-             [target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"upsert\"\nkey = \"id\"\ncreate = true\n\
-             [run]\nvalidate = {validate}\n"
+            r#"name = "v"
+[connections.db]
+url = "sqlite://db.sqlite"
+[sources.src]
+path = "in/src.csv"
+[target]
+connection = "db"
+table = "t"
+mode = "upsert"
+key = "id"
+create = true
+[run]
+validate = {validate}
+"#
         )
     };
     for (validate, want) in [(false, "false"), (true, "true")] {
