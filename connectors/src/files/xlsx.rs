@@ -95,15 +95,42 @@ pub fn read_sheet(
     bytes: Vec<u8>,
     sheet: Option<&str>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    quiet_panics::install();
+    quiet_panics::QUIET.with(|q| q.set(true));
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         read_sheet_unguarded(label, bytes, sheet)
-    }))
-    .unwrap_or_else(|_| {
+    }));
+    quiet_panics::QUIET.with(|q| q.set(false));
+    read.unwrap_or_else(|_| {
         Err(ConnectorError::fatal(format!(
             "{label} is damaged: the Excel reader could not make sense of it"
         ))
         .with_hint("open it in Excel and save it again (File > Save As > Excel Workbook), or export the sheet as CSV"))
     })
+}
+
+/// The library's panic on a damaged workbook is caught and reported as an error; its message must
+/// not reach the terminal as well, where it would read as a crash. A panic hook, installed once,
+/// stays quiet while this thread reads a sheet and hands every other panic to the hook before it.
+mod quiet_panics {
+    use std::cell::Cell;
+    use std::sync::Once;
+
+    thread_local! {
+        pub static QUIET: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub fn install() {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let before = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if !QUIET.with(Cell::get) {
+                    before(info);
+                }
+            }));
+        });
+    }
 }
 
 fn read_sheet_unguarded(
