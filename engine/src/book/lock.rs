@@ -49,10 +49,26 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .map_err(cannot)?;
-        match file.try_lock() {
+        // A holder with this process's own id is an earlier run of this process whose lock file a
+        // child forked meanwhile (by a test harness or a scheduler starting a program) still holds
+        // between its fork and its exec: that ends in moments, so wait for it briefly.
+        let mut waited = 0;
+        let locked = loop {
+            match file.try_lock() {
+                Err(TryLockError::WouldBlock)
+                    if waited < 40 && holder_is_this_process(&mut file) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                    waited += 1;
+                }
+                other => break other,
+            }
+        };
+        match locked {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
+                let _ = file.rewind();
                 let _ = file.read_to_string(&mut holder);
                 let mut parts = holder.split_whitespace();
                 let pid = parts.next().unwrap_or("?").to_string();
@@ -77,6 +93,16 @@ impl RunLock {
         file.flush().map_err(cannot)?;
         Ok(RunLock { _file: Some(file) })
     }
+}
+
+/// Whether the lock file names this process as its holder.
+fn holder_is_this_process(file: &mut File) -> bool {
+    let mut holder = String::new();
+    let read = file
+        .rewind()
+        .and_then(|()| file.read_to_string(&mut holder));
+    read.is_ok()
+        && holder.split_whitespace().next() == Some(std::process::id().to_string().as_str())
 }
 
 fn hostname() -> String {
@@ -104,7 +130,8 @@ mod tests {
                 std::thread::spawn(move || {
                     barrier.wait();
                     let lock = RunLock::acquire(&state, "p");
-                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    // Longer than a taker waits for a holder of this same process (1 s).
+                    std::thread::sleep(std::time::Duration::from_millis(1500));
                     lock.is_ok()
                 })
             })
@@ -123,5 +150,25 @@ mod tests {
         );
         drop(again);
         assert!(RunLock::acquire(&state, "p").is_ok());
+    }
+
+    /// A lock this process released, while a forked child still holds a copy of its descriptor
+    /// for a moment (here: another descriptor of this process, let go 200 ms later), is taken once
+    /// it is free, not refused as "already running".
+    #[test]
+    fn a_lock_held_a_moment_longer_by_this_process_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().to_str().unwrap().to_string();
+        let first = RunLock::acquire(&state, "p").unwrap();
+        let copy = std::fs::File::open(dir.path().join("locks/p.lock")).unwrap();
+        // The first run ends; the copy (the child's) keeps the lock for a moment.
+        drop(first);
+        copy.try_lock().unwrap();
+        let child = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(copy);
+        });
+        assert!(RunLock::acquire(&state, "p").is_ok());
+        child.join().unwrap();
     }
 }
