@@ -83,6 +83,14 @@ impl Checker<'_> {
                 }
             },
             (None, Some(p)) => {
+                if let Some(t) = &raw.table {
+                    // Silently ignored, it would hide a target that was meant to be a database.
+                    self.errors.push(
+                        self.loc
+                            .error(t.span(), "a file target has no table: the file is the table")
+                            .hint("remove table, or write connection = \"...\" instead of path to write a database table"),
+                    );
+                }
                 let path_span = p.span();
                 let format_at = raw.format.as_ref().map_or(path_span.clone(), |f| f.span());
                 let path = self.interpolate_setting(p)?;

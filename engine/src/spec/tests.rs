@@ -498,3 +498,21 @@ fn a_connection_without_url_or_with_a_key_twice_wrong_is_reported_once_each() {
         "the target's reference is not a second error: {found:#?}"
     );
 }
+
+#[test]
+fn a_table_on_a_file_target_is_an_error_at_its_line() {
+    let e = one_error(
+        r#"name = "f"
+[sources.orders]
+path = "data/orders.parquet"
+[target]
+path = "out/orders.parquet"
+table = "orders"
+mode = "truncate"
+"#,
+    );
+    assert!(
+        e.starts_with("/p/pipe.toml:6:9: a file target has no table"),
+        "{e}"
+    );
+}
