@@ -28,8 +28,10 @@ pub fn check_type(name: &str, t: &DataType) -> Result<()> {
     }
 }
 
-/// The JSON text of every row, without the `skip` columns.
-pub fn rows(batch: &RecordBatch, skip: &[String]) -> Result<Vec<String>> {
+/// The JSON text of every row, without the `skip` columns; a row holding a number JSON cannot carry
+/// (NaN, infinity) is an error for that row naming the column, never sent with the value turned
+/// into null (which would wipe the attribute of an existing record).
+pub fn rows(batch: &RecordBatch, skip: &[String]) -> Result<Vec<Result<String>>> {
     let schema = batch.schema();
     let columns: Vec<(usize, String)> = schema
         .fields()
@@ -48,11 +50,11 @@ pub fn rows(batch: &RecordBatch, skip: &[String]) -> Result<Vec<String>> {
         .map(|a| ArrayFormatter::try_new(a.as_ref(), &options))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut out = Vec::with_capacity(batch.num_rows());
-    for row in 0..batch.num_rows() {
+    'rows: for row in 0..batch.num_rows() {
         let mut json = String::with_capacity(64 * columns.len());
         json.push('{');
         let mut first = true;
-        for ((_, name), (array, fmt)) in columns.iter().zip(prepared.iter().zip(&formatters)) {
+        for ((i, name), (array, fmt)) in columns.iter().zip(prepared.iter().zip(&formatters)) {
             if !first {
                 json.push(',');
             }
@@ -69,7 +71,14 @@ pub fn rows(batch: &RecordBatch, skip: &[String]) -> Result<Vec<String>> {
                     if text.parse::<f64>().is_ok_and(f64::is_finite) {
                         json.push_str(&text);
                     } else {
-                        json.push_str("null");
+                        let column = schema.field(*i).name();
+                        out.push(Err(ConnectorError::data(
+                            format!("column \"{column}\" holds {text}, which an OData service cannot take (JSON has no NaN or infinity)"),
+                            Some(row),
+                        )
+                        .with_cause(crate::error::Cause::OutOfRange)
+                        .with_hint("replace it in a step, e.g. CASE WHEN isnan(x) THEN NULL ELSE x END, or correct the source")));
+                        continue 'rows;
                     }
                 }
                 DataType::Boolean => json.push_str(&text),
@@ -77,7 +86,7 @@ pub fn rows(batch: &RecordBatch, skip: &[String]) -> Result<Vec<String>> {
             }
         }
         json.push('}');
-        out.push(json);
+        out.push(Ok(json));
     }
     Ok(out)
 }

@@ -352,9 +352,22 @@ impl Sink for ODataSink {
         } else {
             Vec::new()
         };
-        let bodies = encode::rows(&batch, &skip)?;
-        let mut pending: Vec<usize> = (0..batch.num_rows()).collect();
         let mut done = BatchWritten::default();
+        let mut bodies = Vec::with_capacity(batch.num_rows());
+        let mut pending: Vec<usize> = Vec::with_capacity(batch.num_rows());
+        for (row, body) in encode::rows(&batch, &skip)?.into_iter().enumerate() {
+            match body {
+                Ok(body) => {
+                    bodies.push(body);
+                    pending.push(row);
+                }
+                // Never sent: refused here, for the row alone.
+                Err(e) => {
+                    bodies.push(String::new());
+                    done.rejected.push((row, e));
+                }
+            }
+        }
         for attempt in 0..=PART_RETRIES {
             if pending.is_empty() {
                 break;

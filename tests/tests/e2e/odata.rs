@@ -910,3 +910,52 @@ max_retries = 0
         "the secret went on to another host"
     );
 }
+
+/// JSON has no NaN or infinity: a row holding one is refused by Ferry, naming the column, and goes
+/// to quarantine; it is never sent with the value silently turned into null (which would wipe the
+/// attribute of an existing record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nan_and_infinity_are_refused_naming_the_column_never_sent_as_null() {
+    let emu = start(quiet()).await;
+    let ws = Workspace::new();
+    ws.write(
+        "in/accounts.csv",
+        "accountnumber,name\nA-1,a\nA-2,b\nA-3,c\n",
+    );
+    let text = pipeline(&emu, "mode = \"upsert\"\nkey = [\"accountnumber\"]").replace(
+        "[target]",
+        r#"[[steps]]
+name = "priced"
+sql = "SELECT accountnumber, name, CASE accountnumber WHEN 'A-2' THEN CAST('NaN' AS DOUBLE) WHEN 'A-3' THEN CAST('inf' AS DOUBLE) ELSE 1.5 END AS revenue FROM src"
+
+[target]"#,
+    );
+    let p = ws.pipeline("p.toml", &text);
+    let report = run(&p).await;
+    assert_eq!(
+        (report.status, report.rows_written, report.rows_rejected),
+        (Status::PartialSuccess, 1, 2),
+        "{report}"
+    );
+    let landed = ferry_tests::odata_records(
+        &emu.url(),
+        &emu.token_url(),
+        "accounts",
+        "accountnumber,revenue",
+    )
+    .await;
+    assert_eq!(landed.len(), 1, "{landed:?}");
+    assert_eq!(landed[0]["accountnumber"], "A-1");
+    let book = ferry::book::Book::open(&p.state_dir, &p.name)
+        .await
+        .unwrap();
+    let rejected = book.rejected("accounts").await.unwrap();
+    assert_eq!(rejected.errors.len(), 2);
+    for e in &rejected.errors {
+        assert!(
+            e.contains("revenue") && (e.contains("NaN") || e.contains("inf")),
+            "{e}"
+        );
+    }
+    emu.stop().await;
+}
