@@ -25,7 +25,21 @@ fn setup() -> tempfile::TempDir {
     std::fs::write(dir.path().join("src.csv"), "id,name\n1,a\n2,b\n3,c\n").unwrap();
     std::fs::write(
         dir.path().join("p.toml"),
-        "name = \"cli\"\n[connections.db]\nurl = \"sqlite://out/db.sqlite\"\n[sources.src]\npath = \"src.csv\"\n[[steps]]\nname = \"all\"\nsql = \"SELECT * FROM src\"\n[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"upsert\"\nkey = \"id\"\ncreate = true\n",
+        r#"name = "cli"
+[connections.db]
+url = "sqlite://out/db.sqlite"
+[sources.src]
+path = "src.csv"
+[[steps]]
+name = "all"
+sql = "SELECT * FROM src"
+[target]
+connection = "db"
+table = "t"
+mode = "upsert"
+key = "id"
+create = true
+"#,
     )
     .unwrap();
     dir
@@ -245,4 +259,30 @@ fn a_target_that_does_not_answer_exits_75_unavailable_not_2() {
         "{}",
         show(&out)
     );
+}
+
+/// `ferry connectors` prints the registry's own capabilities: one line per connector, its modes.
+#[test]
+fn connectors_lists_each_connector_with_its_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ferry(dir.path(), &["connectors"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for (name, modes) in [
+        ("PostgreSQL", "insert,upsert,truncate,sync"),
+        ("MySQL", "insert,upsert,truncate,sync"),
+        ("SQLite", "insert,upsert,truncate,sync"),
+        ("OData", "insert,upsert,truncate,sync"),
+        ("Delta table", "insert,truncate"),
+        ("Parquet or CSV file", "truncate"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(modes)),
+            "{name} {modes}: {}",
+            show(&out)
+        );
+    }
+    assert!(stdout.contains("postgres://"), "{}", show(&out));
 }
