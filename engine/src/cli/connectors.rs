@@ -8,7 +8,7 @@ use ferry_connectors::registry;
 pub fn list() -> ExitCode {
     let yes = |b: bool| if b { "yes" } else { "no" };
     say!(
-        "{:<20} {:<26} {:<6} {:<7} {:<9} {:<6} {}",
+        "{:<20} {:<28} {:<6} {:<7} {:<9} {:<6} {}",
         "CONNECTOR",
         "MODES",
         "KEYED",
@@ -27,7 +27,7 @@ pub fn list() -> ExitCode {
             schemes.join(" ")
         };
         say!(
-            "{:<20} {:<26} {:<6} {:<7} {:<9} {:<6} {}",
+            "{:<20} {:<28} {:<6} {:<7} {:<9} {:<6} {}",
             c.name(),
             modes.join(","),
             yes(can.keyed),
