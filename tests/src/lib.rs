@@ -84,6 +84,19 @@ pub async fn run(pipeline: &Pipeline) -> RunReport {
         .unwrap_or_else(|e| panic!("pipeline {} did not start:\n{e}", pipeline.name))
 }
 
+/// The Dataverse-like emulator on a free loopback port, without limits or latency: a target that
+/// answers at once, for tests about what lands rather than about throttling.
+pub async fn quiet_emulator() -> ferry_emulator::Running {
+    let config = ferry_emulator::Config {
+        limits: ferry_emulator::limits::Limits::off(),
+        latency: ferry_emulator::Latency::none(),
+        ..ferry_emulator::Config::default()
+    };
+    ferry_emulator::start(config, "127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("the emulator starts")
+}
+
 /// The `ferry` binary that `cargo test --workspace` builds beside the test binaries, as a user runs it.
 pub fn ferry_command() -> std::process::Command {
     let exe = std::env::current_exe().expect("the test's path");

@@ -7,8 +7,7 @@
 use ferry::run::Status;
 use ferry::spec::Pipeline;
 use ferry_connectors::{WriteMode, registry};
-use ferry_emulator::limits::Limits;
-use ferry_emulator::{self as emulator, Config, Latency, Running};
+use ferry_emulator::Running;
 use ferry_tests::db::{Server, TestDb};
 use ferry_tests::{Workspace, rows, run};
 
@@ -54,18 +53,7 @@ impl Place {
             "PostgreSQL" => Place::Server(TestDb::new(Server::Postgres).await),
             "MySQL" => Place::Server(TestDb::new(Server::Mysql).await),
             "SQLite" => Place::Sqlite,
-            "OData" => Place::OData(
-                emulator::start(
-                    Config {
-                        limits: Limits::off(),
-                        latency: Latency::none(),
-                        ..Config::default()
-                    },
-                    "127.0.0.1:0".parse().unwrap(),
-                )
-                .await
-                .unwrap(),
-            ),
+            "OData" => Place::OData(ferry_tests::quiet_emulator().await),
             "Delta table" => Place::Delta,
             "Parquet or CSV file" => Place::Parquet,
             other => panic!("no test case for the connector {other}: add one to capabilities.rs"),

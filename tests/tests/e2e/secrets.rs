@@ -6,8 +6,6 @@
 
 use std::process::Command;
 
-use ferry_emulator::limits::Limits;
-use ferry_emulator::{self as emulator, Config, Latency};
 use ferry_tests::db::{Server, TestDb};
 use ferry_tests::{Workspace, ferry_command};
 
@@ -53,16 +51,7 @@ fn assert_no_canary(what: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_terminal_the_tables_or_the_exports() {
-    let emu = emulator::start(
-        Config {
-            limits: Limits::off(),
-            latency: Latency::none(),
-            ..Config::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let emu = ferry_tests::quiet_emulator().await;
     let db = TestDb::new(Server::Postgres).await;
     // One row the service refuses (no name): a quarantined row and an Excel export.
     db.exec(

@@ -11,8 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use ferry_emulator::limits::Limits;
-use ferry_emulator::{self as emulator, Config, Latency, Running};
+use ferry_emulator::Running;
 use ferry_tests::db::{Server, TestDb};
 use ferry_tests::{Workspace, sqlite_rows};
 use futures::FutureExt;
@@ -128,18 +127,7 @@ impl World {
             _ => None,
         };
         let emu = match target {
-            Target::OData => Some(
-                emulator::start(
-                    Config {
-                        limits: Limits::off(),
-                        latency: Latency::none(),
-                        ..Config::default()
-                    },
-                    "127.0.0.1:0".parse().unwrap(),
-                )
-                .await
-                .unwrap(),
-            ),
+            Target::OData => Some(ferry_tests::quiet_emulator().await),
             _ => None,
         };
         let world = World {
