@@ -166,7 +166,12 @@ pub trait Reader: fmt::Debug + Send + Sync {
 /// report a problem so that it names the line.
 pub trait Settings {
     /// A credential (user, password, token, client id and secret): `${VAR}` from any variable.
-    fn secret(&mut self, value: Spanned<String>) -> Option<Secret>;
+    fn credential(&mut self, value: Spanned<String>) -> Option<String>;
+
+    /// A credential that must never be printed (password, token, client secret).
+    fn secret(&mut self, value: Spanned<String>) -> Option<Secret> {
+        self.credential(value).map(Secret::new)
+    }
 
     /// A setting that is not a credential (a URL, a path, a scope): `${VAR}` only from `FERRY_*`.
     fn setting(&mut self, value: Spanned<String>) -> Option<String>;
@@ -196,11 +201,7 @@ pub fn read_keys<T: DeserializeOwned>(
         match T::deserialize(toml::de::Deserializer::from(keys.clone())) {
             Ok(t) => return (!failed).then_some(t),
             Err(e) => {
-                let unknown = e
-                    .message()
-                    .strip_prefix("unknown field `")
-                    .and_then(|rest| rest.split('`').next())
-                    .map(str::to_string);
+                let unknown = UnknownKey::of(&e).map(|u| u.key.to_string());
                 cx.invalid_keys(e, whose);
                 failed = true;
                 let key = unknown.and_then(|word| {
@@ -217,6 +218,29 @@ pub fn read_keys<T: DeserializeOwned>(
                 }
             }
         }
+    }
+}
+
+/// A key serde refused with `deny_unknown_fields`, read from its message ("unknown field `pth`,
+/// expected one of `path`, `format`" or "..., there are no fields"): the one place that reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UnknownKey<'a> {
+    pub key: &'a str,
+    /// The keys the table takes; empty when it takes none.
+    pub expected: Vec<&'a str>,
+}
+
+impl<'a> UnknownKey<'a> {
+    pub fn parse(message: &'a str) -> Option<Self> {
+        let rest = message.strip_prefix("unknown field `")?;
+        Some(Self {
+            key: rest.split('`').next()?,
+            expected: rest.split('`').skip(2).step_by(2).collect(),
+        })
+    }
+
+    pub fn of(error: &'a toml::de::Error) -> Option<Self> {
+        Self::parse(error.message().trim())
     }
 }
 

@@ -2,6 +2,7 @@
 //! here (docs/ARCHITECTURE.md, "Adding a connector").
 
 use crate::connector::Connector;
+use crate::error::ConnectorError;
 use crate::files::connector::{Delta, SingleFile};
 use crate::odata::connector::OData;
 use crate::sql::mysql::connector::MYSQL;
@@ -22,8 +23,8 @@ pub fn connectors() -> &'static [&'static dyn Connector] {
     &CONNECTORS
 }
 
-/// The connector of a connection URL, by its scheme.
-pub fn for_url(url: &str) -> Result<&'static dyn Connector, String> {
+/// The connector of a connection URL, by its scheme; the error's hint lists the schemes there are.
+pub fn for_url(url: &str) -> Result<&'static dyn Connector, ConnectorError> {
     let schemes = || {
         connectors()
             .iter()
@@ -32,11 +33,11 @@ pub fn for_url(url: &str) -> Result<&'static dyn Connector, String> {
             .join(", ")
     };
     let Some((scheme, _)) = url.split_once("://") else {
-        return Err(format!(
-            "\"{}\" is not a connection URL; start it with one of: {}",
-            crate::redact::url(url),
-            schemes()
-        ));
+        return Err(ConnectorError::fatal(format!(
+            "\"{}\" is not a connection URL",
+            crate::redact::url(url)
+        ))
+        .with_hint(format!("start it with one of: {}", schemes())));
     };
     let scheme = scheme.to_ascii_lowercase();
     connectors()
@@ -44,10 +45,8 @@ pub fn for_url(url: &str) -> Result<&'static dyn Connector, String> {
         .copied()
         .find(|c| c.schemes().contains(&scheme.as_str()))
         .ok_or_else(|| {
-            format!(
-                "Ferry has no connector for \"{scheme}://\"; use one of: {}",
-                schemes()
-            )
+            ConnectorError::fatal(format!("Ferry has no connector for \"{scheme}://\""))
+                .with_hint(format!("use one of: {}", schemes()))
         })
 }
 
@@ -57,22 +56,19 @@ mod tests {
 
     #[test]
     fn urls_find_their_connector_by_scheme() {
-        let name = |url: &str| for_url(url).map(|c| c.name());
-        assert_eq!(name("postgresql://h/db"), Ok("PostgreSQL"));
-        assert_eq!(name("mariadb://h/db"), Ok("MySQL"));
-        assert_eq!(name("sqlite://out/w.db"), Ok("SQLite"));
+        let name = |url: &str| for_url(url).map(|c| c.name()).ok();
+        assert_eq!(name("postgresql://h/db"), Some("PostgreSQL"));
+        assert_eq!(name("mariadb://h/db"), Some("MySQL"));
+        assert_eq!(name("sqlite://out/w.db"), Some("SQLite"));
         assert_eq!(
             name("HTTPS://org.crm.dynamics.com/api/data/v9.2"),
-            Ok("OData")
+            Some("OData")
         );
-        let err = for_url("oracle://x").unwrap_err();
+        let err = for_url("oracle://x").unwrap_err().to_string();
         assert!(err.contains("no connector for \"oracle://\""), "{err}");
         assert!(err.contains("postgres://"), "{err}");
-        assert!(
-            for_url("warehouse.db")
-                .unwrap_err()
-                .contains("not a connection URL")
-        );
+        let err = for_url("warehouse.db").unwrap_err().to_string();
+        assert!(err.contains("not a connection URL"), "{err}");
     }
 
     #[test]

@@ -230,7 +230,9 @@ async fn read_body(
         return Err(too_large());
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if announced.is_some() || e.to_string().contains("length limit") {
+        // Only the limit makes a 413 (a body without Content-Length that grew past it); a client
+        // that went away mid-body is a 400. The limit's error says "length limit exceeded".
+        if e.to_string().contains("length limit") {
             too_large()
         } else {
             error_response(&ODataError::new(

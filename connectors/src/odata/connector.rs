@@ -195,13 +195,13 @@ fn endpoint(
                 return None;
             };
             let mut users = vec![Credentials {
-                client_id: cx.secret(id)?.expose().to_string(),
+                client_id: cx.credential(id)?,
                 client_secret: cx.secret(secret)?,
             }];
             for u in std::mem::take(&mut keys.users) {
                 let u = u.into_inner();
                 users.push(Credentials {
-                    client_id: cx.secret(u.client_id)?.expose().to_string(),
+                    client_id: cx.credential(u.client_id)?,
                     client_secret: cx.secret(u.client_secret)?,
                 });
             }

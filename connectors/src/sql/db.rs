@@ -90,7 +90,7 @@ impl DbConfig {
             }
         };
         db.user = match server.user {
-            Some(u) => Some(cx.secret(u)?.expose().to_string()),
+            Some(u) => Some(cx.credential(u)?),
             None => None,
         };
         db.password = match server.password {

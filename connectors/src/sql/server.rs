@@ -59,20 +59,23 @@ impl Connector for ServerConnector {
         let db = DbConfig::from_keys(url, keys, &whose, cx)?;
         Some(Arc::new(ServerConnection {
             connector: self,
-            server: self.server,
             db,
-            make_sink: self.make_sink,
         }))
     }
 }
 
-/// A connection to a PostgreSQL or MySQL server.
-#[derive(Debug)]
+/// A connection to a PostgreSQL or MySQL server: its connector (which server, how sinks are made)
+/// and how to reach it.
+#[derive(Debug, Clone)]
 pub struct ServerConnection {
-    connector: &'static dyn Connector,
-    server: Server,
+    connector: &'static ServerConnector,
     db: DbConfig,
-    make_sink: MakeSink,
+}
+
+impl std::fmt::Debug for ServerConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.about.name)
+    }
 }
 
 impl Connection for ServerConnection {
@@ -89,17 +92,14 @@ impl Connection for ServerConnection {
         let whose = format!("a {} target", self.connector.name());
         read_keys::<NoKeys>(keys, &whose, cx)?;
         Some(Arc::new(ServerTable {
-            connector: self.connector,
-            server: self.server,
-            db: self.db.clone(),
-            make_sink: self.make_sink,
+            connection: self.clone(),
             table: table.to_string(),
         }))
     }
 
     fn reader(&self) -> Option<Arc<dyn Reader>> {
         Some(Arc::new(ServerReader {
-            server: self.server,
+            server: self.connector.server,
             db: self.db.clone(),
         }))
     }
@@ -108,16 +108,13 @@ impl Connection for ServerConnection {
 /// A table on a server, as a pipeline's target.
 #[derive(Debug)]
 struct ServerTable {
-    connector: &'static dyn Connector,
-    server: Server,
-    db: DbConfig,
-    make_sink: MakeSink,
+    connection: ServerConnection,
     table: String,
 }
 
 impl Destination for ServerTable {
     fn connector(&self) -> &'static dyn Connector {
-        self.connector
+        self.connection.connector
     }
 
     fn name(&self) -> String {
@@ -125,13 +122,14 @@ impl Destination for ServerTable {
     }
 
     fn sink(&self, options: TargetOptions) -> Result<Arc<dyn Sink>> {
-        Ok((self.make_sink)(self.db.clone(), options))
+        let connection = &self.connection;
+        Ok((connection.connector.make_sink)(
+            connection.db.clone(),
+            options,
+        ))
     }
 
     fn reader(&self) -> Option<Arc<dyn Reader>> {
-        Some(Arc::new(ServerReader {
-            server: self.server,
-            db: self.db.clone(),
-        }))
+        self.connection.reader()
     }
 }

@@ -31,13 +31,10 @@ impl Checker<'_> {
         let url = Spanned::new(span.clone(), self.interpolate_setting(url)?);
         match registry::for_url(url.get_ref()) {
             Ok(connector) => connector.connection(url, keys, self),
-            Err(message) => {
-                // Reported at the connection's url line; never silently dropped.
-                let (message, hint) = match message.split_once("; ") {
-                    Some((m, h)) => (m.to_string(), Some(h.to_string())),
-                    None => (message, None),
-                };
-                self.error(span, message, hint);
+            // Reported at the connection's url line; never silently dropped.
+            Err(e) => {
+                let err = self.connector_error(span, e);
+                self.errors.push(err);
                 None
             }
         }
@@ -45,8 +42,8 @@ impl Checker<'_> {
 }
 
 impl Settings for Checker<'_> {
-    fn secret(&mut self, value: Spanned<String>) -> Option<Secret> {
-        self.interpolate(value).map(Secret::new)
+    fn credential(&mut self, value: Spanned<String>) -> Option<String> {
+        self.interpolate(value)
     }
 
     fn setting(&mut self, value: Spanned<String>) -> Option<String> {
@@ -69,12 +66,13 @@ impl Settings for Checker<'_> {
     /// "client_id is not a key of a PostgreSQL connection" with the keys it has.
     fn invalid_keys(&mut self, error: toml::de::Error, whose: &str) {
         let mut err = toml_error(self.loc, &error);
-        if let Some(rest) = err.message.strip_prefix("unknown field `") {
-            let word = rest.split('`').next().unwrap_or_default().to_string();
-            let no_fields = rest.contains("there are no fields");
-            err.message = format!("{word} is not a key of {whose}");
-            if no_fields {
-                err.hint = Some(format!("{whose} has no keys of its own: remove {word}"));
+        if let Some(unknown) = UnknownKey::of(&error) {
+            err.message = format!("{} is not a key of {whose}", unknown.key);
+            if unknown.expected.is_empty() {
+                err.hint = Some(format!(
+                    "{whose} has no keys of its own: remove {}",
+                    unknown.key
+                ));
             }
         }
         self.errors.push(err);

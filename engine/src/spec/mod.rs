@@ -25,10 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_connectors::connector::Keys;
+use ferry_connectors::connector::{Keys, UnknownKey};
 use ferry_connectors::files::source::FileSource;
-use ferry_connectors::secret::{self, Secret};
+use ferry_connectors::secret;
 use ferry_connectors::{Connection, Destination, Read, Reader, TargetOptions, WriteMode};
+use serde::Deserialize;
 use toml::Spanned;
 
 pub use self::error::{Locator, SpecError, SpecErrors, did_you_mean};
@@ -160,11 +161,12 @@ impl Pipeline {
     /// Validates a pipeline file's text; `file` locates relative paths and names the file in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Pipeline, SpecErrors> {
         let locator = Locator::new(file, text);
-        let raw: RawPipeline =
-            toml::from_str(text).map_err(|e| SpecErrors(vec![toml_error(&locator, &e)]))?;
-        // The same text with every value's place: connectors read their own keys from it.
-        let mut tables = toml::de::DeTable::parse(text)
-            .map_err(|e| SpecErrors(vec![toml_error(&locator, &e)]))?;
+        // Parsed once, every value with its place: the generic keys are read from it here, and
+        // connectors read their own from the same tables.
+        let toml_errors = |e: toml::de::Error| SpecErrors(vec![toml_error(&locator, &e)]);
+        let mut tables = toml::de::DeTable::parse(text).map_err(toml_errors)?;
+        let raw = RawPipeline::deserialize(toml::de::Deserializer::from(tables.clone()))
+            .map_err(toml_errors)?;
         let keys = PlacedKeys {
             connections: take_table(&mut tables, "connections")
                 .map(|c| {
@@ -453,13 +455,10 @@ fn toml_error(loc: &Locator, e: &toml::de::Error) -> SpecError {
         Some(span) => loc.error(span, message.clone()),
         None => loc.whole_file(message.clone()),
     };
-    // serde says: unknown field `pth`, expected one of `path`, `format`, ...
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let word = rest.split('`').next().unwrap_or_default();
-        let expected: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
-        return match did_you_mean(word, expected.iter().copied()) {
+    if let Some(unknown) = UnknownKey::parse(&message) {
+        return match did_you_mean(unknown.key, unknown.expected.iter().copied()) {
             Some(m) => err.hint(format!("did you mean `{m}`?")),
-            None => err.hint(format!("allowed here: {}", expected.join(", "))),
+            None => err.hint(format!("allowed here: {}", unknown.expected.join(", "))),
         };
     }
     if message.starts_with("missing field") {

@@ -414,11 +414,12 @@ batch_size = 100
         (Status::Completed, 500),
         "{report}"
     );
-    let counted: Vec<(u64, u64)> = admin
-        .query("SELECT COUNT(*), COUNT(DISTINCT name) FROM infile_off.t")
+    let landed: Vec<(i64, String)> = admin
+        .query("SELECT id, name FROM infile_off.t ORDER BY id")
         .await
         .unwrap();
-    assert_eq!(counted, vec![(500, 500)]);
+    let expected: Vec<(i64, String)> = (0..500).map(|i| (i, format!("name {i}"))).collect();
+    assert_eq!(landed, expected);
     let summary = report.to_string();
     assert!(
         summary.contains("LOAD DATA LOCAL") && summary.contains("local_infile"),
