@@ -5,6 +5,7 @@ pub mod book;
 pub mod cli;
 pub mod plan;
 pub mod run;
+pub mod schedule;
 pub mod spec;
 
 pub use ferry_connectors as connectors;

@@ -242,6 +242,16 @@ pub fn write_workbook(path: &Path, header: &[String], rows: &[Vec<String>], nume
 
 /// Record batches as text rows, sorted, numbers normalised like [`sqlite_rows`].
 pub fn batch_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = exact_rows(batches)
+        .into_iter()
+        .map(|row| row.into_iter().map(normalise).collect())
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Record batches as text rows exactly as Arrow prints them (every digit), in their order.
+pub fn exact_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
@@ -251,20 +261,24 @@ pub fn batch_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
             .collect();
         for row in 0..batch.num_rows() {
-            rows.push(
-                formatters
-                    .iter()
-                    .map(|f| normalise(f.value(row).to_string()))
-                    .collect(),
-            );
+            rows.push(formatters.iter().map(|f| f.value(row).to_string()).collect());
         }
     }
-    rows.sort();
     rows
 }
 
-/// Runs SQL in a fresh DataFusion session with the given parquet/CSV files registered.
+/// Runs SQL in a fresh DataFusion session with the given parquet/CSV files registered; the rows
+/// sorted and numbers normalised (see [`batch_rows`]).
 pub async fn datafusion_rows(tables: &[(&str, &Path)], sql: &str) -> Vec<Vec<String>> {
+    batch_rows(&datafusion_batches(tables, sql).await)
+}
+
+/// Runs SQL as [`datafusion_rows`] does; the rows in the query's order, every digit kept.
+pub async fn datafusion_exact(tables: &[(&str, &Path)], sql: &str) -> Vec<Vec<String>> {
+    exact_rows(&datafusion_batches(tables, sql).await)
+}
+
+async fn datafusion_batches(tables: &[(&str, &Path)], sql: &str) -> Vec<RecordBatch> {
     let ctx = datafusion::prelude::SessionContext::new();
     for (name, path) in tables {
         let p = path.to_str().expect("utf-8 path");
@@ -279,14 +293,12 @@ pub async fn datafusion_rows(tables: &[(&str, &Path)], sql: &str) -> Vec<Vec<Str
                 .expect("parquet"),
         }
     }
-    let batches = ctx
-        .sql(sql)
+    ctx.sql(sql)
         .await
         .expect("plan")
         .collect()
         .await
-        .expect("collect");
-    batch_rows(&batches)
+        .expect("collect")
 }
 
 /// The rows of a parquet file or folder, sorted text.

@@ -14,6 +14,7 @@ pub mod dry_run;
 mod emulate;
 mod preview;
 mod quarantine;
+mod schedule;
 mod show;
 pub mod validate;
 
@@ -153,6 +154,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the jobs of a folder on their schedules: every pipeline file in DIR with a [schedule]
+    /// section. Runs until Ctrl-C or SIGTERM (running runs then stop at their next batch).
+    #[command(after_help = SCHEDULE_HELP)]
+    Schedule {
+        /// The folder of pipeline files.
+        dir: PathBuf,
+        /// Runs at once across all jobs (default: the number of cores).
+        #[arg(long)]
+        max_concurrent_runs: Option<usize>,
+        /// Tests: start the clock at a time, optionally faster ("2026-01-01T00:00:00Z*600").
+        #[arg(long, hide = true)]
+        clock: Option<String>,
+        /// Tests: stop after this much of the clock's time.
+        #[arg(long, hide = true)]
+        stop_after: Option<String>,
+    },
+    /// The jobs of a folder: list them, show when one fires next, run one now.
+    Jobs {
+        /// The folder of pipeline files.
+        dir: PathBuf,
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Emulate a target service on this machine.
     #[command(subcommand)]
     Emulate(EmulateCommand),
@@ -177,6 +201,40 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+}
+
+const SCHEDULE_HELP: &str = r#"A job is a pipeline file with a [schedule] section:
+
+  [schedule]
+  cron = "0 2 * * *"            # 5 fields, or 6 with seconds first; L, #, W, MON-FRI, @daily
+  timezone = "Europe/Paris"     # IANA name; UTC by default
+  enabled = true
+  max_retries = 2               # whole-run retries of a failed run (0-10)
+  retry_backoff = "1m"          # doubled each retry, with jitter
+  timeout = "2h"                # the run is stopped cleanly (resumable) and marked Timed Out
+  overlap = "skip"              # skip | queue: a fire while the last run still goes
+  catch_up = "last"             # none | last | all: fires missed while the scheduler was down
+
+Every fire is recorded in DIR/.ferry/schedule/fires (a Delta table), each run's output in
+DIR/.ferry/schedule/logs/. Example:
+  ferry schedule jobs/
+  ferry jobs jobs/ list"#;
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Each job: schedule in words, enabled, next fire, last status and duration.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The next fire times of a job (check a cron expression with it).
+    Next {
+        job: String,
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+    },
+    /// Run a job now, in the foreground; its schedule is left as it is.
+    Run { job: String },
 }
 
 #[derive(Subcommand)]
@@ -269,6 +327,17 @@ pub async fn main(cli: Cli) -> ExitCode {
             since,
             json,
         } => book::history(pipeline.as_deref(), &state_dir, status, since, json).await,
+        Command::Schedule {
+            dir,
+            max_concurrent_runs,
+            clock,
+            stop_after,
+        } => schedule::schedule(&dir, max_concurrent_runs, clock, stop_after).await,
+        Command::Jobs { dir, command } => match command {
+            JobsCommand::List { json } => schedule::list(&dir, json).await,
+            JobsCommand::Next { job, count } => schedule::next(&dir, &job, count),
+            JobsCommand::Run { job } => schedule::run_now(&dir, &job).await,
+        },
         Command::Emulate(EmulateCommand::Dynamics(args)) => emulate::dynamics(args).await,
         Command::Connectors => connectors::list(),
         Command::Quarantine(q) => match q {

@@ -420,13 +420,31 @@ async fn write(
                 "the run took longer than its timeout of {}s", pipeline.run.timeout.as_secs()))
                 .with_hint("raise timeout under [run], e.g. timeout = \"2h\""))),
         },
-        _ = tokio::signal::ctrl_c() => Err((Status::Stopped, ConnectorError::fatal("stopped by the user"))),
+        _ = stop_requested() => Err((Status::Stopped, ConnectorError::fatal("stopped by the user or the scheduler"))),
     };
     let recorded = recorder_task.close().await;
     match (outcome, recorded) {
         (Ok(finished), Ok(())) => Ok(finished),
         (Ok(_), Err(e)) => Err((Status::Failed, e)),
         (Err(e), _) => Err(e),
+    }
+}
+
+/// Ctrl-C (SIGINT), or SIGTERM (a service manager, or `ferry schedule` stopping a run at its
+/// timeout): the run stops, its written batches recorded, and a later run resumes it.
+async fn stop_requested() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminated => {}
     }
 }
 

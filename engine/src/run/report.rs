@@ -154,9 +154,37 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// A duration as a person reads it: "45s", "23m 5s", "1h 23m 45s", "2d 3h"; under ten seconds with
+/// a tenth ("2.5s").
+pub fn human_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 10 {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    let (days, hours, minutes, seconds) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")];
+    let first = parts.iter().position(|(n, _)| *n > 0).unwrap_or(3);
+    parts[first..(first + 3).min(4)]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_hours_minutes_and_seconds() {
+        use std::time::Duration;
+        assert_eq!(human_duration(Duration::from_millis(2500)), "2.5s");
+        assert_eq!(human_duration(Duration::from_secs(45)), "45s");
+        assert_eq!(human_duration(Duration::from_secs(5025)), "1h 23m 45s");
+        assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(human_duration(Duration::from_secs(2 * 86400 + 3 * 3600 + 7)), "2d 3h");
+    }
 
     #[test]
     fn numbers_are_grouped() {

@@ -10,12 +10,14 @@
 //!                                              steps.rs        [[steps]]
 //!                                              target.rs       [target]
 //!                                              run_options.rs  [run], durations
+//!                                              schedule.rs     [schedule]
 //! ```
 
 mod connections;
 mod error;
 mod raw;
 mod run_options;
+mod schedule;
 mod sources;
 mod steps;
 mod target;
@@ -35,6 +37,7 @@ use toml::Spanned;
 pub use self::error::{Locator, SpecError, SpecErrors, did_you_mean};
 use self::raw::RawPipeline;
 pub use self::run_options::parse_duration;
+pub use self::schedule::{CatchUp, Overlap, Schedule};
 
 /// A pipeline, validated: everything here has been checked against everything else.
 #[derive(Debug, Clone)]
@@ -51,6 +54,8 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
     pub target: Target,
     pub run: RunOptions,
+    /// `[schedule]`: when `ferry schedule` runs it.
+    pub schedule: Option<Schedule>,
     /// Maps byte offsets to lines for errors found later (SQL planning).
     pub locator: Locator,
 }
@@ -344,6 +349,7 @@ impl Checker<'_> {
             }
         }
         let run = self.run(raw.run);
+        let schedule = self.schedule(raw.schedule);
         Some(Pipeline {
             name,
             description: raw.description,
@@ -354,6 +360,7 @@ impl Checker<'_> {
             steps,
             target: target?,
             run: run?,
+            schedule: schedule?,
             locator: self.loc.clone(),
         })
     }

@@ -25,6 +25,22 @@ pub struct RawPipeline {
     pub target: Spanned<toml::Table>,
     #[serde(default)]
     pub run: Option<Spanned<RawRun>>,
+    /// When `ferry schedule` runs the pipeline.
+    #[serde(default)]
+    pub schedule: Option<Spanned<RawSchedule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    pub cron: Spanned<String>,
+    pub timezone: Option<Spanned<String>>,
+    pub enabled: Option<bool>,
+    pub max_retries: Option<Spanned<i64>>,
+    pub retry_backoff: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub overlap: Option<Spanned<String>>,
+    pub catch_up: Option<Spanned<String>>,
 }
 
 /// The generic key of a connection: the rest belong to its connector, which reads them itself.

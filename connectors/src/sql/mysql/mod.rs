@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod connector;
+pub mod read;
 pub mod values;
 
 use std::sync::Arc;

@@ -16,6 +16,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::{ConnectorError, Result};
 use crate::sql::columns::Columns;
+use crate::sql::declared::Declared;
 
 /// One column, cast to the shape its literals are written from.
 pub enum Column {
@@ -267,7 +268,17 @@ pub fn column_type(field: &Field, is_key: bool) -> Result<String> {
         .get("ARROW:extension:name")
         .map(String::as_str)
         == Some("arrow.json");
+    let declared = Declared::of(field);
     Ok(match field.data_type() {
+        // A source's declared text types, where MySQL has them (longer ones are LONGTEXT: MySQL
+        // counts every VARCHAR's most bytes against a row's 65,535).
+        Utf8 | LargeUtf8 | Utf8View if declared == Some(Declared::Uuid) => "CHAR(36)".into(),
+        Utf8 | LargeUtf8 | Utf8View if matches!(declared, Some(Declared::Varchar(n)) if n <= 255) => {
+            declared.expect("checked").to_string().to_uppercase()
+        }
+        Utf8 | LargeUtf8 | Utf8View if matches!(declared, Some(Declared::Char(n)) if n <= 255) => {
+            declared.expect("checked").to_string().to_uppercase()
+        }
         Boolean => "BOOLEAN".into(),
         Int8 => "TINYINT".into(),
         Int16 => "SMALLINT".into(),

@@ -16,6 +16,7 @@
 pub mod client;
 pub mod connector;
 pub mod copy;
+pub mod read;
 pub mod types;
 
 use std::collections::BTreeSet;

@@ -4,6 +4,7 @@
 use arrow::datatypes::{DataType, Field};
 
 use crate::error::{ConnectorError, Result};
+use crate::sql::declared::Declared;
 
 /// The target column types binary COPY can fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +110,12 @@ pub fn column_type(field: &Field) -> Result<String> {
         .metadata()
         .get("ARROW:extension:name")
         .map(String::as_str);
+    let declared = Declared::of(field);
     Ok(match field.data_type() {
+        // A PostgreSQL source's own declaration: uuid, json, jsonb, varchar(n), char(n).
+        Utf8 | LargeUtf8 | Utf8View if declared.is_some() => {
+            declared.expect("checked").to_string()
+        }
         Boolean => "boolean".into(),
         Int8 | Int16 | UInt8 => "smallint".into(),
         Int32 | UInt16 => "integer".into(),
@@ -153,6 +159,7 @@ pub fn created_type(field: &Field) -> Result<PgType> {
         "numeric" => PgType::Numeric,
         "real" => PgType::Float4,
         "double precision" => PgType::Float8,
+        "json" => PgType::Json,
         "jsonb" => PgType::Jsonb,
         "uuid" => PgType::Uuid,
         "bytea" => PgType::Bytea,

@@ -37,10 +37,20 @@ pub fn column_type(field: &Field) -> Result<String> {
         DataType::Date32 | DataType::Date64 => "DATE".to_string(),
         DataType::Timestamp(_, _) => "TIMESTAMP".to_string(),
         DataType::Time32(_) | DataType::Time64(_) => "TIME".to_string(),
+        // A DECIMAL column has NUMERIC affinity: SQLite turns the text of a number into a double,
+        // which keeps 15 digits. Longer decimals are kept as their exact text.
         DataType::Decimal32(p, s)
         | DataType::Decimal64(p, s)
         | DataType::Decimal128(p, s)
-        | DataType::Decimal256(p, s) => format!("DECIMAL({p},{s})"),
+        | DataType::Decimal256(p, s)
+            if *p <= 15 =>
+        {
+            format!("DECIMAL({p},{s})")
+        }
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => "TEXT".to_string(),
         DataType::Dictionary(_, value) => {
             return column_type(&Field::new(field.name(), (**value).clone(), true));
         }

@@ -1,0 +1,221 @@
+//! `ferry schedule DIR` and `ferry jobs DIR ...`: the scheduler, and the catalogue of its jobs a
+//! person reads (`list`, `next`) and runs by hand (`run`).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::Utc;
+
+use super::INVALID;
+use crate::run::report::human_duration;
+use crate::schedule::clock::Clock;
+use crate::schedule::jobs::{self, Job};
+use crate::schedule::journal::{Fire, Journal};
+use crate::schedule::runner::{self, Options};
+
+pub async fn schedule(
+    folder: &Path,
+    max_concurrent: Option<usize>,
+    clock: Option<String>,
+    stop_after: Option<String>,
+) -> ExitCode {
+    let clock = match clock.as_deref().map(Clock::parse).transpose() {
+        Ok(c) => c.unwrap_or_else(Clock::real),
+        Err(e) => {
+            eprintln!("error: --clock: {e}");
+            return ExitCode::from(INVALID);
+        }
+    };
+    let stop_after = match stop_after.as_deref().map(|s| crate::spec::parse_duration(s).ok_or(s)) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(s)) => {
+            eprintln!("error: --stop-after: \"{s}\" is not a duration");
+            return ExitCode::from(INVALID);
+        }
+    };
+    let ferry = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot find the ferry binary to start runs with: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let options = Options {
+        folder: folder.to_path_buf(),
+        clock,
+        max_concurrent: max_concurrent.unwrap_or(cores).max(1),
+        stop_after,
+        ferry,
+    };
+    match runner::run(options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read(folder: &Path) -> Result<Vec<Job>, ExitCode> {
+    let found = jobs::read_folder(folder).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(INVALID)
+    })?;
+    for (file, why) in &found.broken {
+        eprintln!("{}: not a job: {why}", file.display());
+    }
+    Ok(found.jobs)
+}
+
+fn find<'a>(jobs: &'a [Job], name: &str) -> Result<&'a Job, ExitCode> {
+    jobs.iter().find(|j| j.name == name).ok_or_else(|| {
+        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        eprintln!("error: there is no job named \"{name}\" (the jobs: {})", names.join(", "));
+        ExitCode::from(INVALID)
+    })
+}
+
+/// Each job: its schedule in words, whether it is enabled, when it fires next, how its last run went.
+pub async fn list(folder: &Path, json: bool) -> ExitCode {
+    let jobs = match read(folder) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let fires = match Journal::new(folder).fires().await {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = Utc::now();
+    let last = |name: &str| fires.iter().rev().find(|f| f.job == name && f.status != "Skipped");
+    if json {
+        for job in &jobs {
+            let last = last(&job.name);
+            say!(
+                "{}",
+                serde_json::json!({
+                    "job": job.name,
+                    "file": job.file.display().to_string(),
+                    "cron": job.schedule.cron.expression(),
+                    "schedule": job.schedule.cron.describe(),
+                    "enabled": job.schedule.enabled,
+                    "next": job.schedule.cron.next_after(now).map(|t| t.to_rfc3339()),
+                    "last_status": last.map(|f| f.status.clone()),
+                    "last_duration_s": last.and_then(duration).map(|d| d.as_secs_f64()),
+                })
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    if jobs.is_empty() {
+        say!("no jobs in {} (a job is a pipeline file with a [schedule] section)", folder.display());
+        return ExitCode::SUCCESS;
+    }
+    say!("{:<20} {:<8} {:<22} {:<16} {:<9} schedule", "job", "enabled", "next fire (UTC)", "last status", "took");
+    for job in &jobs {
+        let last = last(&job.name);
+        let next = match (job.schedule.enabled, job.schedule.cron.next_after(now)) {
+            (false, _) => "-".to_string(),
+            (true, Some(t)) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            (true, None) => "never".to_string(),
+        };
+        say!(
+            "{:<20} {:<8} {:<22} {:<16} {:<9} {}",
+            job.name,
+            if job.schedule.enabled { "yes" } else { "no" },
+            next,
+            last.map(|f| f.status.as_str()).unwrap_or("-"),
+            last.and_then(duration).map(human_duration).unwrap_or_else(|| "-".into()),
+            job.schedule.cron.describe()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn duration(fire: &Fire) -> Option<std::time::Duration> {
+    (fire.ended - fire.started?).to_std().ok()
+}
+
+/// The job's next fire times, in UTC and in its own zone: how a person checks a cron expression.
+pub fn next(folder: &Path, name: &str, count: usize) -> ExitCode {
+    let jobs = match read(folder) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let job = match find(&jobs, name) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let cron = &job.schedule.cron;
+    say!("{}: {} ({})", job.name, cron.describe(), cron.expression());
+    let mut t = Utc::now();
+    for _ in 0..count {
+        match cron.next_after(t) {
+            Some(next) => {
+                say!(
+                    "  {}   {}",
+                    next.format("%Y-%m-%d %H:%M:%S UTC"),
+                    next.with_timezone(&cron.zone()).format("%Y-%m-%d %H:%M:%S %Z")
+                );
+                t = next;
+            }
+            None => {
+                say!("  (no more fires)");
+                break;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs a job now, in the foreground, leaving its schedule as it is; recorded as a manual fire.
+pub async fn run_now(folder: &Path, name: &str) -> ExitCode {
+    let jobs = match read(folder) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let job = match find(&jobs, name) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let pipeline = match super::load(&job.file) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let started = Utc::now();
+    let settings = crate::run::RunSettings {
+        progress: true,
+        fresh: false,
+        confirmed: false,
+    };
+    let (status, code) = match crate::run::run(&pipeline, &settings).await {
+        Ok(report) => {
+            say!("{report}");
+            (report.status.to_string(), report.status.exit_code() as u8)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ("Failed".to_string(), e.exit_code())
+        }
+    };
+    let fire = Fire {
+        job: job.name.clone(),
+        trigger: "manual".into(),
+        scheduled: started,
+        started: Some(started),
+        ended: Utc::now(),
+        status,
+        reason: None,
+        attempt: 1,
+        exit_code: Some(i32::from(code)),
+        log: None,
+    };
+    if let Err(e) = Journal::new(folder).record(&fire).await {
+        eprintln!("error: recording the run: {e}");
+    }
+    ExitCode::from(code)
+}

@@ -1,0 +1,148 @@
+//! The scheduler's record of every fire: a Delta table `fires` under the jobs folder's
+//! `.ferry/schedule`, one row per fire when it ends (or is skipped). The runs themselves keep their
+//! own bookkeeping under their pipelines' state dirs, as a run by hand does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use chrono::{DateTime, Utc};
+use ferry_connectors::ConnectorError;
+
+use crate::book::Book;
+
+pub const FIRES: &str = "fires";
+
+/// One fire of a job, as it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fire {
+    pub job: String,
+    /// schedule | retry | catch-up | manual
+    pub trigger: String,
+    /// The fire time the run was for.
+    pub scheduled: DateTime<Utc>,
+    pub started: Option<DateTime<Utc>>,
+    pub ended: DateTime<Utc>,
+    /// Completed | Partial Success | Failed | Stopped | Timed Out | Skipped
+    pub status: String,
+    /// Why it was skipped, or the end of the run's error output.
+    pub reason: Option<String>,
+    /// 1 for the fire's first run, then one more per retry.
+    pub attempt: i32,
+    pub exit_code: Option<i32>,
+    /// The run's output.
+    pub log: Option<String>,
+}
+
+fn schema() -> SchemaRef {
+    let time = |name: &str, nullable| {
+        Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), nullable)
+    };
+    Arc::new(Schema::new(vec![
+        Field::new("job", DataType::Utf8, false),
+        Field::new("trigger", DataType::Utf8, false),
+        time("scheduled", false),
+        time("started", true),
+        time("ended", false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, true),
+        Field::new("attempt", DataType::Int32, false),
+        Field::new("exit_code", DataType::Int32, true),
+        Field::new("log", DataType::Utf8, true),
+    ]))
+}
+
+/// The jobs folder's journal.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    book: Book,
+}
+
+impl Journal {
+    pub fn new(folder: &std::path::Path) -> Self {
+        let root = folder.join(".ferry").join("schedule");
+        Self {
+            book: Book::reader(&root.to_string_lossy()),
+        }
+    }
+
+    pub fn root(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(self.book.root())
+    }
+
+    pub async fn record(&self, fire: &Fire) -> Result<(), ConnectorError> {
+        let micros = |t: &DateTime<Utc>| t.timestamp_micros();
+        let stamp = |v: Option<i64>| {
+            Arc::new(TimestampMicrosecondArray::from(vec![v]).with_timezone("UTC")) as _
+        };
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from(vec![fire.job.clone()])),
+                Arc::new(StringArray::from(vec![fire.trigger.clone()])),
+                stamp(Some(micros(&fire.scheduled))),
+                stamp(fire.started.as_ref().map(micros)),
+                stamp(Some(micros(&fire.ended))),
+                Arc::new(StringArray::from(vec![fire.status.clone()])),
+                Arc::new(StringArray::from(vec![fire.reason.clone()])),
+                Arc::new(Int32Array::from(vec![fire.attempt])),
+                Arc::new(Int32Array::from(vec![fire.exit_code])),
+                Arc::new(StringArray::from(vec![fire.log.clone()])),
+            ],
+        )?;
+        self.book.append(FIRES, vec![batch]).await
+    }
+
+    /// Every fire recorded, oldest first.
+    pub async fn fires(&self) -> Result<Vec<Fire>, ConnectorError> {
+        let Some(frame) = self.book.frame(FIRES, "job").await? else {
+            return Ok(Vec::new());
+        };
+        let batches = frame.collect().await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let text = |name: &str| b.column_by_name(name).expect("a journal column").as_string::<i32>().clone();
+            let time = |name: &str| {
+                b.column_by_name(name)
+                    .expect("a journal column")
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .clone()
+            };
+            let (job, trigger, status, reason, log) =
+                (text("job"), text("trigger"), text("status"), text("reason"), text("log"));
+            let (scheduled, started, ended) = (time("scheduled"), time("started"), time("ended"));
+            let attempt = b.column_by_name("attempt").expect("attempt").as_primitive::<arrow::datatypes::Int32Type>().clone();
+            let exit = b.column_by_name("exit_code").expect("exit_code").as_primitive::<arrow::datatypes::Int32Type>().clone();
+            let at = |a: &TimestampMicrosecondArray, i: usize| {
+                (!a.is_null(i)).then(|| DateTime::from_timestamp_micros(a.value(i)).expect("a time"))
+            };
+            for i in 0..b.num_rows() {
+                out.push(Fire {
+                    job: job.value(i).to_string(),
+                    trigger: trigger.value(i).to_string(),
+                    scheduled: at(&scheduled, i).expect("scheduled"),
+                    started: at(&started, i),
+                    ended: at(&ended, i).expect("ended"),
+                    status: status.value(i).to_string(),
+                    reason: (!reason.is_null(i)).then(|| reason.value(i).to_string()),
+                    attempt: attempt.value(i),
+                    exit_code: (!exit.is_null(i)).then(|| exit.value(i)),
+                    log: (!log.is_null(i)).then(|| log.value(i).to_string()),
+                });
+            }
+        }
+        out.sort_by_key(|f| (f.ended, f.scheduled));
+        Ok(out)
+    }
+
+    /// The latest fire time each job ran or skipped (retries included), for catching up.
+    pub async fn last_fires(&self) -> Result<HashMap<String, DateTime<Utc>>, ConnectorError> {
+        let mut last: HashMap<String, DateTime<Utc>> = HashMap::new();
+        for fire in self.fires().await?.into_iter().filter(|f| f.trigger != "manual") {
+            let entry = last.entry(fire.job).or_insert(fire.scheduled);
+            *entry = (*entry).max(fire.scheduled);
+        }
+        Ok(last)
+    }
+}

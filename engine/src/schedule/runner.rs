@@ -1,0 +1,515 @@
+//! The scheduler's loop. Each job has at most one run at a time; fires that come while it runs are
+//! skipped or queued (its `overlap`), fires missed while the scheduler was down (or the clock
+//! jumped) are caught up once, all, or not at all (its `catch_up`), and a failed run is retried
+//! after a backoff that doubles (its `max_retries`, `retry_backoff`). A run that outlives its
+//! `timeout` is sent SIGTERM: it stops at its next batch boundary, recorded as Timed Out, and the
+//! next run resumes it.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::clock::Clock;
+use super::jobs::{self, Job};
+use super::journal::{Fire, Journal};
+use crate::run::report::human_duration;
+use crate::spec::{CatchUp, Overlap};
+
+/// How `ferry schedule` was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub folder: PathBuf,
+    pub clock: Clock,
+    /// Runs at once across all jobs.
+    pub max_concurrent: usize,
+    /// Stop after this much of the clock's time (tests).
+    pub stop_after: Option<Duration>,
+    /// The `ferry` binary the runs are started with.
+    pub ferry: PathBuf,
+}
+
+/// Missed fires caught up with `catch_up = "all"` at most.
+const MAX_CATCH_UP: usize = 1_000;
+/// How long a run told to stop may take before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(60);
+
+/// A run waiting to start.
+#[derive(Debug, Clone)]
+struct Pending {
+    scheduled: DateTime<Utc>,
+    trigger: &'static str,
+    attempt: i32,
+    not_before: DateTime<Utc>,
+}
+
+/// A run under way.
+struct Running {
+    child: tokio::process::Child,
+    pending: Pending,
+    started: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+    log: PathBuf,
+    /// Why it was told to stop, and when.
+    stopping: Option<(&'static str, Instant)>,
+}
+
+struct JobState {
+    job: Job,
+    next: Option<DateTime<Utc>>,
+    running: Option<Running>,
+    waiting: VecDeque<Pending>,
+}
+
+/// Runs the folder's jobs until SIGTERM, Ctrl-C or `stop_after`.
+pub async fn run(options: Options) -> Result<(), String> {
+    let journal = Journal::new(&options.folder);
+    let folder = jobs::read_folder(&options.folder)?;
+    for (file, why) in &folder.broken {
+        eprintln!("{}: not scheduled: {why}", file.display());
+    }
+    let last = journal.last_fires().await.map_err(|e| e.to_string())?;
+    let clock = options.clock.clone();
+    let began = clock.now();
+    say(&clock, &format!(
+        "scheduling {} jobs from {} (at most {} runs at once)",
+        folder.jobs.len(),
+        options.folder.display(),
+        options.max_concurrent
+    ));
+    let mut states = Vec::new();
+    for job in folder.jobs {
+        let mut state = JobState {
+            next: job.schedule.cron.next_after(began),
+            job,
+            running: None,
+            waiting: VecDeque::new(),
+        };
+        if let Some(last) = last.get(&state.job.name) {
+            let missed = fires_between(&state.job, *last, began);
+            catch_up(&mut state, missed, began, &journal, &clock).await;
+        }
+        states.push(state);
+    }
+    let stop = stop_flag();
+    let mut stopping = false;
+    let mut last_reload = Instant::now();
+    loop {
+        let now = clock.now();
+        if !stopping
+            && (stop.load(Ordering::Relaxed)
+                || options.stop_after.is_some_and(|d| now >= began + d))
+        {
+            stopping = true;
+            say(&clock, "stopping: no new runs; running ones stop at their next batch");
+            for state in &mut states {
+                if let Some(r) = state.running.as_mut() {
+                    terminate(r, "Stopped");
+                }
+            }
+        }
+        if !stopping && last_reload.elapsed() >= Duration::from_secs(1) {
+            last_reload = Instant::now();
+            reload(&options.folder, &mut states, now, &clock);
+        }
+        let mut running = states.iter().filter(|s| s.running.is_some()).count();
+        for state in &mut states {
+            if reap(state, now, &journal, &clock).await {
+                running -= 1;
+            }
+            if !stopping {
+                take_due_fires(state, now, &journal, &clock).await;
+                if running < options.max_concurrent && start_next(state, now, &options, &clock) {
+                    running += 1;
+                }
+            }
+        }
+        if stopping && running == 0 {
+            say(&clock, "stopped");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50).min(clock.real_span(Duration::from_secs(1))))
+            .await;
+    }
+}
+
+/// Set by Ctrl-C or SIGTERM.
+fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        set.store(true, Ordering::Relaxed);
+    });
+    flag
+}
+
+fn say(clock: &Clock, line: &str) {
+    println!("{}  {line}", clock.now().format("%Y-%m-%d %H:%M:%S"));
+}
+
+/// The job's fires after `from` up to and including `to`.
+fn fires_between(job: &Job, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let mut fires = Vec::new();
+    let mut t = from;
+    while let Some(next) = job.schedule.cron.next_after(t).filter(|n| *n <= to) {
+        fires.push(next);
+        t = next;
+        if fires.len() > 100_000 {
+            break;
+        }
+    }
+    fires
+}
+
+/// Applies the job's `catch_up` to fires it missed.
+async fn catch_up(
+    state: &mut JobState,
+    missed: Vec<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    journal: &Journal,
+    clock: &Clock,
+) {
+    let Some(latest) = missed.last().copied() else {
+        return;
+    };
+    let name = state.job.name.clone();
+    let pending = |scheduled| Pending {
+        scheduled,
+        trigger: "catch-up",
+        attempt: 1,
+        not_before: now,
+    };
+    match state.job.schedule.catch_up {
+        CatchUp::None => {
+            let why = format!("{} fires missed while the scheduler was not running (catch_up = \"none\")", missed.len());
+            say(clock, &format!("{name}: {why}"));
+            skip(journal, &name, latest, now, &why).await;
+        }
+        CatchUp::Last => {
+            say(clock, &format!("{name}: catching up the fire of {latest} ({} missed)", missed.len()));
+            state.waiting.push_back(pending(latest));
+        }
+        CatchUp::All => {
+            let from = missed.len().saturating_sub(MAX_CATCH_UP);
+            say(clock, &format!("{name}: catching up {} missed fires", missed.len() - from));
+            state.waiting.extend(missed[from..].iter().map(|t| pending(*t)));
+        }
+    }
+}
+
+async fn skip(journal: &Journal, job: &str, scheduled: DateTime<Utc>, now: DateTime<Utc>, why: &str) {
+    let fire = Fire {
+        job: job.to_string(),
+        trigger: "schedule".into(),
+        scheduled,
+        started: None,
+        ended: now,
+        status: "Skipped".into(),
+        reason: Some(why.to_string()),
+        attempt: 1,
+        exit_code: None,
+        log: None,
+    };
+    if let Err(e) = journal.record(&fire).await {
+        eprintln!("error: recording a skipped fire of {job}: {e}");
+    }
+}
+
+/// Fires that came due: run, queue or skip each; several at once (the clock jumped, the machine
+/// slept) are missed fires, caught up by the job's policy.
+async fn take_due_fires(state: &mut JobState, now: DateTime<Utc>, journal: &Journal, clock: &Clock) {
+    let mut due = Vec::new();
+    while let Some(next) = state.next.filter(|n| *n <= now) {
+        due.push(next);
+        state.next = state.job.schedule.cron.next_after(next);
+        if due.len() > 100_000 {
+            break;
+        }
+    }
+    if due.len() > 1 {
+        let latest = due.pop().expect("more than one");
+        catch_up(state, due, now, journal, clock).await;
+        due = vec![latest];
+    }
+    let name = state.job.name.clone();
+    for scheduled in due {
+        if !state.job.schedule.enabled {
+            skip(journal, &name, scheduled, now, "the job is disabled").await;
+            continue;
+        }
+        let busy = state.running.is_some() || !state.waiting.is_empty();
+        match (busy, state.job.schedule.overlap) {
+            (false, _) => {}
+            (true, Overlap::Skip) => {
+                let why = match &state.running {
+                    Some(r) => format!("overlapping: the run for {} is still going", r.pending.scheduled.format("%Y-%m-%d %H:%M:%S")),
+                    None => "overlapping: an earlier fire is still waiting to run".to_string(),
+                };
+                say(clock, &format!("{name}: fire of {} skipped ({why})", scheduled.format("%H:%M:%S")));
+                skip(journal, &name, scheduled, now, &why).await;
+                continue;
+            }
+            (true, Overlap::Queue) if state.waiting.iter().any(|p| p.trigger == "schedule") => {
+                skip(journal, &name, scheduled, now, "overlapping: a fire is already queued").await;
+                continue;
+            }
+            (true, Overlap::Queue) => {}
+        }
+        state.waiting.push_back(Pending {
+            scheduled,
+            trigger: "schedule",
+            attempt: 1,
+            not_before: now,
+        });
+    }
+}
+
+/// Starts the job's next waiting run when it is due; `true` when one started.
+fn start_next(state: &mut JobState, now: DateTime<Utc>, options: &Options, clock: &Clock) -> bool {
+    if state.running.is_some() || !state.waiting.front().is_some_and(|p| p.not_before <= now) {
+        return false;
+    }
+    let pending = state.waiting.pop_front().expect("checked");
+    let job = &state.job;
+    let logs = Journal::new(&options.folder).root().join("logs").join(&job.name);
+    let log = logs.join(format!(
+        "{}-{}.log",
+        pending.scheduled.format("%Y%m%dT%H%M%S"),
+        pending.attempt
+    ));
+    let child = std::fs::create_dir_all(&logs)
+        .and_then(|()| std::fs::File::create(&log))
+        .and_then(|out| {
+            let err = out.try_clone()?;
+            tokio::process::Command::new(&options.ferry)
+                .arg("run")
+                .arg(&job.file)
+                .arg("--quiet")
+                .env("FERRY_SCHEDULED_TIME", pending.scheduled.to_rfc3339())
+                .stdin(std::process::Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+        });
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot start {} for job {}: {e}", options.ferry.display(), job.name);
+            return false;
+        }
+    };
+    say(clock, &format!(
+        "{}: started ({}, fire of {}, attempt {})",
+        job.name,
+        pending.trigger,
+        pending.scheduled.format("%Y-%m-%d %H:%M:%S"),
+        pending.attempt
+    ));
+    let timeout = chrono::TimeDelta::from_std(job.schedule.timeout).unwrap_or(chrono::TimeDelta::days(1));
+    state.running = Some(Running {
+        child,
+        pending,
+        started: now,
+        deadline: now + timeout,
+        log,
+        stopping: None,
+    });
+    true
+}
+
+/// Asks a run to stop at its next batch boundary (SIGTERM).
+fn terminate(running: &mut Running, why: &'static str) {
+    if running.stopping.is_some() {
+        return;
+    }
+    if let Some(pid) = running.child.id() {
+        // `kill` rather than a signal call: the crate forbids unsafe code.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    running.stopping = Some((why, Instant::now()));
+}
+
+/// Checks the job's run: past its timeout it is told to stop; ended, it is recorded (and retried
+/// when it failed and retries are left). `true` when a run ended.
+async fn reap(state: &mut JobState, now: DateTime<Utc>, journal: &Journal, clock: &Clock) -> bool {
+    let Some(running) = state.running.as_mut() else {
+        return false;
+    };
+    let exited = match running.child.try_wait() {
+        Ok(status) => status,
+        Err(_) => None,
+    };
+    let Some(exit) = exited else {
+        if now >= running.deadline {
+            terminate(running, "Timed Out");
+        }
+        if running.stopping.is_some_and(|(_, at)| at.elapsed() > STOP_GRACE) {
+            let _ = running.child.start_kill();
+        }
+        return false;
+    };
+    let running = state.running.take().expect("checked");
+    let code = exit.code();
+    let (status, retryable) = match (running.stopping.map(|(why, _)| why), code) {
+        (Some("Timed Out"), _) => ("Timed Out", true),
+        (Some(_), _) | (None, Some(130)) => ("Stopped", false),
+        (None, Some(0)) => ("Completed", false),
+        (None, Some(3)) => ("Partial Success", false),
+        // The pipeline file or the target is wrong: running it again cannot help.
+        (None, Some(2)) => ("Failed", false),
+        (None, _) => ("Failed", true),
+    };
+    let reason = match status {
+        "Completed" => None,
+        "Timed Out" => Some(format!(
+            "stopped after its timeout of {}; the next run resumes it",
+            human_duration(state.job.schedule.timeout)
+        )),
+        _ => last_error(&running.log),
+    };
+    let took = (now - running.started).to_std().unwrap_or_default();
+    say(clock, &format!(
+        "{}: {status} in {} (fire of {}, attempt {}){}",
+        state.job.name,
+        human_duration(took),
+        running.pending.scheduled.format("%Y-%m-%d %H:%M:%S"),
+        running.pending.attempt,
+        reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+    ));
+    let fire = Fire {
+        job: state.job.name.clone(),
+        trigger: running.pending.trigger.into(),
+        scheduled: running.pending.scheduled,
+        started: Some(running.started),
+        ended: now,
+        status: status.into(),
+        reason,
+        attempt: running.pending.attempt,
+        exit_code: code,
+        log: Some(running.log.display().to_string()),
+    };
+    if let Err(e) = journal.record(&fire).await {
+        eprintln!("error: recording the run of {}: {e}", state.job.name);
+    }
+    let attempt = running.pending.attempt;
+    if retryable && (attempt as u32) <= state.job.schedule.max_retries {
+        let wait = backoff(state.job.schedule.retry_backoff, attempt as u32);
+        say(clock, &format!("{}: retry {} of {} in {}", state.job.name, attempt, state.job.schedule.max_retries, human_duration(wait)));
+        state.waiting.push_front(Pending {
+            scheduled: running.pending.scheduled,
+            trigger: "retry",
+            attempt: attempt + 1,
+            not_before: now + chrono::TimeDelta::from_std(wait).unwrap_or_default(),
+        });
+    }
+    true
+}
+
+/// `base` doubled for each retry already made, at most an hour, with up to a fifth of jitter
+/// (so that jobs failing together do not retry together).
+fn backoff(base: Duration, retry: u32) -> Duration {
+    let doubled = base.saturating_mul(1 << (retry.saturating_sub(1)).min(16));
+    let capped = doubled.min(Duration::from_secs(3600));
+    let nanos = Instant::now().elapsed().subsec_nanos() ^ std::process::id().rotate_left(7);
+    let jitter = capped.mul_f64(f64::from(nanos % 1000) / 1000.0 * 0.2);
+    capped.saturating_sub(capped.mul_f64(0.1)) + jitter
+}
+
+/// The last error line a run printed.
+fn last_error(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error") || l.contains("error:"))
+        .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()))?;
+    Some(line.chars().take(300).collect())
+}
+
+/// Re-reads pipeline files that changed, were added or removed. A file that no longer parses keeps
+/// its job as it was, with the error shown once per change.
+fn reload(folder: &Path, states: &mut Vec<JobState>, now: DateTime<Utc>, clock: &Clock) {
+    let Ok(files) = jobs::pipeline_files(folder) else {
+        return;
+    };
+    for file in &files {
+        let known = states.iter().position(|s| &s.job.file == file);
+        let modified = jobs::modified(file);
+        if known.is_some_and(|i| states[i].job.modified == modified) {
+            continue;
+        }
+        match (jobs::read_job(file), known) {
+            (Ok(Some(job)), Some(i)) => {
+                say(clock, &format!("{}: {} changed, re-read", job.name, file.display()));
+                let state = &mut states[i];
+                if state.job.schedule.cron.expression() != job.schedule.cron.expression()
+                    || state.job.schedule.cron.zone() != job.schedule.cron.zone()
+                {
+                    state.next = job.schedule.cron.next_after(now);
+                }
+                state.job = job;
+            }
+            (Ok(Some(job)), None) => {
+                say(clock, &format!("{}: new job from {}", job.name, file.display()));
+                states.push(JobState {
+                    next: job.schedule.cron.next_after(now),
+                    job,
+                    running: None,
+                    waiting: VecDeque::new(),
+                });
+            }
+            (Ok(None), Some(i)) if states[i].running.is_none() => {
+                say(clock, &format!("{}: no longer has a [schedule]; not scheduled", states[i].job.name));
+                states.remove(i);
+            }
+            (Ok(None), _) => {}
+            (Err(e), Some(i)) => {
+                eprintln!("{}: changed but no longer reads; its last good version stays scheduled:\n{e}", file.display());
+                states[i].job.modified = modified;
+            }
+            (Err(e), None) => {
+                eprintln!("{}: not scheduled: {e}", file.display());
+            }
+        }
+    }
+    // Deleted files: their jobs stop (their fires stay in the journal).
+    states.retain(|s| {
+        let keep = files.contains(&s.job.file) || s.running.is_some();
+        if !keep {
+            say(clock, &format!("{}: {} was removed; not scheduled", s.job.name, s.job.file.display()));
+        }
+        keep
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_a_fifth_and_stops_at_an_hour() {
+        let base = Duration::from_secs(60);
+        for (retry, expected) in [(1, 60.0), (2, 120.0), (3, 240.0), (10, 3600.0)] {
+            let b = backoff(base, retry).as_secs_f64();
+            assert!(b >= expected * 0.9 - 1e-6 && b <= expected * 1.1 + 1e-6, "retry {retry}: {b}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The `[schedule]` section of a pipeline file: when `ferry schedule` runs it, and what it does when
+//! a run fails, takes too long, overlaps the next fire or was missed.
+//!
+//! ```toml
+//! [schedule]
+//! cron = "0 2 * * *"            # 5 fields, or 6 with seconds first
+//! timezone = "Europe/Paris"     # IANA name; UTC by default
+//! enabled = true
+//! max_retries = 2               # 0-10 whole-run retries of a failed run
+//! retry_backoff = "1m"          # doubled each retry, with jitter, at most 1 hour
+//! timeout = "2h"                # 1 minute to 24 hours; the run is stopped cleanly and resumable
+//! overlap = "skip"              # skip | queue: a fire while the last run still goes
+//! catch_up = "last"             # none | last | all: fires missed while the scheduler was down
+//! ```
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::RawSchedule;
+use super::*;
+use crate::schedule::cron::CronSchedule;
+
+/// When and how a pipeline runs under `ferry schedule`.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub cron: CronSchedule,
+    pub enabled: bool,
+    pub max_retries: u32,
+    pub retry_backoff: Duration,
+    pub timeout: Duration,
+    pub overlap: Overlap,
+    pub catch_up: CatchUp,
+}
+
+/// What a fire does while the job's last run still goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// Recorded as Skipped.
+    Skip,
+    /// Runs when the last run ends (one waiting fire at most).
+    Queue,
+}
+
+/// What happens to fires missed while the scheduler was not running (or the clock jumped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Recorded as Skipped.
+    None,
+    /// One run, for the latest missed fire.
+    Last,
+    /// One run per missed fire, in order.
+    All,
+}
+
+impl Checker<'_> {
+    pub(super) fn schedule(&mut self, raw: Option<Spanned<RawSchedule>>) -> Option<Option<Schedule>> {
+        let Some(raw) = raw else {
+            return Some(None);
+        };
+        let raw = raw.into_inner();
+        let zone = raw.timezone.as_ref().map(|z| z.get_ref().as_str()).unwrap_or("UTC");
+        let cron = match CronSchedule::parse(raw.cron.get_ref(), zone) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let span = match (&raw.timezone, e.contains("time zone")) {
+                    (Some(z), true) => z.span(),
+                    _ => raw.cron.span(),
+                };
+                self.errors
+                    .push(self.loc.error(span, e).hint("cron = \"0 2 * * *\"  # every day at 02:00"));
+                None
+            }
+        };
+        let max_retries = match raw.max_retries {
+            None => Some(0),
+            Some(r) => match u32::try_from(*r.get_ref()) {
+                Ok(n) if n <= 10 => Some(n),
+                _ => {
+                    self.errors.push(
+                        self.loc
+                            .error(r.span(), format!("max_retries must be between 0 and 10, not {}", r.get_ref()))
+                            .hint("max_retries = 2"),
+                    );
+                    None
+                }
+            },
+        };
+        let retry_backoff = self.duration_between(raw.retry_backoff, "retry_backoff", "1m", Duration::from_secs(1), Duration::from_secs(3600));
+        let timeout = self.duration_between(raw.timeout, "timeout", "24h", Duration::from_secs(60), Duration::from_secs(24 * 3600));
+        let overlap = self.word(raw.overlap, "overlap", &[("skip", Overlap::Skip), ("queue", Overlap::Queue)], Overlap::Skip);
+        let catch_up = self.word(
+            raw.catch_up,
+            "catch_up",
+            &[("none", CatchUp::None), ("last", CatchUp::Last), ("all", CatchUp::All)],
+            CatchUp::Last,
+        );
+        Some(Some(Schedule {
+            cron: cron?,
+            enabled: raw.enabled.unwrap_or(true),
+            max_retries: max_retries?,
+            retry_backoff: retry_backoff?,
+            timeout: timeout?,
+            overlap: overlap?,
+            catch_up: catch_up?,
+        }))
+    }
+
+    fn duration_between(
+        &mut self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        default: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
+        let Some(v) = value else {
+            return parse_duration(default);
+        };
+        match parse_duration(v.get_ref()) {
+            Some(d) if d >= min && d <= max => Some(d),
+            parsed => {
+                let what = match parsed {
+                    Some(_) => format!(
+                        "{key} must be between {} and {}, not {}",
+                        crate::run::report::human_duration(min),
+                        crate::run::report::human_duration(max),
+                        v.get_ref()
+                    ),
+                    None => format!("\"{}\" is not a duration", v.get_ref()),
+                };
+                self.errors.push(
+                    self.loc
+                        .error(v.span(), what)
+                        .hint(format!("{key} = \"{default}\" (units: s, m, h)")),
+                );
+                None
+            }
+        }
+    }
+
+    fn word<T: Copy>(
+        &mut self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        words: &[(&str, T)],
+        default: T,
+    ) -> Option<T> {
+        let Some(v) = value else {
+            return Some(default);
+        };
+        match words.iter().find(|(w, _)| *w == v.get_ref().as_str()) {
+            Some((_, t)) => Some(*t),
+            None => {
+                let known: Vec<&str> = words.iter().map(|(w, _)| *w).collect();
+                self.errors.push(
+                    self.loc
+                        .error(v.span(), format!("{key} is one of {}, not \"{}\"", known.join(", "), v.get_ref()))
+                        .hint(format!("{key} = \"{}\"", known[0])),
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The type matrix: one table of edge values (integer limits of every width, decimals at their
+//! precision limits, the smallest subnormal and largest doubles, empty text against NULL, text
+//! beyond the BMP and 100,000 characters long, dates and timestamps at their limits and before 1970
+//! and after 2038, with and without a time zone, binary with every byte value) written with
+//! `create = true` to every SQL and file target, and read back: through Ferry's own readers where
+//! the target is also a source (PostgreSQL, MySQL, Delta), value by value.
+//!
+//! `cargo test --workspace matrix` runs it; each target is one test, so the matrix is
+//! 1 source table x 5 targets x 17 columns x 3 rows, every cell compared.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
+    Int8Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt32Array,
+};
+use datafusion::parquet::arrow::ArrowWriter;
+use ferry::run::Status;
+use ferry_tests::db::{Server, TestDb};
+use ferry_tests::{Workspace, datafusion_exact, run};
+
+/// Days and microseconds from 1970 of the edge dates and times.
+const DAY_1: i32 = -719_162; // 0001-01-01
+const DAY_9999: i32 = 2_932_896; // 9999-12-31
+const MICROS_1: i64 = -62_135_596_800_000_000; // 0001-01-01T00:00:00
+const MICROS_2038: i64 = 2_147_483_648_000_001; // 2038-01-19T03:14:08.000001
+const MICROS_1900: i64 = -2_208_988_800_000_000; // 1900-01-01T00:00:00
+const MICROS_2262: i64 = 9_223_372_800_000_001; // 2262-04-12T00:00:00.000001
+
+fn edge_batch() -> RecordBatch {
+    let every_byte: Vec<u8> = (0..=255).collect();
+    let long = "x".repeat(100_000);
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", Arc::new(Int64Array::from(vec![1, 2, 3]))),
+        ("i8", Arc::new(Int8Array::from(vec![Some(i8::MIN), Some(i8::MAX), None]))),
+        ("i16", Arc::new(Int16Array::from(vec![Some(i16::MIN), Some(i16::MAX), None]))),
+        ("i32", Arc::new(Int32Array::from(vec![Some(i32::MIN), Some(i32::MAX), None]))),
+        ("i64", Arc::new(Int64Array::from(vec![Some(i64::MIN), Some(i64::MAX), None]))),
+        ("u32", Arc::new(UInt32Array::from(vec![Some(0), Some(u32::MAX), None]))),
+        (
+            "dec",
+            Arc::new(
+                Decimal128Array::from(vec![Some(10i128.pow(38) - 1), Some(-1), None])
+                    .with_precision_and_scale(38, 10)
+                    .unwrap(),
+            ),
+        ),
+        (
+            "money",
+            Arc::new(
+                Decimal128Array::from(vec![Some(-999_999_999_999), Some(0), None])
+                    .with_precision_and_scale(12, 2)
+                    .unwrap(),
+            ),
+        ),
+        ("f64", Arc::new(Float64Array::from(vec![Some(5e-324), Some(f64::MAX), None]))),
+        ("f32", Arc::new(Float32Array::from(vec![Some(1.5), Some(f32::MIN), None]))),
+        ("flag", Arc::new(BooleanArray::from(vec![Some(true), Some(false), None]))),
+        (
+            "txt",
+            Arc::new(StringArray::from(vec![
+                Some(""),
+                Some("😀 ünïcødé 'q' \"d\" \\ \t;"),
+                None,
+            ])),
+        ),
+        ("long", Arc::new(StringArray::from(vec![Some(long.as_str()), Some("y"), None]))),
+        ("d", Arc::new(Date32Array::from(vec![DAY_1, DAY_9999, -1]))),
+        (
+            "ts",
+            Arc::new(TimestampMicrosecondArray::from(vec![-1, MICROS_2038, MICROS_1])),
+        ),
+        (
+            "tstz",
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![Some(MICROS_1900), Some(MICROS_2262), None])
+                    .with_timezone("UTC"),
+            ),
+        ),
+        (
+            "bin",
+            Arc::new(BinaryArray::from(vec![
+                Some(every_byte.as_slice()),
+                Some(b"".as_slice()),
+                None,
+            ])),
+        ),
+    ];
+    RecordBatch::try_from_iter(columns).unwrap()
+}
+
+/// What every target must give back, as DataFusion prints it (`READ_BACK`), row by row.
+fn expected() -> Vec<Vec<String>> {
+    let every_byte: String = (0..=255u8).map(|b| format!("{b:02x}")).collect();
+    let text = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut first = text(&[
+        "1",
+        "-128",
+        "-32768",
+        "-2147483648",
+        "-9223372036854775808",
+        "0",
+        "9999999999999999999999999999.9999999999",
+        "-9999999999.99",
+        "5e-324",
+        "1.5",
+        "true",
+        "",
+        "100000",
+        "0001-01-01",
+        "1969-12-31T23:59:59.999999",
+        "1900-01-01T00:00:00Z",
+    ]);
+    first.push(every_byte);
+    vec![
+        first,
+        text(&[
+            "2",
+            "127",
+            "32767",
+            "2147483647",
+            "9223372036854775807",
+            "4294967295",
+            "-0.0000000001",
+            "0.00",
+            "1.7976931348623157e308",
+            "-3.4028235e38",
+            "false",
+            "😀 ünïcødé 'q' \"d\" \\ \t;",
+            "1",
+            "9999-12-31",
+            "2038-01-19T03:14:08.000001",
+            "2262-04-12T00:00:00.000001Z",
+            "",
+        ]),
+        text(&[
+            "3",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "1969-12-31",
+            "0001-01-01T00:00:00",
+            "NULL",
+            "NULL",
+        ]),
+    ]
+}
+
+/// The same query over every read-back copy; numbers compared as their exact digits.
+const READ_BACK: &str = "SELECT CAST(id AS VARCHAR), CAST(i8 AS VARCHAR), CAST(i16 AS VARCHAR), \
+    CAST(i32 AS VARCHAR), CAST(i64 AS VARCHAR), CAST(u32 AS VARCHAR), CAST(dec AS VARCHAR), \
+    CAST(money AS VARCHAR), CAST(f64 AS VARCHAR), CAST(f32 AS VARCHAR), CAST(flag AS VARCHAR), txt, \
+    CAST(character_length(long) AS VARCHAR), CAST(d AS VARCHAR), CAST(ts AS VARCHAR), \
+    CAST(tstz AS VARCHAR), encode(bin, 'hex') FROM t ORDER BY id";
+
+/// A workspace holding the edge table as `in/edge.parquet`.
+fn workspace() -> Workspace {
+    let ws = Workspace::new();
+    let path = ws.join("in/edge.parquet");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let batch = edge_batch();
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    ws
+}
+
+/// Runs the pipeline `body` (its sources, steps and target) in `ws` and expects every row written.
+async fn run_ok(ws: &Workspace, file: &str, body: &str) {
+    let pipeline = ws.pipeline(file, &format!("name = \"{}\"\n{body}", file.trim_end_matches(".toml")));
+    let report = run(&pipeline).await;
+    assert_eq!(
+        (report.status, report.rows_written),
+        (Status::Completed, 3),
+        "{file}: {report}"
+    );
+}
+
+/// Writes the edge table into `target` (a `[target]` body), reads it back from `source` (a
+/// `[sources.t]` body) into parquet, and answers READ_BACK over that copy.
+async fn round_trip(ws: &Workspace, connections: &str, target: &str, source: &str) -> Vec<Vec<String>> {
+    run_ok(
+        ws,
+        "write.toml",
+        &format!("{connections}\n[sources.edge]\npath = \"in/edge.parquet\"\n[target]\n{target}\nmode = \"insert\"\n"),
+    )
+    .await;
+    run_ok(
+        ws,
+        "read.toml",
+        &format!("{connections}\n[sources.t]\n{source}\n[target]\npath = \"out/back.parquet\"\nmode = \"truncate\"\n"),
+    )
+    .await;
+    datafusion_exact(&[("t", &ws.join("out/back.parquet"))], READ_BACK).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_parquet() {
+    let ws = workspace();
+    let back = round_trip(
+        &ws,
+        "",
+        "path = \"out/copy.parquet\"",
+        "path = \"out/copy.parquet\"",
+    )
+    .await;
+    assert_eq!(back, expected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_delta() {
+    let ws = workspace();
+    let back = round_trip(
+        &ws,
+        "",
+        "path = \"lake/copy\"\nformat = \"delta\"",
+        "path = \"lake/copy\"\nformat = \"delta\"",
+    )
+    .await;
+    assert_eq!(back, expected());
+}
+
+async fn matrix_server(server: Server) -> Vec<Vec<String>> {
+    let db = TestDb::new(server).await;
+    let ws = workspace();
+    let connections = format!("[connections.db]\nurl = \"{}\"", db.url());
+    round_trip(
+        &ws,
+        &connections,
+        "connection = \"db\"\ntable = \"edge\"\ncreate = true",
+        "connection = \"db\"\ntable = \"edge\"",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_postgres() {
+    assert_eq!(matrix_server(Server::Postgres).await, expected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_mysql() {
+    // MySQL's BOOLEAN is TINYINT(1), and a zoned timestamp lands in DATETIME(6) in UTC
+    // (docs/TYPES.md): the same instants and truths, read back as 1/0 and without a zone.
+    let mut expected = expected();
+    expected[0][10] = "1".into();
+    expected[1][10] = "0".into();
+    expected[0][15] = "1900-01-01T00:00:00".into();
+    expected[1][15] = "2262-04-12T00:00:00.000001".into();
+    assert_eq!(matrix_server(Server::Mysql).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_sqlite() {
+    let ws = workspace();
+    run_ok(
+        &ws,
+        "write.toml",
+        "[connections.db]\nurl = \"sqlite://out/edge.db\"\n[sources.edge]\npath = \"in/edge.parquet\"\n\
+         [target]\nconnection = \"db\"\ntable = \"edge\"\nmode = \"insert\"\ncreate = true\n",
+    )
+    .await;
+    let conn = rusqlite::Connection::open(ws.join("out/edge.db")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, i8, i16, i32, i64, u32, dec, money, f64, f32, flag, txt, length(long), d, ts, \
+             tstz, bin FROM edge ORDER BY id",
+        )
+        .unwrap();
+    // SQLite's own storage classes, printed exactly: integers, REALs as their shortest exact
+    // digits, text, and blobs in hex.
+    let back: Vec<Vec<String>> = stmt
+        .query_map([], |r| {
+            (0..17)
+                .map(|i| {
+                    Ok(match r.get::<_, rusqlite::types::Value>(i)? {
+                        rusqlite::types::Value::Null => "NULL".to_string(),
+                        rusqlite::types::Value::Integer(v) => v.to_string(),
+                        rusqlite::types::Value::Real(v) => format!("{v:?}"),
+                        rusqlite::types::Value::Text(t) => t,
+                        rusqlite::types::Value::Blob(b) => {
+                            b.iter().map(|b| format!("{b:02x}")).collect()
+                        }
+                    })
+                })
+                .collect()
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut expected = expected();
+    // Booleans are integers; a float32 is kept as the double it is; a decimal that fits a double's
+    // 15 digits is a number (so 0.00 is 0), a longer one its exact text; timestamps are text
+    // SQLite's date functions read.
+    expected[0][10] = "1".into();
+    expected[1][10] = "0".into();
+    expected[1][9] = "-3.4028234663852886e38".into();
+    expected[1][7] = "0".into();
+    expected[0][14] = "1969-12-31 23:59:59.999999".into();
+    expected[1][14] = "2038-01-19 03:14:08.000001".into();
+    expected[2][14] = "0001-01-01 00:00:00".into();
+    expected[0][15] = "1900-01-01 00:00:00Z".into();
+    expected[1][15] = "2262-04-12 00:00:00.000001Z".into();
+    assert_eq!(back, expected);
+}
