@@ -226,10 +226,8 @@ fn from_chain(err: &(dyn std::error::Error + 'static), message: &str) -> Option<
     let mut next = Some(err);
     while let Some(e) = next {
         if let Some(c) = e.downcast_ref::<ConnectorError>() {
-            return Some(ConnectorError {
-                message: message.to_string(),
-                ..c.clone()
-            });
+            // Its own words: the wrappers' text ("External error: ...") repeats it, hint and all.
+            return Some(c.clone());
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             return Some(from_io(io, message.to_string()));

@@ -7,6 +7,10 @@
 //! abort():  drop channel with an error ────────────────────▶ no commit, the table is unchanged
 //! ```
 //!
+//! Delta has no unsigned integers: UInt8, UInt16 and UInt32 columns are written as the next wider
+//! signed type and UInt64 as decimal(20,0), so that every value keeps its number (delta-rs would
+//! store a UInt32 as a 4-byte `integer` that 4294967295 does not fit).
+//!
 //! delta-rs creates the table when missing, and commits once, so a reader sees all of a run or none.
 //! The commit carries a Delta transaction identifier (`txn`: app id `ferry/<run id>`, version 1): a
 //! run killed after its commit but before its history row sees its own commit when it resumes, and
@@ -15,7 +19,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::streaming::StreamingTable;
@@ -114,6 +118,7 @@ impl Sink for DeltaSink {
         if let Some(first) = self.check(&schema).await?.into_iter().next() {
             return Err(first);
         }
+        let schema = widened_schema(&schema);
         let url = deltalake::ensure_table_uri(&self.location)?;
         let mut table = DeltaTable::try_from_url(url).await?;
         let app_id = txn_app_id(&attempt.run_id);
@@ -172,12 +177,15 @@ impl Sink for DeltaSink {
                 ..Default::default()
             });
         }
-        self.sender()?.send(Ok(batch)).await.map_err(|_| {
-            ConnectorError::fatal(format!(
-                "the Delta writer for {} stopped; see the error that follows",
-                self.location
-            ))
-        })?;
+        self.sender()?
+            .send(Ok(widened(batch)?))
+            .await
+            .map_err(|_| {
+                ConnectorError::fatal(format!(
+                    "the Delta writer for {} stopped; see the error that follows",
+                    self.location
+                ))
+            })?;
         Ok(BatchWritten {
             written: rows,
             ..Default::default()
@@ -209,6 +217,49 @@ impl Sink for DeltaSink {
             let _ = writer.await;
         }
     }
+}
+
+/// The type Delta stores an Arrow type as, when it is not the same (unsigned integers).
+fn delta_type(t: &DataType) -> Option<DataType> {
+    Some(match t {
+        DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 => DataType::Int64,
+        DataType::UInt64 => DataType::Decimal128(20, 0),
+        _ => return None,
+    })
+}
+
+fn widened_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match delta_type(f.data_type()) {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` with its unsigned columns widened to the types Delta stores them as.
+fn widened(batch: RecordBatch) -> Result<RecordBatch> {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| delta_type(f.data_type()).is_some())
+    {
+        return Ok(batch);
+    }
+    let schema = widened_schema(&batch.schema());
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// The receiving end of the workers' channel, as the one partition of a streaming table.

@@ -48,6 +48,12 @@ pub trait ScanSource: std::fmt::Debug + Send + Sync + 'static {
 
     /// `name` quoted as an identifier in this database's SQL.
     fn quote(&self, name: &str) -> String;
+
+    /// A UTC timestamp literal (`wall` is `YYYY-MM-DD HH:MM:SS.ffffff`) compared with a column that
+    /// holds instants; PostgreSQL's form by default (MySQL's sessions run in UTC and take no zone).
+    fn instant_literal(&self, wall: &str) -> String {
+        format!("TIMESTAMP '{wall}+00:00'")
+    }
 }
 
 /// A table or query of a database, read by a [`ScanSource`].
@@ -74,7 +80,12 @@ impl ScanTable {
     }
 
     /// The SELECT a scan of these columns, filters and limit runs.
-    fn select(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> String {
+    fn select(
+        &self,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> String {
         let all: Vec<usize> = (0..self.columns.len()).collect();
         let picked = projection.unwrap_or(&all);
         let list = if picked.is_empty() {
@@ -120,7 +131,7 @@ impl ScanTable {
                         _ => return None,
                     };
                     let field = self.schema.field_with_name(&column.name).ok()?;
-                    let value = literal_sql(field.data_type(), value)?;
+                    let value = literal_sql(self.source.as_ref(), field.data_type(), value)?;
                     Some(format!("{} {op} {value}", self.source.quote(&column.name)))
                 }
                 _ => None,
@@ -130,7 +141,11 @@ impl ScanTable {
                     return None;
                 };
                 self.schema.field_with_name(&c.name).ok()?;
-                let test = if matches!(expr, Expr::IsNull(_)) { "IS NULL" } else { "IS NOT NULL" };
+                let test = if matches!(expr, Expr::IsNull(_)) {
+                    "IS NULL"
+                } else {
+                    "IS NOT NULL"
+                };
                 Some(format!("{} {test}", self.source.quote(&c.name)))
             }
             _ => None,
@@ -140,7 +155,7 @@ impl ScanTable {
 
 /// A literal compared with a column of type `column`, in SQL both databases read alike; `None`
 /// when the pair is not one pushed down (text collations, float NaN and decimal scales differ).
-fn literal_sql(column: &DataType, value: &ScalarValue) -> Option<String> {
+fn literal_sql(source: &dyn ScanSource, column: &DataType, value: &ScalarValue) -> Option<String> {
     if value.is_null() || value.data_type() != *column {
         return None;
     }
@@ -161,9 +176,9 @@ fn literal_sql(column: &DataType, value: &ScalarValue) -> Option<String> {
                 return None;
             };
             let t = chrono::DateTime::from_timestamp_micros(*us)?.naive_utc();
-            let t = t.format("%Y-%m-%d %H:%M:%S%.6f");
+            let t = t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
             match tz {
-                Some(_) => format!("TIMESTAMP '{t}+00:00'"),
+                Some(_) => source.instant_literal(&t),
                 None => format!("TIMESTAMP '{t}'"),
             }
         }
@@ -323,7 +338,10 @@ mod tests {
             vec![
                 column("id", DataType::Int64),
                 column("name", DataType::Utf8),
-                column("at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
+                column(
+                    "at",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                ),
             ],
         )
     }
@@ -337,7 +355,11 @@ mod tests {
             Some("UTC".into()),
         )));
         let text = col("name").eq(lit("x"));
-        let sql = t.select(Some(&vec![0, 1]), &[range, at, text, col("id").is_null()], Some(5));
+        let sql = t.select(
+            Some(&vec![0, 1]),
+            &[range, at, text, col("id").is_null()],
+            Some(5),
+        );
         assert_eq!(
             sql,
             "SELECT \"id\", \"name\" FROM \"t\" WHERE (\"id\" >= 10 AND \"id\" < 20) AND \
@@ -350,6 +372,9 @@ mod tests {
         let t = table();
         // An Int32 literal against an Int64 column would compare after a cast DataFusion adds.
         assert!(t.filter_sql(&col("id").eq(lit(1i32))).is_none());
-        assert!(t.filter_sql(&col("id").eq(lit(1i64)).or(col("name").eq(lit("a")))).is_none());
+        assert!(
+            t.filter_sql(&col("id").eq(lit(1i64)).or(col("name").eq(lit("a"))))
+                .is_none()
+        );
     }
 }

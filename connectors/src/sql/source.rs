@@ -94,7 +94,11 @@ async fn register(
     // One filtered scan per range; the filters are pushed down, so each is its own query.
     let whole = format!("__ferry_{name}_whole");
     // Bounds of the column's own type, so that the filters reach the database as they are.
-    let column_type = provider.schema().field_with_name(&column)?.data_type().clone();
+    let column_type = provider
+        .schema()
+        .field_with_name(&column)?
+        .data_type()
+        .clone();
     ctx.register_table(whole.as_str(), provider)?;
     let mut union: Option<datafusion::prelude::DataFrame> = None;
     let last = ranges.len() - 1;

@@ -26,7 +26,10 @@ pub async fn schedule(
             return ExitCode::from(INVALID);
         }
     };
-    let stop_after = match stop_after.as_deref().map(|s| crate::spec::parse_duration(s).ok_or(s)) {
+    let stop_after = match stop_after
+        .as_deref()
+        .map(|s| crate::spec::parse_duration(s).ok_or(s))
+    {
         None => None,
         Some(Ok(d)) => Some(d),
         Some(Err(s)) => {
@@ -41,7 +44,9 @@ pub async fn schedule(
             return ExitCode::FAILURE;
         }
     };
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let options = Options {
         folder: folder.to_path_buf(),
         clock,
@@ -72,7 +77,10 @@ fn read(folder: &Path) -> Result<Vec<Job>, ExitCode> {
 fn find<'a>(jobs: &'a [Job], name: &str) -> Result<&'a Job, ExitCode> {
     jobs.iter().find(|j| j.name == name).ok_or_else(|| {
         let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
-        eprintln!("error: there is no job named \"{name}\" (the jobs: {})", names.join(", "));
+        eprintln!(
+            "error: there is no job named \"{name}\" (the jobs: {})",
+            names.join(", ")
+        );
         ExitCode::from(INVALID)
     })
 }
@@ -91,7 +99,12 @@ pub async fn list(folder: &Path, json: bool) -> ExitCode {
         }
     };
     let now = Utc::now();
-    let last = |name: &str| fires.iter().rev().find(|f| f.job == name && f.status != "Skipped");
+    let last = |name: &str| {
+        fires
+            .iter()
+            .rev()
+            .find(|f| f.job == name && f.status != "Skipped")
+    };
     if json {
         for job in &jobs {
             let last = last(&job.name);
@@ -112,10 +125,20 @@ pub async fn list(folder: &Path, json: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if jobs.is_empty() {
-        say!("no jobs in {} (a job is a pipeline file with a [schedule] section)", folder.display());
+        say!(
+            "no jobs in {} (a job is a pipeline file with a [schedule] section)",
+            folder.display()
+        );
         return ExitCode::SUCCESS;
     }
-    say!("{:<20} {:<8} {:<22} {:<16} {:<9} schedule", "job", "enabled", "next fire (UTC)", "last status", "took");
+    say!(
+        "{:<20} {:<8} {:<22} {:<16} {:<9} schedule",
+        "job",
+        "enabled",
+        "next fire (UTC)",
+        "last status",
+        "took"
+    );
     for job in &jobs {
         let last = last(&job.name);
         let next = match (job.schedule.enabled, job.schedule.cron.next_after(now)) {
@@ -129,7 +152,9 @@ pub async fn list(folder: &Path, json: bool) -> ExitCode {
             if job.schedule.enabled { "yes" } else { "no" },
             next,
             last.map(|f| f.status.as_str()).unwrap_or("-"),
-            last.and_then(duration).map(human_duration).unwrap_or_else(|| "-".into()),
+            last.and_then(duration)
+                .map(human_duration)
+                .unwrap_or_else(|| "-".into()),
             job.schedule.cron.describe()
         );
     }
@@ -159,7 +184,8 @@ pub fn next(folder: &Path, name: &str, count: usize) -> ExitCode {
                 say!(
                     "  {}   {}",
                     next.format("%Y-%m-%d %H:%M:%S UTC"),
-                    next.with_timezone(&cron.zone()).format("%Y-%m-%d %H:%M:%S %Z")
+                    next.with_timezone(&cron.zone())
+                        .format("%Y-%m-%d %H:%M:%S %Z")
                 );
                 t = next;
             }

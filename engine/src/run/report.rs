@@ -161,7 +161,8 @@ pub fn human_duration(d: std::time::Duration) -> String {
     if secs < 10 {
         return format!("{:.1}s", d.as_secs_f64());
     }
-    let (days, hours, minutes, seconds) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let (days, hours, minutes, seconds) =
+        (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     let parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")];
     let first = parts.iter().position(|(n, _)| *n > 0).unwrap_or(3);
     parts[first..(first + 3).min(4)]
@@ -183,7 +184,10 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(45)), "45s");
         assert_eq!(human_duration(Duration::from_secs(5025)), "1h 23m 45s");
         assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
-        assert_eq!(human_duration(Duration::from_secs(2 * 86400 + 3 * 3600 + 7)), "2d 3h");
+        assert_eq!(
+            human_duration(Duration::from_secs(2 * 86400 + 3 * 3600 + 7)),
+            "2d 3h"
+        );
     }
 
     #[test]

@@ -23,14 +23,19 @@ impl Clock {
     /// `2026-01-01T00:00:00Z` (starts there, at real speed) or `2026-01-01T00:00:00Z*600`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (start, speed) = match text.split_once('*') {
-            Some((start, speed)) => (start, speed.trim().parse::<f64>().map_err(|e| e.to_string())?),
+            Some((start, speed)) => (
+                start,
+                speed.trim().parse::<f64>().map_err(|e| e.to_string())?,
+            ),
             None => (text, 1.0),
         };
         let start = DateTime::parse_from_rfc3339(start.trim())
             .map_err(|e| format!("{start}: {e}"))?
             .with_timezone(&Utc);
         if !(speed > 0.0 && speed <= 1e6) {
-            return Err(format!("the clock's speed must be above 0 and at most 1e6, not {speed}"));
+            return Err(format!(
+                "the clock's speed must be above 0 and at most 1e6, not {speed}"
+            ));
         }
         Ok(Self {
             accelerated: Some((start, speed)),

@@ -46,7 +46,10 @@ impl CronSchedule {
             zone,
             cron,
         };
-        let epoch = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().expect("a date");
+        let epoch = Utc
+            .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a date");
         if schedule.next_after(epoch).is_none() {
             return Err(format!(
                 "\"{expression}\" never fires (no date matches it, such as the 31st of February)"
@@ -93,7 +96,11 @@ impl CronSchedule {
                 .with_second(0)
                 .and_then(|p| p.with_nanosecond(0))
                 .unwrap_or(probe);
-            if let Some(t) = self.zone.from_local_datetime(&probe_whole_minute).earliest() {
+            if let Some(t) = self
+                .zone
+                .from_local_datetime(&probe_whole_minute)
+                .earliest()
+            {
                 return t.with_timezone(&Utc);
             }
         }

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, AsArray, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
 use ferry_connectors::ConnectorError;
@@ -37,7 +39,11 @@ pub struct Fire {
 
 fn schema() -> SchemaRef {
     let time = |name: &str, nullable| {
-        Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), nullable)
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            nullable,
+        )
     };
     Arc::new(Schema::new(vec![
         Field::new("job", DataType::Utf8, false),
@@ -102,20 +108,41 @@ impl Journal {
         let batches = frame.collect().await?;
         let mut out = Vec::new();
         for b in &batches {
-            let text = |name: &str| b.column_by_name(name).expect("a journal column").as_string::<i32>().clone();
+            // Delta reads text as string views; cast to plain strings to read them one way.
+            let text = |name: &str| {
+                let column = b.column_by_name(name).expect("a journal column");
+                arrow::compute::cast(column, &DataType::Utf8)
+                    .expect("text casts to text")
+                    .as_string::<i32>()
+                    .clone()
+            };
             let time = |name: &str| {
                 b.column_by_name(name)
                     .expect("a journal column")
                     .as_primitive::<TimestampMicrosecondType>()
                     .clone()
             };
-            let (job, trigger, status, reason, log) =
-                (text("job"), text("trigger"), text("status"), text("reason"), text("log"));
+            let (job, trigger, status, reason, log) = (
+                text("job"),
+                text("trigger"),
+                text("status"),
+                text("reason"),
+                text("log"),
+            );
             let (scheduled, started, ended) = (time("scheduled"), time("started"), time("ended"));
-            let attempt = b.column_by_name("attempt").expect("attempt").as_primitive::<arrow::datatypes::Int32Type>().clone();
-            let exit = b.column_by_name("exit_code").expect("exit_code").as_primitive::<arrow::datatypes::Int32Type>().clone();
+            let attempt = b
+                .column_by_name("attempt")
+                .expect("attempt")
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .clone();
+            let exit = b
+                .column_by_name("exit_code")
+                .expect("exit_code")
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .clone();
             let at = |a: &TimestampMicrosecondArray, i: usize| {
-                (!a.is_null(i)).then(|| DateTime::from_timestamp_micros(a.value(i)).expect("a time"))
+                (!a.is_null(i))
+                    .then(|| DateTime::from_timestamp_micros(a.value(i)).expect("a time"))
             };
             for i in 0..b.num_rows() {
                 out.push(Fire {
@@ -139,7 +166,12 @@ impl Journal {
     /// The latest fire time each job ran or skipped (retries included), for catching up.
     pub async fn last_fires(&self) -> Result<HashMap<String, DateTime<Utc>>, ConnectorError> {
         let mut last: HashMap<String, DateTime<Utc>> = HashMap::new();
-        for fire in self.fires().await?.into_iter().filter(|f| f.trigger != "manual") {
+        for fire in self
+            .fires()
+            .await?
+            .into_iter()
+            .filter(|f| f.trigger != "manual")
+        {
             let entry = last.entry(fire.job).or_insert(fire.scheduled);
             *entry = (*entry).max(fire.scheduled);
         }

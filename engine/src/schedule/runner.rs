@@ -74,12 +74,15 @@ pub async fn run(options: Options) -> Result<(), String> {
     let last = journal.last_fires().await.map_err(|e| e.to_string())?;
     let clock = options.clock.clone();
     let began = clock.now();
-    say(&clock, &format!(
-        "scheduling {} jobs from {} (at most {} runs at once)",
-        folder.jobs.len(),
-        options.folder.display(),
-        options.max_concurrent
-    ));
+    say(
+        &clock,
+        &format!(
+            "scheduling {} jobs from {} (at most {} runs at once)",
+            folder.jobs.len(),
+            options.folder.display(),
+            options.max_concurrent
+        ),
+    );
     let mut states = Vec::new();
     for job in folder.jobs {
         let mut state = JobState {
@@ -104,7 +107,10 @@ pub async fn run(options: Options) -> Result<(), String> {
                 || options.stop_after.is_some_and(|d| now >= began + d))
         {
             stopping = true;
-            say(&clock, "stopping: no new runs; running ones stop at their next batch");
+            say(
+                &clock,
+                "stopping: no new runs; running ones stop at their next batch",
+            );
             for state in &mut states {
                 if let Some(r) = state.running.as_mut() {
                     terminate(r, "Stopped");
@@ -141,7 +147,8 @@ fn stop_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let set = flag.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let terminated = async {
             match term.as_mut() {
                 Some(t) => {
@@ -197,23 +204,43 @@ async fn catch_up(
     };
     match state.job.schedule.catch_up {
         CatchUp::None => {
-            let why = format!("{} fires missed while the scheduler was not running (catch_up = \"none\")", missed.len());
+            let why = format!(
+                "{} fires missed while the scheduler was not running (catch_up = \"none\")",
+                missed.len()
+            );
             say(clock, &format!("{name}: {why}"));
             skip(journal, &name, latest, now, &why).await;
         }
         CatchUp::Last => {
-            say(clock, &format!("{name}: catching up the fire of {latest} ({} missed)", missed.len()));
+            say(
+                clock,
+                &format!(
+                    "{name}: catching up the fire of {latest} ({} missed)",
+                    missed.len()
+                ),
+            );
             state.waiting.push_back(pending(latest));
         }
         CatchUp::All => {
             let from = missed.len().saturating_sub(MAX_CATCH_UP);
-            say(clock, &format!("{name}: catching up {} missed fires", missed.len() - from));
-            state.waiting.extend(missed[from..].iter().map(|t| pending(*t)));
+            say(
+                clock,
+                &format!("{name}: catching up {} missed fires", missed.len() - from),
+            );
+            state
+                .waiting
+                .extend(missed[from..].iter().map(|t| pending(*t)));
         }
     }
 }
 
-async fn skip(journal: &Journal, job: &str, scheduled: DateTime<Utc>, now: DateTime<Utc>, why: &str) {
+async fn skip(
+    journal: &Journal,
+    job: &str,
+    scheduled: DateTime<Utc>,
+    now: DateTime<Utc>,
+    why: &str,
+) {
     let fire = Fire {
         job: job.to_string(),
         trigger: "schedule".into(),
@@ -233,7 +260,12 @@ async fn skip(journal: &Journal, job: &str, scheduled: DateTime<Utc>, now: DateT
 
 /// Fires that came due: run, queue or skip each; several at once (the clock jumped, the machine
 /// slept) are missed fires, caught up by the job's policy.
-async fn take_due_fires(state: &mut JobState, now: DateTime<Utc>, journal: &Journal, clock: &Clock) {
+async fn take_due_fires(
+    state: &mut JobState,
+    now: DateTime<Utc>,
+    journal: &Journal,
+    clock: &Clock,
+) {
     let mut due = Vec::new();
     while let Some(next) = state.next.filter(|n| *n <= now) {
         due.push(next);
@@ -258,15 +290,31 @@ async fn take_due_fires(state: &mut JobState, now: DateTime<Utc>, journal: &Jour
             (false, _) => {}
             (true, Overlap::Skip) => {
                 let why = match &state.running {
-                    Some(r) => format!("overlapping: the run for {} is still going", r.pending.scheduled.format("%Y-%m-%d %H:%M:%S")),
+                    Some(r) => format!(
+                        "overlapping: the run for {} is still going",
+                        r.pending.scheduled.format("%Y-%m-%d %H:%M:%S")
+                    ),
                     None => "overlapping: an earlier fire is still waiting to run".to_string(),
                 };
-                say(clock, &format!("{name}: fire of {} skipped ({why})", scheduled.format("%H:%M:%S")));
+                say(
+                    clock,
+                    &format!(
+                        "{name}: fire of {} skipped ({why})",
+                        scheduled.format("%H:%M:%S")
+                    ),
+                );
                 skip(journal, &name, scheduled, now, &why).await;
                 continue;
             }
             (true, Overlap::Queue) if state.waiting.iter().any(|p| p.trigger == "schedule") => {
-                skip(journal, &name, scheduled, now, "overlapping: a fire is already queued").await;
+                skip(
+                    journal,
+                    &name,
+                    scheduled,
+                    now,
+                    "overlapping: a fire is already queued",
+                )
+                .await;
                 continue;
             }
             (true, Overlap::Queue) => {}
@@ -282,12 +330,15 @@ async fn take_due_fires(state: &mut JobState, now: DateTime<Utc>, journal: &Jour
 
 /// Starts the job's next waiting run when it is due; `true` when one started.
 fn start_next(state: &mut JobState, now: DateTime<Utc>, options: &Options, clock: &Clock) -> bool {
-    if state.running.is_some() || !state.waiting.front().is_some_and(|p| p.not_before <= now) {
+    if state.running.is_some() || state.waiting.front().is_none_or(|p| p.not_before > now) {
         return false;
     }
     let pending = state.waiting.pop_front().expect("checked");
     let job = &state.job;
-    let logs = Journal::new(&options.folder).root().join("logs").join(&job.name);
+    let logs = Journal::new(&options.folder)
+        .root()
+        .join("logs")
+        .join(&job.name);
     let log = logs.join(format!(
         "{}-{}.log",
         pending.scheduled.format("%Y%m%dT%H%M%S"),
@@ -310,18 +361,26 @@ fn start_next(state: &mut JobState, now: DateTime<Utc>, options: &Options, clock
     let child = match child {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: cannot start {} for job {}: {e}", options.ferry.display(), job.name);
+            eprintln!(
+                "error: cannot start {} for job {}: {e}",
+                options.ferry.display(),
+                job.name
+            );
             return false;
         }
     };
-    say(clock, &format!(
-        "{}: started ({}, fire of {}, attempt {})",
-        job.name,
-        pending.trigger,
-        pending.scheduled.format("%Y-%m-%d %H:%M:%S"),
-        pending.attempt
-    ));
-    let timeout = chrono::TimeDelta::from_std(job.schedule.timeout).unwrap_or(chrono::TimeDelta::days(1));
+    say(
+        clock,
+        &format!(
+            "{}: started ({}, fire of {}, attempt {})",
+            job.name,
+            pending.trigger,
+            pending.scheduled.format("%Y-%m-%d %H:%M:%S"),
+            pending.attempt
+        ),
+    );
+    let timeout =
+        chrono::TimeDelta::from_std(job.schedule.timeout).unwrap_or(chrono::TimeDelta::days(1));
     state.running = Some(Running {
         child,
         pending,
@@ -353,15 +412,15 @@ async fn reap(state: &mut JobState, now: DateTime<Utc>, journal: &Journal, clock
     let Some(running) = state.running.as_mut() else {
         return false;
     };
-    let exited = match running.child.try_wait() {
-        Ok(status) => status,
-        Err(_) => None,
-    };
+    let exited: Option<std::process::ExitStatus> = running.child.try_wait().unwrap_or_default();
     let Some(exit) = exited else {
         if now >= running.deadline {
             terminate(running, "Timed Out");
         }
-        if running.stopping.is_some_and(|(_, at)| at.elapsed() > STOP_GRACE) {
+        if running
+            .stopping
+            .is_some_and(|(_, at)| at.elapsed() > STOP_GRACE)
+        {
             let _ = running.child.start_kill();
         }
         return false;
@@ -386,14 +445,20 @@ async fn reap(state: &mut JobState, now: DateTime<Utc>, journal: &Journal, clock
         _ => last_error(&running.log),
     };
     let took = (now - running.started).to_std().unwrap_or_default();
-    say(clock, &format!(
-        "{}: {status} in {} (fire of {}, attempt {}){}",
-        state.job.name,
-        human_duration(took),
-        running.pending.scheduled.format("%Y-%m-%d %H:%M:%S"),
-        running.pending.attempt,
-        reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-    ));
+    say(
+        clock,
+        &format!(
+            "{}: {status} in {} (fire of {}, attempt {}){}",
+            state.job.name,
+            human_duration(took),
+            running.pending.scheduled.format("%Y-%m-%d %H:%M:%S"),
+            running.pending.attempt,
+            reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+    );
     let fire = Fire {
         job: state.job.name.clone(),
         trigger: running.pending.trigger.into(),
@@ -412,7 +477,16 @@ async fn reap(state: &mut JobState, now: DateTime<Utc>, journal: &Journal, clock
     let attempt = running.pending.attempt;
     if retryable && (attempt as u32) <= state.job.schedule.max_retries {
         let wait = backoff(state.job.schedule.retry_backoff, attempt as u32);
-        say(clock, &format!("{}: retry {} of {} in {}", state.job.name, attempt, state.job.schedule.max_retries, human_duration(wait)));
+        say(
+            clock,
+            &format!(
+                "{}: retry {} of {} in {}",
+                state.job.name,
+                attempt,
+                state.job.schedule.max_retries,
+                human_duration(wait)
+            ),
+        );
         state.waiting.push_front(Pending {
             scheduled: running.pending.scheduled,
             trigger: "retry",
@@ -439,8 +513,7 @@ fn last_error(log: &Path) -> Option<String> {
     let line = text
         .lines()
         .rev()
-        .find(|l| l.starts_with("error") || l.contains("error:"))
-        .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()))?;
+        .find(|l| l.starts_with("error") || l.contains("error:"))?;
     Some(line.chars().take(300).collect())
 }
 
@@ -458,7 +531,10 @@ fn reload(folder: &Path, states: &mut Vec<JobState>, now: DateTime<Utc>, clock: 
         }
         match (jobs::read_job(file), known) {
             (Ok(Some(job)), Some(i)) => {
-                say(clock, &format!("{}: {} changed, re-read", job.name, file.display()));
+                say(
+                    clock,
+                    &format!("{}: {} changed, re-read", job.name, file.display()),
+                );
                 let state = &mut states[i];
                 if state.job.schedule.cron.expression() != job.schedule.cron.expression()
                     || state.job.schedule.cron.zone() != job.schedule.cron.zone()
@@ -468,7 +544,10 @@ fn reload(folder: &Path, states: &mut Vec<JobState>, now: DateTime<Utc>, clock: 
                 state.job = job;
             }
             (Ok(Some(job)), None) => {
-                say(clock, &format!("{}: new job from {}", job.name, file.display()));
+                say(
+                    clock,
+                    &format!("{}: new job from {}", job.name, file.display()),
+                );
                 states.push(JobState {
                     next: job.schedule.cron.next_after(now),
                     job,
@@ -477,12 +556,21 @@ fn reload(folder: &Path, states: &mut Vec<JobState>, now: DateTime<Utc>, clock: 
                 });
             }
             (Ok(None), Some(i)) if states[i].running.is_none() => {
-                say(clock, &format!("{}: no longer has a [schedule]; not scheduled", states[i].job.name));
+                say(
+                    clock,
+                    &format!(
+                        "{}: no longer has a [schedule]; not scheduled",
+                        states[i].job.name
+                    ),
+                );
                 states.remove(i);
             }
             (Ok(None), _) => {}
             (Err(e), Some(i)) => {
-                eprintln!("{}: changed but no longer reads; its last good version stays scheduled:\n{e}", file.display());
+                eprintln!(
+                    "{}: changed but no longer reads; its last good version stays scheduled:\n{e}",
+                    file.display()
+                );
                 states[i].job.modified = modified;
             }
             (Err(e), None) => {
@@ -494,7 +582,14 @@ fn reload(folder: &Path, states: &mut Vec<JobState>, now: DateTime<Utc>, clock: 
     states.retain(|s| {
         let keep = files.contains(&s.job.file) || s.running.is_some();
         if !keep {
-            say(clock, &format!("{}: {} was removed; not scheduled", s.job.name, s.job.file.display()));
+            say(
+                clock,
+                &format!(
+                    "{}: {} was removed; not scheduled",
+                    s.job.name,
+                    s.job.file.display()
+                ),
+            );
         }
         keep
     });
@@ -509,7 +604,10 @@ mod tests {
         let base = Duration::from_secs(60);
         for (retry, expected) in [(1, 60.0), (2, 120.0), (3, 240.0), (10, 3600.0)] {
             let b = backoff(base, retry).as_secs_f64();
-            assert!(b >= expected * 0.9 - 1e-6 && b <= expected * 1.1 + 1e-6, "retry {retry}: {b}");
+            assert!(
+                b >= expected * 0.9 - 1e-6 && b <= expected * 1.1 + 1e-6,
+                "retry {retry}: {b}"
+            );
         }
     }
 }

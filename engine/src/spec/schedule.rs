@@ -54,12 +54,19 @@ pub enum CatchUp {
 }
 
 impl Checker<'_> {
-    pub(super) fn schedule(&mut self, raw: Option<Spanned<RawSchedule>>) -> Option<Option<Schedule>> {
+    pub(super) fn schedule(
+        &mut self,
+        raw: Option<Spanned<RawSchedule>>,
+    ) -> Option<Option<Schedule>> {
         let Some(raw) = raw else {
             return Some(None);
         };
         let raw = raw.into_inner();
-        let zone = raw.timezone.as_ref().map(|z| z.get_ref().as_str()).unwrap_or("UTC");
+        let zone = raw
+            .timezone
+            .as_ref()
+            .map(|z| z.get_ref().as_str())
+            .unwrap_or("UTC");
         let cron = match CronSchedule::parse(raw.cron.get_ref(), zone) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -67,8 +74,11 @@ impl Checker<'_> {
                     (Some(z), true) => z.span(),
                     _ => raw.cron.span(),
                 };
-                self.errors
-                    .push(self.loc.error(span, e).hint("cron = \"0 2 * * *\"  # every day at 02:00"));
+                self.errors.push(
+                    self.loc
+                        .error(span, e)
+                        .hint("cron = \"0 2 * * *\"  # every day at 02:00"),
+                );
                 None
             }
         };
@@ -79,20 +89,47 @@ impl Checker<'_> {
                 _ => {
                     self.errors.push(
                         self.loc
-                            .error(r.span(), format!("max_retries must be between 0 and 10, not {}", r.get_ref()))
+                            .error(
+                                r.span(),
+                                format!(
+                                    "max_retries must be between 0 and 10, not {}",
+                                    r.get_ref()
+                                ),
+                            )
                             .hint("max_retries = 2"),
                     );
                     None
                 }
             },
         };
-        let retry_backoff = self.duration_between(raw.retry_backoff, "retry_backoff", "1m", Duration::from_secs(1), Duration::from_secs(3600));
-        let timeout = self.duration_between(raw.timeout, "timeout", "24h", Duration::from_secs(60), Duration::from_secs(24 * 3600));
-        let overlap = self.word(raw.overlap, "overlap", &[("skip", Overlap::Skip), ("queue", Overlap::Queue)], Overlap::Skip);
+        let retry_backoff = self.duration_between(
+            raw.retry_backoff,
+            "retry_backoff",
+            "1m",
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        );
+        let timeout = self.duration_between(
+            raw.timeout,
+            "timeout",
+            "24h",
+            Duration::from_secs(60),
+            Duration::from_secs(24 * 3600),
+        );
+        let overlap = self.word(
+            raw.overlap,
+            "overlap",
+            &[("skip", Overlap::Skip), ("queue", Overlap::Queue)],
+            Overlap::Skip,
+        );
         let catch_up = self.word(
             raw.catch_up,
             "catch_up",
-            &[("none", CatchUp::None), ("last", CatchUp::Last), ("all", CatchUp::All)],
+            &[
+                ("none", CatchUp::None),
+                ("last", CatchUp::Last),
+                ("all", CatchUp::All),
+            ],
             CatchUp::Last,
         );
         Some(Some(Schedule {
@@ -155,7 +192,14 @@ impl Checker<'_> {
                 let known: Vec<&str> = words.iter().map(|(w, _)| *w).collect();
                 self.errors.push(
                     self.loc
-                        .error(v.span(), format!("{key} is one of {}, not \"{}\"", known.join(", "), v.get_ref()))
+                        .error(
+                            v.span(),
+                            format!(
+                                "{key} is one of {}, not \"{}\"",
+                                known.join(", "),
+                                v.get_ref()
+                            ),
+                        )
                         .hint(format!("{key} = \"{}\"", known[0])),
                 );
                 None

@@ -50,22 +50,33 @@ fn schedule(ws: &Workspace, start: &str, speed: u32, span: &str) -> String {
 }
 
 async fn fires(ws: &Workspace) -> Vec<Fire> {
-    Journal::new(&ws.join("jobs")).fires().await.expect("the journal reads")
+    Journal::new(&ws.join("jobs"))
+        .fires()
+        .await
+        .expect("the journal reads")
 }
 
 fn at(time: &str) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(time).unwrap().with_timezone(&chrono::Utc)
+    chrono::DateTime::parse_from_rfc3339(time)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_fire_on_time_and_never_overlap() {
     let ws = Workspace::new();
-    job(&ws, "every-minute", "cron = \"* * * * *\"\noverlap = \"skip\"");
+    job(
+        &ws,
+        "every-minute",
+        "cron = \"* * * * *\"\noverlap = \"skip\"",
+    );
     let printed = schedule(&ws, "2026-01-01T00:00:30Z", 60, "4m");
     let fires = fires(&ws).await;
     // Fires at 00:01 .. 00:04, each run or skipped because the last run still went.
     let scheduled: Vec<_> = fires.iter().map(|f| f.scheduled).collect();
-    let expected: Vec<_> = (1..=4).map(|m| at(&format!("2026-01-01T00:0{m}:00Z"))).collect();
+    let expected: Vec<_> = (1..=4)
+        .map(|m| at(&format!("2026-01-01T00:0{m}:00Z")))
+        .collect();
     assert_eq!(scheduled, expected, "{printed}\n{fires:#?}");
     let completed: Vec<&Fire> = fires.iter().filter(|f| f.status == "Completed").collect();
     assert!(!completed.is_empty(), "{printed}\n{fires:#?}");
@@ -75,16 +86,23 @@ async fn jobs_fire_on_time_and_never_overlap() {
         assert!(
             f.status == "Completed"
                 || stopped_at_the_end
-                || (f.status == "Skipped" && f.reason.as_deref().unwrap_or("").starts_with("overlapping")),
+                || (f.status == "Skipped"
+                    && f.reason.as_deref().unwrap_or("").starts_with("overlapping")),
             "{f:?}"
         );
         assert!(f.started.is_none_or(|s| s >= f.scheduled), "{f:?}");
     }
     for pair in completed.windows(2) {
-        assert!(pair[0].ended <= pair[1].started.unwrap(), "runs overlapped: {pair:?}");
+        assert!(
+            pair[0].ended <= pair[1].started.unwrap(),
+            "runs overlapped: {pair:?}"
+        );
     }
     assert_eq!(
-        sqlite_rows(&ws.join("jobs/out/every-minute.db"), "SELECT id, name FROM items"),
+        sqlite_rows(
+            &ws.join("jobs/out/every-minute.db"),
+            "SELECT id, name FROM items"
+        ),
         ferry_tests::rows(&[&["1", "a"], &["2", "b"], &["3", "c"]])
     );
 }
@@ -111,31 +129,48 @@ async fn a_run_past_its_timeout_is_stopped_and_retried() {
     );
     for f in &fires {
         assert_eq!(f.scheduled, at("2026-01-01T01:00:00Z"));
-        assert!(f.reason.as_deref().unwrap().contains("timeout of 1m"), "{f:?}");
+        assert!(
+            f.reason.as_deref().unwrap().contains("timeout of 1m"),
+            "{f:?}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_run_is_retried_until_its_retries_run_out() {
     let ws = Workspace::new();
-    job(&ws, "flaky", "cron = \"0 * * * *\"\nmax_retries = 2\nretry_backoff = \"1m\"");
+    job(
+        &ws,
+        "flaky",
+        "cron = \"0 * * * *\"\nmax_retries = 2\nretry_backoff = \"1m\"",
+    );
     // Its target does not answer (nothing listens on port 1): exit code 75, worth retrying (a
-    // wrong pipeline file, exit code 2, is not retried).
+    // wrong pipeline file, exit code 2, is not retried). The run itself gives up at once.
     let file = ws.join("jobs/flaky.toml");
     let text = std::fs::read_to_string(&file).unwrap().replace(
         "url = \"sqlite://out/flaky.db\"",
         "url = \"postgres://127.0.0.1:1/nowhere?sslmode=disable\"\nuser = \"postgres\"",
-    );
+    ) + "[run]\nmax_retries = 0\n";
     std::fs::write(&file, text).unwrap();
     let printed = schedule(&ws, "2026-01-01T00:59:30Z", 120, "10m");
     let fires = fires(&ws).await;
-    let chain: Vec<(&str, i32)> = fires.iter().map(|f| (f.trigger.as_str(), f.attempt)).collect();
-    assert_eq!(chain, [("schedule", 1), ("retry", 2), ("retry", 3)], "{printed}\n{fires:#?}");
+    let chain: Vec<(&str, i32)> = fires
+        .iter()
+        .map(|f| (f.trigger.as_str(), f.attempt))
+        .collect();
+    assert_eq!(
+        chain,
+        [("schedule", 1), ("retry", 2), ("retry", 3)],
+        "{printed}\n{fires:#?}"
+    );
     assert!(fires.iter().all(|f| f.status == "Failed"), "{fires:#?}");
     // Each retry waited its backoff (1m, then 2m, within a fifth) after the last attempt ended.
     for (pair, minutes) in fires.windows(2).zip([1.0, 2.0]) {
         let waited = (pair[1].started.unwrap() - pair[0].ended).as_seconds_f64() / 60.0;
-        assert!(waited >= minutes * 0.85 && waited <= minutes * 1.5, "{waited} min: {pair:#?}");
+        assert!(
+            waited >= minutes * 0.85 && waited <= minutes * 1.5,
+            "{waited} min: {pair:#?}"
+        );
     }
 }
 
@@ -147,47 +182,97 @@ async fn fires_missed_while_down_are_caught_up_by_policy() {
     job(&ws, "none", "cron = \"*/20 * * * *\"\ncatch_up = \"none\"");
     // Up for the fire of 00:20; then down until 01:10 (fires of 00:40 and 01:00 missed).
     schedule(&ws, "2026-01-01T00:19:00Z", 60, "2m");
-    let printed = schedule(&ws, "2026-01-01T01:10:00Z", 60, "1m");
+    let printed = schedule(&ws, "2026-01-01T01:10:00Z", 60, "5m");
     let fires = fires(&ws).await;
     let of = |job: &str| -> Vec<(String, String, String)> {
         fires
             .iter()
             .filter(|f| f.job == job && f.scheduled > at("2026-01-01T00:20:00Z"))
-            .map(|f| (f.trigger.clone(), f.status.clone(), f.scheduled.format("%H:%M").to_string()))
+            .map(|f| {
+                (
+                    f.trigger.clone(),
+                    f.status.clone(),
+                    f.scheduled.format("%H:%M").to_string(),
+                )
+            })
             .collect()
     };
     let row = |t: &str, s: &str, at: &str| (t.to_string(), s.to_string(), at.to_string());
-    assert_eq!(of("last"), [row("catch-up", "Completed", "01:00")], "{printed}");
     assert_eq!(
-        of("all"),
-        [row("catch-up", "Completed", "00:40"), row("catch-up", "Completed", "01:00")],
+        of("last"),
+        [row("catch-up", "Completed", "01:00")],
         "{printed}"
     );
-    assert_eq!(of("none"), [row("schedule", "Skipped", "01:00")], "{printed}");
-    let skipped = fires.iter().find(|f| f.job == "none" && f.status == "Skipped").unwrap();
-    assert!(skipped.reason.as_deref().unwrap().starts_with("2 fires missed"), "{skipped:?}");
+    assert_eq!(
+        of("all"),
+        [
+            row("catch-up", "Completed", "00:40"),
+            row("catch-up", "Completed", "01:00")
+        ],
+        "{printed}"
+    );
+    assert_eq!(
+        of("none"),
+        [row("schedule", "Skipped", "01:00")],
+        "{printed}"
+    );
+    let skipped = fires
+        .iter()
+        .find(|f| f.job == "none" && f.status == "Skipped")
+        .unwrap();
+    assert!(
+        skipped
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("2 fires missed"),
+        "{skipped:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_job_is_skipped_and_jobs_list_shows_each_job() {
     let ws = Workspace::new();
     job(&ws, "paused", "cron = \"*/5 * * * *\"\nenabled = false");
-    job(&ws, "nightly", "cron = \"0 2 * * *\"\ntimezone = \"Europe/Paris\"");
+    job(
+        &ws,
+        "nightly",
+        "cron = \"0 2 * * *\"\ntimezone = \"Europe/Paris\"",
+    );
     schedule(&ws, "2026-01-01T00:04:00Z", 60, "2m");
     let fires = fires(&ws).await;
     assert_eq!(fires.len(), 1, "{fires:#?}");
-    assert_eq!((fires[0].job.as_str(), fires[0].status.as_str()), ("paused", "Skipped"));
+    assert_eq!(
+        (fires[0].job.as_str(), fires[0].status.as_str()),
+        ("paused", "Skipped")
+    );
     assert_eq!(fires[0].reason.as_deref(), Some("the job is disabled"));
 
     let list = jobs(&ws.join("jobs"), &["list"]);
-    let nightly = list.lines().find(|l| l.starts_with("nightly")).expect(&list);
-    assert!(nightly.contains("(Europe/Paris)") && nightly.contains(" yes "), "{list}");
+    let nightly = list
+        .lines()
+        .find(|l| l.starts_with("nightly"))
+        .expect(&list);
+    assert!(
+        nightly.contains("(Europe/Paris)") && nightly.contains(" yes "),
+        "{list}"
+    );
     let paused = list.lines().find(|l| l.starts_with("paused")).expect(&list);
-    assert!(paused.contains(" no ") && !paused.contains("Skipped"), "{list}");
+    assert!(
+        paused.contains(" no ") && !paused.contains("Skipped"),
+        "{list}"
+    );
 
     let next = jobs(&ws.join("jobs"), &["next", "nightly", "--count", "3"]);
-    assert_eq!(next.lines().filter(|l| l.contains(" UTC ")).count(), 3, "{next}");
-    assert!(next.lines().nth(1).unwrap().contains("02:00:00 CE"), "{next}");
+    assert_eq!(
+        next.lines().filter(|l| l.contains(" UTC ")).count(),
+        3,
+        "{next}"
+    );
+    assert!(
+        next.lines().nth(1).unwrap().contains("02:00:00 CE"),
+        "{next}"
+    );
 }
 
 fn jobs(folder: &Path, args: &[&str]) -> String {
@@ -197,20 +282,34 @@ fn jobs(folder: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("ferry jobs runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
 fn a_wrong_schedule_is_an_error_at_its_line() {
     let ws = Workspace::new();
-    job(&ws, "bad", "cron = \"0 0 31 2 *\"\ntimezone = \"UTC\"\novertime = 1");
+    job(
+        &ws,
+        "bad",
+        "cron = \"0 0 31 2 *\"\ntimezone = \"UTC\"\novertime = 1",
+    );
     let file = ws.join("jobs/bad.toml");
     let out = ferry_command().arg("validate").arg(&file).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("overtime"), "{err}");
-    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("overtime = 1\n", "")).unwrap();
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("overtime = 1\n", ""),
+    )
+    .unwrap();
     let out = ferry_command().arg("validate").arg(&file).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("never fires"), "{err}");

@@ -96,9 +96,8 @@ fn arrow_type(column: &Column) -> DataType {
         ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => {
             let scale = column.decimals();
             // The display length counts the sign and the decimal point.
-            let precision = column.column_length() as i64
-                - i64::from(scale > 0)
-                - i64::from(!unsigned);
+            let precision =
+                column.column_length() as i64 - i64::from(scale > 0) - i64::from(!unsigned);
             let precision = precision.clamp(1, 76) as u8;
             if precision <= 38 {
                 DataType::Decimal128(precision, scale as i8)
@@ -148,6 +147,10 @@ impl ScanSource for MysqlScan {
     fn quote(&self, name: &str) -> String {
         quote_mysql(name)
     }
+
+    fn instant_literal(&self, wall: &str) -> String {
+        format!("TIMESTAMP '{wall}'")
+    }
 }
 
 type Sender = tokio::sync::mpsc::Sender<std::result::Result<RecordBatch, DataFusionError>>;
@@ -160,22 +163,38 @@ async fn read(db: &DbConfig, sql: &str, schema: SchemaRef, sender: &Sender) -> D
         .exec_iter(sql, ())
         .await
         .map_err(|e| external(classify(e)))?;
-    let mut columns: Vec<ColumnBuilder> = schema.fields().iter().map(|f| ColumnBuilder::new(f)).collect();
+    let mut columns: Vec<ColumnBuilder> = schema
+        .fields()
+        .iter()
+        .map(|f| ColumnBuilder::new(f))
+        .collect();
     let mut rows = 0;
     while let Some(row) = result.next().await.map_err(|e| external(classify(e)))? {
-        for ((value, column), field) in row.unwrap().into_iter().zip(&mut columns).zip(schema.fields()) {
+        for ((value, column), field) in row
+            .unwrap()
+            .into_iter()
+            .zip(&mut columns)
+            .zip(schema.fields())
+        {
             column.append(value, field.name())?;
         }
         rows += 1;
         if rows == BATCH_ROWS {
-            if sender.send(Ok(batch(&schema, &mut columns, rows)?)).await.is_err() {
+            if sender
+                .send(Ok(batch(&schema, &mut columns, rows)?))
+                .await
+                .is_err()
+            {
                 return Ok(()); // the reader stopped listening (a LIMIT was met)
             }
             rows = 0;
         }
     }
     if rows > 0 {
-        sender.send(Ok(batch(&schema, &mut columns, rows)?)).await.ok();
+        sender
+            .send(Ok(batch(&schema, &mut columns, rows)?))
+            .await
+            .ok();
     }
     drop(result);
     drop(session);
@@ -188,7 +207,11 @@ type DfResult<T> = std::result::Result<T, DataFusionError>;
 fn batch(schema: &SchemaRef, columns: &mut [ColumnBuilder], rows: usize) -> DfResult<RecordBatch> {
     let arrays: Vec<ArrayRef> = columns.iter_mut().map(|c| c.finish()).collect();
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    Ok(RecordBatch::try_new_with_options(schema.clone(), arrays, &options)?)
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        arrays,
+        &options,
+    )?)
 }
 
 /// One column's Arrow builder, fed the values of the type `arrow_type` chose for it.
@@ -328,15 +351,17 @@ impl ColumnBuilder {
             }
             (Self::Time(b), Value::Time(negative, days, h, i, s, us)) => {
                 if *negative || *days > 0 {
+                    let hours = *days as u64 * 24 + *h as u64;
+                    let sign = if *negative { "-" } else { "" };
                     return Err(misfit(
                         column,
-                        &shown(),
+                        &format!("'{sign}{hours:02}:{i:02}:{s:02}'"),
                         "is a duration, not a time of day",
                         "read it in a query source as TIME_TO_SEC(col) or CAST(col AS CHAR)",
                     ));
                 }
-                let micros = ((*h as i64 * 60 + *i as i64) * 60 + *s as i64) * 1_000_000
-                    + *us as i64;
+                let micros =
+                    ((*h as i64 * 60 + *i as i64) * 60 + *s as i64) * 1_000_000 + *us as i64;
                 b.append_value(micros)
             }
             (Self::Text(b), Value::Bytes(bytes)) => {

@@ -217,7 +217,11 @@ const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 impl CopyDecoder {
     fn new(schema: SchemaRef) -> Self {
-        let columns = schema.fields().iter().map(|f| ColumnBuilder::new(f)).collect();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| ColumnBuilder::new(f))
+            .collect();
         Self {
             schema,
             pending: BytesMut::new(),
@@ -236,7 +240,9 @@ impl CopyDecoder {
                 return Ok(());
             }
             if &self.pending[..SIGNATURE.len()] != SIGNATURE {
-                return Err(protocol("the COPY output does not start with its signature"));
+                return Err(protocol(
+                    "the COPY output does not start with its signature",
+                ));
             }
             let extension =
                 u32::from_be_bytes(self.pending[15..19].try_into().expect("4 bytes")) as usize;
@@ -403,10 +409,16 @@ impl ColumnBuilder {
         let be8 = |v: &[u8]| -> DfResult<[u8; 8]> { v.try_into().map_err(|_| wrong()) };
         match self {
             Self::Bool(b) => b.append_value(*v.first().ok_or_else(wrong)? != 0),
-            Self::Int16(b) => b.append_value(i16::from_be_bytes(v.try_into().map_err(|_| wrong())?)),
-            Self::Int32(b) => b.append_value(i32::from_be_bytes(v.try_into().map_err(|_| wrong())?)),
+            Self::Int16(b) => {
+                b.append_value(i16::from_be_bytes(v.try_into().map_err(|_| wrong())?))
+            }
+            Self::Int32(b) => {
+                b.append_value(i32::from_be_bytes(v.try_into().map_err(|_| wrong())?))
+            }
             Self::Int64(b) => b.append_value(i64::from_be_bytes(be8(v)?)),
-            Self::Float32(b) => b.append_value(f32::from_be_bytes(v.try_into().map_err(|_| wrong())?)),
+            Self::Float32(b) => {
+                b.append_value(f32::from_be_bytes(v.try_into().map_err(|_| wrong())?))
+            }
             Self::Float64(b) => b.append_value(f64::from_be_bytes(be8(v)?)),
             Self::Decimal(b, p, s) => b.append_value(numeric(v, *p, *s, column)?),
             Self::Text(b) => b.append_value(std::str::from_utf8(v).map_err(|_| {
@@ -481,7 +493,9 @@ fn infinite(column: &str, ty: &str) -> DataFusionError {
 /// A binary numeric (base-10000 digits) as the unscaled i128 of a Decimal128(`precision`, `scale`).
 fn numeric(v: &[u8], precision: u8, scale: i8, column: &str) -> DfResult<i128> {
     if v.len() < 8 {
-        return Err(protocol(&format!("a numeric of column \"{column}\" is cut short")));
+        return Err(protocol(&format!(
+            "a numeric of column \"{column}\" is cut short"
+        )));
     }
     let ndigits = u16::from_be_bytes([v[0], v[1]]) as usize;
     let weight = i16::from_be_bytes([v[2], v[3]]) as i32;
@@ -501,7 +515,9 @@ fn numeric(v: &[u8], precision: u8, scale: i8, column: &str) -> DfResult<i128> {
         ));
     }
     if v.len() < 8 + 2 * ndigits {
-        return Err(protocol(&format!("a numeric of column \"{column}\" is cut short")));
+        return Err(protocol(&format!(
+            "a numeric of column \"{column}\" is cut short"
+        )));
     }
     let scale = scale as i32;
     let too_big = || {
@@ -550,7 +566,11 @@ fn numeric_text(v: &[u8]) -> String {
     let mut int = String::new();
     for e in (0..=weight.max(0)).rev() {
         let i = weight - e;
-        let d = digits.get(i as usize).copied().filter(|_| i >= 0).unwrap_or(0);
+        let d = digits
+            .get(i as usize)
+            .copied()
+            .filter(|_| i >= 0)
+            .unwrap_or(0);
         if int.is_empty() {
             int = d.to_string();
         } else {
@@ -559,7 +579,11 @@ fn numeric_text(v: &[u8]) -> String {
     }
     let mut frac = String::new();
     for i in (weight + 1).max(0)..digits.len() as i32 {
-        let skipped = if frac.is_empty() { (-(weight + 1)).max(0) } else { 0 };
+        let skipped = if frac.is_empty() {
+            (-(weight + 1)).max(0)
+        } else {
+            0
+        };
         for _ in 0..skipped {
             frac.push_str("0000");
         }
@@ -598,7 +622,12 @@ mod tests {
         let e = numeric(&BIG, 9, 2, "amount").unwrap_err().to_string();
         assert!(e.contains("decimal(9,2)"), "{e}");
         let nan = [0, 0, 0, 0, 0xC0, 0, 0, 0];
-        assert!(numeric(&nan, 9, 2, "amount").unwrap_err().to_string().contains("NaN"));
+        assert!(
+            numeric(&nan, 9, 2, "amount")
+                .unwrap_err()
+                .to_string()
+                .contains("NaN")
+        );
     }
 
     #[test]
@@ -631,7 +660,9 @@ mod tests {
         let mut decoder = CopyDecoder::new(schema);
         let mut ready = VecDeque::new();
         for chunk in bytes.chunks(3) {
-            decoder.feed(&Bytes::copy_from_slice(chunk), &mut ready).unwrap();
+            decoder
+                .feed(&Bytes::copy_from_slice(chunk), &mut ready)
+                .unwrap();
         }
         decoder.finish(&mut ready).unwrap();
         let batch = ready.pop_front().unwrap();

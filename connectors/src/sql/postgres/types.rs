@@ -113,9 +113,7 @@ pub fn column_type(field: &Field) -> Result<String> {
     let declared = Declared::of(field);
     Ok(match field.data_type() {
         // A PostgreSQL source's own declaration: uuid, json, jsonb, varchar(n), char(n).
-        Utf8 | LargeUtf8 | Utf8View if declared.is_some() => {
-            declared.expect("checked").to_string()
-        }
+        Utf8 | LargeUtf8 | Utf8View if declared.is_some() => declared.expect("checked").to_string(),
         Boolean => "boolean".into(),
         Int8 | Int16 | UInt8 => "smallint".into(),
         Int32 | UInt16 => "integer".into(),
