@@ -169,4 +169,10 @@ pub trait Sink: Send + Sync {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// With `create = true`: the statement that creates the table when it is missing, for
+    /// `ferry validate` to show; `None` for targets that create nothing from a statement.
+    fn planned_ddl(&self, _schema: &SchemaRef) -> Option<Result<String>> {
+        None
+    }
 }

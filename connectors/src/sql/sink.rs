@@ -42,6 +42,9 @@ pub trait Dialect: Send + Sync + 'static {
     /// Every reason the run would fail, found without writing.
     async fn problems(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>>;
 
+    /// The CREATE TABLE that `create = true` runs when the table is missing.
+    fn create_statement(&self, schema: &SchemaRef) -> Result<String>;
+
     /// Creates what the run needs; with `resume`, keeps what an earlier attempt of it staged.
     async fn prepare(&self, schema: &SchemaRef, resume: bool) -> Result<(Self::Plan, Resume)>;
 
@@ -119,6 +122,13 @@ impl<D: Dialect> Sink for SqlSink<D> {
         let mut problems = check::missing_key_columns(schema, &self.dialect.options().key);
         problems.extend(self.dialect.problems(schema).await?);
         Ok(problems)
+    }
+
+    fn planned_ddl(&self, schema: &SchemaRef) -> Option<Result<String>> {
+        self.dialect
+            .options()
+            .create
+            .then(|| self.dialect.create_statement(schema))
     }
 
     fn exactly_once(&self) -> bool {

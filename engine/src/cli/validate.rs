@@ -33,5 +33,8 @@ pub async fn validate(file: &Path) -> ExitCode {
         checked.target,
         pipeline.target.options.mode
     );
+    if let Some(ddl) = &checked.ddl {
+        say!("create = true: when the table is missing, Ferry creates it with\n  {ddl}");
+    }
     ExitCode::SUCCESS
 }

@@ -325,8 +325,9 @@ async fn mysql_durations_in_a_time_column_stop_the_read_naming_the_column() {
     assert!(e.contains("TIME_TO_SEC(col)"), "{e}");
 }
 
-/// Copies table `src` of `from` into a table `copy` that `create = true` makes in `to`.
-async fn create_copy(from: &TestDb, to: &TestDb) {
+/// Copies table `src` of `from` into a table `copy` that `create = true` makes in `to`; returns
+/// what `ferry validate` said first (the CREATE TABLE it would run).
+async fn create_copy(from: &TestDb, to: &TestDb) -> String {
     let ws = Workspace::new();
     let pipeline = ws.pipeline(
         "copy.toml",
@@ -349,12 +350,24 @@ create = true
             to.url()
         ),
     );
+    let validated = ferry_tests::ferry_command()
+        .arg("validate")
+        .arg(ws.join("copy.toml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&validated.stdout).into_owned();
+    assert!(
+        validated.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&validated.stderr)
+    );
     let report = run(&pipeline).await;
     assert_eq!(
         (report.status, report.rows_written),
         (Status::Completed, 1),
         "{report}"
     );
+    said
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,7 +382,13 @@ async fn created_tables_carry_the_sources_declared_types() {
     .await;
 
     let my = TestDb::new(Server::Mysql).await;
-    create_copy(&pg, &my).await;
+    let validated = create_copy(&pg, &my).await;
+    assert!(
+        validated.contains(
+            "CREATE TABLE `copy` (`amount` DECIMAL(12,2) NULL, `code` VARCHAR(40) NULL, `cur` CHAR(3) NULL, `id` CHAR(36) NULL"
+        ),
+        "{validated}"
+    );
     let columns = my
         .rows(
             "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS \
@@ -406,7 +425,11 @@ async fn created_tables_carry_the_sources_declared_types() {
     );
 
     let pg_copy = TestDb::new(Server::Postgres).await;
-    create_copy(&pg, &pg_copy).await;
+    let validated = create_copy(&pg, &pg_copy).await;
+    assert!(
+        validated.contains("\"doc\" jsonb, \"raw\" json, \"at\" timestamptz"),
+        "{validated}"
+    );
     let columns = pg_copy
         .rows(
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute \

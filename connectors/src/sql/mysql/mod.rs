@@ -343,6 +343,10 @@ impl Dialect for Mysql {
         &self.options
     }
 
+    fn create_statement(&self, schema: &SchemaRef) -> Result<String> {
+        create_table_sql(&self.table.quoted_mysql(), schema, &self.options.key)
+    }
+
     fn describe(&self) -> String {
         format!("mysql {}, table {}", self.db, self.table)
     }

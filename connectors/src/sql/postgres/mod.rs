@@ -235,6 +235,10 @@ impl Dialect for Postgres {
         &self.options
     }
 
+    fn create_statement(&self, schema: &SchemaRef) -> Result<String> {
+        create_table_sql(&self.table.quoted(), schema, &self.options.key)
+    }
+
     fn describe(&self) -> String {
         format!("postgres {}, table {}", self.pool.config(), self.table)
     }

@@ -233,6 +233,10 @@ impl Dialect for Sqlite {
         &self.target.options
     }
 
+    fn create_statement(&self, schema: &SchemaRef) -> Result<String> {
+        create_table_sql(&self.target.options.table, schema, &self.target.options.key)
+    }
+
     fn describe(&self) -> String {
         format!(
             "sqlite {}, table {}",
