@@ -170,7 +170,8 @@ pub enum Command {
         #[arg(long, hide = true)]
         stop_after: Option<String>,
     },
-    /// The jobs of a folder: list them, show when one fires next, run one now.
+    /// The jobs of a folder: list them, show when one fires next, run one now, enable, disable or
+    /// delete one.
     Jobs {
         /// The folder of pipeline files.
         dir: PathBuf,
@@ -235,6 +236,12 @@ pub enum JobsCommand {
     },
     /// Run a job now, in the foreground; its schedule is left as it is.
     Run { job: String },
+    /// Let a job fire again (sets `enabled = true` in its file).
+    Enable { job: String },
+    /// Stop a job firing, keeping it (sets `enabled = false` in its file).
+    Disable { job: String },
+    /// Stop a job for good: its file is renamed `<file>.deleted`; its history stays.
+    Delete { job: String },
 }
 
 #[derive(Subcommand)]
@@ -337,6 +344,9 @@ pub async fn main(cli: Cli) -> ExitCode {
             JobsCommand::List { json } => schedule::list(&dir, json).await,
             JobsCommand::Next { job, count } => schedule::next(&dir, &job, count),
             JobsCommand::Run { job } => schedule::run_now(&dir, &job).await,
+            JobsCommand::Enable { job } => schedule::set_enabled(&dir, &job, true),
+            JobsCommand::Disable { job } => schedule::set_enabled(&dir, &job, false),
+            JobsCommand::Delete { job } => schedule::delete(&dir, &job),
         },
         Command::Emulate(EmulateCommand::Dynamics(args)) => emulate::dynamics(args).await,
         Command::Connectors => connectors::list(),

@@ -113,10 +113,11 @@ pub async fn list(folder: &Path, json: bool) -> ExitCode {
                 serde_json::json!({
                     "job": job.name,
                     "file": job.file.display().to_string(),
-                    "cron": job.schedule.cron.expression(),
-                    "schedule": job.schedule.cron.describe(),
+                    "cron": job.schedule.cron.as_ref().map(|c| c.expression()),
+                    "after": job.schedule.after,
+                    "schedule": job.schedule.describe(),
                     "enabled": job.schedule.enabled,
-                    "next": job.schedule.cron.next_after(now).map(|t| t.to_rfc3339()),
+                    "next": job.schedule.next_after(now).map(|t| t.to_rfc3339()),
                     "last_status": last.map(|f| f.status.clone()),
                     "last_duration_s": last.and_then(duration).map(|d| d.as_secs_f64()),
                 })
@@ -141,9 +142,10 @@ pub async fn list(folder: &Path, json: bool) -> ExitCode {
     );
     for job in &jobs {
         let last = last(&job.name);
-        let next = match (job.schedule.enabled, job.schedule.cron.next_after(now)) {
+        let next = match (job.schedule.enabled, job.schedule.next_after(now)) {
             (false, _) => "-".to_string(),
             (true, Some(t)) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            (true, None) if !job.schedule.after.is_empty() => "after others".to_string(),
             (true, None) => "never".to_string(),
         };
         say!(
@@ -155,7 +157,7 @@ pub async fn list(folder: &Path, json: bool) -> ExitCode {
             last.and_then(duration)
                 .map(human_duration)
                 .unwrap_or_else(|| "-".into()),
-            job.schedule.cron.describe()
+            job.schedule.describe()
         );
     }
     ExitCode::SUCCESS
@@ -175,8 +177,20 @@ pub fn next(folder: &Path, name: &str, count: usize) -> ExitCode {
         Ok(j) => j,
         Err(code) => return code,
     };
-    let cron = &job.schedule.cron;
-    say!("{}: {} ({})", job.name, cron.describe(), cron.expression());
+    let Some(cron) = &job.schedule.cron else {
+        say!(
+            "{}: {} (no cron expression: it runs when those jobs complete)",
+            job.name,
+            job.schedule.describe()
+        );
+        return ExitCode::SUCCESS;
+    };
+    say!(
+        "{}: {} ({})",
+        job.name,
+        job.schedule.describe(),
+        cron.expression()
+    );
     let mut t = Utc::now();
     for _ in 0..count {
         match cron.next_after(t) {
@@ -244,4 +258,128 @@ pub async fn run_now(folder: &Path, name: &str) -> ExitCode {
         eprintln!("error: recording the run: {e}");
     }
     ExitCode::from(code)
+}
+
+/// Turns a job on or off by its file's `enabled` line under `[schedule]` (added when missing); a
+/// running scheduler reads the change within a second.
+pub fn set_enabled(folder: &Path, name: &str, enabled: bool) -> ExitCode {
+    let jobs = match read(folder) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let job = match find(&jobs, name) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let text = match std::fs::read_to_string(&job.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", job.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let edited = with_enabled(&text, enabled);
+    if let Err(e) = std::fs::write(&job.file, edited) {
+        eprintln!("error: {}: {e}", job.file.display());
+        return ExitCode::FAILURE;
+    }
+    say!(
+        "{}: {} ({})",
+        job.name,
+        if enabled { "enabled" } else { "disabled" },
+        job.file.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// `text` with `enabled = <enabled>` in its `[schedule]` table.
+fn with_enabled(text: &str, enabled: bool) -> String {
+    let mut out = Vec::new();
+    let mut in_schedule = false;
+    let mut done = false;
+    let setting = format!("enabled = {enabled}");
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_schedule = trimmed.starts_with("[schedule]");
+            out.push(line.to_string());
+            if in_schedule && !done && !text_has_enabled_in_schedule(text) {
+                out.push(setting.clone());
+                done = true;
+            }
+            continue;
+        }
+        if in_schedule
+            && !done
+            && trimmed.starts_with("enabled")
+            && trimmed[7..].trim_start().starts_with('=')
+        {
+            out.push(setting.clone());
+            done = true;
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    out.join("\n") + "\n"
+}
+
+fn text_has_enabled_in_schedule(text: &str) -> bool {
+    let mut in_schedule = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_schedule = trimmed.starts_with("[schedule]");
+        } else if in_schedule
+            && trimmed.starts_with("enabled")
+            && trimmed[7..].trim_start().starts_with('=')
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Deletes a job softly: its file is renamed `<file>.deleted`, so it no longer fires; its fires
+/// stay in the journal, and renaming it back restores it.
+pub fn delete(folder: &Path, name: &str) -> ExitCode {
+    let jobs = match read(folder) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let job = match find(&jobs, name) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let mut moved = job.file.clone().into_os_string();
+    moved.push(".deleted");
+    if let Err(e) = std::fs::rename(&job.file, &moved) {
+        eprintln!("error: {}: {e}", job.file.display());
+        return ExitCode::FAILURE;
+    }
+    say!(
+        "{}: deleted (its file is now {}; its history stays in the journal)",
+        job.name,
+        std::path::Path::new(&moved).display()
+    );
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_enabled;
+
+    #[test]
+    fn enabled_is_set_in_the_schedule_table_only() {
+        let text = "name = \"x\"\n[target]\nenabled = 1\n[schedule]\ncron = \"* * * * *\"\n";
+        let off = with_enabled(text, false);
+        assert_eq!(
+            off,
+            "name = \"x\"\n[target]\nenabled = 1\n[schedule]\nenabled = false\ncron = \"* * * * *\"\n"
+        );
+        let on = with_enabled(&off, true);
+        assert_eq!(
+            on,
+            "name = \"x\"\n[target]\nenabled = 1\n[schedule]\nenabled = true\ncron = \"* * * * *\"\n"
+        );
+    }
 }

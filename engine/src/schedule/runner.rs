@@ -62,6 +62,23 @@ struct JobState {
     next: Option<DateTime<Utc>>,
     running: Option<Running>,
     waiting: VecDeque<Pending>,
+    /// When its last run that completed (Completed or Partial Success) ended.
+    last_completed: Option<DateTime<Utc>>,
+    /// When its last run started (or a chain last queued it).
+    last_started: Option<DateTime<Utc>>,
+}
+
+impl JobState {
+    fn new(job: Job, now: DateTime<Utc>) -> Self {
+        Self {
+            next: job.schedule.next_after(now),
+            job,
+            running: None,
+            waiting: VecDeque::new(),
+            last_completed: None,
+            last_started: None,
+        }
+    }
 }
 
 /// Runs the folder's jobs until SIGTERM, Ctrl-C or `stop_after`.
@@ -83,21 +100,34 @@ pub async fn run(options: Options) -> Result<(), String> {
             options.max_concurrent
         ),
     );
+    let history = journal.fires().await.map_err(|e| e.to_string())?;
+    let names: Vec<String> = folder.jobs.iter().map(|j| j.name.clone()).collect();
     let mut states = Vec::new();
     for job in folder.jobs {
-        let mut state = JobState {
-            next: job.schedule.cron.next_after(began),
-            job,
-            running: None,
-            waiting: VecDeque::new(),
-        };
-        if let Some(last) = last.get(&state.job.name) {
+        if let Some(unknown) = job.schedule.after.iter().find(|a| !names.contains(a)) {
+            eprintln!(
+                "{}: not scheduled: after names \"{unknown}\", which is not a job of this folder",
+                job.file.display()
+            );
+            continue;
+        }
+        let mut state = JobState::new(job, began);
+        let name = state.job.name.clone();
+        let mine = history.iter().filter(|f| f.job == name);
+        state.last_completed = mine
+            .clone()
+            .filter(|f| completed(&f.status))
+            .map(|f| f.ended)
+            .max();
+        state.last_started = mine.filter_map(|f| f.started).max();
+        if let Some(last) = last.get(&name) {
             let missed = fires_between(&state.job, *last, began);
             catch_up(&mut state, missed, began, &journal, &clock).await;
         }
         states.push(state);
     }
     let stop = stop_flag();
+    let mut alerts: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut stopping = false;
     let mut last_reload = Instant::now();
     loop {
@@ -122,24 +152,99 @@ pub async fn run(options: Options) -> Result<(), String> {
             reload(&options.folder, &mut states, now, &clock);
         }
         let mut running = states.iter().filter(|s| s.running.is_some()).count();
+        let completions: Vec<(String, Option<DateTime<Utc>>)> = states
+            .iter()
+            .map(|s| (s.job.name.clone(), s.last_completed))
+            .collect();
         for state in &mut states {
-            if reap(state, now, &journal, &clock).await {
+            if reap(state, now, &journal, &clock, &mut alerts).await {
                 running -= 1;
             }
             if !stopping {
-                take_due_fires(state, now, &journal, &clock).await;
+                take_due_fires(state, now, &journal, &clock, &completions).await;
                 if running < options.max_concurrent && start_next(state, now, &options, &clock) {
                     running += 1;
                 }
             }
         }
+        if !stopping {
+            chain(&mut states, now, &clock);
+        }
         if stopping && running == 0 {
+            // Alerts under way are let finish (each is bounded).
+            for alert in alerts.drain(..) {
+                let _ = tokio::time::timeout(Duration::from_secs(40), alert).await;
+            }
             say(&clock, "stopped");
             return Ok(());
         }
+        alerts.retain(|a| !a.is_finished());
         tokio::time::sleep(Duration::from_millis(50).min(clock.real_span(Duration::from_secs(1))))
             .await;
     }
+}
+
+fn completed(status: &str) -> bool {
+    matches!(status, "Completed" | "Partial Success")
+}
+
+/// Queues each job without cron whose `after` jobs have all completed since it last ran.
+fn chain(states: &mut [JobState], now: DateTime<Utc>, clock: &Clock) {
+    for i in 0..states.len() {
+        let state = &states[i];
+        if state.job.schedule.cron.is_some()
+            || state.job.schedule.after.is_empty()
+            || !state.job.schedule.enabled
+            || state.running.is_some()
+            || !state.waiting.is_empty()
+        {
+            continue;
+        }
+        let since = state.last_started;
+        let ready = state.job.schedule.after.iter().all(|name| {
+            states
+                .iter()
+                .find(|s| &s.job.name == name)
+                .and_then(|s| s.last_completed)
+                .is_some_and(|done| since.is_none_or(|since| done > since))
+        });
+        if ready {
+            let state = &mut states[i];
+            say(
+                clock,
+                &format!(
+                    "{}: {} completed; queued",
+                    state.job.name,
+                    state.job.schedule.after.join(", ")
+                ),
+            );
+            state.last_started = Some(now);
+            state.waiting.push_back(Pending {
+                scheduled: now,
+                trigger: "chain",
+                attempt: 1,
+                not_before: now,
+            });
+        }
+    }
+}
+
+/// With cron and `after`: the predecessor that has not completed since this job last ran.
+fn unmet_dependency(
+    state: &JobState,
+    others: &[(String, Option<DateTime<Utc>>)],
+) -> Option<String> {
+    state.job.schedule.after.iter().find_map(|name| {
+        let done = others.iter().find(|(n, _)| n == name).and_then(|(_, d)| *d);
+        let met = done.is_some_and(|d| state.last_started.is_none_or(|s| d > s));
+        (!met).then(|| match done {
+            Some(d) => format!(
+                "dependency not met: {name} has not completed since {}",
+                d.format("%Y-%m-%d %H:%M:%S")
+            ),
+            None => format!("dependency not met: {name} has never completed"),
+        })
+    })
 }
 
 /// Set by Ctrl-C or SIGTERM.
@@ -174,7 +279,7 @@ fn say(clock: &Clock, line: &str) {
 fn fires_between(job: &Job, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     let mut fires = Vec::new();
     let mut t = from;
-    while let Some(next) = job.schedule.cron.next_after(t).filter(|n| *n <= to) {
+    while let Some(next) = job.schedule.next_after(t).filter(|n| *n <= to) {
         fires.push(next);
         t = next;
         if fires.len() > 100_000 {
@@ -265,11 +370,12 @@ async fn take_due_fires(
     now: DateTime<Utc>,
     journal: &Journal,
     clock: &Clock,
+    completions: &[(String, Option<DateTime<Utc>>)],
 ) {
     let mut due = Vec::new();
     while let Some(next) = state.next.filter(|n| *n <= now) {
         due.push(next);
-        state.next = state.job.schedule.cron.next_after(next);
+        state.next = state.job.schedule.next_after(next);
         if due.len() > 100_000 {
             break;
         }
@@ -283,6 +389,17 @@ async fn take_due_fires(
     for scheduled in due {
         if !state.job.schedule.enabled {
             skip(journal, &name, scheduled, now, "the job is disabled").await;
+            continue;
+        }
+        if let Some(why) = unmet_dependency(state, completions) {
+            say(
+                clock,
+                &format!(
+                    "{name}: fire of {} skipped ({why})",
+                    scheduled.format("%H:%M:%S")
+                ),
+            );
+            skip(journal, &name, scheduled, now, &why).await;
             continue;
         }
         let busy = state.running.is_some() || !state.waiting.is_empty();
@@ -381,6 +498,7 @@ fn start_next(state: &mut JobState, now: DateTime<Utc>, options: &Options, clock
     );
     let timeout =
         chrono::TimeDelta::from_std(job.schedule.timeout).unwrap_or(chrono::TimeDelta::days(1));
+    state.last_started = Some(now);
     state.running = Some(Running {
         child,
         pending,
@@ -408,7 +526,13 @@ fn terminate(running: &mut Running, why: &'static str) {
 
 /// Checks the job's run: past its timeout it is told to stop; ended, it is recorded (and retried
 /// when it failed and retries are left). `true` when a run ended.
-async fn reap(state: &mut JobState, now: DateTime<Utc>, journal: &Journal, clock: &Clock) -> bool {
+async fn reap(
+    state: &mut JobState,
+    now: DateTime<Utc>,
+    journal: &Journal,
+    clock: &Clock,
+    alerts: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> bool {
     let Some(running) = state.running.as_mut() else {
         return false;
     };
@@ -474,6 +598,17 @@ async fn reap(state: &mut JobState, now: DateTime<Utc>, journal: &Journal, clock
     if let Err(e) = journal.record(&fire).await {
         eprintln!("error: recording the run of {}: {e}", state.job.name);
     }
+    if completed(status) {
+        state.last_completed = Some(now);
+    }
+    let alert = match status {
+        "Failed" | "Timed Out" => state.job.schedule.on_failure.clone(),
+        "Partial Success" => state.job.schedule.on_partial.clone(),
+        _ => None,
+    };
+    if let Some(alert) = alert {
+        alerts.push(tokio::spawn(super::alert::send(alert, fire.clone())));
+    }
     let attempt = running.pending.attempt;
     if retryable && (attempt as u32) <= state.job.schedule.max_retries {
         let wait = backoff(state.job.schedule.retry_backoff, attempt as u32);
@@ -536,10 +671,13 @@ fn reload(folder: &Path, states: &mut Vec<JobState>, now: DateTime<Utc>, clock: 
                     &format!("{}: {} changed, re-read", job.name, file.display()),
                 );
                 let state = &mut states[i];
-                if state.job.schedule.cron.expression() != job.schedule.cron.expression()
-                    || state.job.schedule.cron.zone() != job.schedule.cron.zone()
-                {
-                    state.next = job.schedule.cron.next_after(now);
+                let when = |s: &crate::spec::Schedule| {
+                    s.cron
+                        .as_ref()
+                        .map(|c| (c.expression().to_string(), c.zone()))
+                };
+                if when(&state.job.schedule) != when(&job.schedule) {
+                    state.next = job.schedule.next_after(now);
                 }
                 state.job = job;
             }
@@ -548,12 +686,7 @@ fn reload(folder: &Path, states: &mut Vec<JobState>, now: DateTime<Utc>, clock: 
                     clock,
                     &format!("{}: new job from {}", job.name, file.display()),
                 );
-                states.push(JobState {
-                    next: job.schedule.cron.next_after(now),
-                    job,
-                    running: None,
-                    waiting: VecDeque::new(),
-                });
+                states.push(JobState::new(job, now));
             }
             (Ok(None), Some(i)) if states[i].running.is_none() => {
                 say(

@@ -37,7 +37,7 @@ use toml::Spanned;
 pub use self::error::{Locator, SpecError, SpecErrors, did_you_mean};
 use self::raw::RawPipeline;
 pub use self::run_options::parse_duration;
-pub use self::schedule::{CatchUp, Overlap, Schedule};
+pub use self::schedule::{Alert, CatchUp, Overlap, Schedule};
 
 /// A pipeline, validated: everything here has been checked against everything else.
 #[derive(Debug, Clone)]

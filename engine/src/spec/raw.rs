@@ -33,7 +33,10 @@ pub struct RawPipeline {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSchedule {
-    pub cron: Spanned<String>,
+    pub cron: Option<Spanned<String>>,
+    pub after: Option<Spanned<Vec<String>>>,
+    pub on_failure: Option<String>,
+    pub on_partial: Option<String>,
     pub timezone: Option<Spanned<String>>,
     pub enabled: Option<bool>,
     pub max_retries: Option<Spanned<i64>>,

@@ -11,6 +11,9 @@
 //! timeout = "2h"                # 1 minute to 24 hours; the run is stopped cleanly and resumable
 //! overlap = "skip"              # skip | queue: a fire while the last run still goes
 //! catch_up = "last"             # none | last | all: fires missed while the scheduler was down
+//! after = ["accounts"]          # runs when these jobs have completed (without cron: each time
+//!                               # they all have; with cron: its fires wait for them)
+//! on_failure = "https://hooks.example.com/ferry"   # POST a JSON summary, or run a command
 //! ```
 
 use std::time::Duration;
@@ -24,13 +27,58 @@ use crate::schedule::cron::CronSchedule;
 /// When and how a pipeline runs under `ferry schedule`.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    pub cron: CronSchedule,
+    /// `None` for a job that runs only after others (`after`).
+    pub cron: Option<CronSchedule>,
+    /// Jobs that must have completed first.
+    pub after: Vec<String>,
+    /// What to do when a run fails (or ends Partial Success with `on_partial`).
+    pub on_failure: Option<Alert>,
+    pub on_partial: Option<Alert>,
     pub enabled: bool,
     pub max_retries: u32,
     pub retry_backoff: Duration,
     pub timeout: Duration,
     pub overlap: Overlap,
     pub catch_up: CatchUp,
+}
+
+/// Where an alert goes: a webhook (an http(s) URL, POSTed a JSON summary) or a command (run by
+/// `sh -c`, the summary in FERRY_* variables). Neither ever carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alert {
+    Webhook(String),
+    Command(String),
+}
+
+impl Alert {
+    fn parse(text: &str) -> Self {
+        if text.starts_with("http://") || text.starts_with("https://") {
+            Self::Webhook(text.to_string())
+        } else {
+            Self::Command(text.to_string())
+        }
+    }
+}
+
+impl Schedule {
+    /// The first fire after `t`; `None` for a job without cron.
+    pub fn next_after(
+        &self,
+        t: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cron.as_ref()?.next_after(t)
+    }
+
+    /// "At 02:00 (Europe/Paris)", "after accounts, contacts", or both.
+    pub fn describe(&self) -> String {
+        let after = (!self.after.is_empty()).then(|| format!("after {}", self.after.join(", ")));
+        match (&self.cron, after) {
+            (Some(c), Some(a)) => format!("{}, {a}", c.describe()),
+            (Some(c), None) => c.describe(),
+            (None, Some(a)) => a,
+            (None, None) => "never".into(),
+        }
+    }
 }
 
 /// What a fire does while the job's last run still goes.
@@ -61,26 +109,41 @@ impl Checker<'_> {
         let Some(raw) = raw else {
             return Some(None);
         };
+        let raw_span = raw.span();
         let raw = raw.into_inner();
         let zone = raw
             .timezone
             .as_ref()
             .map(|z| z.get_ref().as_str())
             .unwrap_or("UTC");
-        let cron = match CronSchedule::parse(raw.cron.get_ref(), zone) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                let span = match (&raw.timezone, e.contains("time zone")) {
-                    (Some(z), true) => z.span(),
-                    _ => raw.cron.span(),
-                };
+        let cron = match &raw.cron {
+            None if raw.after.as_ref().is_some_and(|a| !a.get_ref().is_empty()) => Some(None),
+            None => {
                 self.errors.push(
                     self.loc
-                        .error(span, e)
+                        .error(
+                            raw_span.clone(),
+                            "[schedule] needs a cron expression, or after = [jobs]",
+                        )
                         .hint("cron = \"0 2 * * *\"  # every day at 02:00"),
                 );
                 None
             }
+            Some(expression) => match CronSchedule::parse(expression.get_ref(), zone) {
+                Ok(c) => Some(Some(c)),
+                Err(e) => {
+                    let span = match (&raw.timezone, e.contains("time zone")) {
+                        (Some(z), true) => z.span(),
+                        _ => expression.span(),
+                    };
+                    self.errors.push(
+                        self.loc
+                            .error(span, e)
+                            .hint("cron = \"0 2 * * *\"  # every day at 02:00"),
+                    );
+                    None
+                }
+            },
         };
         let max_retries = match raw.max_retries {
             None => Some(0),
@@ -134,6 +197,9 @@ impl Checker<'_> {
         );
         Some(Some(Schedule {
             cron: cron?,
+            after: raw.after.map(Spanned::into_inner).unwrap_or_default(),
+            on_failure: raw.on_failure.as_deref().map(Alert::parse),
+            on_partial: raw.on_partial.as_deref().map(Alert::parse),
             enabled: raw.enabled.unwrap_or(true),
             max_retries: max_retries?,
             retry_backoff: retry_backoff?,

@@ -315,3 +315,134 @@ fn a_wrong_schedule_is_an_error_at_its_line() {
     assert!(err.contains("never fires"), "{err}");
     assert!(err.contains("bad.toml:13:"), "the cron line: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_job_runs_when_its_predecessor_completed() {
+    let ws = Workspace::new();
+    job(&ws, "accounts", "cron = \"*/10 * * * *\"");
+    job(&ws, "contacts", "after = [\"accounts\"]");
+    let printed = schedule(&ws, "2026-01-01T00:09:00Z", 60, "4m");
+    let fires = fires(&ws).await;
+    let outcome: Vec<(&str, &str, &str)> = fires
+        .iter()
+        .map(|f| (f.job.as_str(), f.trigger.as_str(), f.status.as_str()))
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            ("accounts", "schedule", "Completed"),
+            ("contacts", "chain", "Completed")
+        ],
+        "{printed}"
+    );
+    assert!(fires[1].started.unwrap() >= fires[0].ended, "{fires:#?}");
+    let list = jobs(&ws.join("jobs"), &["list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("contacts") && l.contains("after accounts")),
+        "{list}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_posts_its_summary_to_the_webhook() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Until the whole body (Content-Length) has come.
+        loop {
+            let n = stream.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_string())
+                    })
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break;
+                }
+            }
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    let ws = Workspace::new();
+    job(
+        &ws,
+        "flaky",
+        &format!("cron = \"0 * * * *\"\non_failure = \"http://127.0.0.1:{port}/hook\""),
+    );
+    let file = ws.join("jobs/flaky.toml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "url = \"sqlite://out/flaky.db\"",
+        "url = \"postgres://127.0.0.1:1/nowhere?sslmode=disable\"\nuser = \"postgres\"\npassword = \"${FERRY_CANARY_PASSWORD}\"",
+    ) + "[run]\nmax_retries = 0\n";
+    std::fs::write(&file, text).unwrap();
+    let out = ferry_command()
+        .arg("schedule")
+        .arg(ws.join("jobs"))
+        .args(["--clock", "2026-01-01T00:59:30Z*120", "--stop-after", "3m"])
+        .env("FERRY_CANARY_PASSWORD", "canary-7f3a91")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let request = received.join().unwrap();
+    assert!(request.starts_with("POST /hook "), "{request}");
+    let body = request.split_once("\r\n\r\n").unwrap().1;
+    let summary: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(summary["job"], "flaky");
+    assert_eq!(summary["status"], "Failed");
+    assert_eq!(summary["scheduled"], "2026-01-01T01:00:00+00:00");
+    assert!(
+        summary["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect to PostgreSQL"),
+        "{summary}"
+    );
+    assert!(
+        !request.contains("canary-7f3a91"),
+        "the alert carried the password: {request}"
+    );
+}
+
+#[test]
+fn jobs_are_disabled_enabled_and_deleted_from_the_command_line() {
+    let ws = Workspace::new();
+    job(&ws, "nightly", "cron = \"0 2 * * *\"");
+    let folder = ws.join("jobs");
+    let line = |list: &str| {
+        list.lines()
+            .find(|l| l.starts_with("nightly"))
+            .map(str::to_string)
+    };
+    jobs(&folder, &["disable", "nightly"]);
+    assert!(line(&jobs(&folder, &["list"])).unwrap().contains(" no "));
+    jobs(&folder, &["enable", "nightly"]);
+    assert!(line(&jobs(&folder, &["list"])).unwrap().contains(" yes "));
+    jobs(&folder, &["delete", "nightly"]);
+    assert_eq!(line(&jobs(&folder, &["list"])), None);
+    assert!(folder.join("nightly.toml.deleted").exists());
+}
