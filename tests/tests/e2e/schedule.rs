@@ -446,3 +446,39 @@ fn jobs_are_disabled_enabled_and_deleted_from_the_command_line() {
     assert_eq!(line(&jobs(&folder, &["list"])), None);
     assert!(folder.join("nightly.toml.deleted").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_due_together_run_at_most_max_concurrent_runs_at_once() {
+    let ws = Workspace::new();
+    for i in 0..6 {
+        job(&ws, &format!("j{i}"), "cron = \"0 * * * *\"");
+    }
+    let out = ferry_command()
+        .arg("schedule")
+        .arg(ws.join("jobs"))
+        .args(["--max-concurrent-runs", "2"])
+        .args(["--clock", "2026-01-01T00:59:50Z*30", "--stop-after", "6m"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fires = fires(&ws).await;
+    assert_eq!(fires.len(), 6, "{fires:#?}");
+    assert!(fires.iter().all(|f| f.status == "Completed"), "{fires:#?}");
+    // At every run's start, fewer than two others were running.
+    for f in &fires {
+        let start = f.started.unwrap();
+        let others = fires
+            .iter()
+            .filter(|o| o.job != f.job && o.started.unwrap() <= start && o.ended > start)
+            .count();
+        assert!(
+            others < 2,
+            "{} started with {others} others running: {fires:#?}",
+            f.job
+        );
+    }
+}
