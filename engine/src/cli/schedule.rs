@@ -74,9 +74,11 @@ fn read(folder: &Path) -> Result<Vec<Job>, ExitCode> {
     Ok(found.jobs)
 }
 
-fn find<'a>(jobs: &'a [Job], name: &str) -> Result<&'a Job, ExitCode> {
-    jobs.iter().find(|j| j.name == name).ok_or_else(|| {
-        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+/// The job named `name` in `folder`; the error lists the jobs there are.
+fn job_of(folder: &Path, name: &str) -> Result<Job, ExitCode> {
+    let jobs = read(folder)?;
+    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    jobs.into_iter().find(|j| j.name == name).ok_or_else(|| {
         eprintln!(
             "error: there is no job named \"{name}\" (the jobs: {})",
             names.join(", ")
@@ -169,11 +171,7 @@ fn duration(fire: &Fire) -> Option<std::time::Duration> {
 
 /// The job's next fire times, in UTC and in its own zone: how a person checks a cron expression.
 pub fn next(folder: &Path, name: &str, count: usize) -> ExitCode {
-    let jobs = match read(folder) {
-        Ok(j) => j,
-        Err(code) => return code,
-    };
-    let job = match find(&jobs, name) {
+    let job = match job_of(folder, name) {
         Ok(j) => j,
         Err(code) => return code,
     };
@@ -214,11 +212,7 @@ pub fn next(folder: &Path, name: &str, count: usize) -> ExitCode {
 
 /// Runs a job now, in the foreground, leaving its schedule as it is; recorded as a manual fire.
 pub async fn run_now(folder: &Path, name: &str) -> ExitCode {
-    let jobs = match read(folder) {
-        Ok(j) => j,
-        Err(code) => return code,
-    };
-    let job = match find(&jobs, name) {
+    let job = match job_of(folder, name) {
         Ok(j) => j,
         Err(code) => return code,
     };
@@ -263,11 +257,7 @@ pub async fn run_now(folder: &Path, name: &str) -> ExitCode {
 /// Turns a job on or off by its file's `enabled` line under `[schedule]` (added when missing); a
 /// running scheduler reads the change within a second.
 pub fn set_enabled(folder: &Path, name: &str, enabled: bool) -> ExitCode {
-    let jobs = match read(folder) {
-        Ok(j) => j,
-        Err(code) => return code,
-    };
-    let job = match find(&jobs, name) {
+    let job = match job_of(folder, name) {
         Ok(j) => j,
         Err(code) => return code,
     };
@@ -342,11 +332,7 @@ fn text_has_enabled_in_schedule(text: &str) -> bool {
 /// Deletes a job softly: its file is renamed `<file>.deleted`, so it no longer fires; its fires
 /// stay in the journal, and renaming it back restores it.
 pub fn delete(folder: &Path, name: &str) -> ExitCode {
-    let jobs = match read(folder) {
-        Ok(j) => j,
-        Err(code) => return code,
-    };
-    let job = match find(&jobs, name) {
+    let job = match job_of(folder, name) {
         Ok(j) => j,
         Err(code) => return code,
     };

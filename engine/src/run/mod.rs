@@ -432,7 +432,7 @@ async fn write(
 
 /// Ctrl-C (SIGINT), or SIGTERM (a service manager, or `ferry schedule` stopping a run at its
 /// timeout): the run stops, its written batches recorded, and a later run resumes it.
-async fn stop_requested() {
+pub(crate) async fn stop_requested() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let terminated = async {
         match term.as_mut() {
