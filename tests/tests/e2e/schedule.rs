@@ -482,3 +482,36 @@ async fn jobs_due_together_run_at_most_max_concurrent_runs_at_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_overlap_queue_a_fire_waits_for_the_run_before_it() {
+    let ws = Workspace::new();
+    job(&ws, "queued", "cron = \"* * * * *\"\noverlap = \"queue\"");
+    // A minute is a tenth of a second: runs outlast it, so fires come while one runs.
+    let printed = schedule(&ws, "2026-01-01T00:00:30Z", 600, "15m");
+    let fires = fires(&ws).await;
+    let ran: Vec<&Fire> = fires.iter().filter(|f| f.started.is_some()).collect();
+    assert!(ran.len() >= 2, "{printed}\n{fires:#?}");
+    for f in &fires {
+        if f.status == "Skipped" {
+            // Only a second fire while one already waits is dropped.
+            assert_eq!(
+                f.reason.as_deref(),
+                Some("overlapping: a fire is already queued"),
+                "{f:?}"
+            );
+        }
+    }
+    for pair in ran.windows(2) {
+        assert!(
+            pair[0].ended <= pair[1].started.unwrap(),
+            "runs overlapped: {pair:#?}"
+        );
+    }
+    // Some fire waited for the run before it, and ran after its own time.
+    assert!(
+        ran.iter()
+            .any(|f| f.started.unwrap() - f.scheduled > chrono::TimeDelta::seconds(30)),
+        "{printed}\n{fires:#?}"
+    );
+}
