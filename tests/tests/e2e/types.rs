@@ -466,3 +466,41 @@ async fn created_tables_carry_the_sources_declared_types() {
         ]])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_reads_rows_without_columns() {
+    for server in [Server::Postgres, Server::Mysql] {
+        let db = TestDb::new(server).await;
+        db.exec("CREATE TABLE c (id int, name varchar(20))").await;
+        db.exec("INSERT INTO c VALUES (1, 'a'), (2, NULL), (3, 'c')")
+            .await;
+        let ws = Workspace::new();
+        let pipeline = ws.pipeline(
+            "count.toml",
+            &format!(
+                r#"name = "count"
+[connections.db]
+url = "{}"
+[sources.c]
+connection = "db"
+table = "c"
+[[steps]]
+name = "n"
+sql = "SELECT count(*) AS all_rows, count(name) AS named, max(id) AS top FROM c WHERE id >= 2"
+[target]
+path = "out/n.parquet"
+mode = "truncate"
+"#,
+                db.url()
+            ),
+        );
+        let report = run(&pipeline).await;
+        assert_eq!(report.status, Status::Completed, "{server:?}: {report}");
+        let got = datafusion_exact(
+            &[("t", &ws.join("out/n.parquet"))],
+            "SELECT CAST(all_rows AS VARCHAR), CAST(named AS VARCHAR), CAST(top AS VARCHAR) FROM t",
+        )
+        .await;
+        assert_eq!(got, rows(&[&["2", "1", "3"]]), "{server:?}");
+    }
+}
