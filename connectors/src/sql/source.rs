@@ -215,17 +215,17 @@ async fn extent_mysql(db: &DbConfig, table: &TableName, column: &str) -> Result<
 }
 
 /// A timestamp as the databases print it (`2026-01-01 08:00:00[.123456][+02[:00]]`): microseconds
-/// since 1970 in UTC, and whether it had a time zone.
-fn timestamp(text: &str) -> Option<(i64, bool)> {
+/// since 1970 in UTC (a zone-less one is taken as UTC, as the bounds are cast to the column's type).
+fn timestamp(text: &str) -> Option<i64> {
     let text = text.trim();
     for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%:z"] {
         if let Ok(t) = chrono::DateTime::parse_from_str(text, format) {
-            return Some((t.timestamp_micros(), true));
+            return Some(t.timestamp_micros());
         }
     }
     chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
         .ok()
-        .map(|t| (t.and_utc().timestamp_micros(), false))
+        .map(|t| t.and_utc().timestamp_micros())
 }
 
 /// Splits [min, max] into `n` ranges of integers, or of days for a date column.
@@ -246,7 +246,7 @@ fn ranges(column: &str, n: usize, min: Option<String>, max: Option<String>) -> R
         (Some(lo), Some(hi), _, _) => Some((RangeKind::Integer, lo, hi)),
         (_, _, Some(lo), Some(hi)) => Some((RangeKind::Date, lo, hi)),
         _ => match (timestamp(&min), timestamp(&max)) {
-            (Some((lo, _)), Some((hi, _))) => Some((RangeKind::Timestamp, lo, hi)),
+            (Some(lo), Some(hi)) => Some((RangeKind::Timestamp, lo, hi)),
             _ => None,
         },
     };
