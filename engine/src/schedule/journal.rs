@@ -1,5 +1,6 @@
 //! The scheduler's record of every fire: a Delta table `fires` under the jobs folder's
-//! `.ferry/schedule`, one row per fire when it ends (or is skipped). The runs themselves keep their
+//! `.ferry/schedule`, one row per fire when it ends (or is skipped), and a `Running` row when a run
+//! starts: a `Running` row without its ending row is a run the scheduler died during. The runs themselves keep their
 //! own bookkeeping under their pipelines' state dirs, as a run by hand does.
 
 use std::collections::HashMap;
@@ -15,6 +16,8 @@ use ferry_connectors::ConnectorError;
 use crate::book::Book;
 
 pub const FIRES: &str = "fires";
+/// The status of the row written when a run starts.
+pub const RUNNING: &str = "Running";
 
 /// One fire of a job, as it ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,8 +103,32 @@ impl Journal {
         self.book.append(FIRES, vec![batch]).await
     }
 
-    /// Every fire recorded, oldest first.
+    /// Every fire that ended or was skipped, oldest first.
     pub async fn fires(&self) -> Result<Vec<Fire>, ConnectorError> {
+        Ok(self
+            .rows()
+            .await?
+            .into_iter()
+            .filter(|f| f.status != RUNNING)
+            .collect())
+    }
+
+    /// Runs that started and never ended: the scheduler died while they ran.
+    pub async fn interrupted(&self) -> Result<Vec<Fire>, ConnectorError> {
+        let rows = self.rows().await?;
+        let same = |a: &Fire, b: &Fire| {
+            a.job == b.job && a.scheduled == b.scheduled && a.attempt == b.attempt
+        };
+        Ok(rows
+            .iter()
+            .filter(|r| r.status == RUNNING)
+            .filter(|r| !rows.iter().any(|e| e.status != RUNNING && same(e, r)))
+            .cloned()
+            .collect())
+    }
+
+    /// Every row, `Running` ones too, oldest first.
+    async fn rows(&self) -> Result<Vec<Fire>, ConnectorError> {
         let Some(frame) = self.book.frame(FIRES, "job").await? else {
             return Ok(Vec::new());
         };
@@ -163,11 +190,11 @@ impl Journal {
         Ok(out)
     }
 
-    /// The latest fire time each job ran or skipped (retries included), for catching up.
+    /// The latest fire time each job ran, started or skipped (retries included), for catching up.
     pub async fn last_fires(&self) -> Result<HashMap<String, DateTime<Utc>>, ConnectorError> {
         let mut last: HashMap<String, DateTime<Utc>> = HashMap::new();
         for fire in self
-            .fires()
+            .rows()
             .await?
             .into_iter()
             .filter(|f| f.trigger != "manual")

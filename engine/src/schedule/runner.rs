@@ -101,6 +101,7 @@ pub async fn run(options: Options) -> Result<(), String> {
         ),
     );
     let history = journal.fires().await.map_err(|e| e.to_string())?;
+    let interrupted = journal.interrupted().await.map_err(|e| e.to_string())?;
     let names: Vec<String> = folder.jobs.iter().map(|j| j.name.clone()).collect();
     let mut states = Vec::new();
     for job in folder.jobs {
@@ -120,6 +121,22 @@ pub async fn run(options: Options) -> Result<(), String> {
             .map(|f| f.ended)
             .max();
         state.last_started = mine.filter_map(|f| f.started).max();
+        // A run the scheduler died during runs again (and resumes what it had written).
+        for run in interrupted.iter().filter(|r| r.job == name) {
+            say(
+                &clock,
+                &format!(
+                    "{name}: the run for {} was cut off when the scheduler stopped; running it again",
+                    run.scheduled.format("%Y-%m-%d %H:%M:%S")
+                ),
+            );
+            state.waiting.push_back(Pending {
+                scheduled: run.scheduled,
+                trigger: "resume",
+                attempt: run.attempt + 1,
+                not_before: began,
+            });
+        }
         if let Some(last) = last.get(&name) {
             let missed = fires_between(&state.job, *last, began);
             catch_up(&mut state, missed, began, &journal, &clock).await;
@@ -162,7 +179,9 @@ pub async fn run(options: Options) -> Result<(), String> {
             }
             if !stopping {
                 take_due_fires(state, now, &journal, &clock, &completions).await;
-                if running < options.max_concurrent && start_next(state, now, &options, &clock) {
+                if running < options.max_concurrent
+                    && start_next(state, now, &options, &clock, &journal).await
+                {
                     running += 1;
                 }
             }
@@ -432,8 +451,15 @@ async fn take_due_fires(
     }
 }
 
-/// Starts the job's next waiting run when it is due; `true` when one started.
-fn start_next(state: &mut JobState, now: DateTime<Utc>, options: &Options, clock: &Clock) -> bool {
+/// Starts the job's next waiting run when it is due, and records that it started; `true` when
+/// one started.
+async fn start_next(
+    state: &mut JobState,
+    now: DateTime<Utc>,
+    options: &Options,
+    clock: &Clock,
+    journal: &Journal,
+) -> bool {
     if state.running.is_some() || state.waiting.front().is_none_or(|p| p.not_before > now) {
         return false;
     }
@@ -448,6 +474,22 @@ fn start_next(state: &mut JobState, now: DateTime<Utc>, options: &Options, clock
         pending.scheduled.format("%Y%m%dT%H%M%S"),
         pending.attempt
     ));
+    // Recorded before the run starts: a scheduler that dies from here on finds the run on restart.
+    let started = Fire {
+        job: job.name.clone(),
+        trigger: pending.trigger.into(),
+        scheduled: pending.scheduled,
+        started: Some(now),
+        ended: now,
+        status: super::journal::RUNNING.into(),
+        reason: None,
+        attempt: pending.attempt,
+        exit_code: None,
+        log: Some(log.display().to_string()),
+    };
+    if let Err(e) = journal.record(&started).await {
+        eprintln!("error: recording the start of {}'s run: {e}", job.name);
+    }
     let child = std::fs::create_dir_all(&logs)
         .and_then(|()| std::fs::File::create(&log))
         .and_then(|out| {
@@ -465,11 +507,16 @@ fn start_next(state: &mut JobState, now: DateTime<Utc>, options: &Options, clock
     let child = match child {
         Ok(c) => c,
         Err(e) => {
-            eprintln!(
-                "error: cannot start {} for job {}: {e}",
-                options.ferry.display(),
-                job.name
-            );
+            let why = format!("cannot start {}: {e}", options.ferry.display());
+            eprintln!("error: job {}: {why}", job.name);
+            let failed = Fire {
+                status: "Failed".into(),
+                reason: Some(why),
+                ..started
+            };
+            if let Err(e) = journal.record(&failed).await {
+                eprintln!("error: recording the run of {}: {e}", job.name);
+            }
             return false;
         }
     };

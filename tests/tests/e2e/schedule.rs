@@ -515,3 +515,60 @@ async fn with_overlap_queue_a_fire_waits_for_the_run_before_it() {
         "{printed}\n{fires:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_killed_mid_run_catches_the_fire_up_when_it_starts_again() {
+    use std::io::BufRead;
+    let ws = Workspace::new();
+    job(
+        &ws,
+        "killed",
+        "cron = \"0 * * * *\"\ncatch_up = \"last\"\nmax_retries = 2\nretry_backoff = \"1m\"",
+    );
+    let mut scheduler = ferry_command()
+        .arg("schedule")
+        .arg(ws.join("jobs"))
+        .args(["--clock", "2026-01-01T00:59:58Z*10", "--stop-after", "10m"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // As soon as the 01:00 run has started, the scheduler dies without a word (SIGKILL).
+    let out = scheduler.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("killed: started"));
+    scheduler.kill().unwrap();
+    scheduler.wait().unwrap();
+    assert!(started.is_some(), "the run never started");
+    assert!(
+        fires(&ws).await.is_empty(),
+        "nothing was recorded before the kill"
+    );
+
+    // Started again later: the run of 01:00 started and never ended in the journal, so it runs
+    // again (resuming what it wrote). Its first run may still be going (it outlived the
+    // scheduler): the run lock turns the second away (exit 75) and a retry lands it; never two
+    // at once, and the fire is not also caught up as missed.
+    let printed = schedule(&ws, "2026-01-01T01:05:00Z", 60, "8m");
+    let fires = fires(&ws).await;
+    let last = fires.last().unwrap_or_else(|| panic!("{printed}"));
+    assert_eq!(
+        last.scheduled,
+        at("2026-01-01T01:00:00Z"),
+        "{printed}\n{fires:#?}"
+    );
+    assert_eq!(last.status, "Completed", "{printed}\n{fires:#?}");
+    assert!(
+        fires
+            .iter()
+            .all(|f| f.scheduled == at("2026-01-01T01:00:00Z")),
+        "{fires:#?}"
+    );
+    assert_eq!(fires[0].trigger, "resume", "{fires:#?}");
+    assert_eq!(
+        sqlite_rows(&ws.join("jobs/out/killed.db"), "SELECT id, name FROM items"),
+        ferry_tests::rows(&[&["1", "a"], &["2", "b"], &["3", "c"]])
+    );
+}
