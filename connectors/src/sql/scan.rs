@@ -161,14 +161,7 @@ fn literal_sql(source: &dyn ScanSource, column: &DataType, value: &ScalarValue) 
     }
     let text = value.to_string();
     Some(match column {
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => text,
+        t if t.is_integer() => text,
         DataType::Boolean => text.to_uppercase(),
         DataType::Date32 => format!("DATE '{text}'"),
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {

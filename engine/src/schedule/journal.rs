@@ -105,30 +105,11 @@ impl Journal {
 
     /// Every fire that ended or was skipped, oldest first.
     pub async fn fires(&self) -> Result<Vec<Fire>, ConnectorError> {
-        Ok(self
-            .rows()
-            .await?
-            .into_iter()
-            .filter(|f| f.status != RUNNING)
-            .collect())
-    }
-
-    /// Runs that started and never ended: the scheduler died while they ran.
-    pub async fn interrupted(&self) -> Result<Vec<Fire>, ConnectorError> {
-        let rows = self.rows().await?;
-        let same = |a: &Fire, b: &Fire| {
-            a.job == b.job && a.scheduled == b.scheduled && a.attempt == b.attempt
-        };
-        Ok(rows
-            .iter()
-            .filter(|r| r.status == RUNNING)
-            .filter(|r| !rows.iter().any(|e| e.status != RUNNING && same(e, r)))
-            .cloned()
-            .collect())
+        Ok(ended(&self.rows().await?))
     }
 
     /// Every row, `Running` ones too, oldest first.
-    async fn rows(&self) -> Result<Vec<Fire>, ConnectorError> {
+    pub async fn rows(&self) -> Result<Vec<Fire>, ConnectorError> {
         let Some(frame) = self.book.frame(FIRES, "job").await? else {
             return Ok(Vec::new());
         };
@@ -189,19 +170,33 @@ impl Journal {
         out.sort_by_key(|f| (f.ended, f.scheduled));
         Ok(out)
     }
+}
 
-    /// The latest fire time each job ran, started or skipped (retries included), for catching up.
-    pub async fn last_fires(&self) -> Result<HashMap<String, DateTime<Utc>>, ConnectorError> {
-        let mut last: HashMap<String, DateTime<Utc>> = HashMap::new();
-        for fire in self
-            .rows()
-            .await?
-            .into_iter()
-            .filter(|f| f.trigger != "manual")
-        {
-            let entry = last.entry(fire.job).or_insert(fire.scheduled);
-            *entry = (*entry).max(fire.scheduled);
-        }
-        Ok(last)
+/// The fires that ended or were skipped, of the journal's `rows`.
+pub fn ended(rows: &[Fire]) -> Vec<Fire> {
+    rows.iter()
+        .filter(|f| f.status != RUNNING)
+        .cloned()
+        .collect()
+}
+
+/// Runs that started and never ended, of the journal's `rows`: the scheduler died while they ran.
+pub fn interrupted(rows: &[Fire]) -> Vec<Fire> {
+    let same =
+        |a: &Fire, b: &Fire| a.job == b.job && a.scheduled == b.scheduled && a.attempt == b.attempt;
+    rows.iter()
+        .filter(|r| r.status == RUNNING)
+        .filter(|r| !rows.iter().any(|e| e.status != RUNNING && same(e, r)))
+        .cloned()
+        .collect()
+}
+
+/// The latest fire time each job ran, started or skipped (retries included), for catching up.
+pub fn last_fires(rows: &[Fire]) -> HashMap<String, DateTime<Utc>> {
+    let mut last: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for fire in rows.iter().filter(|f| f.trigger != "manual") {
+        let entry = last.entry(fire.job.clone()).or_insert(fire.scheduled);
+        *entry = (*entry).max(fire.scheduled);
     }
+    last
 }

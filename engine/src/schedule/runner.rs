@@ -88,7 +88,9 @@ pub async fn run(options: Options) -> Result<(), String> {
     for (file, why) in &folder.broken {
         eprintln!("{}: not scheduled: {why}", file.display());
     }
-    let last = journal.last_fires().await.map_err(|e| e.to_string())?;
+    // The journal read once: what ran, what was cut off, and each job's latest fire.
+    let rows = journal.rows().await.map_err(|e| e.to_string())?;
+    let last = super::journal::last_fires(&rows);
     let clock = options.clock.clone();
     let began = clock.now();
     say(
@@ -100,8 +102,8 @@ pub async fn run(options: Options) -> Result<(), String> {
             options.max_concurrent
         ),
     );
-    let history = journal.fires().await.map_err(|e| e.to_string())?;
-    let interrupted = journal.interrupted().await.map_err(|e| e.to_string())?;
+    let history = super::journal::ended(&rows);
+    let interrupted = super::journal::interrupted(&rows);
     let names: Vec<String> = folder.jobs.iter().map(|j| j.name.clone()).collect();
     let mut states = Vec::new();
     for job in folder.jobs {

@@ -31,6 +31,19 @@ create = true
     );
 }
 
+/// Points job `name`'s target at a PostgreSQL where nothing listens (port 1), with `extra` keys on
+/// the connection; the run gives up at once (`[run] max_retries = 0`) with exit code 75.
+fn unreachable_target(ws: &Workspace, name: &str, extra: &str) {
+    let file = ws.join(&format!("jobs/{name}.toml"));
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        &format!("url = \"sqlite://out/{name}.db\""),
+        &format!(
+            "url = \"postgres://127.0.0.1:1/nowhere?sslmode=disable\"\nuser = \"postgres\"{extra}"
+        ),
+    ) + "[run]\nmax_retries = 0\n";
+    std::fs::write(&file, text).unwrap();
+}
+
 /// Runs the scheduler over `jobs/` from `start`, `speed` times faster than real, for `span` of
 /// its clock; returns what it printed.
 fn schedule(ws: &Workspace, start: &str, speed: u32, span: &str) -> String {
@@ -146,12 +159,7 @@ async fn a_failed_run_is_retried_until_its_retries_run_out() {
     );
     // Its target does not answer (nothing listens on port 1): exit code 75, worth retrying (a
     // wrong pipeline file, exit code 2, is not retried). The run itself gives up at once.
-    let file = ws.join("jobs/flaky.toml");
-    let text = std::fs::read_to_string(&file).unwrap().replace(
-        "url = \"sqlite://out/flaky.db\"",
-        "url = \"postgres://127.0.0.1:1/nowhere?sslmode=disable\"\nuser = \"postgres\"",
-    ) + "[run]\nmax_retries = 0\n";
-    std::fs::write(&file, text).unwrap();
+    unreachable_target(&ws, "flaky", "");
     let printed = schedule(&ws, "2026-01-01T00:59:30Z", 120, "10m");
     let fires = fires(&ws).await;
     let chain: Vec<(&str, i32)> = fires
@@ -390,12 +398,7 @@ async fn a_failed_run_posts_its_summary_to_the_webhook() {
         "flaky",
         &format!("cron = \"0 * * * *\"\non_failure = \"http://127.0.0.1:{port}/hook\""),
     );
-    let file = ws.join("jobs/flaky.toml");
-    let text = std::fs::read_to_string(&file).unwrap().replace(
-        "url = \"sqlite://out/flaky.db\"",
-        "url = \"postgres://127.0.0.1:1/nowhere?sslmode=disable\"\nuser = \"postgres\"\npassword = \"${FERRY_CANARY_PASSWORD}\"",
-    ) + "[run]\nmax_retries = 0\n";
-    std::fs::write(&file, text).unwrap();
+    unreachable_target(&ws, "flaky", "\npassword = \"${FERRY_CANARY_PASSWORD}\"");
     let out = ferry_command()
         .arg("schedule")
         .arg(ws.join("jobs"))

@@ -6,33 +6,8 @@ use ferry::run::Status;
 use ferry_tests::db::{Server, TestDb};
 use ferry_tests::{Workspace, datafusion_exact, rows, run};
 
-/// Reads `table` of `db` into a parquet file, and answers `sql` over it (as table `t`).
-async fn through_parquet(db: &TestDb, table: &str, sql: &str) -> Vec<Vec<String>> {
-    let ws = Workspace::new();
-    let pipeline = ws.pipeline(
-        "read.toml",
-        &format!(
-            r#"name = "types"
-[connections.db]
-url = "{}"
-[sources.src]
-connection = "db"
-table = "{table}"
-[target]
-path = "out/t.parquet"
-mode = "truncate"
-"#,
-            db.url()
-        ),
-    );
-    let report = run(&pipeline).await;
-    assert_eq!(report.status, Status::Completed, "{report}");
-    datafusion_exact(&[("t", &ws.join("out/t.parquet"))], sql).await
-}
-
-/// A failed read of `table` (or of `query`), and its error.
-async fn read_error(db: &TestDb, source: &str) -> String {
-    let ws = Workspace::new();
+/// Runs a pipeline reading `source` (a `[sources.src]` body) of `db` into `out/t.parquet` of `ws`.
+async fn read_into_parquet(ws: &Workspace, db: &TestDb, source: &str) -> ferry::run::RunReport {
     let pipeline = ws.pipeline(
         "read.toml",
         &format!(
@@ -49,7 +24,20 @@ mode = "truncate"
             db.url()
         ),
     );
-    let report = run(&pipeline).await;
+    run(&pipeline).await
+}
+
+/// Reads `table` of `db` into a parquet file, and answers `sql` over it (as table `t`).
+async fn through_parquet(db: &TestDb, table: &str, sql: &str) -> Vec<Vec<String>> {
+    let ws = Workspace::new();
+    let report = read_into_parquet(&ws, db, &format!("table = \"{table}\"")).await;
+    assert_eq!(report.status, Status::Completed, "{report}");
+    datafusion_exact(&[("t", &ws.join("out/t.parquet"))], sql).await
+}
+
+/// A failed read of `table` (or of `query`), and its error.
+async fn read_error(db: &TestDb, source: &str) -> String {
+    let report = read_into_parquet(&Workspace::new(), db, source).await;
     assert_eq!(report.status, Status::Failed, "{report}");
     assert_eq!(report.rows_written, 0, "{report}");
     report.error.expect("a failed run says why")
