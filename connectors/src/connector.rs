@@ -159,6 +159,12 @@ pub enum Read {
 pub trait Reader: fmt::Debug + Send + Sync {
     /// Registers `read` in `ctx` under `name`.
     async fn register(&self, ctx: &SessionContext, name: &str, read: &Read) -> Result<()>;
+
+    /// `text` as a string literal of this database's SQL (a parameter filled into a query): quotes
+    /// doubled, so that no value can end the literal.
+    fn string_literal(&self, text: &str) -> String {
+        format!("'{}'", text.replace('\'', "''"))
+    }
 }
 
 /// What a connector may ask of the pipeline checker while it reads its keys: values with `${VAR}`

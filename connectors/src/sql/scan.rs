@@ -26,10 +26,13 @@ use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
+use futures::StreamExt;
 
 /// Rows per Arrow batch a driver builds.
 pub const BATCH_ROWS: usize = 8192;
@@ -224,6 +227,8 @@ pub struct ScanExec {
     source: Arc<dyn ScanSource>,
     sql: String,
     properties: Arc<PlanProperties>,
+    /// Rows it produced: a run reports the rows its sources gave.
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl ScanExec {
@@ -238,6 +243,7 @@ impl ScanExec {
             source,
             sql,
             properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 }
@@ -289,7 +295,20 @@ impl ExecutionPlan for ScanExec {
             )));
         }
         let schema = self.properties.eq_properties.schema().clone();
-        Ok(self.source.stream(self.sql.clone(), schema))
+        let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
+        let counted = self
+            .source
+            .stream(self.sql.clone(), schema.clone())
+            .inspect(move |b| {
+                if let Ok(b) = b {
+                    rows.add(b.num_rows());
+                }
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 }
 

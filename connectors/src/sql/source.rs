@@ -44,6 +44,19 @@ impl Reader for ServerReader {
     async fn register(&self, ctx: &SessionContext, name: &str, read: &Read) -> Result<()> {
         register(ctx, name, self.server, &self.db, read).await
     }
+
+    fn string_literal(&self, text: &str) -> String {
+        match self.server {
+            // An escape string: the same meaning whatever standard_conforming_strings says.
+            Server::Postgres => format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''")),
+            // The sessions run with NO_BACKSLASH_ESCAPES.
+            Server::Mysql => {
+                let mut out = String::new();
+                super::mysql::values::quote(text, &mut out);
+                out
+            }
+        }
+    }
 }
 
 /// A table or query of a server as a DataFusion table.

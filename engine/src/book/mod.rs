@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int32Type, Int64Type};
 use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
 use datafusion::prelude::{DataFrame, SessionContext, col, lit};
 use deltalake::DeltaTable;
 use deltalake::operations::write::SchemaMode;
@@ -74,6 +75,47 @@ impl Book {
             root: state_dir.trim_end_matches('/').to_string(),
             pipeline: String::new(),
         }
+    }
+
+    /// One pipeline's tables under `state_dir`, for reading only: creates nothing.
+    pub fn reader_for(state_dir: &str, pipeline: &str) -> Book {
+        Book {
+            pipeline: pipeline.to_string(),
+            ..Book::reader(state_dir)
+        }
+    }
+
+    /// When this pipeline's latest run that completed (Completed or Partial Success) started.
+    pub async fn last_success_start(&self) -> Result<Option<DateTime<Utc>>> {
+        let Some(df) = self.frame(HISTORY, "pipeline").await? else {
+            return Ok(None);
+        };
+        let completed = col("status")
+            .eq(lit("Completed"))
+            .or(col("status").eq(lit("Partial Success")));
+        let batches = df
+            .filter(completed)
+            .and_then(|df| {
+                df.aggregate(
+                    vec![],
+                    vec![
+                        datafusion::functions_aggregate::expr_fn::max(col("start")).alias("start"),
+                    ],
+                )
+            })
+            .map_err(|e| self.damaged(HISTORY, e))?
+            .collect()
+            .await
+            .map_err(|e| self.damaged(HISTORY, e))?;
+        Ok(batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| {
+                b.column(0)
+                    .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+            })
+            .filter(|c| c.is_valid(0))
+            .and_then(|c| DateTime::from_timestamp_micros(c.value(0))))
     }
 
     pub fn pipeline(&self) -> &str {
@@ -251,6 +293,14 @@ impl Book {
     /// The latest run of this pipeline that did not finish (Running, Failed or Stopped): the one a new
     /// `ferry run` resumes.
     pub async fn unfinished_run(&self) -> Result<Option<HistoryRow>> {
+        Ok(self
+            .latest_run()
+            .await?
+            .filter(|r| matches!(r.status.as_str(), "Running" | "Failed" | "Stopped")))
+    }
+
+    /// The run of this pipeline that started last, as its history row says.
+    pub async fn latest_run(&self) -> Result<Option<HistoryRow>> {
         let Some(df) = self.frame(HISTORY, "pipeline").await? else {
             return Ok(None);
         };
@@ -265,38 +315,54 @@ impl Book {
             return Ok(None);
         };
         let text = |c: &str| strings(batch, c).value(0).to_string();
-        let status = text("status");
-        if !matches!(status.as_str(), "Running" | "Failed" | "Stopped") {
-            return Ok(None);
-        }
-        let start = batch
-            .column_by_name("start")
-            .expect("start")
-            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-            .value(0);
+        let optional_text = |c: &str| {
+            batch
+                .column_by_name(c)
+                .map(|_| strings(batch, c))
+                .filter(|c| c.is_valid(0))
+                .map(|c| c.value(0).to_string())
+        };
+        let time = |c: &str| {
+            let column = batch
+                .column_by_name(c)?
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            column
+                .is_valid(0)
+                .then(|| DateTime::from_timestamp_micros(column.value(0)))
+                .flatten()
+        };
+        let long = |c: &str| {
+            batch
+                .column_by_name(c)
+                .map(|a| a.as_primitive::<Int64Type>().value(0))
+                .unwrap_or(0)
+        };
+        let float = |c: &str| {
+            batch
+                .column_by_name(c)
+                .map(|a| a.as_primitive::<arrow::datatypes::Float64Type>())
+                .filter(|a| a.is_valid(0))
+                .map(|a| a.value(0))
+        };
         Ok(Some(HistoryRow {
             run_id: text("run_id"),
             pipeline: text("pipeline"),
-            start: chrono::DateTime::from_timestamp_micros(start).unwrap_or_default(),
-            end: None,
-            duration: None,
-            status,
-            rows_read: 0,
-            rows_written: 0,
-            rows_rejected: 0,
-            rows_per_second: None,
+            start: time("start").unwrap_or_default(),
+            end: time("end"),
+            duration: float("duration"),
+            status: text("status"),
+            rows_read: long("rows_read"),
+            rows_written: long("rows_written"),
+            rows_rejected: long("rows_rejected"),
+            rows_per_second: float("rows_per_second"),
             attempt: batch
                 .column_by_name("attempt")
                 .expect("attempt")
                 .as_primitive::<Int32Type>()
                 .value(0),
-            error: None,
+            error: optional_text("error"),
             // Written before runs had an identity: None, which matches no run of today.
-            identity: batch
-                .column_by_name("identity")
-                .map(|_| strings(batch, "identity"))
-                .filter(|c| c.is_valid(0))
-                .map(|c| c.value(0).to_string()),
+            identity: optional_text("identity"),
         }))
     }
 

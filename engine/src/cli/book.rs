@@ -169,7 +169,7 @@ pub async fn history(
     }
 }
 
-fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, ()> {
+pub(super) fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, ()> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&chrono::Utc));
     }

@@ -9,8 +9,8 @@ use super::INVALID;
 use crate::run::dry_run::dry_run;
 use crate::run::report::thousands;
 
-pub async fn dry_run_command(file: &Path) -> ExitCode {
-    let pipeline = match super::load(file) {
+pub async fn dry_run_command(file: &Path, params: &[String]) -> ExitCode {
+    let pipeline = match super::load_filled(file, params, false).await {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -12,6 +12,7 @@ mod book;
 mod connectors;
 pub mod dry_run;
 mod emulate;
+mod job_history;
 mod preview;
 mod quarantine;
 mod schedule;
@@ -97,6 +98,10 @@ pub enum Command {
         /// PostgreSQL or MySQL target table, and exit.
         #[arg(long)]
         dry_run: bool,
+        /// Set a parameter of the pipeline's [params] for this run: --param region=EMEA (repeat for
+        /// more). Filled into the SQL as a literal of the declared type, never as SQL text.
+        #[arg(long, value_name = "NAME=VALUE")]
+        param: Vec<String>,
     },
     /// Show the first rows of a step (the last one by default). Writes nothing.
     #[command(
@@ -111,6 +116,10 @@ pub enum Command {
         /// How many rows.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Set a parameter of the pipeline's [params] for this run: --param region=EMEA (repeat for
+        /// more). Filled into the SQL as a literal of the declared type, never as SQL text.
+        #[arg(long, value_name = "NAME=VALUE")]
+        param: Vec<String>,
     },
     /// Check a pipeline without writing: the file, every source and step, and the target. Reports every
     /// problem at once.
@@ -118,6 +127,10 @@ pub enum Command {
     Validate {
         /// The pipeline file.
         pipeline: PathBuf,
+        /// Set a parameter of the pipeline's [params] for this run: --param region=EMEA (repeat for
+        /// more). Filled into the SQL as a literal of the declared type, never as SQL text.
+        #[arg(long, value_name = "NAME=VALUE")]
+        param: Vec<String>,
     },
     /// The batches of a run (the latest by default), from the log table.
     #[command(
@@ -228,6 +241,26 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One job: its file, its schedule's settings, its next fires and its latest runs.
+    Show { job: String },
+    /// What the scheduler ran: trigger, fire time, duration, status (and why a fire was skipped),
+    /// rows read / written / failed and rows/s; a run and its retries shown as one group.
+    History {
+        /// Only this job's runs.
+        job: Option<String>,
+        /// Only chains with a run of this status: Completed, "Partial Success", Failed, Stopped,
+        /// "Timed Out", Skipped.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only fires on or after this date (2026-11-01) or time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only fires before this date or time.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The next fire times of a job (check a cron expression with it).
     Next {
         job: String,
@@ -235,7 +268,12 @@ pub enum JobsCommand {
         count: usize,
     },
     /// Run a job now, in the foreground; its schedule is left as it is.
-    Run { job: String },
+    Run {
+        job: String,
+        /// Set a parameter of the job's [params] for this run: --param region=EMEA.
+        #[arg(long, value_name = "NAME=VALUE")]
+        param: Vec<String>,
+    },
     /// Let a job fire again (sets `enabled = true` in its file).
     Enable { job: String },
     /// Stop a job firing, keeping it (sets `enabled = false` in its file).
@@ -304,23 +342,25 @@ pub async fn main(cli: Cli) -> ExitCode {
             fresh,
             yes,
             dry_run,
+            param,
         } => {
             if dry_run {
-                return dry_run::dry_run_command(&pipeline).await;
+                return dry_run::dry_run_command(&pipeline, &param).await;
             }
             let settings = RunSettings {
                 progress: !quiet,
                 fresh,
                 confirmed: yes,
             };
-            run_command(&pipeline, &settings).await
+            run_command(&pipeline, &param, &settings).await
         }
         Command::Preview {
             pipeline,
             step,
             limit,
-        } => preview::preview(&pipeline, step.as_deref(), limit).await,
-        Command::Validate { pipeline } => validate::validate(&pipeline).await,
+            param,
+        } => preview::preview(&pipeline, step.as_deref(), limit, &param).await,
+        Command::Validate { pipeline, param } => validate::validate(&pipeline, &param).await,
         Command::Log {
             pipeline,
             run,
@@ -342,8 +382,24 @@ pub async fn main(cli: Cli) -> ExitCode {
         } => schedule::schedule(&dir, max_concurrent_runs, clock, stop_after).await,
         Command::Jobs { dir, command } => match command {
             JobsCommand::List { json } => schedule::list(&dir, json).await,
+            JobsCommand::Show { job } => job_history::show(&dir, &job).await,
+            JobsCommand::History {
+                job,
+                status,
+                since,
+                until,
+                json,
+            } => {
+                let filter = job_history::Filter {
+                    job,
+                    status,
+                    since,
+                    until,
+                };
+                job_history::history(&dir, filter, json).await
+            }
             JobsCommand::Next { job, count } => schedule::next(&dir, &job, count),
-            JobsCommand::Run { job } => schedule::run_now(&dir, &job).await,
+            JobsCommand::Run { job, param } => schedule::run_now(&dir, &job, &param).await,
             JobsCommand::Enable { job } => schedule::set_enabled(&dir, &job, true),
             JobsCommand::Disable { job } => schedule::set_enabled(&dir, &job, false),
             JobsCommand::Delete { job } => schedule::delete(&dir, &job),
@@ -397,6 +453,22 @@ fn load(file: &std::path::Path) -> Result<Pipeline, ExitCode> {
     })
 }
 
+/// Reads a pipeline file and fills its `${...}` for a run (`--param NAME=VALUE` given); errors
+/// are printed, and become exit code 2.
+async fn load_filled(
+    file: &std::path::Path,
+    params: &[String],
+    fresh: bool,
+) -> Result<Pipeline, ExitCode> {
+    let pipeline = load(file)?;
+    run::params::fill_for_run(&pipeline, params, fresh)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(INVALID)
+        })
+}
+
 /// Opens a pipeline's bookkeeping tables; an error is printed, and becomes exit code 1.
 async fn open_book(pipeline: &Pipeline) -> Result<crate::book::Book, ExitCode> {
     crate::book::Book::open(&pipeline.state_dir, &pipeline.name)
@@ -407,8 +479,12 @@ async fn open_book(pipeline: &Pipeline) -> Result<crate::book::Book, ExitCode> {
         })
 }
 
-async fn run_command(file: &std::path::Path, settings: &RunSettings) -> ExitCode {
-    let pipeline = match load(file) {
+async fn run_command(
+    file: &std::path::Path,
+    params: &[String],
+    settings: &RunSettings,
+) -> ExitCode {
+    let pipeline = match load_filled(file, params, settings.fresh).await {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -9,8 +9,8 @@ use super::INVALID;
 use crate::plan;
 use crate::spec::did_you_mean;
 
-pub async fn preview(file: &Path, step: Option<&str>, limit: usize) -> ExitCode {
-    let pipeline = match super::load(file) {
+pub async fn preview(file: &Path, step: Option<&str>, limit: usize, params: &[String]) -> ExitCode {
+    let pipeline = match super::load_filled(file, params, false).await {
         Ok(p) => p,
         Err(code) => return code,
     };

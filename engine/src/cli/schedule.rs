@@ -75,7 +75,7 @@ fn read(folder: &Path) -> Result<Vec<Job>, ExitCode> {
 }
 
 /// The job named `name` in `folder`; the error lists the jobs there are.
-fn job_of(folder: &Path, name: &str) -> Result<Job, ExitCode> {
+pub(super) fn job_of(folder: &Path, name: &str) -> Result<Job, ExitCode> {
     let jobs = read(folder)?;
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     jobs.into_iter().find(|j| j.name == name).ok_or_else(|| {
@@ -211,12 +211,12 @@ pub fn next(folder: &Path, name: &str, count: usize) -> ExitCode {
 }
 
 /// Runs a job now, in the foreground, leaving its schedule as it is; recorded as a manual fire.
-pub async fn run_now(folder: &Path, name: &str) -> ExitCode {
+pub async fn run_now(folder: &Path, name: &str, params: &[String]) -> ExitCode {
     let job = match job_of(folder, name) {
         Ok(j) => j,
         Err(code) => return code,
     };
-    let pipeline = match super::load(&job.file) {
+    let pipeline = match super::load_filled(&job.file, params, false).await {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -226,14 +226,23 @@ pub async fn run_now(folder: &Path, name: &str) -> ExitCode {
         fresh: false,
         confirmed: false,
     };
-    let (status, code) = match crate::run::run(&pipeline, &settings).await {
+    let (status, code, figures, reason) = match crate::run::run(&pipeline, &settings).await {
         Ok(report) => {
             say!("{report}");
-            (report.status.to_string(), report.status.exit_code() as u8)
+            let figures = crate::schedule::journal::Figures {
+                run_id: report.run_id.clone(),
+                rows_read: report.rows_read as i64,
+                rows_written: report.rows_written as i64,
+                rows_rejected: report.rows_rejected as i64,
+                rows_per_second: Some(report.rows_per_second()),
+            };
+            let code = report.status.exit_code() as u8;
+            (report.status.to_string(), code, Some(figures), report.error)
         }
         Err(e) => {
             eprintln!("{e}");
-            ("Failed".to_string(), e.exit_code())
+            let first = e.to_string().lines().next().map(str::to_string);
+            ("Failed".to_string(), e.exit_code(), None, first)
         }
     };
     let fire = Fire {
@@ -243,10 +252,11 @@ pub async fn run_now(folder: &Path, name: &str) -> ExitCode {
         started: Some(started),
         ended: Utc::now(),
         status,
-        reason: None,
+        reason,
         attempt: 1,
         exit_code: Some(i32::from(code)),
         log: None,
+        figures,
     };
     if let Err(e) = Journal::new(folder).record(&fire).await {
         eprintln!("error: recording the run: {e}");

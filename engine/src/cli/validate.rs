@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use super::INVALID;
 use crate::run::validate::check;
 
-pub async fn validate(file: &Path) -> ExitCode {
-    let pipeline = match super::load(file) {
+pub async fn validate(file: &Path, params: &[String]) -> ExitCode {
+    let pipeline = match super::load_filled(file, params, false).await {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -15,6 +15,7 @@
 pub mod dry_run;
 pub mod incremental;
 pub mod isolate;
+pub mod params;
 pub mod progress;
 pub mod report;
 pub mod retry;
@@ -160,6 +161,7 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         target: prepared.sink.describe(),
         status: Status::Completed,
         rows_read: 0,
+        rows_out: 0,
         rows_written: 0,
         rows_skipped: 0,
         rows_rejected: 0,
@@ -477,7 +479,7 @@ async fn account(
     let state = StateRow {
         id: 0,
         table_name: table_name.clone(),
-        records: history.rows_read,
+        records: report.rows_out as i64,
         // The seed's meaning: the migration finished and every validation check passed. Today's
         // checks: the target's (`[run] validate`, before writing) and every row landed.
         validated: report.status == Status::Completed && pipeline.run.validate,
@@ -525,6 +527,20 @@ async fn account(
     }
 }
 
+/// The rows the plan's sources produced (its leaves' `output_rows`); `None` when a source does not
+/// count them.
+fn source_rows(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<u64> {
+    let children = plan.children();
+    if children.is_empty() {
+        return match plan.metrics().and_then(|m| m.output_rows()) {
+            Some(rows) => Some(rows as u64),
+            None if matches!(plan.name(), "PlaceholderRowExec" | "EmptyExec") => Some(0),
+            None => None,
+        };
+    }
+    children.into_iter().map(|c| source_rows(c.as_ref())).sum()
+}
+
 /// Begins the sink, streams every partition through its worker, and finishes the sink.
 async fn write_all(
     pipeline: &Pipeline,
@@ -541,6 +557,7 @@ async fn write_all(
     let key: &[String] = if keyed { &target.options.key } else { &[] };
     let task = std::sync::Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await?;
+    let probe = plan.clone();
     // The number of rows, when the plan knows it without reading them (parquet metadata, a count).
     let stats = datafusion::physical_plan::statistics::StatisticsContext::new().compute(
         plan.as_ref(),
@@ -555,7 +572,7 @@ async fn write_all(
         key,
     )?;
     pause_point("before_first_batch");
-    workers::run_all(
+    let written = workers::run_all(
         streams,
         sink.clone(),
         config,
@@ -563,7 +580,9 @@ async fn write_all(
         progress.clone(),
         recorder,
     )
-    .await?;
+    .await;
+    counters.set_source_rows(source_rows(probe.as_ref()));
+    written?;
     pause_point("before_finish");
     workers::retrying(
         "finishing the target",
@@ -577,6 +596,11 @@ async fn write_all(
 /// secret goes in) and the target as `describe` names it (its URL without secrets, its table).
 fn run_identity(pipeline: &Pipeline, target: &str) -> String {
     let mut text = pipeline.locator.text().as_bytes().to_vec();
+    // The values `${...}` were filled with: another date range is another run.
+    for (name, value) in &pipeline.filled {
+        text.push(0);
+        text.extend_from_slice(format!("{name}={value}").as_bytes());
+    }
     text.push(0);
     text.extend_from_slice(target.as_bytes());
     format!("{:016x}", ferry_connectors::hash::fnv1a(&text))

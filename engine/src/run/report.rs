@@ -52,7 +52,10 @@ pub struct RunReport {
     pub attempt: i32,
     pub target: String,
     pub status: Status,
+    /// Rows the sources gave (what the steps read).
     pub rows_read: u64,
+    /// Rows the last step gave: what was sent to the target.
+    pub rows_out: u64,
     pub rows_written: u64,
     pub rows_skipped: u64,
     pub rows_rejected: u64,
@@ -71,7 +74,7 @@ impl RunReport {
     pub fn rows_per_second(&self) -> f64 {
         let secs = self.duration.as_secs_f64();
         if secs > 0.0 {
-            self.rows_read as f64 / secs
+            self.rows_out as f64 / secs
         } else {
             0.0
         }
@@ -91,7 +94,18 @@ impl fmt::Display for RunReport {
             writeln!(f, "  run           {}", self.run_id)?;
         }
         writeln!(f, "  target        {}", self.target)?;
-        writeln!(f, "  rows read     {}", thousands(self.rows_read))?;
+        writeln!(
+            f,
+            "  rows read     {} (from the sources)",
+            thousands(self.rows_read)
+        )?;
+        if self.rows_out != self.rows_read {
+            writeln!(
+                f,
+                "  rows out      {} (the last step's)",
+                thousands(self.rows_out)
+            )?;
+        }
         writeln!(f, "  rows written  {}", thousands(self.rows_written))?;
         if self.rows_skipped > 0 {
             writeln!(

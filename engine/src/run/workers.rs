@@ -47,6 +47,8 @@ pub struct WorkerConfig {
 #[derive(Default)]
 pub struct Counters {
     read: AtomicU64,
+    /// The rows the sources gave, when every source counts them (u64::MAX: not known).
+    source_rows: AtomicU64,
     written: AtomicU64,
     skipped: AtomicU64,
     rejected: AtomicU64,
@@ -78,8 +80,19 @@ impl Counters {
             .clone()
     }
 
+    /// The rows the sources gave, once the plan has run (`None`: a source does not count them).
+    pub fn set_source_rows(&self, rows: Option<u64>) {
+        self.source_rows
+            .store(rows.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     pub fn fill(&self, report: &mut RunReport) {
-        report.rows_read = self.read.load(Ordering::Relaxed);
+        report.rows_out = self.read.load(Ordering::Relaxed);
+        report.rows_read = match self.source_rows.load(Ordering::Relaxed) {
+            // Not counted (or the plan never ran): the rows the last step gave.
+            0 | u64::MAX => report.rows_out,
+            rows => rows,
+        };
         report.rows_written = self.written.load(Ordering::Relaxed);
         report.rows_skipped = self.skipped.load(Ordering::Relaxed);
         report.rows_rejected = self.rejected.load(Ordering::Relaxed);

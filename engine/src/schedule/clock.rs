@@ -10,6 +10,9 @@ pub struct Clock {
     /// The virtual start and how many virtual seconds pass per real one; `None` for the real clock.
     accelerated: Option<(DateTime<Utc>, f64)>,
     started: Instant,
+    /// After this much of its time, the clock moves forward by the second span (tests: the system
+    /// time set forward, a machine waking from sleep).
+    jump: Option<(Duration, Duration)>,
 }
 
 impl Clock {
@@ -17,11 +20,16 @@ impl Clock {
         Self {
             accelerated: None,
             started: Instant::now(),
+            jump: None,
         }
     }
 
-    /// `2026-01-01T00:00:00Z` (starts there, at real speed) or `2026-01-01T00:00:00Z*600`.
+    /// `2026-01-01T00:00:00Z` (starts there, at real speed) or `2026-01-01T00:00:00Z*600`, and
+    /// optionally `,2m=1h`: after 2 minutes of its time the clock moves forward an hour.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some((clock, jump)) = text.split_once(',') {
+            return Self::parse(clock)?.with_jump(jump);
+        }
         let (start, speed) = match text.split_once('*') {
             Some((start, speed)) => (
                 start,
@@ -40,14 +48,32 @@ impl Clock {
         Ok(Self {
             accelerated: Some((start, speed)),
             started: Instant::now(),
+            jump: None,
         })
+    }
+
+    /// `AFTER=BY` (`2m=1h`): after AFTER of its time the clock moves forward by BY.
+    fn with_jump(mut self, text: &str) -> Result<Self, String> {
+        let (after, by) = text
+            .split_once('=')
+            .ok_or_else(|| format!("{text}: write AFTER=BY, e.g. 2m=1h"))?;
+        let span = |t: &str| {
+            crate::spec::parse_duration(t.trim()).ok_or_else(|| format!("{t} is not a duration"))
+        };
+        self.jump = Some((span(after)?, span(by)?));
+        Ok(self)
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         match self.accelerated {
             None => Utc::now(),
             Some((start, speed)) => {
-                let elapsed = self.started.elapsed().as_secs_f64() * speed;
+                let mut elapsed = self.started.elapsed().as_secs_f64() * speed;
+                if let Some((after, by)) = self.jump
+                    && elapsed >= after.as_secs_f64()
+                {
+                    elapsed += by.as_secs_f64();
+                }
                 start + chrono::TimeDelta::microseconds((elapsed * 1e6) as i64)
             }
         }

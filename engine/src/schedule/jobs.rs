@@ -13,6 +13,8 @@ pub struct Job {
     /// The pipeline's name.
     pub name: String,
     pub file: PathBuf,
+    /// Where its runs keep their bookkeeping.
+    pub state_dir: String,
     pub schedule: Schedule,
     /// The file's modification time when it was read.
     pub modified: Option<SystemTime>,
@@ -73,6 +75,7 @@ pub fn read_job(file: &Path) -> Result<Option<Job>, String> {
     Ok(pipeline.schedule.map(|schedule| Job {
         name: pipeline.name,
         file: file.to_path_buf(),
+        state_dir: pipeline.state_dir,
         schedule,
         modified,
     }))

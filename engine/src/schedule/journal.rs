@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, AsArray, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
@@ -38,6 +39,18 @@ pub struct Fire {
     pub exit_code: Option<i32>,
     /// The run's output.
     pub log: Option<String>,
+    /// What the run did, from its pipeline's history; `None` for a fire that never ran.
+    pub figures: Option<Figures>,
+}
+
+/// A run's id and numbers, as its pipeline's history records them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    pub run_id: String,
+    pub rows_read: i64,
+    pub rows_written: i64,
+    pub rows_rejected: i64,
+    pub rows_per_second: Option<f64>,
 }
 
 fn schema() -> SchemaRef {
@@ -59,6 +72,11 @@ fn schema() -> SchemaRef {
         Field::new("attempt", DataType::Int32, false),
         Field::new("exit_code", DataType::Int32, true),
         Field::new("log", DataType::Utf8, true),
+        Field::new("run_id", DataType::Utf8, true),
+        Field::new("rows_read", DataType::Int64, true),
+        Field::new("rows_written", DataType::Int64, true),
+        Field::new("rows_rejected", DataType::Int64, true),
+        Field::new("rows_per_second", DataType::Float64, true),
     ]))
 }
 
@@ -85,6 +103,7 @@ impl Journal {
         let stamp = |v: Option<i64>| {
             Arc::new(TimestampMicrosecondArray::from(vec![v]).with_timezone("UTC")) as _
         };
+        let count = |take: fn(&Figures) -> i64| fire.figures.as_ref().map(take);
         let batch = RecordBatch::try_new(
             schema(),
             vec![
@@ -98,6 +117,15 @@ impl Journal {
                 Arc::new(Int32Array::from(vec![fire.attempt])),
                 Arc::new(Int32Array::from(vec![fire.exit_code])),
                 Arc::new(StringArray::from(vec![fire.log.clone()])),
+                Arc::new(StringArray::from(vec![
+                    fire.figures.as_ref().map(|f| f.run_id.clone()),
+                ])),
+                Arc::new(Int64Array::from(vec![count(|f| f.rows_read)])),
+                Arc::new(Int64Array::from(vec![count(|f| f.rows_written)])),
+                Arc::new(Int64Array::from(vec![count(|f| f.rows_rejected)])),
+                Arc::new(Float64Array::from(vec![
+                    fire.figures.as_ref().and_then(|f| f.rows_per_second),
+                ])),
             ],
         )?;
         self.book.append(FIRES, vec![batch]).await
@@ -148,6 +176,39 @@ impl Journal {
                 .expect("exit_code")
                 .as_primitive::<arrow::datatypes::Int32Type>()
                 .clone();
+            // Journals written before runs' figures were kept lack their columns.
+            let long = |name: &str| {
+                b.column_by_name(name)
+                    .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>().clone())
+            };
+            let run_ids = b.column_by_name("run_id").map(|_| text("run_id"));
+            let (read, written, rejected) = (
+                long("rows_read"),
+                long("rows_written"),
+                long("rows_rejected"),
+            );
+            let speed = b
+                .column_by_name("rows_per_second")
+                .map(|c| c.as_primitive::<arrow::datatypes::Float64Type>().clone());
+            let figures = |i: usize| {
+                let run_id = run_ids
+                    .as_ref()
+                    .filter(|c| c.is_valid(i))?
+                    .value(i)
+                    .to_string();
+                let n = |c: &Option<arrow::array::Int64Array>| {
+                    c.as_ref()
+                        .filter(|c| c.is_valid(i))
+                        .map_or(0, |c| c.value(i))
+                };
+                Some(Figures {
+                    run_id,
+                    rows_read: n(&read),
+                    rows_written: n(&written),
+                    rows_rejected: n(&rejected),
+                    rows_per_second: speed.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i)),
+                })
+            };
             let at = |a: &TimestampMicrosecondArray, i: usize| {
                 (!a.is_null(i))
                     .then(|| DateTime::from_timestamp_micros(a.value(i)).expect("a time"))
@@ -164,6 +225,7 @@ impl Journal {
                     attempt: attempt.value(i),
                     exit_code: (!exit.is_null(i)).then(|| exit.value(i)),
                     log: (!log.is_null(i)).then(|| log.value(i).to_string()),
+                    figures: figures(i),
                 });
             }
         }

@@ -7,6 +7,7 @@
 //! cron.rs      next fire times on a time zone's wall clock (croner), DST rules
 //! clock.rs     the system clock, or an accelerated one for tests (--clock)
 //! journal.rs   .ferry/schedule/fires (Delta): one row per fire, as it ended or was skipped
+//! board.rs     the live table of jobs on a terminal
 //! alert.rs     on_failure / on_partial: a webhook POST or a command, bounded, never blocking
 //! runner.rs    the loop: due fires -> overlap (skip | queue) -> start (max concurrent runs)
 //!              -> timeout (SIGTERM: the run stops at a batch boundary, resumable)
@@ -15,6 +16,7 @@
 //! ```
 
 pub mod alert;
+pub mod board;
 pub mod clock;
 pub mod cron;
 pub mod jobs;

@@ -66,6 +66,9 @@ struct JobState {
     last_completed: Option<DateTime<Utc>>,
     /// When its last run started (or a chain last queued it).
     last_started: Option<DateTime<Utc>>,
+    /// "Completed in 5m 2s": how its last run ended, for the live table.
+    last_outcome: Option<String>,
+    row: super::board::Row,
 }
 
 impl JobState {
@@ -77,6 +80,8 @@ impl JobState {
             waiting: VecDeque::new(),
             last_completed: None,
             last_started: None,
+            last_outcome: None,
+            row: super::board::Row::default(),
         }
     }
 }
@@ -149,6 +154,7 @@ pub async fn run(options: Options) -> Result<(), String> {
     let mut alerts: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut stopping = false;
     let mut last_reload = Instant::now();
+    let mut last_drawn = Instant::now();
     loop {
         let now = clock.now();
         if !stopping
@@ -190,6 +196,12 @@ pub async fn run(options: Options) -> Result<(), String> {
         }
         if !stopping {
             chain(&mut states, now, &clock);
+        }
+        if last_drawn.elapsed() >= Duration::from_millis(500) {
+            last_drawn = Instant::now();
+            for state in &states {
+                show(state, now);
+            }
         }
         if stopping && running == 0 {
             // Alerts under way are let finish (each is bounded).
@@ -280,7 +292,35 @@ fn stop_flag() -> Arc<AtomicBool> {
 }
 
 fn say(clock: &Clock, line: &str) {
-    println!("{}  {line}", clock.now().format("%Y-%m-%d %H:%M:%S"));
+    super::board::line(&format!(
+        "{}  {line}",
+        clock.now().format("%Y-%m-%d %H:%M:%S")
+    ));
+}
+
+/// Redraws the job's row of the live table (on a terminal).
+fn show(state: &JobState, now: DateTime<Utc>) {
+    let doing = match (&state.running, state.waiting.front()) {
+        (Some(r), _) => format!(
+            "running {} (fire of {})",
+            human_duration((now - r.started).to_std().unwrap_or_default()),
+            r.pending.scheduled.format("%H:%M")
+        ),
+        (None, Some(p)) if p.not_before > now => format!(
+            "{} in {}",
+            p.trigger,
+            human_duration((p.not_before - now).to_std().unwrap_or_default())
+        ),
+        (None, Some(_)) => "waiting for a free slot".to_string(),
+        (None, None) if !state.job.schedule.enabled => "disabled".to_string(),
+        (None, None) => "idle".to_string(),
+    };
+    state.row.show(&super::board::JobView {
+        name: &state.job.name,
+        now: doing,
+        next: state.next,
+        last: state.last_outcome.clone(),
+    });
 }
 
 /// The job's fires after `from` up to and including `to`.
@@ -365,6 +405,7 @@ async fn skip(
         attempt: 1,
         exit_code: None,
         log: None,
+        figures: None,
     };
     if let Err(e) = journal.record(&fire).await {
         eprintln!("error: recording a skipped fire of {job}: {e}");
@@ -388,9 +429,23 @@ async fn take_due_fires(
             break;
         }
     }
+    let mut trigger = "schedule";
     if due.len() > 1 {
         let latest = due.pop().expect("more than one");
-        catch_up(state, due, now, journal, clock).await;
+        if state.job.schedule.catch_up == CatchUp::Last {
+            // The latest fire runs once, for all of them.
+            say(
+                clock,
+                &format!(
+                    "{}: {} fires passed at once (the clock jumped or the machine slept); running the fire of {latest} once",
+                    state.job.name,
+                    due.len() + 1
+                ),
+            );
+            trigger = "catch-up";
+        } else {
+            catch_up(state, due, now, journal, clock).await;
+        }
         due = vec![latest];
     }
     let name = state.job.name.clone();
@@ -446,7 +501,7 @@ async fn take_due_fires(
         }
         state.waiting.push_back(Pending {
             scheduled,
-            trigger: "schedule",
+            trigger,
             attempt: 1,
             not_before: now,
         });
@@ -488,6 +543,7 @@ async fn start_next(
         attempt: pending.attempt,
         exit_code: None,
         log: Some(log.display().to_string()),
+        figures: None,
     };
     if let Err(e) = journal.record(&started).await {
         eprintln!("error: recording the start of {}'s run: {e}", job.name);
@@ -592,12 +648,18 @@ async fn reap(
         (Some(_), _) | (None, Some(130)) => ("Stopped", false),
         (None, Some(0)) => ("Completed", false),
         (None, Some(3)) => ("Partial Success", false),
-        // The pipeline file or the target is wrong: running it again cannot help.
+        // The pipeline file, its SQL or the target is wrong (the checks before writing): running
+        // it again cannot help.
+        (None, Some(2)) if state.job.schedule.validate => ("Skipped", false),
         (None, Some(2)) => ("Failed", false),
         (None, _) => ("Failed", true),
     };
     let reason = match status {
         "Completed" => None,
+        "Skipped" => Some(format!(
+            "validation failed: {}",
+            last_error(&running.log).unwrap_or_else(|| "see the run's log".into())
+        )),
         "Timed Out" => Some(format!(
             "stopped after its timeout of {}; the next run resumes it",
             human_duration(state.job.schedule.timeout)
@@ -630,6 +692,7 @@ async fn reap(
         attempt: running.pending.attempt,
         exit_code: code,
         log: Some(running.log.display().to_string()),
+        figures: figures(&state.job, running.started).await,
     };
     if let Err(e) = journal.record(&fire).await {
         eprintln!("error: recording the run of {}: {e}", state.job.name);
@@ -637,6 +700,7 @@ async fn reap(
     if completed(status) {
         state.last_completed = Some(now);
     }
+    state.last_outcome = Some(format!("{status} in {}", human_duration(took)));
     let alert = match status {
         "Failed" | "Timed Out" => state.job.schedule.on_failure.clone(),
         "Partial Success" => state.job.schedule.on_partial.clone(),
@@ -666,6 +730,21 @@ async fn reap(
         });
     }
     true
+}
+
+/// What the run the job just ended did, from its pipeline's history: its row, when it ended after
+/// `started` (a run stopped before it was recorded has none).
+async fn figures(job: &Job, started: DateTime<Utc>) -> Option<super::journal::Figures> {
+    let book = crate::book::Book::reader_for(&job.state_dir, &job.name);
+    let run = book.latest_run().await.ok()??;
+    run.end.filter(|end| *end >= started)?;
+    Some(super::journal::Figures {
+        run_id: run.run_id,
+        rows_read: run.rows_read,
+        rows_written: run.rows_written,
+        rows_rejected: run.rows_rejected,
+        rows_per_second: run.rows_per_second,
+    })
 }
 
 /// `base` doubled for each retry already made, at most an hour, with up to a fifth of jitter

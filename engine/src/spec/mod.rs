@@ -15,6 +15,7 @@
 
 mod connections;
 mod error;
+pub mod params;
 mod raw;
 mod run_options;
 mod schedule;
@@ -56,6 +57,11 @@ pub struct Pipeline {
     pub run: RunOptions,
     /// `[schedule]`: when `ferry schedule` runs it.
     pub schedule: Option<Schedule>,
+    /// `[params]`: the declared parameters and their defaults.
+    pub params: BTreeMap<String, params::Value>,
+    /// The values `${...}` were filled with ([`Pipeline::fill`]), as a person reads them; empty
+    /// before filling or without placeholders. Part of the run's identity.
+    pub filled: Vec<(String, String)>,
     /// Maps byte offsets to lines for errors found later (SQL planning).
     pub locator: Locator,
 }
@@ -196,6 +202,7 @@ impl Pipeline {
             dir: &dir,
             errors: Vec::new(),
             declared: Vec::new(),
+            params: BTreeMap::new(),
         };
         let pipeline = cx.pipeline(raw, keys, file);
         if cx.errors.is_empty() {
@@ -255,6 +262,8 @@ struct Checker<'a> {
     /// Every connection the file declares, valid or not: a reference to one whose own lines are
     /// wrong is not reported a second time.
     declared: Vec<String>,
+    /// `[params]`, read before the SQL that names them.
+    params: BTreeMap<String, params::Value>,
 }
 
 impl Checker<'_> {
@@ -273,6 +282,7 @@ impl Checker<'_> {
                     .hint("name = \"orders-summary\""),
             );
         }
+        self.params = self.params(raw.params);
         let state_dir = match raw.state_dir {
             Some(s) => self.resolve_location(s.get_ref()),
             None => self.dir.join(".ferry").display().to_string(),
@@ -361,6 +371,8 @@ impl Checker<'_> {
             target: target?,
             run: run?,
             schedule: schedule?,
+            params: std::mem::take(&mut self.params),
+            filled: Vec::new(),
             locator: self.loc.clone(),
         })
     }

@@ -28,6 +28,9 @@ pub struct RawPipeline {
     /// When `ferry schedule` runs the pipeline.
     #[serde(default)]
     pub schedule: Option<Spanned<RawSchedule>>,
+    /// `${params.NAME}` values for SQL, each a default.
+    #[serde(default)]
+    pub params: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +47,7 @@ pub struct RawSchedule {
     pub timeout: Option<Spanned<String>>,
     pub overlap: Option<Spanned<String>>,
     pub catch_up: Option<Spanned<String>>,
+    pub validate: Option<bool>,
 }
 
 /// The generic key of a connection: the rest belong to its connector, which reads them itself.

@@ -11,6 +11,7 @@
 //! timeout = "2h"                # 1 minute to 24 hours; the run is stopped cleanly and resumable
 //! overlap = "skip"              # skip | queue: a fire while the last run still goes
 //! catch_up = "last"             # none | last | all: fires missed while the scheduler was down
+//! validate = true               # a run that fails its checks before writing is Skipped
 //! after = ["accounts"]          # runs when these jobs have completed (without cron: each time
 //!                               # they all have; with cron: its fires wait for them)
 //! on_failure = "https://hooks.example.com/ferry"   # POST a JSON summary, or run a command
@@ -40,6 +41,9 @@ pub struct Schedule {
     pub timeout: Duration,
     pub overlap: Overlap,
     pub catch_up: CatchUp,
+    /// A run whose checks fail before it writes (the file, the SQL, the target: what `ferry
+    /// validate` checks) is recorded Skipped (validation failed) rather than Failed.
+    pub validate: bool,
 }
 
 /// Where an alert goes: a webhook (an http(s) URL, POSTed a JSON summary) or a command (run by
@@ -206,6 +210,7 @@ impl Checker<'_> {
             timeout: timeout?,
             overlap: overlap?,
             catch_up: catch_up?,
+            validate: raw.validate.unwrap_or(true),
         }))
     }
 

@@ -206,7 +206,12 @@ impl Checker<'_> {
         }
         let (table, query) = match (raw.table.take(), raw.query.take()) {
             (Some(t), None) => (Some(self.interpolate_setting(t)?), None),
-            (None, Some(q)) => (None, Some(q.into_inner())),
+            (None, Some(q)) => {
+                if !self.check_placeholders(q.get_ref(), q.span()) {
+                    return None;
+                }
+                (None, Some(q.into_inner()))
+            }
             (Some(t), Some(_)) => {
                 self.errors.push(
                     self.loc

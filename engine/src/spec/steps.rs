@@ -22,6 +22,9 @@ impl Checker<'_> {
         let name = self.table_name(raw.name, known)?;
         let sql_span = raw.sql.span();
         let sql = raw.sql.into_inner();
+        if !self.check_placeholders(&sql, sql_span.clone()) {
+            return None;
+        }
         let sql = self.replace_result_refs(&sql, sql_span.clone(), before)?;
         if sql.trim().is_empty() {
             self.errors.push(

@@ -516,3 +516,118 @@ mode = "truncate"
         "{e}"
     );
 }
+
+const WITH_PARAMS: &str = r#"name = "by-region"
+
+[params]
+region = "EMEA"
+since = 2026-01-01
+limit = 10
+
+[connections.shop]
+url = "postgres://loader@127.0.0.1/shop"
+
+[sources.orders]
+connection = "shop"
+query = "SELECT * FROM orders WHERE region = ${params.region} AND day >= ${params.since}"
+
+[[steps]]
+name = "recent"
+sql = """
+SELECT *, ${run.scheduled_time} AS loaded_for
+FROM orders -- ${not.filled} in a comment
+LIMIT ${params.limit}
+"""
+
+[target]
+path = "out/recent.parquet"
+mode = "truncate"
+"#;
+
+#[test]
+fn params_fill_sql_as_typed_literals_and_command_line_values_take_the_declared_type() {
+    let p = Pipeline::parse(Path::new("/p/pipe.toml"), WITH_PARAMS).unwrap();
+    assert_eq!(
+        p.placeholder_names(),
+        [
+            "params.limit",
+            "params.region",
+            "params.since",
+            "run.scheduled_time"
+        ]
+    );
+    let scheduled = chrono::NaiveDate::from_ymd_opt(2026, 3, 1)
+        .unwrap()
+        .and_hms_opt(2, 0, 0)
+        .unwrap();
+    let values = p
+        .values(
+            &["region=O'Brien".into(), "since=2026-06-01".into()],
+            scheduled,
+            None,
+        )
+        .unwrap();
+    let filled = p.fill(&values).unwrap();
+    let Origin::Database {
+        read: Read::Query(query),
+        ..
+    } = &filled.sources[0].origin
+    else {
+        panic!("a query")
+    };
+    // PostgreSQL's escape string: the quote doubled, whatever standard_conforming_strings says.
+    assert_eq!(
+        query,
+        "SELECT * FROM orders WHERE region = E'O''Brien' AND day >= DATE '2026-06-01'"
+    );
+    assert_eq!(
+        filled.steps[0].sql,
+        "SELECT *, TIMESTAMP '2026-03-01 02:00:00' AS loaded_for\nFROM orders -- ${not.filled} in a comment\nLIMIT 10\n"
+    );
+    assert_eq!(
+        filled.filled,
+        [
+            ("params.limit".to_string(), "10".to_string()),
+            ("params.region".to_string(), "\"O'Brien\"".to_string()),
+            ("params.since".to_string(), "DATE '2026-06-01'".to_string()),
+            (
+                "run.scheduled_time".to_string(),
+                "2026-03-01 02:00:00".to_string()
+            ),
+        ]
+    );
+    let wrong = p
+        .values(&["limit=ten".into()], scheduled, None)
+        .unwrap_err();
+    assert_eq!(wrong, "--param limit: \"ten\" is not an integer");
+    let unknown = p
+        .values(&["regoin=APAC".into()], scheduled, None)
+        .unwrap_err();
+    assert!(unknown.contains("did you mean region?"), "{unknown}");
+}
+
+#[test]
+fn a_placeholder_in_quotes_or_undeclared_is_an_error_at_its_line() {
+    let quoted =
+        one_error(&WITH_PARAMS.replace("LIMIT ${params.limit}", "WHERE note = '${params.region}'"));
+    assert!(
+        quoted.contains("pipe.toml:20")
+            && quoted.contains("${params.region} stands inside a quoted string")
+            && quoted.contains("write it without quotes"),
+        "{quoted}"
+    );
+    let unknown = one_error(&WITH_PARAMS.replace("${params.since}", "${params.sinse}"));
+    assert!(
+        unknown.contains("pipe.toml:13")
+            && unknown.contains("${params.sinse} is not a parameter")
+            && unknown.contains("did you mean ${params.since}?"),
+        "{unknown}"
+    );
+    let builtin = one_error(&WITH_PARAMS.replace("${run.scheduled_time}", "${run.today}"));
+    assert!(
+        builtin.contains("${run.today} is not a parameter"),
+        "{builtin}"
+    );
+    let array = one_error(&WITH_PARAMS.replace("limit = 10", "limit = [1, 2]"));
+    assert!(array.contains("a parameter is one value"), "{array}");
+}

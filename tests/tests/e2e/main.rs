@@ -10,6 +10,7 @@ mod fuzz;
 mod incremental;
 mod matrix;
 mod odata;
+mod params;
 mod pipelines;
 mod quickstart;
 mod safety;

@@ -241,7 +241,7 @@ impl Column {
 }
 
 /// A string literal under `NO_BACKSLASH_ESCAPES`: quotes doubled; a NUL byte goes as hex.
-fn quote(value: &str, out: &mut String) {
+pub(crate) fn quote(value: &str, out: &mut String) {
     if value.contains('\0') {
         out.push_str("_utf8mb4 X'");
         for b in value.as_bytes() {

@@ -79,6 +79,11 @@ pub async fn connect(db: &DbConfig) -> Result<Client> {
     if config.get_application_name().is_none() {
         config.application_name("ferry");
     }
+    // Sessions run in UTC, as MySQL's do: a naive timestamp (a parameter, a staged value) means
+    // the same instant whatever the server's own TimeZone is.
+    if config.get_options().is_none() {
+        config.options("-c TimeZone=UTC");
+    }
     config.connect_timeout(std::time::Duration::from_secs(15));
     let connected = match db.tls {
         TlsMode::Disable => {
