@@ -532,11 +532,20 @@ async fn account(
 fn source_rows(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<u64> {
     let children = plan.children();
     if children.is_empty() {
-        return match plan.metrics().and_then(|m| m.output_rows()) {
-            Some(rows) => Some(rows as u64),
-            None if matches!(plan.name(), "PlaceholderRowExec" | "EmptyExec") => Some(0),
-            None => None,
-        };
+        if let Some(rows) = plan.metrics().and_then(|m| m.output_rows()) {
+            return Some(rows as u64);
+        }
+        // A source that keeps no metrics (rows in memory: a workbook) knows its rows exactly.
+        let stats = datafusion::physical_plan::statistics::StatisticsContext::new().compute(
+            plan,
+            &datafusion::physical_plan::statistics::StatisticsArgs::new(),
+        );
+        let exact = stats.ok().and_then(|s| match s.num_rows {
+            datafusion::common::stats::Precision::Exact(n) => Some(n as u64),
+            _ => None,
+        });
+        tracing::debug!(source = plan.name(), rows = ?exact, "a source without metrics");
+        return exact;
     }
     children.into_iter().map(|c| source_rows(c.as_ref())).sum()
 }
