@@ -99,6 +99,13 @@ async fn quickstart_lands_exactly_what_datafusion_computes() {
     );
     assert_eq!(landed, expected);
     assert_eq!(report.rows_written as usize, expected.len());
+    // Rows read are what the sources gave (3,000 orders, 200 customers, 8 regions); the last
+    // step's rows are its own figure.
+    assert_eq!(
+        (report.rows_read, report.rows_out),
+        (3_208, expected.len() as u64),
+        "{report}"
+    );
 
     // Run again: upsert by customer_id leaves the same table, no duplicates.
     let again = run(&pipeline).await;
