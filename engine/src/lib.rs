@@ -1,8 +1,10 @@
 //! Ferry's engine: pipeline files (`spec`), planning on DataFusion (`plan`), the partitioned run
-//! (`run`), bookkeeping in Delta tables (`book`) and the command line (`cli`). Connectors live in the `ferry-connectors` crate.
+//! (`run`), bookkeeping in Delta tables (`book`), the scheduler (`schedule`), the dropbox
+//! (`dropbox`) and the command line (`cli`). Connectors live in the `ferry-connectors` crate.
 
 pub mod book;
 pub mod cli;
+pub mod dropbox;
 pub mod plan;
 pub mod run;
 pub mod schedule;

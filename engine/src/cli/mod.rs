@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod book;
 mod connectors;
+mod dropbox;
 pub mod dry_run;
 mod emulate;
 mod job_history;
@@ -191,6 +192,10 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// A dropbox: a folder where business users drop workbooks (and a JSON of options) for Ferry to
+    /// stage, migrate in order, archive, and hand the refused rows back.
+    #[command(subcommand, after_help = DROPBOX_HELP)]
+    Dropbox(DropboxCommand),
     /// Emulate a target service on this machine.
     #[command(subcommand)]
     Emulate(EmulateCommand),
@@ -280,6 +285,44 @@ pub enum JobsCommand {
     Disable { job: String },
     /// Stop a job for good: its file is renamed `<file>.deleted`; its history stays.
     Delete { job: String },
+}
+
+const DROPBOX_HELP: &str = r#"A dropbox folder:
+  dropbox.toml   the target connection and options (`ferry dropbox init DIR` writes one)
+  inbox/         drop xlsx, csv or parquet files here, and a JSON of options:
+                 { "accounts.xlsx": { "target_entity": "account", "key": ["accountnumber"] },
+                   "contacts.xlsx": { "after": ["account"], "rename": { "Account No": "accountnumber" } } }
+  archive/       every file taken, under a timestamped name
+  rejected/      files that could not be read, each with <name>.error.txt
+  outbox/        <entity>.quarantine.xlsx: the refused rows; correct them and drop the file back
+
+Examples:
+  ferry dropbox init drop --url postgres://loader@db/crm
+  ferry dropbox run drop        # what is there now, then exit (a scheduled job can do this)
+  ferry dropbox watch drop      # keeps going: each drop taken once it stops changing
+  ferry dropbox status drop"#;
+
+#[derive(Subcommand)]
+pub enum DropboxCommand {
+    /// Create a dropbox folder: dropbox.toml (edit its connection) and inbox/.
+    Init {
+        dir: PathBuf,
+        /// The target connection's URL.
+        #[arg(long, default_value = "sqlite://out/target.db")]
+        url: String,
+    },
+    /// Take what the inbox holds now, migrate it, and exit. Exit codes as `ferry run`: 0 all
+    /// landed, 3 rows refused (see outbox/), 1 a migration failed, 2 a file or option was wrong.
+    Run { dir: PathBuf },
+    /// Take each drop once it is stable, until Ctrl-C or SIGTERM.
+    Watch { dir: PathBuf },
+    /// Every file the dropbox has seen: its entity, status, rows staged / written / refused, the
+    /// first error, where it was archived.
+    Status {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -403,6 +446,12 @@ pub async fn main(cli: Cli) -> ExitCode {
             JobsCommand::Enable { job } => schedule::set_enabled(&dir, &job, true),
             JobsCommand::Disable { job } => schedule::set_enabled(&dir, &job, false),
             JobsCommand::Delete { job } => schedule::delete(&dir, &job),
+        },
+        Command::Dropbox(command) => match command {
+            DropboxCommand::Init { dir, url } => dropbox::init(&dir, &url),
+            DropboxCommand::Run { dir } => dropbox::run(&dir).await,
+            DropboxCommand::Watch { dir } => dropbox::watch(&dir).await,
+            DropboxCommand::Status { dir, json } => dropbox::status(&dir, json).await,
         },
         Command::Emulate(EmulateCommand::Dynamics(args)) => emulate::dynamics(args).await,
         Command::Connectors => connectors::list(),

@@ -4,6 +4,7 @@
 
 mod bookkeeping;
 mod capabilities;
+mod dropbox;
 mod emulator;
 mod files;
 mod fuzz;

@@ -1,0 +1,208 @@
+//! The two configurations of a dropbox: `dropbox.toml` (the folder's own: the target connection and
+//! how deliveries are handled), and the JSON a business user drops beside the workbooks (file name ->
+//! options, the seed's shape). A JSON that does not parse or names an option that does not exist is
+//! refused whole, with the line and column named.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `DIR/dropbox.toml`.
+#[derive(Debug, Clone)]
+pub struct Dropbox {
+    pub dir: PathBuf,
+    pub name: String,
+    /// Where bookkeeping, staging and the generated pipelines go (default `DIR/.ferry`).
+    pub state_dir: PathBuf,
+    /// The target connection's name and its keys, as written (`${VAR}` unexpanded).
+    pub connection: (String, toml::Table),
+    pub options: Options,
+}
+
+/// `[dropbox]` of `dropbox.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// The connection every entity is written to.
+    pub connection: String,
+    /// After each entity, its refused rows as `outbox/<entity>.quarantine.xlsx`.
+    #[serde(default = "yes")]
+    pub download_quarantine: bool,
+    /// A file is taken once its size and time have not changed for this long.
+    #[serde(default = "two_seconds")]
+    pub stable_for: String,
+    /// Create a missing target table (SQL targets) from the staged columns.
+    #[serde(default = "yes")]
+    pub create: bool,
+    /// The write mode of an entity without one in the delivery's JSON: upsert with a `key`,
+    /// insert without.
+    pub mode: Option<String>,
+    pub batch_size: Option<usize>,
+    pub workers: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn two_seconds() -> String {
+    "2s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDropbox {
+    name: String,
+    state_dir: Option<String>,
+    #[serde(default)]
+    connections: BTreeMap<String, toml::Table>,
+    dropbox: Options,
+}
+
+impl Dropbox {
+    pub fn load(dir: &Path) -> Result<Dropbox, String> {
+        let file = dir.join("dropbox.toml");
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            format!(
+                "cannot read {}: {e} (`ferry dropbox init {}` writes one)",
+                file.display(),
+                dir.display()
+            )
+        })?;
+        let raw: RawDropbox = toml::from_str(&text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!(":{}", text[..s.start].matches('\n').count() + 1))
+                .unwrap_or_default();
+            format!("{}{at}: {}", file.display(), e.message())
+        })?;
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let Some(keys) = raw.connections.get(&raw.dropbox.connection) else {
+            return Err(format!(
+                "{}: [dropbox] connection = \"{}\" is not one of its [connections]",
+                file.display(),
+                raw.dropbox.connection
+            ));
+        };
+        if crate::spec::parse_duration(&raw.dropbox.stable_for).is_none() {
+            return Err(format!(
+                "{}: stable_for = \"{}\" is not a duration (\"2s\", \"1m\")",
+                file.display(),
+                raw.dropbox.stable_for
+            ));
+        }
+        let state_dir = match &raw.state_dir {
+            Some(s) => dir.join(s),
+            None => dir.join(".ferry"),
+        };
+        Ok(Dropbox {
+            name: raw.name,
+            state_dir,
+            connection: (raw.dropbox.connection.clone(), keys.clone()),
+            options: raw.dropbox,
+            dir,
+        })
+    }
+
+    pub fn stable_for(&self) -> Duration {
+        crate::spec::parse_duration(&self.options.stable_for).unwrap_or(Duration::from_secs(2))
+    }
+
+    pub fn inbox(&self) -> PathBuf {
+        self.dir.join("inbox")
+    }
+    pub fn archive(&self) -> PathBuf {
+        self.dir.join("archive")
+    }
+    pub fn rejected(&self) -> PathBuf {
+        self.dir.join("rejected")
+    }
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.join("outbox")
+    }
+    /// Ferry's own files: staging, manifest, generated pipelines.
+    pub fn work(&self) -> PathBuf {
+        self.state_dir.join("dropbox")
+    }
+}
+
+/// One file's options in a delivery's JSON.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileOptions {
+    /// The table or entity set (default: the file's name without its extension).
+    pub target_entity: Option<String>,
+    /// Restart the entity from the beginning with this file, even if an earlier file of it is
+    /// not done.
+    #[serde(default)]
+    pub overwrite: bool,
+    /// All of the entity or none.
+    #[serde(default)]
+    pub atomic: bool,
+    /// F&O: the legal entity (company) the rows belong to.
+    pub legal_entity: Option<String>,
+    /// The worksheet (default: the first).
+    pub sheet: Option<String>,
+    /// The alternate key: the entity is upserted on it.
+    pub key: Option<Vec<String>>,
+    /// insert | upsert | truncate | sync.
+    pub mode: Option<String>,
+    /// Lower goes first.
+    pub order: Option<i64>,
+    /// Entities that must land first.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Column renames: workbook header -> target column.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+}
+
+/// A delivery's JSON: file name -> options.
+pub type Delivery = BTreeMap<String, FileOptions>;
+
+/// Reads a delivery's JSON; the error names the line and column and what is wrong.
+pub fn read_delivery(file: &Path) -> Result<Delivery, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{}: cannot be read: {e}", file.display()))?;
+    serde_json::from_str::<Delivery>(&text).map_err(|e| {
+        format!(
+            "{}:{}:{}: {e}\nthe options of a file are: target_entity, overwrite, atomic, legal_entity, sheet, key, mode, order, after, rename",
+            file.display(),
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+/// The `dropbox.toml` that `ferry dropbox init` writes.
+pub fn template(url: &str) -> String {
+    format!(
+        r#"# A dropbox: business users drop workbooks (xlsx, csv, parquet) into inbox/, with an optional
+# JSON file of options per workbook; `ferry dropbox run .` stages, migrates (in order), archives
+# them, and writes the rows the target refused into outbox/<entity>.quarantine.xlsx.
+name = "dropbox"
+
+[connections.target]
+url = "{url}"
+# password = "${{TARGET_PASSWORD}}"     # secrets by reference only
+
+[dropbox]
+connection = "target"
+download_quarantine = true              # refused rows handed back as a workbook
+stable_for = "2s"                       # a file still being copied is not taken
+create = true                           # SQL targets: create a missing table
+# mode = "upsert"                       # default: upsert with a key, insert without
+# batch_size = 1000
+# workers = 4
+
+# A delivery's JSON (any *.json in inbox/), the options of each workbook:
+# {{
+#   "accounts.xlsx": {{ "target_entity": "account", "key": ["accountnumber"], "order": 1 }},
+#   "contacts.xlsx": {{ "target_entity": "contact", "after": ["account"], "overwrite": true,
+#                      "rename": {{ "Account No": "accountnumber" }} }}
+# }}
+"#
+    )
+}

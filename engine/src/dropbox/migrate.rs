@@ -1,0 +1,222 @@
+//! Migration of staged entities: each is an ordinary pipeline (its staging table into the dropbox's
+//! target connection), written to `<work>/pipelines/<entity>.toml` so that a person can run, log or
+//! quarantine it by hand, with its own run lock, history, log and resumption. Entities go in order:
+//! `order`, then `after` (parents before the entities whose lookups point to them), then the order
+//! the files were dropped.
+
+use std::path::{Path, PathBuf};
+
+use super::config::{Dropbox, FileOptions};
+use super::stage::staging_path;
+use crate::run::{RunReport, RunSettings};
+use crate::spec::Pipeline;
+
+/// The largest entity `atomic = true` takes on an OData service: one changeset holds at most 1,000
+/// operations.
+pub const ATOMIC_LIMIT: u64 = 1_000;
+
+/// Where an entity's generated pipeline is.
+pub fn pipeline_path(dropbox: &Dropbox, entity: &str) -> PathBuf {
+    dropbox
+        .work()
+        .join("pipelines")
+        .join(format!("{entity}.toml"))
+}
+
+/// The target connection's URL scheme: sqlite, postgres, mysql, http(s) (OData).
+fn scheme(dropbox: &Dropbox) -> String {
+    dropbox
+        .connection
+        .1
+        .get("url")
+        .and_then(|u| u.as_str())
+        .and_then(|u| u.split_once("://"))
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+pub fn is_odata(dropbox: &Dropbox) -> bool {
+    matches!(scheme(dropbox).as_str(), "http" | "https")
+}
+
+/// The pipeline that migrates `entity` from its staging table, for the file `file` (content
+/// `hash`, named in the first line, so that another file's run is another run).
+pub fn pipeline_text(
+    dropbox: &Dropbox,
+    entity: &str,
+    file: &str,
+    hash: &str,
+    options: &FileOptions,
+    rows: u64,
+) -> Result<String, String> {
+    let (connection, keys) = &dropbox.connection;
+    let mut keys = keys.clone();
+    // A relative SQLite path is the dropbox folder's, not the generated file's.
+    if let Some(url) = keys.get("url").and_then(|u| u.as_str()).map(str::to_string)
+        && let Some(path) = url.strip_prefix("sqlite://")
+        && !path.starts_with('/')
+    {
+        let absolute = dropbox.dir.join(path);
+        keys.insert(
+            "url".into(),
+            toml::Value::String(format!("sqlite://{}", absolute.display())),
+        );
+    }
+    let mut doc = toml::Table::new();
+    doc.insert("name".into(), format!("{}-{entity}", dropbox.name).into());
+    doc.insert(
+        "state_dir".into(),
+        dropbox.state_dir.display().to_string().into(),
+    );
+    let mut connections = toml::Table::new();
+    connections.insert(connection.clone(), toml::Value::Table(keys));
+    doc.insert("connections".into(), connections.into());
+    let mut staged = toml::Table::new();
+    staged.insert(
+        "path".into(),
+        staging_path(&dropbox.work(), entity)
+            .display()
+            .to_string()
+            .into(),
+    );
+    staged.insert("format".into(), "delta".into());
+    let mut sources = toml::Table::new();
+    sources.insert("staged".into(), staged.into());
+    doc.insert("sources".into(), sources.into());
+    let mut target = toml::Table::new();
+    target.insert("connection".into(), connection.clone().into());
+    target.insert("table".into(), entity.into());
+    let key = options.key.clone().unwrap_or_default();
+    let mode = options
+        .mode
+        .clone()
+        .or_else(|| dropbox.options.mode.clone())
+        .unwrap_or_else(|| if key.is_empty() { "insert" } else { "upsert" }.into());
+    target.insert("mode".into(), mode.into());
+    if !key.is_empty() {
+        target.insert(
+            "key".into(),
+            toml::Value::Array(key.into_iter().map(Into::into).collect()),
+        );
+    }
+    if !is_odata(dropbox) {
+        target.insert("create".into(), dropbox.options.create.into());
+    }
+    if let Some(size) = dropbox.options.batch_size {
+        target.insert("batch_size".into(), (size as i64).into());
+    }
+    if let Some(workers) = dropbox.options.workers {
+        target.insert("workers".into(), (workers as i64).into());
+    }
+    if let Some(company) = options.legal_entity.as_deref().filter(|c| !c.is_empty()) {
+        if !is_odata(dropbox) {
+            return Err(
+                "legal_entity applies to Finance & Operations targets (kind = \"fno\")".into(),
+            );
+        }
+        target.insert("legal_entity".into(), company.into());
+    }
+    if options.atomic {
+        if !is_odata(dropbox) {
+            return Err(
+                "atomic = true is built for OData targets (one changeset); on a SQL target it is not yet: remove it".into(),
+            );
+        }
+        if rows > ATOMIC_LIMIT {
+            return Err(format!(
+                "atomic = true: {rows} records do not fit one changeset (at most {ATOMIC_LIMIT}); split the file or remove atomic"
+            ));
+        }
+        target.insert("atomic".into(), true.into());
+        target.insert("batch_size".into(), (ATOMIC_LIMIT as i64).into());
+        target.insert("workers".into(), 1i64.into());
+    }
+    doc.insert("target".into(), target.into());
+    let body = toml::to_string(&doc).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "# Written by `ferry dropbox run` for {file} (sha256 {hash}); written again for each file.\n{body}"
+    ))
+}
+
+/// Writes the entity's pipeline and reads it back as Ferry reads any pipeline file.
+pub fn write_pipeline(path: &Path, text: &str) -> Result<Pipeline, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Pipeline::load(path).map_err(|e| e.to_string())
+}
+
+/// Runs an entity's pipeline: resumed when an earlier run of the same file did not finish, from
+/// the beginning with `overwrite`.
+pub async fn run_entity(pipeline: &Pipeline, overwrite: bool) -> Result<RunReport, String> {
+    let settings = RunSettings {
+        progress: true,
+        fresh: overwrite,
+        confirmed: true,
+    };
+    crate::run::run(pipeline, &settings)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The entities in the order they are migrated: `order` (lower first), then the order given, with
+/// each entity after those its `after` names. A cycle is an error naming it.
+pub fn in_order(
+    entities: Vec<(String, FileOptions)>,
+) -> Result<Vec<(String, FileOptions)>, String> {
+    let mut left = entities;
+    left.sort_by_key(|(_, o)| o.order.unwrap_or(i64::MAX));
+    let names: Vec<String> = left.iter().map(|(e, _)| e.clone()).collect();
+    let mut done: Vec<(String, FileOptions)> = Vec::new();
+    while !left.is_empty() {
+        let ready = left.iter().position(|(_, o)| {
+            o.after
+                .iter()
+                .all(|a| !names.contains(a) || done.iter().any(|(d, _)| d == a))
+        });
+        match ready {
+            Some(i) => done.push(left.remove(i)),
+            None => {
+                let stuck: Vec<String> = left.iter().map(|(e, _)| e.clone()).collect();
+                return Err(format!(
+                    "the entities {} wait for each other (after): no order lands them",
+                    stuck.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entity(name: &str, order: Option<i64>, after: &[&str]) -> (String, FileOptions) {
+        (
+            name.to_string(),
+            FileOptions {
+                order,
+                after: after.iter().map(|a| a.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn parents_land_before_the_entities_that_point_to_them() {
+        let order = in_order(vec![
+            entity("contact", None, &["account"]),
+            entity("order", Some(5), &["contact"]),
+            entity("account", None, &[]),
+            entity("currency", Some(1), &[]),
+        ])
+        .unwrap();
+        let names: Vec<&str> = order.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["currency", "account", "contact", "order"]);
+        let cycle = in_order(vec![entity("a", None, &["b"]), entity("b", None, &["a"])]);
+        assert!(cycle.unwrap_err().contains("a, b wait for each other"));
+    }
+}

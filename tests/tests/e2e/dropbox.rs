@@ -1,0 +1,353 @@
+//! `ferry dropbox`: a delivery of workbooks and a JSON of options lands in lookup order in a real
+//! PostgreSQL (foreign keys would refuse any other order), the refused rows come back as a workbook
+//! and, corrected, land; a duplicate is recognised; a bad JSON rejects the delivery whole; a killed
+//! run is run again with nothing lost or doubled; a file still being written is not taken; `watch`
+//! takes a drop once it is stable.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+
+use ferry_tests::db::{Server, TestDb};
+use ferry_tests::{Workspace, ferry_command, read_workbook, rows, sqlite_rows, write_workbook};
+use rust_xlsxwriter::{ExcelDateTime, Format, Formula, Workbook};
+
+/// Runs `ferry ARGS`; returns (exit code, what it printed).
+fn ferry(args: &[&str]) -> (i32, String) {
+    let out = ferry_command().args(args).output().expect("ferry runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A dropbox folder writing to `url`, files taken once unchanged for `stable_for`.
+fn dropbox(ws: &Workspace, url: &str, stable_for: &str, extra: &str) -> String {
+    ws.write(
+        "drop/dropbox.toml",
+        format!(
+            r#"name = "crm-load"
+[connections.target]
+url = "{url}"
+[dropbox]
+connection = "target"
+stable_for = "{stable_for}"
+{extra}
+"#
+        ),
+    );
+    std::fs::create_dir_all(ws.join("drop/inbox")).unwrap();
+    ws.join("drop").display().to_string()
+}
+
+/// The accounts workbook as a business user saves it: codes with leading zeros as text, a date
+/// cell, a formula, and an empty row in the middle.
+fn accounts_workbook(path: &Path) {
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    for (c, h) in ["Account No", "Name", "Opened"].iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    sheet.write_string(1, 0, "00123").unwrap();
+    sheet.write_string(1, 1, "Acme").unwrap();
+    let day = ExcelDateTime::from_ymd(2024, 2, 29).unwrap();
+    sheet.write_datetime_with_format(1, 2, &day, &date).unwrap();
+    // Row 3 is left empty.
+    sheet.write_string(3, 0, "00456").unwrap();
+    sheet
+        .write_formula(3, 1, Formula::new("=\"Glo\"&\"bex\"").set_result("Globex"))
+        .unwrap();
+    let day = ExcelDateTime::from_ymd(2025, 12, 31).unwrap();
+    sheet.write_datetime_with_format(3, 2, &day, &date).unwrap();
+    book.save(path).unwrap();
+}
+
+fn text_workbook(path: &Path, header: &[&str], body: &[&[&str]]) {
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let body: Vec<Vec<String>> = body
+        .iter()
+        .map(|r| r.iter().map(|v| v.to_string()).collect())
+        .collect();
+    write_workbook(path, &header, &body, &[]);
+}
+
+const DELIVERY: &str = r#"{
+  "c_accounts.xlsx": {
+    "target_entity": "account",
+    "key": ["accountnumber"],
+    "rename": { "Account No": "accountnumber", "Name": "name", "Opened": "opened" }
+  },
+  "b_contacts.xlsx": { "target_entity": "contact", "key": ["email"], "after": ["account"] },
+  "a_notes.csv": { "target_entity": "note", "key": ["id"], "after": ["contact"] }
+}"#;
+
+/// Three entities whose foreign keys admit one order only; the files are named so that their
+/// alphabetical order is the wrong one.
+async fn crm(db: &TestDb) {
+    db.exec(
+        "CREATE TABLE account (accountnumber TEXT PRIMARY KEY, name TEXT NOT NULL, opened DATE); \
+         CREATE TABLE contact (email TEXT PRIMARY KEY, accountnumber TEXT NOT NULL REFERENCES account, fullname TEXT); \
+         CREATE TABLE note (id BIGINT PRIMARY KEY, email TEXT REFERENCES contact, body TEXT)",
+    )
+    .await;
+}
+
+fn deliver(ws: &Workspace) {
+    accounts_workbook(&ws.join("drop/inbox/c_accounts.xlsx"));
+    text_workbook(
+        &ws.join("drop/inbox/b_contacts.xlsx"),
+        &["email", "accountnumber", "fullname"],
+        &[
+            &["ann@acme.test", "00123", "Ann"],
+            &["bob@globex.test", "00456", "Bob"],
+            // No such account: refused by the foreign key, handed back.
+            &["cy@nowhere.test", "00999", "Cy"],
+        ],
+    );
+    ws.write(
+        "drop/inbox/a_notes.csv",
+        "id,email,body\n1,ann@acme.test,called\n2,bob@globex.test,\"wrote, twice\"\n",
+    );
+    ws.write("drop/inbox/delivery.json", DELIVERY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_lands_in_lookup_order_and_its_refused_rows_come_back_and_land() {
+    let db = TestDb::new(Server::Postgres).await;
+    crm(&db).await;
+    let ws = Workspace::new();
+    let drop = dropbox(&ws, &db.url(), "0s", "");
+    deliver(&ws);
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 3, "one contact is refused: {printed}");
+    assert_eq!(
+        db.rows("SELECT accountnumber, name, opened::text FROM account")
+            .await,
+        rows(&[
+            &["00123", "Acme", "2024-02-29"],
+            &["00456", "Globex", "2025-12-31"]
+        ]),
+        "{printed}"
+    );
+    assert_eq!(
+        db.rows("SELECT email, accountnumber FROM contact").await,
+        rows(&[&["ann@acme.test", "00123"], &["bob@globex.test", "00456"]])
+    );
+    assert_eq!(
+        db.rows("SELECT id, email, body FROM note").await,
+        rows(&[
+            &["1", "ann@acme.test", "called"],
+            &["2", "bob@globex.test", "wrote, twice"]
+        ])
+    );
+    // Everything taken was archived; the inbox is empty.
+    assert_eq!(std::fs::read_dir(ws.join("drop/inbox")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(ws.join("drop/archive")).unwrap().count(),
+        4
+    );
+    // The manifest, as `status --json` gives it.
+    let (code, status) = ferry(&["dropbox", "status", &drop, "--json"]);
+    assert_eq!(code, 0, "{status}");
+    let entries: Vec<serde_json::Value> = status
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |file: &str| entries.iter().find(|e| e["file"] == file).unwrap().clone();
+    assert_eq!(of("c_accounts.xlsx")["status"], "done");
+    assert_eq!(
+        of("c_accounts.xlsx")["rows_staged"],
+        2,
+        "the empty row is skipped"
+    );
+    assert_eq!(of("b_contacts.xlsx")["status"], "partial");
+    assert_eq!(of("b_contacts.xlsx")["rows_quarantined"], 1);
+    assert_eq!(of("a_notes.csv")["status"], "done");
+
+    // The refused contact is handed back; corrected and dropped back, it lands.
+    let handed = ws.join("drop/outbox/contact.quarantine.xlsx");
+    let (header, body) = read_workbook(&handed);
+    assert_eq!(body.len(), 1, "{body:?}");
+    let account = header.iter().position(|h| h == "accountnumber").unwrap();
+    let mut corrected = body.clone();
+    assert_eq!(corrected[0][account], "00999");
+    corrected[0][account] = "00456".into();
+    write_workbook(
+        &ws.join("drop/inbox/contact.quarantine.xlsx"),
+        &header,
+        &corrected,
+        &[],
+    );
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 0, "{printed}");
+    assert_eq!(
+        db.rows("SELECT email, accountnumber FROM contact").await,
+        rows(&[
+            &["ann@acme.test", "00123"],
+            &["bob@globex.test", "00456"],
+            &["cy@nowhere.test", "00456"]
+        ])
+    );
+
+    // The same workbook dropped again (the archived bytes, under another name): recognised by
+    // its content, archived, not migrated.
+    let archived = std::fs::read_dir(ws.join("drop/archive"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-c_accounts.xlsx"))
+        .unwrap();
+    std::fs::copy(archived, ws.join("drop/inbox/accounts again.xlsx")).unwrap();
+    db.exec("UPDATE account SET name = 'Acme Corp' WHERE accountnumber = '00123'")
+        .await;
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 0, "{printed}");
+    assert!(
+        printed.contains("the same content as c_accounts.xlsx"),
+        "{printed}"
+    );
+    assert_eq!(
+        db.rows("SELECT name FROM account WHERE accountnumber = '00123'")
+            .await,
+        rows(&[&["Acme Corp"]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_dropbox_run_is_run_again_with_nothing_lost_or_doubled() {
+    let db = TestDb::new(Server::Postgres).await;
+    crm(&db).await;
+    let ws = Workspace::new();
+    // One row a batch: the run is killed inside the second entity.
+    let drop = dropbox(&ws, &db.url(), "0s", "batch_size = 1");
+    deliver(&ws);
+    let mut child = ferry_command()
+        .args(["dropbox", "run", &drop])
+        .env("FERRY_PAUSE_AT", "batch_written:3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let paused = stderr
+        .lines()
+        .any(|l| l.unwrap().starts_with("ferry: paused at"));
+    assert!(paused, "the run never reached its third batch");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 3, "{printed}");
+    assert_eq!(
+        db.rows("SELECT count(*), count(DISTINCT accountnumber) FROM account")
+            .await,
+        rows(&[&["2", "2"]])
+    );
+    assert_eq!(
+        db.rows("SELECT email FROM contact").await,
+        rows(&[&["ann@acme.test"], &["bob@globex.test"]]),
+        "{printed}"
+    );
+    assert_eq!(db.rows("SELECT count(*) FROM note").await, rows(&[&["2"]]));
+    // One refused row in the handed-back workbook, not two.
+    let (_, body) = read_workbook(&ws.join("drop/outbox/contact.quarantine.xlsx"));
+    assert_eq!(body.len(), 1, "{body:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_json_rejects_its_delivery_whole_naming_the_line() {
+    let ws = Workspace::new();
+    let drop = dropbox(&ws, "sqlite://out/crm.db", "0s", "");
+    ws.write("drop/inbox/items.csv", "id,name\n1,a\n");
+    ws.write(
+        "drop/inbox/delivery.json",
+        "{\n  \"items.csv\": {\n    \"target_entity\": \"item\",\n    \"overwrite_all\": true\n  }\n}\n",
+    );
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 2, "{printed}");
+    assert!(!ws.join("drop/out/crm.db").exists(), "nothing was written");
+    let rejected: Vec<String> = std::fs::read_dir(ws.join("drop/rejected"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        rejected.len(),
+        4,
+        "both files and their reasons: {rejected:?}"
+    );
+    let note = rejected
+        .iter()
+        .find(|n| n.ends_with("delivery.json.error.txt"))
+        .unwrap();
+    let why = std::fs::read_to_string(ws.join("drop/rejected").join(note)).unwrap();
+    assert!(
+        why.contains("delivery.json:4:") && why.contains("unknown field `overwrite_all`"),
+        "{why}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_still_being_written_wait_and_an_unreadable_workbook_is_rejected() {
+    let ws = Workspace::new();
+    let drop = dropbox(&ws, "sqlite://out/crm.db", "2s", "");
+    ws.write("drop/inbox/items.csv", "id,name\n1,a\n2,b\n");
+    ws.write("drop/inbox/~$items.xlsx", "a lock file of Excel's");
+    ws.write("drop/inbox/people.csv.part", "id,name\n1,");
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 0, "{printed}");
+    assert!(printed.contains("items.csv: changed 0s ago"), "{printed}");
+    assert!(!ws.join("drop/out/crm.db").exists());
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    ws.write("drop/inbox/broken.xlsx", "not a workbook at all");
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 0, "{printed}");
+    assert_eq!(
+        sqlite_rows(&ws.join("drop/out/crm.db"), "SELECT id, name FROM items"),
+        rows(&[&["1", "a"], &["2", "b"]])
+    );
+    // The temporary names stay where they are; the broken workbook, once stable, is rejected.
+    assert!(ws.join("drop/inbox/~$items.xlsx").exists());
+    assert!(ws.join("drop/inbox/people.csv.part").exists());
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 2, "{printed}");
+    let note = std::fs::read_dir(ws.join("drop/rejected"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("broken.xlsx.error.txt"))
+        .expect("the reason beside the file");
+    let why = std::fs::read_to_string(note).unwrap();
+    assert!(why.contains("broken.xlsx"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_takes_a_drop_once_it_is_stable() {
+    let ws = Workspace::new();
+    let drop = dropbox(&ws, "sqlite://out/crm.db", "1s", "");
+    let mut child = ferry_command()
+        .args(["dropbox", "watch", &drop])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    ws.write("drop/inbox/items.csv", "id,name\n1,a\n");
+    let db = ws.join("drop/out/crm.db");
+    let mut landed = Vec::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if db.exists() {
+            landed = sqlite_rows(&db, "SELECT id, name FROM items");
+            if !landed.is_empty() {
+                break;
+            }
+        }
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let ended = child.wait().unwrap();
+    assert_eq!(landed, rows(&[&["1", "a"]]));
+    assert!(ended.success(), "watch ends cleanly on SIGTERM: {ended:?}");
+}
