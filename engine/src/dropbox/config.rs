@@ -33,8 +33,10 @@ pub struct Options {
     /// A file is taken once its size and time have not changed for this long.
     #[serde(default = "two_seconds")]
     pub stable_for: String,
-    /// Create a missing target table (SQL targets) from the staged columns.
-    #[serde(default = "yes")]
+    /// Create a missing target table (SQL targets) from the staged columns. Off by default: an
+    /// entity the target does not have is refused before anything is written (a misspelt file
+    /// name must not become a new table).
+    #[serde(default)]
     pub create: bool,
     /// The write mode of an entity without one in the delivery's JSON: upsert with a `key`,
     /// insert without.
@@ -192,7 +194,8 @@ url = "{url}"
 connection = "target"
 download_quarantine = true              # refused rows handed back as a workbook
 stable_for = "2s"                       # a file still being copied is not taken
-create = true                           # SQL targets: create a missing table
+# create = true                         # SQL targets: create a missing table (off: an entity the
+#                                       # target does not have is refused before writing)
 # mode = "upsert"                       # default: upsert with a key, insert without
 # batch_size = 1000
 # workers = 4

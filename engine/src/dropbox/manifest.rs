@@ -38,16 +38,6 @@ pub struct Entry {
     pub options: Option<String>,
 }
 
-impl Entry {
-    /// Whether this content of this file needs nothing more.
-    pub fn settled(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "done" | "partial" | "rejected" | "superseded" | "duplicate"
-        )
-    }
-}
-
 fn schema() -> SchemaRef {
     let text = |n: &str, null| Field::new(n, DataType::Utf8, null);
     let long = |n: &str| Field::new(n, DataType::Int64, true);

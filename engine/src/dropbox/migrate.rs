@@ -150,7 +150,9 @@ pub fn write_pipeline(path: &Path, text: &str) -> Result<Pipeline, String> {
 
 /// Runs an entity's pipeline: resumed when an earlier run of the same file did not finish, from
 /// the beginning with `overwrite`.
-pub async fn run_entity(pipeline: &Pipeline, overwrite: bool) -> Result<RunReport, String> {
+/// The error is the exit code `ferry run` would give (2: the entity or its file is wrong, so running
+/// it again cannot help) and the message.
+pub async fn run_entity(pipeline: &Pipeline, overwrite: bool) -> Result<RunReport, (u8, String)> {
     let settings = RunSettings {
         progress: true,
         fresh: overwrite,
@@ -158,7 +160,7 @@ pub async fn run_entity(pipeline: &Pipeline, overwrite: bool) -> Result<RunRepor
     };
     crate::run::run(pipeline, &settings)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| (e.exit_code(), e.to_string()))
 }
 
 /// The entities in the order they are migrated: `order` (lower first), then the order given, with

@@ -61,11 +61,13 @@ pub async fn run_once(dropbox: &Dropbox) -> Result<Outcome, String> {
     }
     let manifest = Manifest::new(&dropbox.work());
     let mut outcome = Outcome::default();
-    // A later file of an entity waits for the earlier one: passes go on while files are staged.
+    // A later file of an entity waits for the earlier one: passes go on while they stage or
+    // migrate something. Each file is migrated at most once a run (a failure waits for the next).
+    let mut attempted: Vec<String> = Vec::new();
     loop {
         let staged = take_files(dropbox, &manifest, &mut outcome).await?;
-        migrate_staged(dropbox, &manifest, &mut outcome).await?;
-        if staged == 0 {
+        let migrated = migrate_staged(dropbox, &manifest, &mut outcome, &mut attempted).await?;
+        if staged == 0 && migrated == 0 {
             break;
         }
     }
@@ -127,7 +129,8 @@ async fn take_files(
             options: serde_json::to_string(&options).ok(),
             ..Default::default()
         };
-        // The same content again (under any name): recognised, not migrated twice.
+        // The same content again (under any name): recognised, not migrated twice. A rejected
+        // file may come again (with corrected options).
         if let Some(seen) = current
             .iter()
             .find(|e| e.hash == hash && !matches!(e.status.as_str(), "rejected" | "superseded"))
@@ -151,7 +154,9 @@ async fn take_files(
         // An entity with a file still on its way waits for it, unless this one overwrites it.
         let pending: Vec<&Entry> = current
             .iter()
-            .filter(|e| e.entity == entity && matches!(e.status.as_str(), "staged" | "migrating"))
+            .filter(|e| {
+                e.entity == entity && matches!(e.status.as_str(), "staged" | "migrating" | "failed")
+            })
             .collect();
         if taken_entities.contains(&entity) || (!pending.is_empty() && !options.overwrite) {
             let why = match pending.first() {
@@ -161,6 +166,7 @@ async fn take_files(
                 ),
                 None => format!("waits until the file of {entity} taken with it is done"),
             };
+            say(&format!("{}: {why}", file.name));
             outcome.waiting.push((file.name.clone(), why));
             continue;
         }
@@ -201,20 +207,25 @@ async fn take_files(
     Ok(staged)
 }
 
-/// Migrates every staged entity not done yet, in order.
+/// Migrates every staged entity not done yet and not `attempted` in this run, in order; returns
+/// how many it ran.
 async fn migrate_staged(
     dropbox: &Dropbox,
     manifest: &Manifest,
     outcome: &mut Outcome,
-) -> Result<(), String> {
+    attempted: &mut Vec<String>,
+) -> Result<usize, String> {
     let entries = manifest.entries().await.map_err(|e| e.to_string())?;
     let waiting: Vec<Entry> = latest(&entries)
         .into_iter()
-        .filter(|e| matches!(e.status.as_str(), "staged" | "migrating"))
+        .filter(|e| matches!(e.status.as_str(), "staged" | "migrating" | "failed"))
+        .filter(|e| !attempted.contains(&e.hash))
         .collect();
     if waiting.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
+    attempted.extend(waiting.iter().map(|e| e.hash.clone()));
+    let mut ran = 0;
     let options = |e: &Entry| -> FileOptions {
         e.options
             .as_deref()
@@ -227,7 +238,14 @@ async fn migrate_staged(
             .map(|e| (e.entity.clone(), options(e)))
             .collect(),
     )?;
+    // Entities whose parents did not land wait for the next run (their rows point to them).
+    let mut blocked: Vec<String> = Vec::new();
     for (entity, opts) in ordered {
+        if let Some(parent) = opts.after.iter().find(|a| blocked.contains(a)) {
+            say(&format!("{entity}: waits, {parent} did not land"));
+            blocked.push(entity.clone());
+            continue;
+        }
         let entry = waiting
             .iter()
             .find(|e| e.entity == entity)
@@ -283,7 +301,15 @@ async fn migrate_staged(
                     outcome.failed = true;
                 }
             }
-            Err(why) => {
+            // The entity or its rows are wrong (no such table, a column the target lacks):
+            // rejected; drop the file again, corrected. Anything else is tried again next run.
+            Err((2, why)) => {
+                say(&format!("{entity}: rejected: {why}"));
+                ended.status = "rejected".into();
+                ended.error = Some(why.clone());
+                outcome.rejected.push((entry.file.clone(), why));
+            }
+            Err((_, why)) => {
                 say(&format!("{entity}: {why}"));
                 ended.status = "failed".into();
                 ended.error = Some(why);
@@ -295,12 +321,12 @@ async fn migrate_staged(
         outcome
             .migrated
             .push((entity.clone(), ended.status.clone()));
-        if ended.status == "failed" {
-            // The entities after it may point to its rows: they wait for the next run.
-            break;
+        ran += 1;
+        if matches!(ended.status.as_str(), "failed" | "rejected") {
+            blocked.push(entity.clone());
         }
     }
-    Ok(())
+    Ok(ran)
 }
 
 /// Writes an entity's unresolved quarantine as `outbox/<entity>.quarantine.xlsx`.

@@ -192,6 +192,24 @@ async fn a_delivery_lands_in_lookup_order_and_its_refused_rows_come_back_and_lan
         ])
     );
 
+    // A file named like no table of the target: refused before anything is written.
+    ws.write(
+        "drop/inbox/acounts.csv",
+        "accountnumber,name\n00777,Typo Ltd\n",
+    );
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 2, "{printed}");
+    assert!(printed.contains("acounts"), "{printed}");
+    assert_eq!(
+        db.rows("SELECT count(*) FROM account").await,
+        rows(&[&["2"]])
+    );
+    assert_eq!(
+        db.rows("SELECT count(*) FROM information_schema.tables WHERE table_name = 'acounts'")
+            .await,
+        rows(&[&["0"]])
+    );
+
     // The same workbook dropped again (the archived bytes, under another name): recognised by
     // its content, archived, not migrated.
     let archived = std::fs::read_dir(ws.join("drop/archive"))
@@ -258,7 +276,7 @@ async fn a_killed_dropbox_run_is_run_again_with_nothing_lost_or_doubled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_json_rejects_its_delivery_whole_naming_the_line() {
     let ws = Workspace::new();
-    let drop = dropbox(&ws, "sqlite://out/crm.db", "0s", "");
+    let drop = dropbox(&ws, "sqlite://out/crm.db", "0s", "create = true");
     ws.write("drop/inbox/items.csv", "id,name\n1,a\n");
     ws.write(
         "drop/inbox/delivery.json",
@@ -290,7 +308,7 @@ async fn a_bad_json_rejects_its_delivery_whole_naming_the_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_still_being_written_wait_and_an_unreadable_workbook_is_rejected() {
     let ws = Workspace::new();
-    let drop = dropbox(&ws, "sqlite://out/crm.db", "2s", "");
+    let drop = dropbox(&ws, "sqlite://out/crm.db", "2s", "create = true");
     ws.write("drop/inbox/items.csv", "id,name\n1,a\n2,b\n");
     ws.write("drop/inbox/~$items.xlsx", "a lock file of Excel's");
     ws.write("drop/inbox/people.csv.part", "id,name\n1,");
@@ -324,7 +342,7 @@ async fn files_still_being_written_wait_and_an_unreadable_workbook_is_rejected()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_takes_a_drop_once_it_is_stable() {
     let ws = Workspace::new();
-    let drop = dropbox(&ws, "sqlite://out/crm.db", "1s", "");
+    let drop = dropbox(&ws, "sqlite://out/crm.db", "1s", "create = true");
     let mut child = ferry_command()
         .args(["dropbox", "watch", &drop])
         .stdout(Stdio::null())
@@ -350,4 +368,123 @@ async fn watch_takes_a_drop_once_it_is_stable() {
     let ended = child.wait().unwrap();
     assert_eq!(landed, rows(&[&["1", "a"]]));
     assert!(ended.success(), "watch ends cleanly on SIGTERM: {ended:?}");
+}
+
+/// A dropbox into the Dataverse-like emulator: `atomic` over 1,000 records is refused before
+/// anything is written; within the limit, the entity lands in one changeset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_entities_on_dataverse_fit_one_changeset_or_are_refused_before_writing() {
+    let emu = ferry_tests::quiet_emulator().await;
+    let ws = Workspace::new();
+    let connection = format!(
+        "{}\"\nkind = \"dataverse\"\nauth = \"client_credentials\"\ntoken_url = \"{}\"\nclient_id = \"app-1\"\nclient_secret = \"s3cret",
+        emu.url(),
+        emu.token_url()
+    );
+    let drop = dropbox(&ws, &connection, "0s", "");
+    let csv = |n: usize| {
+        let mut text = String::from("accountnumber,name\n");
+        for i in 0..n {
+            text.push_str(&format!("A-{i:05},Account {i}\n"));
+        }
+        text
+    };
+    ws.write("drop/inbox/accounts.csv", csv(1_200));
+    ws.write(
+        "drop/inbox/delivery.json",
+        r#"{ "accounts.csv": { "key": ["accountnumber"], "atomic": true } }"#,
+    );
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 2, "{printed}");
+    assert!(
+        printed.contains("1200 records do not fit one changeset (at most 1000)"),
+        "{printed}"
+    );
+    let service = emu.url();
+    let none =
+        ferry_tests::odata_records(&service, &emu.token_url(), "accounts", "accountnumber").await;
+    assert!(none.is_empty(), "nothing written: {none:?}");
+
+    ws.write("drop/inbox/accounts.csv", csv(300));
+    ws.write(
+        "drop/inbox/delivery.json",
+        r#"{ "accounts.csv": { "key": ["accountnumber"], "atomic": true } }"#,
+    );
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 0, "{printed}");
+    let landed =
+        ferry_tests::odata_records(&service, &emu.token_url(), "accounts", "accountnumber").await;
+    assert_eq!(landed.len(), 300);
+    assert!(!printed.contains("s3cret"), "{printed}");
+}
+
+/// Kills `ferry dropbox run DIR` at its first written batch.
+fn kill_at_first_batch(drop: &str) {
+    let mut child = ferry_command()
+        .args(["dropbox", "run", drop])
+        .env("FERRY_PAUSE_AT", "batch_written:1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let paused = stderr
+        .lines()
+        .any(|l| l.unwrap().starts_with("ferry: paused at"));
+    assert!(paused, "the run never wrote a batch");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_file_of_an_entity_waits_for_the_first_unless_it_overwrites() {
+    let ws = Workspace::new();
+    let drop = dropbox(
+        &ws,
+        "sqlite://out/crm.db",
+        "0s",
+        "create = true\nbatch_size = 1",
+    );
+    let db = ws.join("drop/out/crm.db");
+    let json = r#"{ "items.csv": { "key": ["id"] } }"#;
+    ws.write("drop/inbox/items.csv", "id,name\n1,a\n2,b\n3,c\n");
+    ws.write("drop/inbox/delivery.json", json);
+    kill_at_first_batch(&drop);
+    // A new version arrives while the first is half-migrated: it waits, the first finishes, then
+    // the new one lands, in the same run.
+    ws.write("drop/inbox/items.csv", "id,name\n1,A\n2,B\n3,C\n4,D\n");
+    ws.write("drop/inbox/delivery.json", json);
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 0, "{printed}");
+    assert!(printed.contains("waits until items.csv"), "{printed}");
+    assert_eq!(
+        sqlite_rows(&db, "SELECT id, name FROM items"),
+        rows(&[&["1", "A"], &["2", "B"], &["3", "C"], &["4", "D"]])
+    );
+    // With overwrite, a new version replaces a half-migrated one at once: it is superseded.
+    ws.write("drop/inbox/items.csv", "id,name\n1,x\n2,y\n3,z\n");
+    ws.write("drop/inbox/delivery.json", json);
+    kill_at_first_batch(&drop);
+    ws.write("drop/inbox/items.csv", "id,name\n1,one\n");
+    ws.write(
+        "drop/inbox/delivery.json",
+        r#"{ "items.csv": { "key": ["id"], "mode": "truncate", "overwrite": true } }"#,
+    );
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 0, "{printed}");
+    assert_eq!(
+        sqlite_rows(&db, "SELECT id, name FROM items"),
+        rows(&[&["1", "one"]])
+    );
+    let (_, status) = ferry(&["dropbox", "status", &drop, "--json"]);
+    let statuses: Vec<String> = status
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(statuses, ["done", "done", "superseded", "done"], "{status}");
 }
