@@ -180,6 +180,17 @@ pub fn read_delivery(file: &Path) -> Result<Delivery, String> {
 
 /// The `dropbox.toml` that `ferry dropbox init` writes.
 pub fn template(url: &str) -> String {
+    // An OData service (Dataverse, or the emulator) signs in with client credentials.
+    let credentials = match url.split_once("/api/data/") {
+        Some((root, _)) if url.starts_with("http") => format!(
+            "kind = \"dataverse\"                     # or \"fno\", \"odata\"\n\
+             auth = \"client_credentials\"\n\
+             token_url = \"{root}/oauth2/v2.0/token\"\n\
+             client_id = \"${{CRM_CLIENT_ID}}\"         # secrets by reference only\n\
+             client_secret = \"${{CRM_CLIENT_SECRET}}\"\n"
+        ),
+        _ => "# password = \"${TARGET_PASSWORD}\"     # secrets by reference only\n".to_string(),
+    };
     format!(
         r#"# A dropbox: business users drop workbooks (xlsx, csv, parquet) into inbox/, with an optional
 # JSON file of options per workbook; `ferry dropbox run .` stages, migrates (in order), archives
@@ -188,8 +199,7 @@ name = "dropbox"
 
 [connections.target]
 url = "{url}"
-# password = "${{TARGET_PASSWORD}}"     # secrets by reference only
-
+{credentials}
 [dropbox]
 connection = "target"
 download_quarantine = true              # refused rows handed back as a workbook

@@ -131,6 +131,14 @@ impl Journal {
         self.book.append(FIRES, vec![batch]).await
     }
 
+    /// Merges the journal's small files (one per fire) so that recording stays fast over months
+    /// of fires; never fails the scheduler (it is tried again later).
+    pub async fn compact(&self) {
+        if let Err(e) = self.book.compact(FIRES).await {
+            tracing::info!(error = %e, "the journal's compaction is left for later");
+        }
+    }
+
     /// Every fire that ended or was skipped, oldest first.
     pub async fn fires(&self) -> Result<Vec<Fire>, ConnectorError> {
         Ok(ended(&self.rows().await?))

@@ -488,3 +488,78 @@ async fn a_second_file_of_an_entity_waits_for_the_first_unless_it_overwrites() {
         .collect();
     assert_eq!(statuses, ["done", "done", "superseded", "done"], "{status}");
 }
+
+/// Finance & Operations: two workbooks of the same entity for two legal entities, each written
+/// to its own company (`legal_entity` -> dataAreaId), the second after the first is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fno_workbooks_land_in_their_legal_entities() {
+    let model = ferry_emulator::model::Model::from_toml(
+        "[sets.CustomersV3]\nentity = \"CustomerV3\"\nkey = \"CustomerId\"\nalternate_keys = [[\"dataAreaId\", \"CustomerAccount\"]]\n\
+         [sets.CustomersV3.attributes]\ndataAreaId = { type = \"string\", max_length = 4, required = true }\n\
+         CustomerAccount = { type = \"string\", max_length = 20 }\nName = { type = \"string\", max_length = 100 }\n",
+    )
+    .unwrap();
+    let emu = ferry_emulator::start(
+        ferry_emulator::Config {
+            model,
+            auth: false,
+            limits: ferry_emulator::limits::Limits::off(),
+            latency: ferry_emulator::Latency::none(),
+            ..ferry_emulator::Config::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let ws = Workspace::new();
+    let drop = dropbox(&ws, &format!("{}\"\nkind = \"fno", emu.url()), "0s", "");
+    text_workbook(
+        &ws.join("drop/inbox/customers-us.xlsx"),
+        &["CustomerAccount", "Name"],
+        &[&["C-001", "Contoso US"], &["C-002", "Fabrikam US"]],
+    );
+    text_workbook(
+        &ws.join("drop/inbox/customers-de.xlsx"),
+        &["CustomerAccount", "Name"],
+        &[&["C-001", "Contoso DE"]],
+    );
+    ws.write(
+        "drop/inbox/delivery.json",
+        r#"{
+  "customers-us.xlsx": { "target_entity": "CustomersV3", "key": ["CustomerAccount"], "legal_entity": "usmf" },
+  "customers-de.xlsx": { "target_entity": "CustomersV3", "key": ["CustomerAccount"], "legal_entity": "demf" }
+}"#,
+    );
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 0, "{printed}");
+    let page: serde_json::Value = reqwest::get(format!(
+        "{}/CustomersV3?$select=dataAreaId,CustomerAccount,Name",
+        emu.url()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let mut landed: Vec<(String, String, String)> = page["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (s("dataAreaId"), s("CustomerAccount"), s("Name"))
+        })
+        .collect();
+    landed.sort();
+    let row = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        landed,
+        [
+            row("demf", "C-001", "Contoso DE"),
+            row("usmf", "C-001", "Contoso US"),
+            row("usmf", "C-002", "Fabrikam US")
+        ],
+        "{printed}"
+    );
+    emu.stop().await;
+}
