@@ -157,6 +157,7 @@ fn read_sheet_unguarded(
             .ok_or_else(|| ConnectorError::fatal(format!("{label} has no worksheet")))?,
     };
     let (header_row, first_col, header, body) = sheet_rows(&mut book, label, &sheet_name)?;
+    refuse_merged_header(&mut book, label, &sheet_name, header_row)?;
     let names = column_names(&header);
     let at = |row: usize, col: usize| {
         format!(
@@ -187,6 +188,36 @@ fn read_sheet_unguarded(
         batches.push(RecordBatch::try_new(schema.clone(), columns)?);
     }
     Ok((schema, batches))
+}
+
+/// A header with merged cells ("Address" over Street and City) names one column for several:
+/// refused with the cells named, before anything is read as data.
+fn refuse_merged_header(
+    book: &mut Sheets<Cursor<Vec<u8>>>,
+    label: &str,
+    sheet: &str,
+    header_row: u32,
+) -> Result<()> {
+    let Sheets::Xlsx(xlsx) = book else {
+        return Ok(());
+    };
+    let Some(Ok(regions)) = xlsx.worksheet_merge_cells(sheet) else {
+        return Ok(());
+    };
+    let merged = regions
+        .iter()
+        .find(|d| d.start.0 <= header_row && header_row <= d.end.0 && (d.start != d.end));
+    match merged {
+        Some(d) => Err(ConnectorError::fatal(format!(
+            "{label}, sheet {sheet}: the header cells {}{}:{}{} are merged",
+            column_letter(d.start.1 as usize),
+            d.start.0 + 1,
+            column_letter(d.end.1 as usize),
+            d.end.0 + 1
+        ))
+        .with_hint("unmerge them and give each column a header of its own, on one row")),
+        None => Ok(()),
+    }
 }
 
 /// The most cells a sheet may bring into memory (its rows with anything in them x the header's

@@ -17,6 +17,7 @@ mod job_history;
 mod preview;
 mod quarantine;
 mod schedule;
+pub use schedule::scheduler_only_variables;
 mod show;
 pub mod validate;
 

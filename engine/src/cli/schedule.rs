@@ -13,12 +13,50 @@ use crate::schedule::jobs::{self, Job};
 use crate::schedule::journal::{Fire, Journal};
 use crate::schedule::runner::{self, Options};
 
+/// Set on the scheduler by itself: glibc's malloc keeps an arena per thread that ever allocated, and
+/// a long-lived process whose threads take turns with short bursts (a Delta commit per fire) sees its
+/// resident memory creep up with fragmentation (200 jobs x 4 fires: 185 MB -> 239 MB; with two
+/// arenas it stays flat). The runs it starts get the environment it was started with.
+const ARENAS: (&str, &str) = ("MALLOC_ARENA_MAX", "2");
+const ARENAS_SET_BY_FERRY: &str = "FERRY_SCHEDULER_ARENAS";
+
+/// Re-executes the scheduler (same process id, same arguments) with [`ARENAS`], unless the
+/// environment already sets MALLOC_ARENA_MAX. Returns only when it could not.
+#[cfg(target_os = "linux")]
+fn with_bounded_arenas() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(ARENAS.0).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let error = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(ARENAS.0, ARENAS.1)
+        .env(ARENAS_SET_BY_FERRY, "1")
+        .exec();
+    tracing::debug!(%error, "the scheduler runs with the default malloc arenas");
+}
+
+#[cfg(not(target_os = "linux"))]
+fn with_bounded_arenas() {}
+
+/// The environment variables a run must not inherit from the scheduler.
+pub fn scheduler_only_variables() -> Vec<&'static str> {
+    match std::env::var_os(ARENAS_SET_BY_FERRY) {
+        Some(_) => vec![ARENAS.0, ARENAS_SET_BY_FERRY],
+        None => vec![],
+    }
+}
+
 pub async fn schedule(
     folder: &Path,
     max_concurrent: Option<usize>,
     clock: Option<String>,
     stop_after: Option<String>,
 ) -> ExitCode {
+    with_bounded_arenas();
     let clock = match clock.as_deref().map(Clock::parse).transpose() {
         Ok(c) => c.unwrap_or_else(Clock::real),
         Err(e) => {

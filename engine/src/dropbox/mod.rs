@@ -293,6 +293,7 @@ async fn migrate_staged(
                 ended.error = report.error.clone();
                 if report.rows_rejected > 0 {
                     outcome.partial = true;
+                    ended.error = ended.error.or(first_refusal(&pipeline).await);
                     if dropbox.options.download_quarantine {
                         hand_back(dropbox, &pipeline, &entity).await;
                     }
@@ -327,6 +328,21 @@ async fn migrate_staged(
         }
     }
     Ok(ran)
+}
+
+/// The first refused row of an entity and why, for the manifest ("row 3: name is required").
+async fn first_refusal(pipeline: &crate::spec::Pipeline) -> Option<String> {
+    let book = crate::book::Book::reader_for(&pipeline.state_dir, &pipeline.name);
+    let rejected = book
+        .rejected(&crate::run::target_name(pipeline))
+        .await
+        .ok()?;
+    let error = rejected.errors.first()?;
+    let more = rejected.errors.len().saturating_sub(1);
+    Some(match more {
+        0 => error.clone(),
+        n => format!("{error} (and {n} more refused rows)"),
+    })
 }
 
 /// Writes an entity's unresolved quarantine as `outbox/<entity>.quarantine.xlsx`.

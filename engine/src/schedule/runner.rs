@@ -563,7 +563,11 @@ async fn start_next(
         .and_then(|()| std::fs::File::create(&log))
         .and_then(|out| {
             let err = out.try_clone()?;
-            tokio::process::Command::new(&options.ferry)
+            let mut command = tokio::process::Command::new(&options.ferry);
+            for variable in crate::cli::scheduler_only_variables() {
+                command.env_remove(variable);
+            }
+            command
                 .arg("run")
                 .arg(&job.file)
                 .arg("--quiet")

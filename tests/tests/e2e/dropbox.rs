@@ -563,3 +563,29 @@ async fn fno_workbooks_land_in_their_legal_entities() {
     );
     emu.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workbook_with_merged_header_cells_is_rejected_naming_them() {
+    let ws = Workspace::new();
+    let drop = dropbox(&ws, "sqlite://out/crm.db", "0s", "create = true");
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.write_string(0, 0, "id").unwrap();
+    sheet
+        .merge_range(0, 1, 0, 2, "Address", &Format::new())
+        .unwrap();
+    sheet.write_number(1, 0, 1.0).unwrap();
+    sheet.write_string(1, 1, "1 Main St").unwrap();
+    sheet.write_string(1, 2, "Springfield").unwrap();
+    book.save(ws.join("drop/inbox/people.xlsx")).unwrap();
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 2, "{printed}");
+    let note = std::fs::read_dir(ws.join("drop/rejected"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("people.xlsx.error.txt"))
+        .expect("the reason beside the file");
+    let why = std::fs::read_to_string(note).unwrap();
+    assert!(why.contains("the header cells B1:C1 are merged"), "{why}");
+    assert!(!ws.join("drop/out/crm.db").exists());
+}

@@ -719,27 +719,31 @@ async fn many_jobs_due_at_once(count: usize, waves: u32) {
         running += delta;
         assert!(running <= 2, "{running} runs at once");
     }
-    // Memory: the peak in the last wave against the peak in the first (hours of clock time).
-    let peak = |from: f64, to: f64| {
-        samples
-            .iter()
-            .filter(|(h, _)| *h >= from && *h < to)
-            .map(|(_, kb)| *kb)
-            .max()
-            .unwrap_or(0)
-    };
-    let first = peak(0.0, 6.0);
-    let last = peak(f64::from(6 * (waves - 1)), f64::from(6 * waves));
-    assert!(first > 0 && last > 0, "{samples:?}");
+    // Memory: the peak of each wave (hours of clock time); the last against the second (the first
+    // also holds the start: the journal created, the first reads of every job's tables).
+    let peaks: Vec<u64> = (0..waves)
+        .map(|w| {
+            let (from, to) = (f64::from(6 * w), f64::from(6 * (w + 1)));
+            samples
+                .iter()
+                .filter(|(h, _)| *h >= from && *h < to)
+                .map(|(_, kb)| *kb)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    assert!(peaks.iter().all(|p| *p > 0), "{samples:?}");
+    let (second, last) = (peaks[1], peaks[peaks.len() - 1]);
     assert!(
-        last <= first + first / 4 + 4096,
-        "the scheduler grew from {first} kB to {last} kB"
+        last <= second + second / 10 + 8192,
+        "the scheduler grew: peaks per wave (kB) {peaks:?}"
     );
+    eprintln!("the scheduler's peak memory per wave (kB): {peaks:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_due_together_share_the_concurrency_limit_in_flat_memory() {
-    many_jobs_due_at_once(12, 2).await;
+    many_jobs_due_at_once(12, 3).await;
 }
 
 /// The figure: 200 jobs due in the same minute, over a compressed day (four waves).
