@@ -113,6 +113,17 @@ pub fn ferry_command() -> std::process::Command {
     std::process::Command::new(bin)
 }
 
+/// Runs the `ferry` binary with `args`; returns (exit code, stdout then stderr).
+pub fn ferry_output(args: &[&str]) -> (i32, String) {
+    let out = ferry_command().args(args).output().expect("ferry runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// Every record of an entity set of the emulator (`service` its root URL, `token_url` its token
 /// endpoint) with the `select`ed attributes, through the Web API's pages, as any client reads them.
 pub async fn odata_records(

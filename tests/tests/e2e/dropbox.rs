@@ -12,16 +12,7 @@ use ferry_tests::db::{Server, TestDb};
 use ferry_tests::{Workspace, ferry_command, read_workbook, rows, sqlite_rows, write_workbook};
 use rust_xlsxwriter::{ExcelDateTime, Format, Formula, Workbook};
 
-/// Runs `ferry ARGS`; returns (exit code, what it printed).
-fn ferry(args: &[&str]) -> (i32, String) {
-    let out = ferry_command().args(args).output().expect("ferry runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
+use ferry_tests::ferry_output as ferry;
 
 /// A dropbox folder writing to `url`, files taken once unchanged for `stable_for`.
 fn dropbox(ws: &Workspace, url: &str, stable_for: &str, extra: &str) -> String {
@@ -241,20 +232,7 @@ async fn a_killed_dropbox_run_is_run_again_with_nothing_lost_or_doubled() {
     // One row a batch: the run is killed inside the second entity.
     let drop = dropbox(&ws, &db.url(), "0s", "batch_size = 1");
     deliver(&ws);
-    let mut child = ferry_command()
-        .args(["dropbox", "run", &drop])
-        .env("FERRY_PAUSE_AT", "batch_written:3")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let paused = stderr
-        .lines()
-        .any(|l| l.unwrap().starts_with("ferry: paused at"));
-    assert!(paused, "the run never reached its third batch");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_at_batch(&drop, 3);
     let (code, printed) = ferry(&["dropbox", "run", &drop]);
     assert_eq!(code, 3, "{printed}");
     assert_eq!(
@@ -418,11 +396,11 @@ async fn atomic_entities_on_dataverse_fit_one_changeset_or_are_refused_before_wr
     assert!(!printed.contains("s3cret"), "{printed}");
 }
 
-/// Kills `ferry dropbox run DIR` at its first written batch.
-fn kill_at_first_batch(drop: &str) {
+/// Kills `ferry dropbox run DIR` at its `nth` written batch.
+fn kill_at_batch(drop: &str, nth: usize) {
     let mut child = ferry_command()
         .args(["dropbox", "run", drop])
-        .env("FERRY_PAUSE_AT", "batch_written:1")
+        .env("FERRY_PAUSE_AT", format!("batch_written:{nth}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -449,7 +427,7 @@ async fn a_second_file_of_an_entity_waits_for_the_first_unless_it_overwrites() {
     let json = r#"{ "items.csv": { "key": ["id"] } }"#;
     ws.write("drop/inbox/items.csv", "id,name\n1,a\n2,b\n3,c\n");
     ws.write("drop/inbox/delivery.json", json);
-    kill_at_first_batch(&drop);
+    kill_at_batch(&drop, 1);
     // A new version arrives while the first is half-migrated: it waits, the first finishes, then
     // the new one lands, in the same run.
     ws.write("drop/inbox/items.csv", "id,name\n1,A\n2,B\n3,C\n4,D\n");
@@ -464,7 +442,7 @@ async fn a_second_file_of_an_entity_waits_for_the_first_unless_it_overwrites() {
     // With overwrite, a new version replaces a half-migrated one at once: it is superseded.
     ws.write("drop/inbox/items.csv", "id,name\n1,x\n2,y\n3,z\n");
     ws.write("drop/inbox/delivery.json", json);
-    kill_at_first_batch(&drop);
+    kill_at_batch(&drop, 1);
     ws.write("drop/inbox/items.csv", "id,name\n1,one\n");
     ws.write(
         "drop/inbox/delivery.json",

@@ -4,18 +4,9 @@
 //! what changed since the last one that succeeded.
 
 use ferry_tests::db::{Server, TestDb};
-use ferry_tests::{Workspace, ferry_command, rows, sqlite_rows};
+use ferry_tests::{Workspace, rows, sqlite_rows};
 
-/// Runs `ferry ARGS`; returns (exit code, what it printed).
-fn ferry(args: &[&str]) -> (i32, String) {
-    let out = ferry_command().args(args).output().expect("ferry runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
+use ferry_tests::ferry_output as ferry;
 
 const HOSTILE: &str = "x'; DROP TABLE people; -- \\";
 
