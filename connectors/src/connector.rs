@@ -163,7 +163,7 @@ pub trait Reader: fmt::Debug + Send + Sync {
     /// `text` as a string literal of this database's SQL (a parameter filled into a query): quotes
     /// doubled, so that no value can end the literal.
     fn string_literal(&self, text: &str) -> String {
-        format!("'{}'", text.replace('\'', "''"))
+        crate::sql::ident::string_literal_ansi(text)
     }
 }
 

@@ -6,6 +6,12 @@ pub fn quote_ansi(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A string literal the ANSI way (DataFusion, SQLite, PostgreSQL's standard strings): `'text'`,
+/// with `'` doubled inside, so that no value can end the literal.
+pub fn string_literal_ansi(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// The name of a helper table Ferry keeps beside `table` for one role ("stage", "keys", "old"):
 /// `_ferry_<role>_<16 hex digits of a hash of the table's name>`. Short (under 32 bytes) and derived,
 /// never the user's name plus a suffix: a server that cuts long names (PostgreSQL at 63 bytes, MySQL

@@ -128,7 +128,7 @@ pub fn print_groups(groups: &[Vec<&Fire>]) {
                 fire.scheduled.format("%Y-%m-%d %H:%M"),
                 fire.started
                     .map_or("-".to_string(), |s| s.format("%H:%M:%S").to_string()),
-                took(fire).map_or("-".to_string(), human_duration),
+                fire.took().map_or("-".to_string(), human_duration),
                 fire.status,
                 figure(|f| f.rows_read),
                 figure(|f| f.rows_written),
@@ -146,10 +146,6 @@ pub fn print_groups(groups: &[Vec<&Fire>]) {
     }
 }
 
-fn took(fire: &Fire) -> Option<std::time::Duration> {
-    (fire.ended - fire.started?).to_std().ok()
-}
-
 fn fire_json(fire: &Fire) -> serde_json::Value {
     let time = |t: &DateTime<Utc>| t.to_rfc3339();
     serde_json::json!({
@@ -158,7 +154,7 @@ fn fire_json(fire: &Fire) -> serde_json::Value {
         "scheduled": time(&fire.scheduled),
         "started": fire.started.as_ref().map(time),
         "ended": time(&fire.ended),
-        "duration_s": took(fire).map(|d| d.as_secs_f64()),
+        "duration_s": fire.took().map(|d| d.as_secs_f64()),
         "status": fire.status,
         "reason": fire.reason,
         "attempt": fire.attempt,

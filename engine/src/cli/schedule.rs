@@ -159,7 +159,7 @@ pub async fn list(folder: &Path, json: bool) -> ExitCode {
                     "enabled": job.schedule.enabled,
                     "next": job.schedule.next_after(now).map(|t| t.to_rfc3339()),
                     "last_status": last.map(|f| f.status.clone()),
-                    "last_duration_s": last.and_then(duration).map(|d| d.as_secs_f64()),
+                    "last_duration_s": last.and_then(Fire::took).map(|d| d.as_secs_f64()),
                 })
             );
         }
@@ -194,17 +194,13 @@ pub async fn list(folder: &Path, json: bool) -> ExitCode {
             if job.schedule.enabled { "yes" } else { "no" },
             next,
             last.map(|f| f.status.as_str()).unwrap_or("-"),
-            last.and_then(duration)
+            last.and_then(Fire::took)
                 .map(human_duration)
                 .unwrap_or_else(|| "-".into()),
             job.schedule.describe()
         );
     }
     ExitCode::SUCCESS
-}
-
-fn duration(fire: &Fire) -> Option<std::time::Duration> {
-    (fire.ended - fire.started?).to_std().ok()
 }
 
 /// The job's next fire times, in UTC and in its own zone: how a person checks a cron expression.

@@ -109,15 +109,7 @@ impl Manifest {
         };
         let mut out = Vec::new();
         for b in frame.collect().await? {
-            let text = |name: &str| {
-                arrow::compute::cast(
-                    b.column_by_name(name).expect("a manifest column"),
-                    &DataType::Utf8,
-                )
-                .expect("text casts to text")
-                .as_string::<i32>()
-                .clone()
-            };
+            let text = |name: &str| crate::book::strings(&b, name);
             let long = |name: &str| {
                 b.column_by_name(name)
                     .expect("a manifest column")

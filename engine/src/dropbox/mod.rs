@@ -87,9 +87,14 @@ async fn take_files(
     // delivery (the JSONs and the files beside them): nothing of it is half-ingested.
     let mut delivery = Delivery::new();
     let mut broken = Vec::new();
+    // Each JSON with the file names it gives options for (to archive it once they are taken).
+    let mut named: Vec<(&inbox::Dropped, Vec<String>)> = Vec::new();
     for json in &found.configs {
         match config::read_delivery(&json.path) {
-            Ok(d) => delivery.extend(d),
+            Ok(d) => {
+                named.push((json, d.keys().cloned().collect()));
+                delivery.extend(d);
+            }
             Err(why) => broken.push(why),
         }
     }
@@ -197,9 +202,8 @@ async fn take_files(
         }
     }
     // A JSON is archived once none of the files it names waits in the inbox.
-    for json in &found.configs {
-        let names = config::read_delivery(&json.path).unwrap_or_default();
-        let waiting = names.keys().any(|n| dropbox.inbox().join(n).exists());
+    for (json, names) in named {
+        let waiting = names.iter().any(|n| dropbox.inbox().join(n).exists());
         if !waiting {
             inbox::move_into(&json.path, &dropbox.archive()).map_err(|e| e.to_string())?;
         }
@@ -293,10 +297,8 @@ async fn migrate_staged(
                 ended.error = report.error.clone();
                 if report.rows_rejected > 0 {
                     outcome.partial = true;
-                    ended.error = ended.error.or(first_refusal(&pipeline).await);
-                    if dropbox.options.download_quarantine {
-                        hand_back(dropbox, &pipeline, &entity).await;
-                    }
+                    let first = refused(dropbox, &pipeline, &entity).await;
+                    ended.error = ended.error.or(first);
                 }
                 if ended.status == "failed" {
                     outcome.failed = true;
@@ -330,44 +332,46 @@ async fn migrate_staged(
     Ok(ran)
 }
 
-/// The first refused row of an entity and why, for the manifest ("row 3: name is required").
-async fn first_refusal(pipeline: &crate::spec::Pipeline) -> Option<String> {
+/// The entity's unresolved refused rows, read once: written to `outbox/<entity>.quarantine.xlsx`
+/// (with `download_quarantine`), and the first refusal returned for the manifest ("name is
+/// required (and 2 more refused rows)").
+async fn refused(
+    dropbox: &Dropbox,
+    pipeline: &crate::spec::Pipeline,
+    entity: &str,
+) -> Option<String> {
     let book = crate::book::Book::reader_for(&pipeline.state_dir, &pipeline.name);
-    let rejected = book
-        .rejected(&crate::run::target_name(pipeline))
-        .await
-        .ok()?;
+    let rejected = match book.rejected(&crate::run::target_name(pipeline)).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {entity}: its refused rows cannot be read: {e}");
+            return None;
+        }
+    };
+    if dropbox.options.download_quarantine {
+        let out = dropbox
+            .outbox()
+            .join(format!("{entity}{QUARANTINE_SUFFIX}"));
+        let written = std::fs::create_dir_all(dropbox.outbox())
+            .map_err(ferry_connectors::ConnectorError::from)
+            .and_then(|()| crate::book::quarantine::export_xlsx(&rejected, &out));
+        match written {
+            Ok(()) => say(&format!(
+                "{entity}: {} refused rows in {}; correct them and drop the file back into inbox/",
+                rejected.rows.num_rows(),
+                out.display()
+            )),
+            Err(e) => eprintln!(
+                "error: {entity}: the refused rows could not be written to {}: {e}",
+                out.display()
+            ),
+        }
+    }
     let error = rejected.errors.first()?;
-    let more = rejected.errors.len().saturating_sub(1);
-    Some(match more {
+    Some(match rejected.errors.len() - 1 {
         0 => error.clone(),
         n => format!("{error} (and {n} more refused rows)"),
     })
-}
-
-/// Writes an entity's unresolved quarantine as `outbox/<entity>.quarantine.xlsx`.
-async fn hand_back(dropbox: &Dropbox, pipeline: &crate::spec::Pipeline, entity: &str) {
-    let out = dropbox
-        .outbox()
-        .join(format!("{entity}{QUARANTINE_SUFFIX}"));
-    let written = async {
-        std::fs::create_dir_all(dropbox.outbox())?;
-        let book = crate::book::Book::open(&pipeline.state_dir, &pipeline.name).await?;
-        let rejected = book.rejected(&crate::run::target_name(pipeline)).await?;
-        crate::book::quarantine::export_xlsx(&rejected, &out)?;
-        Ok::<_, ferry_connectors::ConnectorError>(rejected.rows.num_rows())
-    }
-    .await;
-    match written {
-        Ok(n) => say(&format!(
-            "{entity}: {n} refused rows in {}; correct them and drop the file back into inbox/",
-            out.display()
-        )),
-        Err(e) => eprintln!(
-            "error: {entity}: the refused rows could not be written to {}: {e}",
-            out.display()
-        ),
-    }
 }
 
 /// A corrected quarantine workbook dropped back: its rows retried into the entity, as
@@ -421,9 +425,7 @@ async fn retry_quarantine(
             ));
             if !r.failed.is_empty() {
                 outcome.partial = true;
-                if dropbox.options.download_quarantine {
-                    hand_back(dropbox, &pipeline, entity).await;
-                }
+                refused(dropbox, &pipeline, entity).await;
             } else {
                 let _ = std::fs::remove_file(dropbox.outbox().join(&file.name));
             }

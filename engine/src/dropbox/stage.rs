@@ -76,16 +76,11 @@ pub async fn stage(
     let table = DeltaTable::try_from_url(url)
         .await
         .map_err(|e| e.to_string())?;
-    let schema = match batches.first() {
-        Some(b) => b.schema(),
-        None => return Err(format!("{}: no rows", file.display())),
-    };
+    if batches.is_empty() {
+        return Err(format!("{}: no rows", file.display()));
+    }
     table
-        .write(if batches.is_empty() {
-            vec![RecordBatch::new_empty(schema)]
-        } else {
-            batches
-        })
+        .write(batches)
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(SchemaMode::Overwrite)
         .with_table_name(entity)

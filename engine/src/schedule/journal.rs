@@ -43,6 +43,13 @@ pub struct Fire {
     pub figures: Option<Figures>,
 }
 
+impl Fire {
+    /// How long its run took; `None` for a fire that never ran.
+    pub fn took(&self) -> Option<std::time::Duration> {
+        (self.ended - self.started?).to_std().ok()
+    }
+}
+
 /// A run's id and numbers, as its pipeline's history records them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figures {
@@ -153,13 +160,7 @@ impl Journal {
         let mut out = Vec::new();
         for b in &batches {
             // Delta reads text as string views; cast to plain strings to read them one way.
-            let text = |name: &str| {
-                let column = b.column_by_name(name).expect("a journal column");
-                arrow::compute::cast(column, &DataType::Utf8)
-                    .expect("text casts to text")
-                    .as_string::<i32>()
-                    .clone()
-            };
+            let text = |name: &str| crate::book::strings(b, name);
             let time = |name: &str| {
                 b.column_by_name(name)
                     .expect("a journal column")

@@ -423,6 +423,25 @@ async fn skip(
     }
 }
 
+/// A fire skipped, with a line saying why.
+async fn skip_said(
+    journal: &Journal,
+    clock: &Clock,
+    job: &str,
+    scheduled: DateTime<Utc>,
+    now: DateTime<Utc>,
+    why: &str,
+) {
+    say(
+        clock,
+        &format!(
+            "{job}: fire of {} skipped ({why})",
+            scheduled.format("%H:%M:%S")
+        ),
+    );
+    skip(journal, job, scheduled, now, why).await;
+}
+
 /// Fires that came due: run, queue or skip each; several at once (the clock jumped, the machine
 /// slept) are missed fires, caught up by the job's policy.
 async fn take_due_fires(
@@ -466,14 +485,7 @@ async fn take_due_fires(
             continue;
         }
         if let Some(why) = unmet_dependency(state, completions) {
-            say(
-                clock,
-                &format!(
-                    "{name}: fire of {} skipped ({why})",
-                    scheduled.format("%H:%M:%S")
-                ),
-            );
-            skip(journal, &name, scheduled, now, &why).await;
+            skip_said(journal, clock, &name, scheduled, now, &why).await;
             continue;
         }
         let busy = state.running.is_some() || !state.waiting.is_empty();
@@ -487,14 +499,7 @@ async fn take_due_fires(
                     ),
                     None => "overlapping: an earlier fire is still waiting to run".to_string(),
                 };
-                say(
-                    clock,
-                    &format!(
-                        "{name}: fire of {} skipped ({why})",
-                        scheduled.format("%H:%M:%S")
-                    ),
-                );
-                skip(journal, &name, scheduled, now, &why).await;
+                skip_said(journal, clock, &name, scheduled, now, &why).await;
                 continue;
             }
             (true, Overlap::Queue) if state.waiting.iter().any(|p| p.trigger == "schedule") => {

@@ -129,10 +129,7 @@ impl Value {
     }
 }
 
-/// An ANSI string literal: quotes doubled (DataFusion, SQLite, PostgreSQL's standard strings).
-pub fn ansi_string(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
+pub use ferry_connectors::sql::ident::string_literal_ansi as ansi_string;
 
 /// A `${...}` in SQL: where it stands and the name inside.
 #[derive(Debug, Clone, PartialEq, Eq)]

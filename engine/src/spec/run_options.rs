@@ -22,26 +22,7 @@ impl Checker<'_> {
             100,
             1_000_000_000,
         )? as u64;
-        let max_retries = match raw.max_retries {
-            None => 3,
-            Some(r) => match u32::try_from(*r.get_ref()) {
-                Ok(n) if n <= 100 => n,
-                _ => {
-                    self.errors.push(
-                        self.loc
-                            .error(
-                                r.span(),
-                                format!(
-                                    "max_retries must be between 0 and 100, not {}",
-                                    r.get_ref()
-                                ),
-                            )
-                            .hint("max_retries = 3"),
-                    );
-                    return None;
-                }
-            },
-        };
+        let max_retries = self.whole_between(raw.max_retries, "max_retries", 3, 0, 100)? as u32;
         let timeout = match raw.timeout {
             None => Duration::from_secs(30 * 60),
             Some(t) => match parse_duration(t.get_ref()) {

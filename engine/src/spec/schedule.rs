@@ -149,26 +149,9 @@ impl Checker<'_> {
                 }
             },
         };
-        let max_retries = match raw.max_retries {
-            None => Some(0),
-            Some(r) => match u32::try_from(*r.get_ref()) {
-                Ok(n) if n <= 10 => Some(n),
-                _ => {
-                    self.errors.push(
-                        self.loc
-                            .error(
-                                r.span(),
-                                format!(
-                                    "max_retries must be between 0 and 10, not {}",
-                                    r.get_ref()
-                                ),
-                            )
-                            .hint("max_retries = 2"),
-                    );
-                    None
-                }
-            },
-        };
+        let max_retries = self
+            .whole_between(raw.max_retries, "max_retries", 0, 0, 10)
+            .map(|n| n as u32);
         let retry_backoff = self.duration_between(
             raw.retry_backoff,
             "retry_backoff",

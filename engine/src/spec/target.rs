@@ -157,17 +157,30 @@ impl Checker<'_> {
         default: usize,
         max: usize,
     ) -> Option<usize> {
+        self.whole_between(value, key, default, 1, max)
+    }
+
+    /// A whole number from `min` to `max` (`default` when not written); out of range, an error at
+    /// its line.
+    pub(super) fn whole_between(
+        &mut self,
+        value: Option<Spanned<i64>>,
+        key: &str,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Option<usize> {
         let Some(v) = value else {
             return Some(default);
         };
         match usize::try_from(*v.get_ref()) {
-            Ok(n) if (1..=max).contains(&n) => Some(n),
+            Ok(n) if (min..=max).contains(&n) => Some(n),
             _ => {
                 self.errors.push(
                     self.loc
                         .error(
                             v.span(),
-                            format!("{key} must be between 1 and {max}, not {}", v.get_ref()),
+                            format!("{key} must be between {min} and {max}, not {}", v.get_ref()),
                         )
                         .hint(format!("{key} = {default}")),
                 );

@@ -192,8 +192,8 @@ async fn a_delivery_lands_in_lookup_order_and_its_refused_rows_come_back_and_lan
     assert_eq!(code, 2, "{printed}");
     assert!(printed.contains("acounts"), "{printed}");
     assert_eq!(
-        db.rows("SELECT count(*) FROM account").await,
-        rows(&[&["2"]])
+        db.rows("SELECT accountnumber, name FROM account").await,
+        rows(&[&["00123", "Acme"], &["00456", "Globex"]])
     );
     assert_eq!(
         db.rows("SELECT count(*) FROM information_schema.tables WHERE table_name = 'acounts'")
@@ -236,16 +236,25 @@ async fn a_killed_dropbox_run_is_run_again_with_nothing_lost_or_doubled() {
     let (code, printed) = ferry(&["dropbox", "run", &drop]);
     assert_eq!(code, 3, "{printed}");
     assert_eq!(
-        db.rows("SELECT count(*), count(DISTINCT accountnumber) FROM account")
+        db.rows("SELECT accountnumber, name, opened::text FROM account")
             .await,
-        rows(&[&["2", "2"]])
+        rows(&[
+            &["00123", "Acme", "2024-02-29"],
+            &["00456", "Globex", "2025-12-31"]
+        ])
     );
     assert_eq!(
         db.rows("SELECT email FROM contact").await,
         rows(&[&["ann@acme.test"], &["bob@globex.test"]]),
         "{printed}"
     );
-    assert_eq!(db.rows("SELECT count(*) FROM note").await, rows(&[&["2"]]));
+    assert_eq!(
+        db.rows("SELECT id, email, body FROM note").await,
+        rows(&[
+            &["1", "ann@acme.test", "called"],
+            &["2", "bob@globex.test", "wrote, twice"]
+        ])
+    );
     // One refused row in the handed-back workbook, not two.
     let (_, body) = read_workbook(&ws.join("drop/outbox/contact.quarantine.xlsx"));
     assert_eq!(body.len(), 1, "{body:?}");
@@ -392,7 +401,13 @@ async fn atomic_entities_on_dataverse_fit_one_changeset_or_are_refused_before_wr
     assert_eq!(code, 0, "{printed}");
     let landed =
         ferry_tests::odata_records(&service, &emu.token_url(), "accounts", "accountnumber").await;
-    assert_eq!(landed.len(), 300);
+    let mut numbers: Vec<String> = landed
+        .iter()
+        .map(|r| r["accountnumber"].as_str().unwrap().to_string())
+        .collect();
+    numbers.sort();
+    let expected: Vec<String> = (0..300).map(|i| format!("A-{i:05}")).collect();
+    assert_eq!(numbers, expected);
     assert!(!printed.contains("s3cret"), "{printed}");
 }
 
