@@ -312,7 +312,8 @@ fn main() -> Result<()> {
             println!(
                 "bench: pipeline={} rows={} seconds={:.2} rows_per_s={:.0} peak_rss_mib={:.0}",
                 pipeline.name,
-                report.rows_read,
+                // The rows moved to the target (its rate is rows_per_s); rows_read counts the sources.
+                report.rows_out,
                 report.duration.as_secs_f64(),
                 report.rows_per_second(),
                 peak_rss_kib()? as f64 / 1024.0
