@@ -38,11 +38,27 @@ pub enum Unresolved {
     Unset(String),
     /// The key may not read this variable (outside credentials, only `FERRY_*` ones).
     NotAllowed(String),
+    /// The reference could not be resolved, for the reason given, with what to do.
+    Failed { why: String, hint: String },
 }
 
 /// Replaces every `${VAR}` that `allowed` accepts with the variable's value; the error names the
 /// first one that is unset or not allowed. `$${` writes a literal `${`.
 pub fn interpolate_where(text: &str, allowed: impl Fn(&str) -> bool) -> Result<String, Unresolved> {
+    interpolate_with(text, |name| {
+        if !allowed(name) {
+            return Err(Unresolved::NotAllowed(name.to_string()));
+        }
+        std::env::var(name).map_err(|_| Unresolved::Unset(name.to_string()))
+    })
+}
+
+/// Replaces every `${NAME}` with what `resolve` gives for `NAME`, in one pass (a value is never
+/// read again for references); the first error stops it. `$${` writes a literal `${`.
+pub fn interpolate_with(
+    text: &str,
+    mut resolve: impl FnMut(&str) -> Result<String, Unresolved>,
+) -> Result<String, Unresolved> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -51,13 +67,8 @@ pub fn interpolate_where(text: &str, allowed: impl Fn(&str) -> bool) -> Result<S
         if let Some(literal) = after.strip_prefix("${") {
             out.push_str("${");
             rest = literal;
-        } else if let Some(var) = after.strip_prefix('{').and_then(|a| a.split_once('}')) {
-            let (name, tail) = var;
-            if !allowed(name) {
-                return Err(Unresolved::NotAllowed(name.to_string()));
-            }
-            let value = std::env::var(name).map_err(|_| Unresolved::Unset(name.to_string()))?;
-            out.push_str(&value);
+        } else if let Some((name, tail)) = after.strip_prefix('{').and_then(|a| a.split_once('}')) {
+            out.push_str(&resolve(name)?);
             rest = tail;
         } else {
             out.push('$');
@@ -66,6 +77,16 @@ pub fn interpolate_where(text: &str, allowed: impl Fn(&str) -> bool) -> Result<S
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The names of the `${NAME}` references in `text` (not `$${` literals), in order.
+pub fn references(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = interpolate_with(text, |name| {
+        names.push(name.to_string());
+        Ok(String::new())
+    });
+    names
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 pub mod book;
 pub mod cli;
 pub mod dropbox;
+pub mod environment;
 pub mod plan;
+pub mod promote;
 pub mod run;
 pub mod schedule;
 pub mod spec;

@@ -13,8 +13,10 @@ mod connectors;
 mod dropbox;
 pub mod dry_run;
 mod emulate;
+mod environments;
 mod job_history;
 mod preview;
+mod promote;
 mod quarantine;
 mod schedule;
 pub use schedule::scheduler_only_variables;
@@ -73,6 +75,16 @@ pub struct Cli {
     /// Print what each batch does (repeat for more: -vv).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Work in an environment of the project (environments.toml): a pipeline is then named by
+    /// its name (`ferry run --env test accounts`), resolved with that environment's connections.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub env: Option<String>,
+
+    /// The project folder (with environments.toml); by default the current folder or the
+    /// nearest one above it that has one.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -170,11 +182,12 @@ pub enum Command {
         json: bool,
     },
     /// Run the jobs of a folder on their schedules: every pipeline file in DIR with a [schedule]
-    /// section. Runs until Ctrl-C or SIGTERM (running runs then stop at their next batch).
+    /// section (with --env: the environment's jobs). Runs until Ctrl-C or SIGTERM (running runs
+    /// then stop at their next batch).
     #[command(after_help = SCHEDULE_HELP)]
     Schedule {
-        /// The folder of pipeline files.
-        dir: PathBuf,
+        /// The folder of pipeline files (with --env, the environment's jobs folder by default).
+        dir: Option<PathBuf>,
         /// Runs at once across all jobs (default: the number of cores).
         #[arg(long)]
         max_concurrent_runs: Option<usize>,
@@ -197,6 +210,13 @@ pub enum Command {
     /// stage, migrate in order, archive, and hand the refused rows back.
     #[command(subcommand, after_help = DROPBOX_HELP)]
     Dropbox(DropboxCommand),
+    /// Move definitions (connections, pipelines, jobs, dropbox configurations) from one
+    /// environment to another: preview, complete or discard, history, comments, revert.
+    #[command(after_help = promote::PROMOTE_HELP)]
+    Promote(promote::PromoteArgs),
+    /// A project's environments: start one, list them.
+    #[command(subcommand)]
+    Env(environments::EnvCommand),
     /// Emulate a target service on this machine.
     #[command(subcommand)]
     Emulate(EmulateCommand),
@@ -378,7 +398,13 @@ pub enum QuarantineCommand {
 }
 
 /// Runs the command and says how it went as an exit code.
-pub async fn main(cli: Cli) -> ExitCode {
+pub async fn main(mut cli: Cli) -> ExitCode {
+    if let Some(env) = cli.env.clone()
+        && let Err(e) = in_environment(&mut cli.command, cli.project.as_deref(), &env)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(INVALID);
+    }
     match cli.command {
         Command::Run {
             pipeline,
@@ -423,7 +449,17 @@ pub async fn main(cli: Cli) -> ExitCode {
             max_concurrent_runs,
             clock,
             stop_after,
-        } => schedule::schedule(&dir, max_concurrent_runs, clock, stop_after).await,
+        } => {
+            let Some(dir) = dir else {
+                eprintln!(
+                    "error: name the jobs folder, or an environment: ferry schedule --env prod"
+                );
+                return ExitCode::from(INVALID);
+            };
+            schedule::schedule(&dir, max_concurrent_runs, clock, stop_after).await
+        }
+        Command::Promote(args) => promote::promote(cli.project, args).await,
+        Command::Env(command) => environments::env(cli.project, command),
         Command::Jobs { dir, command } => match command {
             JobsCommand::List { json } => schedule::list(&dir, json).await,
             JobsCommand::Show { job } => job_history::show(&dir, &job).await,
@@ -495,12 +531,67 @@ pub async fn main(cli: Cli) -> ExitCode {
 /// Exit code for a pipeline file or target that is wrong.
 pub const INVALID: u8 = 2;
 
-/// Reads a pipeline file; its errors are printed, and become exit code 2.
+/// Reads a pipeline file; its errors are printed, and become exit code 2. A pipeline of an
+/// environment is refused to a user the environment does not list as a runner.
 fn load(file: &std::path::Path) -> Result<Pipeline, ExitCode> {
-    Pipeline::load(file).map_err(|e| {
+    let pipeline = Pipeline::load(file).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(INVALID)
-    })
+    })?;
+    if let Some(env) = &pipeline.environment
+        && let Err(e) = env.check_runner(&crate::environment::Identity::current())
+    {
+        eprintln!("error: refused: {e}");
+        return Err(ExitCode::from(INVALID));
+    }
+    Ok(pipeline)
+}
+
+/// `--env NAME`: the pipeline a command names is that environment's; `ferry schedule` and `ferry
+/// jobs` take its jobs folder.
+fn in_environment(
+    command: &mut Command,
+    project: Option<&std::path::Path>,
+    env: &str,
+) -> Result<(), String> {
+    let pipeline = match command {
+        Command::Run { pipeline, .. }
+        | Command::Preview { pipeline, .. }
+        | Command::Validate { pipeline, .. }
+        | Command::Log { pipeline, .. }
+        | Command::Reset { pipeline, .. }
+        | Command::Quarantine(
+            QuarantineCommand::List { pipeline, .. }
+            | QuarantineCommand::Show { pipeline, .. }
+            | QuarantineCommand::Export { pipeline, .. }
+            | QuarantineCommand::Retry { pipeline, .. },
+        ) => pipeline,
+        Command::History {
+            pipeline: Some(pipeline),
+            ..
+        } => pipeline,
+        Command::History {
+            pipeline: None,
+            state_dir,
+            ..
+        } => {
+            let project = crate::environment::Project::locate(project)?;
+            *state_dir = project.environment(env)?.state_dir.clone();
+            return Ok(());
+        }
+        Command::Schedule { dir, .. } => {
+            let project = crate::environment::Project::locate(project)?;
+            let jobs = project.environment(env)?.dir().join("jobs");
+            dir.get_or_insert(jobs);
+            return Ok(());
+        }
+        Command::Promote(_) | Command::Env(_) => {
+            return Err("--env is for running: promote takes --from and --to".into());
+        }
+        _ => return Ok(()),
+    };
+    *pipeline = environments::pipeline_in(project, env, pipeline)?;
+    Ok(())
 }
 
 /// Reads a pipeline file and fills its `${...}` for a run (`--param NAME=VALUE` given); errors

@@ -250,7 +250,7 @@ pub async fn run_now(folder: &Path, name: &str, params: &[String]) -> ExitCode {
         Ok(j) => j,
         Err(code) => return code,
     };
-    let pipeline = match super::load_filled(&job.file, params, false).await {
+    let pipeline = match super::load_filled(&job.pipeline_file, params, false).await {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -312,7 +312,7 @@ pub fn set_enabled(folder: &Path, name: &str, enabled: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let edited = with_enabled(&text, enabled);
+    let edited = crate::schedule::jobs::with_enabled(&text, enabled);
     if let Err(e) = std::fs::write(&job.file, edited) {
         eprintln!("error: {}: {e}", job.file.display());
         return ExitCode::FAILURE;
@@ -324,53 +324,6 @@ pub fn set_enabled(folder: &Path, name: &str, enabled: bool) -> ExitCode {
         job.file.display()
     );
     ExitCode::SUCCESS
-}
-
-/// `text` with `enabled = <enabled>` in its `[schedule]` table.
-fn with_enabled(text: &str, enabled: bool) -> String {
-    let mut out = Vec::new();
-    let mut in_schedule = false;
-    let mut done = false;
-    let setting = format!("enabled = {enabled}");
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('[') {
-            in_schedule = trimmed.starts_with("[schedule]");
-            out.push(line.to_string());
-            if in_schedule && !done && !text_has_enabled_in_schedule(text) {
-                out.push(setting.clone());
-                done = true;
-            }
-            continue;
-        }
-        if in_schedule
-            && !done
-            && trimmed.starts_with("enabled")
-            && trimmed[7..].trim_start().starts_with('=')
-        {
-            out.push(setting.clone());
-            done = true;
-            continue;
-        }
-        out.push(line.to_string());
-    }
-    out.join("\n") + "\n"
-}
-
-fn text_has_enabled_in_schedule(text: &str) -> bool {
-    let mut in_schedule = false;
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('[') {
-            in_schedule = trimmed.starts_with("[schedule]");
-        } else if in_schedule
-            && trimmed.starts_with("enabled")
-            && trimmed[7..].trim_start().starts_with('=')
-        {
-            return true;
-        }
-    }
-    false
 }
 
 /// Deletes a job softly: its file is renamed `<file>.deleted`, so it no longer fires; its fires
@@ -392,24 +345,4 @@ pub fn delete(folder: &Path, name: &str) -> ExitCode {
         std::path::Path::new(&moved).display()
     );
     ExitCode::SUCCESS
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_enabled;
-
-    #[test]
-    fn enabled_is_set_in_the_schedule_table_only() {
-        let text = "name = \"x\"\n[target]\nenabled = 1\n[schedule]\ncron = \"* * * * *\"\n";
-        let off = with_enabled(text, false);
-        assert_eq!(
-            off,
-            "name = \"x\"\n[target]\nenabled = 1\n[schedule]\nenabled = false\ncron = \"* * * * *\"\n"
-        );
-        let on = with_enabled(&off, true);
-        assert_eq!(
-            on,
-            "name = \"x\"\n[target]\nenabled = 1\n[schedule]\nenabled = true\ncron = \"* * * * *\"\n"
-        );
-    }
 }

@@ -1,6 +1,7 @@
 //! The jobs of a folder: every pipeline file in it (`*.toml`, not in subfolders) with a
-//! `[schedule]` section. A file that no longer parses keeps its last good version in a running
-//! scheduler, with the error shown.
+//! `[schedule]` section; in an environment's catalogue (`environments/<env>/jobs/`), every job
+//! file (`pipeline = "NAME"` and its `[schedule]`). A file that no longer parses keeps its last
+//! good version in a running scheduler, with the error shown.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -10,9 +11,14 @@ use crate::spec::{Pipeline, Schedule};
 /// A pipeline file and its schedule.
 #[derive(Debug, Clone)]
 pub struct Job {
-    /// The pipeline's name.
+    /// The pipeline's name (an environment's job: its file's name).
     pub name: String,
+    /// The file that defines the job (its `[schedule]`).
     pub file: PathBuf,
+    /// The pipeline file a fire runs: `file` itself, or the environment's pipeline it names.
+    pub pipeline_file: PathBuf,
+    /// That pipeline's name, under which its runs are kept.
+    pub pipeline: String,
     /// Where its runs keep their bookkeeping.
     pub state_dir: String,
     pub schedule: Schedule,
@@ -68,15 +74,113 @@ pub fn read_folder(folder: &Path) -> Result<Folder, String> {
     Ok(found)
 }
 
-/// The job a pipeline file defines, `None` when it has no `[schedule]`.
+/// The job a pipeline file (or an environment's job file) defines, `None` when it has no
+/// `[schedule]`.
 pub fn read_job(file: &Path) -> Result<Option<Job>, String> {
     let modified = modified(file);
+    let in_jobs_folder = file
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|f| f == "jobs");
+    if let Some(env) = crate::environment::Project::of_file(file).filter(|_| in_jobs_folder) {
+        let env = env?;
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let job = crate::spec::JobFile::parse(file, &text, &env).map_err(|e| e.to_string())?;
+        // Its name only: the pipeline is loaded (and its secrets read) by the run.
+        let pipeline = std::fs::read_to_string(&job.pipeline_file)
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("name")?.as_str().map(str::to_string))
+            .unwrap_or(job.pipeline);
+        return Ok(Some(Job {
+            name: file
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string(),
+            file: file.to_path_buf(),
+            pipeline_file: job.pipeline_file,
+            pipeline,
+            state_dir: env.state_dir.display().to_string(),
+            schedule: job.schedule,
+            modified,
+        }));
+    }
     let pipeline = Pipeline::load(file).map_err(|e| e.to_string())?;
     Ok(pipeline.schedule.map(|schedule| Job {
-        name: pipeline.name,
+        name: pipeline.name.clone(),
         file: file.to_path_buf(),
+        pipeline_file: file.to_path_buf(),
+        pipeline: pipeline.name,
         state_dir: pipeline.state_dir,
         schedule,
         modified,
     }))
+}
+
+/// `text` with `enabled = <enabled>` in its `[schedule]` table.
+pub fn with_enabled(text: &str, enabled: bool) -> String {
+    let mut out = Vec::new();
+    let mut in_schedule = false;
+    let mut done = false;
+    let setting = format!("enabled = {enabled}");
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_schedule = trimmed.starts_with("[schedule]");
+            out.push(line.to_string());
+            if in_schedule && !done && !text_has_enabled_in_schedule(text) {
+                out.push(setting.clone());
+                done = true;
+            }
+            continue;
+        }
+        if in_schedule
+            && !done
+            && trimmed.starts_with("enabled")
+            && trimmed[7..].trim_start().starts_with('=')
+        {
+            out.push(setting.clone());
+            done = true;
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    out.join("\n") + "\n"
+}
+
+fn text_has_enabled_in_schedule(text: &str) -> bool {
+    let mut in_schedule = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_schedule = trimmed.starts_with("[schedule]");
+        } else if in_schedule
+            && trimmed.starts_with("enabled")
+            && trimmed[7..].trim_start().starts_with('=')
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_enabled;
+
+    #[test]
+    fn enabled_is_set_in_the_schedule_table_only() {
+        let text = "name = \"x\"\n[target]\nenabled = 1\n[schedule]\ncron = \"* * * * *\"\n";
+        let off = with_enabled(text, false);
+        assert_eq!(
+            off,
+            "name = \"x\"\n[target]\nenabled = 1\n[schedule]\nenabled = false\ncron = \"* * * * *\"\n"
+        );
+        let on = with_enabled(&off, true);
+        assert_eq!(
+            on,
+            "name = \"x\"\n[target]\nenabled = 1\n[schedule]\nenabled = true\ncron = \"* * * * *\"\n"
+        );
+    }
 }

@@ -574,7 +574,7 @@ async fn start_next(
             }
             command
                 .arg("run")
-                .arg(&job.file)
+                .arg(&job.pipeline_file)
                 .arg("--quiet")
                 .env("FERRY_SCHEDULED_TIME", pending.scheduled.to_rfc3339())
                 .stdin(std::process::Stdio::null())
@@ -755,7 +755,7 @@ async fn reap(
 /// What the run the job just ended did, from its pipeline's history: its row, when it ended after
 /// `started` (a run stopped before it was recorded has none).
 async fn figures(job: &Job, started: DateTime<Utc>) -> Option<super::journal::Figures> {
-    let book = crate::book::Book::reader_for(&job.state_dir, &job.name);
+    let book = crate::book::Book::reader_for(&job.state_dir, &job.pipeline);
     let run = book.latest_run().await.ok()??;
     run.end.filter(|end| *end >= started)?;
     Some(super::journal::Figures {

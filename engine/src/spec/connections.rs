@@ -1,6 +1,7 @@
 //! The `[connections]` of a pipeline file: the url picks the connector (by its scheme), and the
 //! connector reads the other keys itself. The checker lends it `${VAR}` expansion, the pipeline's
-//! folder and errors at their lines ([`Settings`]).
+//! folder and errors at their lines ([`Settings`]). In an environment, the connections a pipeline
+//! names are the catalogue's files (`environments/<env>/connections/<name>.toml`), read the same way.
 
 use ferry_connectors::connector::{Settings, split_keys};
 use ferry_connectors::registry;
@@ -39,6 +40,77 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+impl Checker<'_> {
+    /// The environment's connection `name`, from its catalogue file (errors at that file's lines);
+    /// `None` when the catalogue has no such file (reported where the pipeline names it).
+    pub(super) fn environment_connection(
+        &mut self,
+        env: &crate::environment::Environment,
+        name: &str,
+    ) -> Option<Arc<dyn Connection>> {
+        let file = env.asset_file(crate::environment::AssetKind::Connections, name);
+        let text = std::fs::read_to_string(&file).ok()?;
+        let loc = Locator::new(&file, &text);
+        let literal = crate::environment::literal_secrets(&text);
+        if !literal.is_empty() {
+            self.errors.push(
+                loc.whole_file(format!("a secret is written in the catalogue: {}", literal.join("; ")))
+                    .hint("write a reference instead (password = \"${secret.NAME}\", the value in the environment's secrets_file or secrets_command): catalogue files are committed and promoted"),
+            );
+            return None;
+        }
+        let tables = match toml::de::DeTable::parse(&text) {
+            Ok(t) => t,
+            Err(e) => {
+                self.errors.push(toml_error(&loc, &e));
+                return None;
+            }
+        };
+        let dir = env.project.clone();
+        let mut own = Checker {
+            loc: &loc,
+            dir: &dir,
+            errors: Vec::new(),
+            declared: Vec::new(),
+            params: BTreeMap::new(),
+            environment: Some(env),
+        };
+        let connection = own.connection(tables);
+        self.errors.append(&mut own.errors);
+        connection
+    }
+}
+
+/// The connections a pipeline's sources, steps and target name, each once.
+pub(super) fn referenced_connections(
+    raw: &super::raw::RawPipeline,
+    target: &Keys<'_>,
+) -> Vec<String> {
+    let mut names: Vec<String> = raw
+        .sources
+        .values()
+        .filter_map(|s| s.get_ref().connection.as_ref())
+        .chain(
+            raw.steps
+                .iter()
+                .filter_map(|s| s.get_ref().connection.as_ref()),
+        )
+        .map(|c| c.get_ref().clone())
+        .collect();
+    let target_connection = target
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref() == "connection");
+    if let Some((_, value)) = target_connection
+        && let toml::de::DeValue::String(c) = value.get_ref()
+    {
+        names.push(c.to_string());
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 impl Settings for Checker<'_> {

@@ -35,10 +35,11 @@ use ferry_connectors::{Connection, Destination, Read, Reader, TargetOptions, Wri
 use serde::Deserialize;
 use toml::Spanned;
 
+use self::connections::referenced_connections;
 pub use self::error::{Locator, SpecError, SpecErrors, did_you_mean};
 use self::raw::RawPipeline;
 pub use self::run_options::parse_duration;
-pub use self::schedule::{Alert, CatchUp, Overlap, Schedule};
+pub use self::schedule::{Alert, CatchUp, JobFile, Overlap, Schedule};
 
 /// A pipeline, validated: everything here has been checked against everything else.
 #[derive(Debug, Clone)]
@@ -64,6 +65,8 @@ pub struct Pipeline {
     pub filled: Vec<(String, String)>,
     /// Maps byte offsets to lines for errors found later (SQL planning).
     pub locator: Locator,
+    /// The environment whose catalogue holds the file, when one does.
+    pub environment: Option<crate::environment::Environment>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +175,11 @@ impl Pipeline {
     /// Validates a pipeline file's text; `file` locates relative paths and names the file in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Pipeline, SpecErrors> {
         let locator = Locator::new(file, text);
+        let environment = match crate::environment::Project::of_file(file) {
+            None => None,
+            Some(Ok(env)) => Some(env),
+            Some(Err(e)) => return Err(SpecErrors(vec![locator.whole_file(e)])),
+        };
         // Parsed once, every value with its place: the generic keys are read from it here, and
         // connectors read their own from the same tables.
         let toml_errors = |e: toml::de::Error| SpecErrors(vec![toml_error(&locator, &e)]);
@@ -193,16 +201,21 @@ impl Pipeline {
             target: take_table(&mut tables, "target")
                 .unwrap_or_else(|| Spanned::new(0..0, Default::default())),
         };
-        let dir = std::path::absolute(file)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| PathBuf::from("."));
+        // Relative paths are from the pipeline file's folder; in an environment, from the project's.
+        let dir = match &environment {
+            Some(env) => env.project.clone(),
+            None => std::path::absolute(file)
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| PathBuf::from(".")),
+        };
         let mut cx = Checker {
             loc: &locator,
             dir: &dir,
             errors: Vec::new(),
             declared: Vec::new(),
             params: BTreeMap::new(),
+            environment: environment.as_ref(),
         };
         let pipeline = cx.pipeline(raw, keys, file);
         if cx.errors.is_empty() {
@@ -264,15 +277,18 @@ struct Checker<'a> {
     declared: Vec<String>,
     /// `[params]`, read before the SQL that names them.
     params: BTreeMap<String, params::Value>,
+    /// The environment whose catalogue holds the file: its connections, vars and secrets.
+    environment: Option<&'a crate::environment::Environment>,
 }
 
 impl Checker<'_> {
     fn pipeline(
         &mut self,
-        raw: RawPipeline,
+        mut raw: RawPipeline,
         mut keys: PlacedKeys<'_>,
         file: &Path,
     ) -> Option<Pipeline> {
+        let referenced = referenced_connections(&raw, &keys.target);
         let name_span = raw.name.span();
         let name = raw.name.into_inner();
         if name.trim().is_empty() {
@@ -283,9 +299,15 @@ impl Checker<'_> {
             );
         }
         self.params = self.params(raw.params);
-        let state_dir = match raw.state_dir {
-            Some(s) => self.resolve_location(s.get_ref()),
-            None => self.dir.join(".ferry").display().to_string(),
+        let state_dir = match (raw.state_dir.take(), self.environment) {
+            (Some(s), Some(env)) => {
+                self.errors.push(self.loc.error(s.span(), format!("in an environment, bookkeeping goes to the environment's state dir ({})", env.state_dir.display()))
+                    .hint(format!("remove state_dir; set state_dir under [environments.{}] in environments.toml", env.name)));
+                String::new()
+            }
+            (Some(s), None) => self.resolve_location(s.get_ref()),
+            (None, Some(env)) => env.state_dir.display().to_string(),
+            (None, None) => self.dir.join(".ferry").display().to_string(),
         };
         self.declared = raw
             .connections
@@ -293,6 +315,21 @@ impl Checker<'_> {
             .map(|k| k.get_ref().clone())
             .collect();
         let mut connections = BTreeMap::new();
+        if let Some(env) = self.environment {
+            if let Some(first) = raw.connections.keys().next() {
+                self.errors.push(
+                    self.loc
+                        .error(first.span(), "in an environment, a connection is an asset of its own, not part of a pipeline")
+                        .hint(format!("move [connections.{0}] to {1} (its keys without the table header) and name it: connection = \"{0}\"", first.get_ref(), env.asset_file(crate::environment::AssetKind::Connections, first.get_ref()).display())),
+                );
+            }
+            for name in referenced {
+                if let Some(connection) = self.environment_connection(env, &name) {
+                    connections.insert(name.clone(), connection);
+                }
+                self.declared.push(name);
+            }
+        }
         for name in raw.connections.into_keys() {
             let Some(keys) = keys.connections.remove(name.get_ref()) else {
                 continue;
@@ -359,6 +396,21 @@ impl Checker<'_> {
             }
         }
         let run = self.run(raw.run);
+        if let (Some(env), Some(schedule)) = (self.environment, &raw.schedule) {
+            self.errors.push(
+                self.loc
+                    .error(
+                        schedule.span(),
+                        "in an environment, a schedule is a job of its own",
+                    )
+                    .hint(format!(
+                        "move [schedule] to {} with pipeline = \"{}\" above it",
+                        env.asset_file(crate::environment::AssetKind::Jobs, &name)
+                            .display(),
+                        file.file_stem().unwrap_or_default().to_string_lossy()
+                    )),
+            );
+        }
         let schedule = self.schedule(raw.schedule);
         Some(Pipeline {
             name,
@@ -374,25 +426,54 @@ impl Checker<'_> {
             params: std::mem::take(&mut self.params),
             filled: Vec::new(),
             locator: self.loc.clone(),
+            environment: self.environment.cloned(),
         })
     }
 
     /// Replaces `${VAR}` in a credential (user, password, token, client_id, client_secret) with the
     /// environment's value; a missing variable is an error at its line.
     fn interpolate(&mut self, value: Spanned<String>) -> Option<String> {
-        self.expand(value, |_| true)
+        self.expand(value, |_| true, true)
     }
 
     /// Replaces `${VAR}` in a setting that is not a credential (a URL, a path, a table): only
     /// variables named `FERRY_*`, so that a pipeline file from someone else cannot carry any other
     /// variable (a cloud key, a home folder) to a URL or a path it names.
     fn interpolate_setting(&mut self, value: Spanned<String>) -> Option<String> {
-        self.expand(value, |name| name.starts_with("FERRY_"))
+        self.expand(value, |name| name.starts_with("FERRY_"), false)
     }
 
-    fn expand(&mut self, value: Spanned<String>, allowed: impl Fn(&str) -> bool) -> Option<String> {
-        match secret::interpolate_where(value.get_ref(), allowed) {
+    /// `${vars.NAME}` and `${secret.NAME}` (where `secret_allowed`) from the environment, any
+    /// other `${VAR}` that `allowed` accepts from the process's environment variables.
+    fn expand(
+        &mut self,
+        value: Spanned<String>,
+        allowed: impl Fn(&str) -> bool,
+        secret_allowed: bool,
+    ) -> Option<String> {
+        let env = self.environment;
+        let resolved = secret::interpolate_with(value.get_ref(), |name| {
+            if let Some(found) = env.and_then(|e| e.reference(name, secret_allowed)) {
+                return found;
+            }
+            if name.starts_with("vars.") || name.starts_with("secret.") {
+                return Err(secret::Unresolved::Failed {
+                    why: format!("${{{name}}} is read from an environment, and this file is in none"),
+                    hint: "put the file in a project's environments/<env>/<kind>/ folder, or use ${FERRY_...} variables".into(),
+                });
+            }
+            if !allowed(name) {
+                return Err(secret::Unresolved::NotAllowed(name.to_string()));
+            }
+            std::env::var(name).map_err(|_| secret::Unresolved::Unset(name.to_string()))
+        });
+        match resolved {
             Ok(s) => Some(s),
+            Err(secret::Unresolved::Failed { why, hint }) => {
+                self.errors
+                    .push(self.loc.error(value.span(), why).hint(hint));
+                None
+            }
             Err(secret::Unresolved::Unset(var)) => {
                 self.errors.push(
                     self.loc
@@ -424,7 +505,38 @@ impl Checker<'_> {
         connections: &BTreeMap<String, Arc<dyn Connection>>,
         example_url: &str,
     ) {
-        if self.declared.contains(name.get_ref()) {
+        if self.declared.contains(name.get_ref())
+            && self.environment.is_none_or(|env| {
+                env.asset_file(crate::environment::AssetKind::Connections, name.get_ref())
+                    .is_file()
+            })
+        {
+            return;
+        }
+        if let Some(env) = self.environment {
+            let names = env.assets(crate::environment::AssetKind::Connections);
+            let hint = match did_you_mean(name.get_ref(), names.iter().map(String::as_str)) {
+                Some(m) => format!("did you mean connection = \"{m}\"?"),
+                None => format!(
+                    "create {}, or promote it: ferry promote --from ENV --to {} connections {}",
+                    env.asset_file(crate::environment::AssetKind::Connections, name.get_ref())
+                        .display(),
+                    env.name,
+                    name.get_ref()
+                ),
+            };
+            self.errors.push(
+                self.loc
+                    .error(
+                        name.span(),
+                        format!(
+                            "environment \"{}\" has no connection named \"{}\"",
+                            env.name,
+                            name.get_ref()
+                        ),
+                    )
+                    .hint(hint),
+            );
             return;
         }
         let names: Vec<&str> = connections.keys().map(String::as_str).collect();

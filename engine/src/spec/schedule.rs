@@ -261,3 +261,74 @@ impl Checker<'_> {
         }
     }
 }
+
+/// An environment's job file (`environments/<env>/jobs/<name>.toml`): the pipeline it runs, by
+/// name, and its `[schedule]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    pipeline: Spanned<String>,
+    schedule: Spanned<RawSchedule>,
+}
+
+/// What a job file says: the pipeline's name (its file in the environment) and the schedule.
+#[derive(Debug, Clone)]
+pub struct JobFile {
+    pub pipeline: String,
+    pub pipeline_file: PathBuf,
+    pub schedule: Schedule,
+}
+
+impl JobFile {
+    /// Reads a job file of `env`'s catalogue; a pipeline the catalogue does not have is an error
+    /// at its line.
+    pub fn parse(
+        file: &Path,
+        text: &str,
+        env: &crate::environment::Environment,
+    ) -> Result<JobFile, SpecErrors> {
+        let loc = Locator::new(file, text);
+        let raw: RawJob =
+            toml::from_str(text).map_err(|e| SpecErrors(vec![toml_error(&loc, &e)]))?;
+        let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut cx = Checker {
+            loc: &loc,
+            dir: &dir,
+            errors: Vec::new(),
+            declared: Vec::new(),
+            params: BTreeMap::new(),
+            environment: Some(env),
+        };
+        let pipeline = raw.pipeline.get_ref().clone();
+        let pipeline_file = env.asset_file(crate::environment::AssetKind::Pipelines, &pipeline);
+        if !pipeline_file.is_file() {
+            let names = env.assets(crate::environment::AssetKind::Pipelines);
+            let hint = match did_you_mean(&pipeline, names.iter().map(String::as_str)) {
+                Some(m) => format!("did you mean pipeline = \"{m}\"?"),
+                None => format!(
+                    "promote it first: ferry promote --from ENV --to {} pipelines {pipeline}",
+                    env.name
+                ),
+            };
+            cx.errors.push(
+                loc.error(
+                    raw.pipeline.span(),
+                    format!(
+                        "environment \"{}\" has no pipeline \"{pipeline}\"",
+                        env.name
+                    ),
+                )
+                .hint(hint),
+            );
+        }
+        let schedule = cx.schedule(Some(raw.schedule));
+        if !cx.errors.is_empty() {
+            return Err(SpecErrors(cx.errors));
+        }
+        Ok(JobFile {
+            pipeline,
+            pipeline_file,
+            schedule: schedule.flatten().expect("a schedule without errors"),
+        })
+    }
+}

@@ -6,6 +6,7 @@ mod bookkeeping;
 mod capabilities;
 mod dropbox;
 mod emulator;
+mod environments;
 mod files;
 mod fuzz;
 mod incremental;

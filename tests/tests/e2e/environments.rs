@@ -1,0 +1,584 @@
+//! Environments and promotion (issue 17), end to end through the `ferry` binary: three
+//! environments whose CRM is SQLite (dev), PostgreSQL (test) and the Dataverse-like emulator
+//! (prod), one legacy PostgreSQL source whose password is a secret, and a canary secret in dev that
+//! must reach no file of the project, no output and no history row.
+
+use std::path::{Path, PathBuf};
+
+use ferry_tests::db::{Server, TestDb};
+use ferry_tests::{Workspace, ferry_output, rows, sqlite_rows};
+
+/// dev's password for the legacy database: it must never leave dev's secrets file.
+const CANARY: &str = "canary-6b1f0e-never-copy-me";
+
+struct Project {
+    ws: Workspace,
+    /// Outside the project: the secrets files.
+    secrets: Workspace,
+    legacy: TestDb,
+    test_crm: TestDb,
+    emulator: ferry_emulator::Running,
+    /// Every line Ferry printed, for the canary check.
+    printed: std::cell::RefCell<String>,
+}
+
+impl Project {
+    async fn new(extra_environments: &str) -> Project {
+        let ws = Workspace::new();
+        let secrets = Workspace::new();
+        let legacy = TestDb::new(Server::Postgres).await;
+        legacy
+            .exec("CREATE TABLE customers (code text PRIMARY KEY, name text NOT NULL); INSERT INTO customers VALUES ('C-001', 'Acme'), ('C-002', 'Globex'), ('C-003', 'Initech')")
+            .await;
+        let test_crm = TestDb::new(Server::Postgres).await;
+        test_crm
+            .exec("CREATE TABLE accounts (accountnumber text PRIMARY KEY, name text)")
+            .await;
+        let emulator = ferry_tests::quiet_emulator().await;
+        let dev_db = ws.join("dev-crm.db");
+        rusqlite::Connection::open(&dev_db)
+            .unwrap()
+            .execute_batch("CREATE TABLE accounts (accountnumber TEXT PRIMARY KEY, name TEXT)")
+            .unwrap();
+        for (env, secret) in [
+            ("dev", CANARY),
+            ("test", "test-password"),
+            ("prod", "prod-password"),
+        ] {
+            secrets.write(
+                &format!("{env}.secrets.toml"),
+                format!("legacy_password = \"{secret}\"\ncrm_secret = \"{env}-app-secret\"\n"),
+            );
+        }
+        let secrets_file = |env: &str| {
+            secrets
+                .join(&format!("{env}.secrets.toml"))
+                .display()
+                .to_string()
+        };
+        ws.write(
+            "project/environments.toml",
+            format!(
+                r#"[environments.dev]
+secrets_file = "{}"
+[environments.dev.vars]
+legacy_url = "{legacy}"
+crm_url = "sqlite://{}"
+
+[environments.test]
+secrets_file = "{}"
+[environments.test.vars]
+legacy_url = "{legacy}"
+
+[environments.prod]
+secrets_file = "{}"
+[environments.prod.vars]
+legacy_url = "{legacy}"
+service = "{}"
+token_url = "{}"
+{extra_environments}"#,
+                secrets_file("dev"),
+                dev_db.display(),
+                secrets_file("test"),
+                secrets_file("prod"),
+                emulator.url(),
+                emulator.token_url(),
+                legacy = legacy.url(),
+            ),
+        );
+        let legacy_connection =
+            "url = \"${vars.legacy_url}\"\npassword = \"${secret.legacy_password}\"\n";
+        ws.write(
+            "project/environments/dev/connections/legacy.toml",
+            legacy_connection,
+        );
+        ws.write(
+            "project/environments/dev/connections/crm.toml",
+            "url = \"${vars.crm_url}\"\n",
+        );
+        // Each environment's CRM is its own: defined there, never promoted.
+        ws.write(
+            "project/environments/test/connections/crm.toml",
+            format!("url = \"{}\"\n", test_crm.url()),
+        );
+        ws.write(
+            "project/environments/prod/connections/crm.toml",
+            "url = \"${vars.service}\"\nkind = \"dataverse\"\nauth = \"client_credentials\"\ntoken_url = \"${vars.token_url}\"\nclient_id = \"app-1\"\nclient_secret = \"${secret.crm_secret}\"\n",
+        );
+        ws.write(
+            "project/environments/dev/pipelines/accounts.toml",
+            r#"name = "accounts"
+description = "Legacy customers become CRM accounts"
+
+[sources.customers]
+connection = "legacy"
+table = "customers"
+
+[[steps]]
+name = "result"
+sql = "SELECT code AS accountnumber, name FROM customers"
+
+[target]
+connection = "crm"
+table = "accounts"
+mode = "upsert"
+key = "accountnumber"
+"#,
+        );
+        ws.write(
+            "project/environments/dev/jobs/nightly-accounts.toml",
+            "pipeline = \"accounts\"\n\n[schedule]\ncron = \"0 2 * * *\"\n",
+        );
+        Project {
+            ws,
+            secrets,
+            legacy,
+            test_crm,
+            emulator,
+            printed: Default::default(),
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.ws.join("project")
+    }
+
+    /// `ferry --project <root> ARGS`: (exit code, output), the output kept for the canary check.
+    fn ferry(&self, args: &[&str]) -> (i32, String) {
+        let root = self.root().display().to_string();
+        let mut all = vec!["--project", root.as_str()];
+        all.extend_from_slice(args);
+        let (code, text) = ferry_output(&all);
+        self.printed.borrow_mut().push_str(&text);
+        (code, text)
+    }
+
+    fn file(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    /// The id `ferry promote` printed ("promotion 3 ...").
+    fn id(printed: &str) -> String {
+        printed
+            .split_whitespace()
+            .skip_while(|w| *w != "promotion")
+            .nth(1)
+            .expect("a promotion id")
+            .to_string()
+    }
+
+    async fn history(&self) -> Vec<serde_json::Value> {
+        let (code, text) = self.ferry(&["promote", "history", "--json"]);
+        assert_eq!(code, 0, "{text}");
+        serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Every file under the project whose bytes hold the canary.
+    fn files_with_canary(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if std::fs::read(&path)
+                    .unwrap()
+                    .windows(CANARY.len())
+                    .any(|w| w == CANARY.as_bytes())
+                {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root(), &mut out);
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_moves_from_dev_to_test_to_prod_without_its_secrets() {
+    let p = Project::new("").await;
+    let expected = rows(&[
+        &["C-001", "Acme"],
+        &["C-002", "Globex"],
+        &["C-003", "Initech"],
+    ]);
+
+    // dev: the pipeline runs against dev's SQLite CRM, with dev's secret.
+    let (code, out) = p.ferry(&["run", "--env", "dev", "accounts", "--quiet"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        sqlite_rows(
+            &p.ws.join("dev-crm.db"),
+            "SELECT accountnumber, name FROM accounts"
+        ),
+        expected
+    );
+    assert!(
+        p.file(".ferry/dev/history").is_dir(),
+        "dev keeps its own bookkeeping"
+    );
+
+    // The pipeline needs a connection test lacks: refused, with the command that promotes it.
+    let (code, out) = p.ferry(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "test",
+        "pipelines",
+        "accounts",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("connection legacy (needed by pipeline accounts)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ferry promote --from dev --to test connections legacy"),
+        "{out}"
+    );
+    assert!(!p.file("environments/test/pipelines/accounts.toml").exists());
+
+    // Preview the connection, then discard it: nothing changes in test.
+    let (code, out) = p.ferry(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "test",
+        "connections",
+        "legacy",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("create    connections/legacy"), "{out}");
+    assert!(out.contains("Pending"), "{out}");
+    let discarded = Project::id(&out);
+    let summary = p.file(&format!(".ferry/promotions/{discarded}/changes.md"));
+    assert!(
+        std::fs::read_to_string(&summary)
+            .unwrap()
+            .contains("connections/legacy")
+    );
+    let (code, out) = p.ferry(&["promote", "discard", &discarded]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!p.file("environments/test/connections/legacy.toml").exists());
+
+    // With its dependencies: the connection first, then the pipeline.
+    let (code, out) = p.ferry(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "test",
+        "pipelines",
+        "accounts",
+        "--with-dependencies",
+        "--title",
+        "Accounts to test",
+        "--comment",
+        "first cut",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let first = Project::id(&out);
+    let at = |s: &str| out.find(s).unwrap_or_else(|| panic!("{s} in {out}"));
+    assert!(
+        at("create    connections/legacy") < at("create    pipelines/accounts"),
+        "{out}"
+    );
+    // A second promotion into test while this one is Pending is refused, naming it.
+    let (code, out) = p.ferry(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "test",
+        "jobs",
+        "nightly-accounts",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!("promotion {first} into \"test\" is Pending")),
+        "{out}"
+    );
+
+    let (code, out) = p.ferry(&["promote", "complete", &first]);
+    assert_eq!(code, 0, "{out}");
+    for step in [
+        "Success  Create connection legacy",
+        "Success  Create pipeline accounts",
+        "Success  Verify in \"test\"",
+        "Success  Validate in \"test\": 1 valid",
+        "connection legacy: set its secrets in \"test\"",
+    ] {
+        assert!(out.contains(step), "{step} in {out}");
+    }
+    let log = out
+        .lines()
+        .find_map(|l| l.strip_prefix("log: "))
+        .expect("the log file")
+        .to_string();
+    let log_name = Path::new(&log)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert!(
+        log_name.starts_with("ferry_promote_") && log_name.ends_with(".log"),
+        "{log_name}"
+    );
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains(&format!("Ferry {}", env!("CARGO_PKG_VERSION"))),
+        "{log_text}"
+    );
+    assert!(
+        log_text.contains("Create pipeline accounts: Success"),
+        "{log_text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.file("environments/test/pipelines/accounts.toml")).unwrap(),
+        std::fs::read_to_string(p.file("environments/dev/pipelines/accounts.toml")).unwrap()
+    );
+
+    // test runs the same pipeline against its own PostgreSQL CRM, with its own secret.
+    let (code, out) = p.ferry(&["run", "--env", "test", "accounts", "--quiet"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        p.test_crm
+            .rows("SELECT accountnumber, name FROM accounts")
+            .await,
+        expected
+    );
+
+    // A job arrives disabled.
+    let (code, out) = p.ferry(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "test",
+        "jobs",
+        "nightly-accounts",
+        "--complete",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("arrives disabled"), "{out}");
+    let job =
+        std::fs::read_to_string(p.file("environments/test/jobs/nightly-accounts.toml")).unwrap();
+    assert!(job.contains("enabled = false"), "{job}");
+    let jobs_dir = p.file("environments/test/jobs").display().to_string();
+    let (code, out) = p.ferry(&["jobs", &jobs_dir, "list", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let listed: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(listed["job"], "nightly-accounts", "{out}");
+    assert_eq!(listed["enabled"], false, "{out}");
+
+    // prod: the catalogue has a file where its pipelines folder should be, so the second step
+    // fails; the first step's result is listed, the promotion is Failed.
+    std::fs::write(p.file("environments/prod/pipelines"), "not a folder").unwrap();
+    let (code, out) = p.ferry(&[
+        "promote",
+        "--from",
+        "test",
+        "--to",
+        "prod",
+        "pipelines",
+        "accounts",
+        "--with-dependencies",
+        "--complete",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let failed = Project::id(&out);
+    assert!(out.contains("Success  Create connection legacy"), "{out}");
+    assert!(
+        out.contains("Error    Create pipeline accounts: cannot create"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("promotion {failed}: Failed")),
+        "{out}"
+    );
+    assert!(
+        p.file("environments/prod/connections/legacy.toml")
+            .is_file()
+    );
+    // Its revert removes what it created.
+    let (code, out) = p.ferry(&["promote", "revert", &failed, "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !p.file("environments/prod/connections/legacy.toml").exists(),
+        "{out}"
+    );
+    std::fs::remove_file(p.file("environments/prod/pipelines")).unwrap();
+    let (code, out) = p.ferry(&[
+        "promote",
+        "--from",
+        "test",
+        "--to",
+        "prod",
+        "pipelines",
+        "accounts",
+        "--with-dependencies",
+        "--complete",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = p.ferry(&["run", "--env", "prod", "accounts", "--quiet"]);
+    assert_eq!(code, 0, "{out}");
+    let landed = ferry_tests::odata_records(
+        &p.emulator.url(),
+        &p.emulator.token_url(),
+        "accounts",
+        "accountnumber,name",
+    )
+    .await;
+    let mut landed: Vec<Vec<String>> = landed
+        .iter()
+        .map(|r| {
+            vec![
+                r["accountnumber"].as_str().unwrap().to_string(),
+                r["name"].as_str().unwrap().to_string(),
+            ]
+        })
+        .collect();
+    landed.sort();
+    assert_eq!(landed, expected);
+
+    // Revert the first test promotion after someone edited its pipeline in test: the warning
+    // names it; test then has neither the pipeline nor the connection, and keeps its own CRM.
+    let edited = p.file("environments/test/pipelines/accounts.toml");
+    let text = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(&edited, text.replace("upsert", "insert")).unwrap();
+    let (code, out) = p.ferry(&["promote", "revert", &first]);
+    assert_eq!(code, 2, "no terminal, no --yes: {out}");
+    assert!(
+        out.contains("pipelines/accounts was changed in \"test\" after the promotion"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "jobs/nightly-accounts in \"test\" needs pipelines/accounts, which the revert removes"
+        ),
+        "{out}"
+    );
+    assert!(edited.is_file(), "nothing reverted without confirmation");
+    let (code, out) = p.ferry(&["promote", "revert", &first, "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!edited.exists() && !p.file("environments/test/connections/legacy.toml").exists());
+    assert!(p.file("environments/test/connections/crm.toml").is_file());
+
+    // Comments: yours can be deleted, someone else's not.
+    let (code, out) = p.ferry(&[
+        "promote",
+        "comment",
+        &first,
+        "reverted: the key changes",
+        "--as",
+        "bo",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = p.ferry(&["promote", "comment", &first, "--delete", "2"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("comment 2 is bo's"), "{out}");
+    let (code, out) = p.ferry(&["promote", "comment", &first, "--delete", "2", "--as", "bo"]);
+    assert_eq!(code, 0, "{out}");
+
+    let history = p.history().await;
+    let status = |id: &str| {
+        history
+            .iter()
+            .find(|h| h["id"] == id.parse::<i64>().unwrap())
+            .unwrap_or_else(|| panic!("{id} in {history:?}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status(&discarded), "Discarded");
+    assert_eq!(status(&first), "Reverted");
+    assert_eq!(status(&failed), "Reverted");
+    let first_record = history
+        .iter()
+        .find(|h| h["id"] == first.parse::<i64>().unwrap())
+        .unwrap();
+    assert_eq!(first_record["title"], "Accounts to test");
+    let comments: Vec<&str> = first_record["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        comments,
+        ["first cut"],
+        "the deleted comment is gone, the first stays"
+    );
+    let (code, shown) = p.ferry(&["promote", "show", &first]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("reverted by"), "{shown}");
+
+    // The canary: in no file of the project (catalogues, logs, summaries, Delta tables), in no
+    // output.
+    assert_eq!(p.files_with_canary(), Vec::<PathBuf>::new());
+    assert!(!p.printed.borrow().contains(CANARY));
+    drop(p.secrets);
+    drop(p.legacy);
+}
+
+/// The seed's rule: a runner of the source and a promoter of the target, checked before
+/// anything happens; a secret written as a value in a catalogue is refused, never shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_literal_secrets_are_refused_before_anything_changes() {
+    let p = Project::new(
+        "\n[environments.audit]\npromoters = [\"release-manager\", \"group:ferry-release\"]\nrunners = [\"release-manager\"]\n",
+    )
+    .await;
+    let (code, out) = p.ferry(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "audit",
+        "connections",
+        "crm",
+        "--as",
+        "release-manager",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("may not promote into \"audit\""), "{out}");
+    assert!(!p.file("environments/audit").exists());
+    p.ws.write(
+        "project/environments/audit/connections/crm.toml",
+        "url = \"sqlite://x.db\"\n",
+    );
+    p.ws.write(
+        "project/environments/audit/pipelines/accounts.toml",
+        "name = \"accounts\"\n[sources.a]\npath = \"a.csv\"\n[target]\nconnection = \"crm\"\ntable = \"t\"\n",
+    );
+    let (code, out) = p.ferry(&["run", "--env", "audit", "accounts"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("may not run pipelines in \"audit\""), "{out}");
+
+    p.ws.write(
+        "project/environments/dev/connections/pasted.toml",
+        format!("url = \"postgres://loader:{CANARY}@db/crm\"\n"),
+    );
+    let (code, out) = p.ferry(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "test",
+        "connections",
+        "pasted",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("url (line 1) has a password in it"), "{out}");
+    assert!(!out.contains(CANARY));
+    assert!(!p.file("environments/test/connections/pasted.toml").exists());
+    let history = p.history().await;
+    assert!(history.is_empty(), "{history:?}");
+}
