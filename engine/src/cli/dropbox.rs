@@ -6,10 +6,17 @@ use std::process::ExitCode;
 use super::INVALID;
 use crate::dropbox::config::{Dropbox, template};
 use crate::dropbox::manifest::{Manifest, latest};
+use crate::environment::Environment;
 use crate::run::report::thousands;
 
-fn load(dir: &Path) -> Result<Dropbox, ExitCode> {
-    Dropbox::load(dir).map_err(|e| {
+/// A dropbox folder's configuration; with `--env`, DIR is the name of one in the environment's
+/// catalogue.
+fn load(dir: &Path, env: Option<&Environment>) -> Result<Dropbox, ExitCode> {
+    let loaded = match env {
+        Some(env) => Dropbox::load_in(env, &dir.to_string_lossy()),
+        None => Dropbox::load(dir),
+    };
+    loaded.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(INVALID)
     })
@@ -40,8 +47,8 @@ pub fn init(dir: &Path, url: &str) -> ExitCode {
     }
 }
 
-pub async fn run(dir: &Path) -> ExitCode {
-    let dropbox = match load(dir) {
+pub async fn run(dir: &Path, env: Option<&Environment>) -> ExitCode {
+    let dropbox = match load(dir, env) {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -79,8 +86,8 @@ pub async fn run(dir: &Path) -> ExitCode {
     }
 }
 
-pub async fn watch(dir: &Path) -> ExitCode {
-    let dropbox = match load(dir) {
+pub async fn watch(dir: &Path, env: Option<&Environment>) -> ExitCode {
+    let dropbox = match load(dir, env) {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -93,8 +100,8 @@ pub async fn watch(dir: &Path) -> ExitCode {
     }
 }
 
-pub async fn status(dir: &Path, json: bool) -> ExitCode {
-    let dropbox = match load(dir) {
+pub async fn status(dir: &Path, env: Option<&Environment>, json: bool) -> ExitCode {
+    let dropbox = match load(dir, env) {
         Ok(d) => d,
         Err(code) => return code,
     };

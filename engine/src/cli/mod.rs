@@ -484,12 +484,27 @@ pub async fn main(mut cli: Cli) -> ExitCode {
             JobsCommand::Disable { job } => schedule::set_enabled(&dir, &job, false),
             JobsCommand::Delete { job } => schedule::delete(&dir, &job),
         },
-        Command::Dropbox(command) => match command {
-            DropboxCommand::Init { dir, url } => dropbox::init(&dir, &url),
-            DropboxCommand::Run { dir } => dropbox::run(&dir).await,
-            DropboxCommand::Watch { dir } => dropbox::watch(&dir).await,
-            DropboxCommand::Status { dir, json } => dropbox::status(&dir, json).await,
-        },
+        Command::Dropbox(command) => {
+            let env = match &cli.env {
+                None => None,
+                Some(name) => match crate::environment::Project::locate(cli.project.as_deref())
+                    .and_then(|p| p.environment(name).cloned())
+                {
+                    Ok(env) => Some(env),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(INVALID);
+                    }
+                },
+            };
+            let env = env.as_ref();
+            match command {
+                DropboxCommand::Init { dir, url } => dropbox::init(&dir, &url),
+                DropboxCommand::Run { dir } => dropbox::run(&dir, env).await,
+                DropboxCommand::Watch { dir } => dropbox::watch(&dir, env).await,
+                DropboxCommand::Status { dir, json } => dropbox::status(&dir, env, json).await,
+            }
+        }
         Command::Emulate(EmulateCommand::Dynamics(args)) => emulate::dynamics(args).await,
         Command::Connectors => connectors::list(),
         Command::Quarantine(q) => match q {

@@ -16,9 +16,13 @@ pub struct Dropbox {
     pub name: String,
     /// Where bookkeeping, staging and the generated pipelines go (default `DIR/.ferry`).
     pub state_dir: PathBuf,
-    /// The target connection's name and its keys, as written (`${VAR}` unexpanded).
+    /// The target connection's name and its keys, as written (`${VAR}` unexpanded; in an
+    /// environment, the catalogue's connection with its `${vars.NAME}` url filled).
     pub connection: (String, toml::Table),
     pub options: Options,
+    /// The environment whose catalogue holds the configuration: its entity pipelines name the
+    /// catalogue's connection and keep their runs in its state dir.
+    pub environment: Option<crate::environment::Environment>,
 }
 
 /// `[dropbox]` of `dropbox.toml`.
@@ -58,6 +62,9 @@ fn two_seconds() -> String {
 struct RawDropbox {
     name: String,
     state_dir: Option<String>,
+    /// In an environment: the folder users drop into (its inbox/, archive/, outbox/), from the
+    /// project folder; `${vars.NAME}` allowed. Default `dropbox/<env>/<name>`.
+    folder: Option<String>,
     #[serde(default)]
     connections: BTreeMap<String, toml::Table>,
     dropbox: Options,
@@ -80,6 +87,13 @@ impl Dropbox {
                 .unwrap_or_default();
             format!("{}{at}: {}", file.display(), e.message())
         })?;
+        if raw.folder.is_some() {
+            return Err(format!(
+                "{}: folder is for a dropbox in an environment's catalogue; this one's folder is {}",
+                file.display(),
+                dir.display()
+            ));
+        }
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let Some(keys) = raw.connections.get(&raw.dropbox.connection) else {
             return Err(format!(
@@ -105,6 +119,86 @@ impl Dropbox {
             connection: (raw.dropbox.connection.clone(), keys.clone()),
             options: raw.dropbox,
             dir,
+            environment: None,
+        })
+    }
+
+    /// The dropbox configuration `name` of an environment's catalogue
+    /// (`environments/<env>/dropbox/<name>.toml`): its connection is the catalogue's.
+    pub fn load_in(env: &crate::environment::Environment, name: &str) -> Result<Dropbox, String> {
+        use crate::environment::AssetKind;
+        let file = env.asset_file(AssetKind::Dropbox, name);
+        let text = env.asset_text(AssetKind::Dropbox, name)?.ok_or_else(|| {
+            format!(
+                "environment \"{}\" has no dropbox {name} ({}; it has: {})",
+                env.name,
+                file.display(),
+                env.assets(AssetKind::Dropbox).join(", ")
+            )
+        })?;
+        let raw: RawDropbox = toml::from_str(&text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!(":{}", text[..s.start].matches('\n').count() + 1))
+                .unwrap_or_default();
+            format!("{}{at}: {}", file.display(), e.message())
+        })?;
+        if !raw.connections.is_empty() || raw.state_dir.is_some() {
+            return Err(format!(
+                "{}: in an environment, the connection is an asset of its own and the state dir the environment's: \
+                 remove [connections] and state_dir, and name the connection ([dropbox] connection = \"NAME\" \
+                 for {})",
+                file.display(),
+                env.dir().join("connections").join("NAME.toml").display()
+            ));
+        }
+        let connection = &raw.dropbox.connection;
+        let connection_text = env
+            .asset_text(AssetKind::Connections, connection)?
+            .ok_or_else(|| {
+                format!(
+                    "{}: environment \"{}\" has no connection \"{connection}\"",
+                    file.display(),
+                    env.name
+                )
+            })?;
+        let mut keys: toml::Table = connection_text.parse().map_err(|e: toml::de::Error| {
+            format!(
+                "{}: {}",
+                env.asset_file(AssetKind::Connections, connection).display(),
+                e.message()
+            )
+        })?;
+        let vars_only = |text: &str| {
+            ferry_connectors::secret::interpolate_with(text, |reference| {
+                match env.reference(reference, false) {
+                    Some(found) => found,
+                    None => Ok(format!("${{{reference}}}")),
+                }
+            })
+            .map_err(|e| format!("{}: {e:?}", file.display()))
+        };
+        if let Some(url) = keys.get("url").and_then(|u| u.as_str()).map(str::to_string) {
+            keys.insert("url".into(), vars_only(&url)?.into());
+        }
+        if crate::spec::parse_duration(&raw.dropbox.stable_for).is_none() {
+            return Err(format!(
+                "{}: stable_for = \"{}\" is not a duration (\"2s\", \"1m\")",
+                file.display(),
+                raw.dropbox.stable_for
+            ));
+        }
+        let folder = match &raw.folder {
+            Some(folder) => env.project.join(vars_only(folder)?),
+            None => env.project.join("dropbox").join(&env.name).join(name),
+        };
+        Ok(Dropbox {
+            name: raw.name,
+            state_dir: env.state_dir.join("dropboxes").join(name),
+            connection: (connection.clone(), keys),
+            options: raw.dropbox,
+            dir: folder,
+            environment: Some(env.clone()),
         })
     }
 

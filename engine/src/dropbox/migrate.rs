@@ -64,13 +64,16 @@ pub fn pipeline_text(
     }
     let mut doc = toml::Table::new();
     doc.insert("name".into(), format!("{}-{entity}", dropbox.name).into());
-    doc.insert(
-        "state_dir".into(),
-        dropbox.state_dir.display().to_string().into(),
-    );
-    let mut connections = toml::Table::new();
-    connections.insert(connection.clone(), toml::Value::Table(keys));
-    doc.insert("connections".into(), connections.into());
+    // In an environment, the connection is the catalogue's and the runs are kept in its state dir.
+    if dropbox.environment.is_none() {
+        doc.insert(
+            "state_dir".into(),
+            dropbox.state_dir.display().to_string().into(),
+        );
+        let mut connections = toml::Table::new();
+        connections.insert(connection.clone(), toml::Value::Table(keys));
+        doc.insert("connections".into(), connections.into());
+    }
     let mut staged = toml::Table::new();
     staged.insert(
         "path".into(),
@@ -138,14 +141,20 @@ pub fn pipeline_text(
     ))
 }
 
-/// Writes the entity's pipeline and reads it back as Ferry reads any pipeline file.
-pub fn write_pipeline(path: &Path, text: &str) -> Result<Pipeline, String> {
+/// Writes the entity's pipeline and reads it back as Ferry reads any pipeline file (in the
+/// dropbox's environment, when it has one).
+pub fn write_pipeline(dropbox: &Dropbox, path: &Path, text: &str) -> Result<Pipeline, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Pipeline::load(path).map_err(|e| e.to_string())
+    load_pipeline(dropbox, path)
+}
+
+/// An entity's generated pipeline, read in the dropbox's environment when it has one.
+pub fn load_pipeline(dropbox: &Dropbox, path: &Path) -> Result<Pipeline, String> {
+    Pipeline::load_in(path, dropbox.environment.as_ref()).map_err(|e| e.to_string())
 }
 
 /// Runs an entity's pipeline: resumed when an earlier run of the same file did not finish, from

@@ -271,7 +271,7 @@ async fn migrate_staged(
                 }
             };
         let path = migrate::pipeline_path(dropbox, &entity);
-        let pipeline = migrate::write_pipeline(&path, &text)?;
+        let pipeline = migrate::write_pipeline(dropbox, &path, &text)?;
         let mut migrating = entry.clone();
         migrating.status = "migrating".into();
         migrating.at = Utc::now();
@@ -385,7 +385,7 @@ async fn retry_quarantine(
     outcome: &mut Outcome,
 ) -> Result<(), String> {
     let path = migrate::pipeline_path(dropbox, entity);
-    let pipeline = match crate::spec::Pipeline::load(&path) {
+    let pipeline = match migrate::load_pipeline(dropbox, &path) {
         Ok(p) => p,
         Err(_) => {
             let why = format!(

@@ -721,7 +721,7 @@ fn guidance(p: &Promotion, target: &Environment) -> Vec<String> {
                 let paths = file_paths(&c.after);
                 if !paths.is_empty() {
                     out.push(format!(
-                        "pipeline {} reads or writes files ({}): copy them to \"{}\" by hand",
+                        "pipeline {} reads or writes files ({}): make sure \"{}\" has them (paths are from the project folder; ${{vars.NAME}} sets one per environment)",
                         c.name,
                         paths.join(", "),
                         target.name

@@ -135,6 +135,15 @@ pub struct RunOptions {
 impl Pipeline {
     /// Reads and validates a pipeline file.
     pub fn load(file: &Path) -> Result<Pipeline, SpecErrors> {
+        Self::load_in(file, None)
+    }
+
+    /// Reads and validates a pipeline file in `environment` (a generated pipeline outside the
+    /// catalogue, such as a dropbox entity's); `None`: the environment its path says, if any.
+    pub fn load_in(
+        file: &Path,
+        environment: Option<&crate::environment::Environment>,
+    ) -> Result<Pipeline, SpecErrors> {
         let text = std::fs::read_to_string(file).map_err(|e| {
             let hint = match std::fs::read_dir(file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))) {
                 Ok(entries) => {
@@ -169,17 +178,29 @@ impl Pipeline {
                     .hint("a data file is named in a pipeline's [sources]; run the pipeline file, e.g. `ferry run pipelines/quickstart.toml`"),
             ]));
         }
-        Self::parse(file, &text)
+        match environment {
+            Some(env) => Self::parse_in(file, &text, Some(env.clone())),
+            None => Self::parse(file, &text),
+        }
     }
 
-    /// Validates a pipeline file's text; `file` locates relative paths and names the file in errors.
+    /// Validates a pipeline file's text; `file` locates relative paths and names the file in errors
+    /// (and, when it is in an environment's catalogue, the environment).
     pub fn parse(file: &Path, text: &str) -> Result<Pipeline, SpecErrors> {
-        let locator = Locator::new(file, text);
         let environment = match crate::environment::Project::of_file(file) {
             None => None,
             Some(Ok(env)) => Some(env),
-            Some(Err(e)) => return Err(SpecErrors(vec![locator.whole_file(e)])),
+            Some(Err(e)) => return Err(SpecErrors(vec![Locator::new(file, text).whole_file(e)])),
         };
+        Self::parse_in(file, text, environment)
+    }
+
+    fn parse_in(
+        file: &Path,
+        text: &str,
+        environment: Option<crate::environment::Environment>,
+    ) -> Result<Pipeline, SpecErrors> {
+        let locator = Locator::new(file, text);
         // Parsed once, every value with its place: the generic keys are read from it here, and
         // connectors read their own from the same tables.
         let toml_errors = |e: toml::de::Error| SpecErrors(vec![toml_error(&locator, &e)]);

@@ -179,23 +179,15 @@ key = "accountnumber"
 
     /// Every file under the project whose bytes hold the canary.
     fn files_with_canary(&self) -> Vec<PathBuf> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else if std::fs::read(&path)
+        walk_files(&self.root())
+            .into_iter()
+            .filter(|f| {
+                std::fs::read(f)
                     .unwrap()
                     .windows(CANARY.len())
                     .any(|w| w == CANARY.as_bytes())
-                {
-                    out.push(path);
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.root(), &mut out);
-        out
+            })
+            .collect()
     }
 }
 
@@ -581,4 +573,145 @@ async fn roles_and_literal_secrets_are_refused_before_anything_changes() {
     assert!(!p.file("environments/test/connections/pasted.toml").exists());
     let history = p.history().await;
     assert!(history.is_empty(), "{history:?}");
+}
+
+/// `secrets_command`: a vault CLI's stand-in is asked for each secret by name, once per run, and its
+/// answer is used, never stored; a command that fails names the environment and the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_come_from_a_command_read_once_per_run() {
+    let calls = Workspace::new();
+    let log = calls.join("calls.txt").display().to_string();
+    let p = Project::new(&format!(
+        "\n[environments.vault]\nsecrets_command = [\"sh\", \"-c\", \"echo \\\"$0\\\" >> {log}; printf 'from-vault-%s' \\\"$0\\\"\", \"{{name}}\"]\n[environments.vault.vars]\nlegacy_url = \"{}\"\n\n[environments.broken]\nsecrets_command = [\"sh\", \"-c\", \"echo 'vault: permission denied' >&2; exit 3\"]\n[environments.broken.vars]\nlegacy_url = \"{}\"\n",
+        "${vars.x}", "${vars.x}"
+    ))
+    .await;
+    // The vars above are placeholders; each environment reads the legacy database.
+    let environments = std::fs::read_to_string(p.file("environments.toml"))
+        .unwrap()
+        .replace("${vars.x}", &p.legacy.url());
+    std::fs::write(p.file("environments.toml"), environments).unwrap();
+    let pipeline = "name = \"export\"\n[sources.customers]\nconnection = \"legacy\"\nquery = \"SELECT code FROM customers\"\n[target]\npath = \"out/codes.csv\"\nmode = \"truncate\"\n";
+    for env in ["vault", "broken"] {
+        p.ws.write(
+            &format!("project/environments/{env}/connections/legacy.toml"),
+            "url = \"${vars.legacy_url}\"\npassword = \"${secret.legacy_password}\"\n",
+        );
+        p.ws.write(
+            &format!("project/environments/{env}/pipelines/export.toml"),
+            pipeline,
+        );
+    }
+    for _ in 0..2 {
+        let (code, out) = p.ferry(&["run", "--env", "vault", "export", "--quiet"]);
+        assert_eq!(code, 0, "{out}");
+    }
+    let codes = std::fs::read_to_string(p.file("out/codes.csv")).unwrap();
+    assert_eq!(codes.lines().count(), 4, "{codes}");
+    let asked = std::fs::read_to_string(calls.join("calls.txt")).unwrap();
+    assert_eq!(asked, "legacy_password\nlegacy_password\n", "once a run");
+    let stored = |dir: &Path| {
+        let mut hits = Vec::new();
+        for entry in walk_files(dir) {
+            if std::fs::read(&entry)
+                .unwrap()
+                .windows(26)
+                .any(|w| w == b"from-vault-legacy_password")
+            {
+                hits.push(entry);
+            }
+        }
+        hits
+    };
+    assert_eq!(stored(&p.root()), Vec::<PathBuf>::new());
+
+    let (code, out) = p.ferry(&["validate", "--env", "broken", "export"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("the secrets command of \"broken\"")
+            && out.contains("failed for legacy_password"),
+        "{out}"
+    );
+    assert!(out.contains("vault: permission denied"), "{out}");
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// A dropbox configuration in dev's catalogue lands a delivery in dev's SQLite CRM; promoted to
+/// prod, the same configuration lands the next delivery in prod's Dataverse, through prod's
+/// connection and secret, with its runs kept in prod's state dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropbox_configuration_is_promoted_and_runs_in_each_environment() {
+    let p = Project::new("").await;
+    p.ws.write(
+        "project/environments/dev/dropbox/intake.toml",
+        "name = \"intake\"\n\n[dropbox]\nconnection = \"crm\"\nstable_for = \"0s\"\n",
+    );
+    let deliver = |env: &str, rows: &str| {
+        p.ws.write(
+            &format!("project/dropbox/{env}/intake/inbox/accounts.csv"),
+            format!("accountnumber,name\n{rows}"),
+        );
+        p.ws.write(
+            &format!("project/dropbox/{env}/intake/inbox/delivery.json"),
+            r#"{ "accounts.csv": { "key": ["accountnumber"] } }"#,
+        );
+    };
+    deliver("dev", "D-1,Dev One\nD-2,Dev Two\n");
+    let (code, out) = p.ferry(&["dropbox", "run", "--env", "dev", "intake"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        sqlite_rows(
+            &p.ws.join("dev-crm.db"),
+            "SELECT accountnumber, name FROM accounts"
+        ),
+        rows(&[&["D-1", "Dev One"], &["D-2", "Dev Two"]])
+    );
+
+    let (code, out) = p.ferry(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "prod",
+        "dropbox",
+        "intake",
+        "--complete",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("dropbox intake: tell its users"), "{out}");
+    deliver("prod", "P-1,Prod One\n");
+    let (code, out) = p.ferry(&["dropbox", "run", "--env", "prod", "intake"]);
+    assert_eq!(code, 0, "{out}");
+    let landed = ferry_tests::odata_records(
+        &p.emulator.url(),
+        &p.emulator.token_url(),
+        "accounts",
+        "accountnumber,name",
+    )
+    .await;
+    let numbers: Vec<&str> = landed
+        .iter()
+        .map(|r| r["accountnumber"].as_str().unwrap())
+        .collect();
+    assert_eq!(numbers, ["P-1"], "only prod's delivery, in prod's service");
+    let (code, out) = p.ferry(&["history", "--env", "prod"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("intake-accounts"),
+        "the entity's run is prod's: {out}"
+    );
+    assert_eq!(p.files_with_canary(), Vec::<PathBuf>::new());
 }
