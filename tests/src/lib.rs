@@ -350,3 +350,30 @@ pub async fn read_delta(
     let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
     (schema, batch_rows(&df.collect().await.unwrap()))
 }
+
+/// Every file under `dir`, in its subfolders too.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The files under `dir` whose bytes hold `needle` (a secret that must not be there).
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|f| {
+            std::fs::read(f)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        })
+        .collect()
+}

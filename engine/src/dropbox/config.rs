@@ -70,6 +70,27 @@ struct RawDropbox {
     dropbox: Options,
 }
 
+impl RawDropbox {
+    /// The file's text, with its shape and `stable_for` checked; errors name the file and line.
+    fn parse(file: &Path, text: &str) -> Result<RawDropbox, String> {
+        let raw: RawDropbox = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!(":{}", text[..s.start].matches('\n').count() + 1))
+                .unwrap_or_default();
+            format!("{}{at}: {}", file.display(), e.message())
+        })?;
+        if crate::spec::parse_duration(&raw.dropbox.stable_for).is_none() {
+            return Err(format!(
+                "{}: stable_for = \"{}\" is not a duration (\"2s\", \"1m\")",
+                file.display(),
+                raw.dropbox.stable_for
+            ));
+        }
+        Ok(raw)
+    }
+}
+
 impl Dropbox {
     pub fn load(dir: &Path) -> Result<Dropbox, String> {
         let file = dir.join("dropbox.toml");
@@ -80,13 +101,7 @@ impl Dropbox {
                 dir.display()
             )
         })?;
-        let raw: RawDropbox = toml::from_str(&text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| format!(":{}", text[..s.start].matches('\n').count() + 1))
-                .unwrap_or_default();
-            format!("{}{at}: {}", file.display(), e.message())
-        })?;
+        let raw = RawDropbox::parse(&file, &text)?;
         if raw.folder.is_some() {
             return Err(format!(
                 "{}: folder is for a dropbox in an environment's catalogue; this one's folder is {}",
@@ -102,13 +117,6 @@ impl Dropbox {
                 raw.dropbox.connection
             ));
         };
-        if crate::spec::parse_duration(&raw.dropbox.stable_for).is_none() {
-            return Err(format!(
-                "{}: stable_for = \"{}\" is not a duration (\"2s\", \"1m\")",
-                file.display(),
-                raw.dropbox.stable_for
-            ));
-        }
         let state_dir = match &raw.state_dir {
             Some(s) => dir.join(s),
             None => dir.join(".ferry"),
@@ -136,13 +144,7 @@ impl Dropbox {
                 env.assets(AssetKind::Dropbox).join(", ")
             )
         })?;
-        let raw: RawDropbox = toml::from_str(&text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| format!(":{}", text[..s.start].matches('\n').count() + 1))
-                .unwrap_or_default();
-            format!("{}{at}: {}", file.display(), e.message())
-        })?;
+        let raw = RawDropbox::parse(&file, &text)?;
         if !raw.connections.is_empty() || raw.state_dir.is_some() {
             return Err(format!(
                 "{}: in an environment, the connection is an asset of its own and the state dir the environment's: \
@@ -180,13 +182,6 @@ impl Dropbox {
         };
         if let Some(url) = keys.get("url").and_then(|u| u.as_str()).map(str::to_string) {
             keys.insert("url".into(), vars_only(&url)?.into());
-        }
-        if crate::spec::parse_duration(&raw.dropbox.stable_for).is_none() {
-            return Err(format!(
-                "{}: stable_for = \"{}\" is not a duration (\"2s\", \"1m\")",
-                file.display(),
-                raw.dropbox.stable_for
-            ));
         }
         let folder = match &raw.folder {
             Some(folder) => env.project.join(vars_only(folder)?),

@@ -319,27 +319,29 @@ impl Environment {
 
     /// Refuses `who` unless the environment lets them run pipelines.
     pub fn check_runner(&self, who: &Identity) -> Result<(), String> {
-        if who.is_in(self.runners.as_deref()) {
-            return Ok(());
-        }
-        Err(format!(
-            "{} may not run pipelines in \"{}\" (runners: {})",
-            who.user,
-            self.name,
-            self.runners.as_deref().unwrap_or_default().join(", ")
-        ))
+        self.check_role(who, self.runners.as_deref(), "run pipelines in", "runners")
     }
 
     /// Refuses `who` unless the environment lets them promote into it.
     pub fn check_promoter(&self, who: &Identity) -> Result<(), String> {
-        if who.is_in(self.promoters.as_deref()) {
+        self.check_role(who, self.promoters.as_deref(), "promote into", "promoters")
+    }
+
+    fn check_role(
+        &self,
+        who: &Identity,
+        list: Option<&[String]>,
+        what: &str,
+        role: &str,
+    ) -> Result<(), String> {
+        if who.is_in(list) {
             return Ok(());
         }
         Err(format!(
-            "{} may not promote into \"{}\" (promoters: {})",
+            "{} may not {what} \"{}\" ({role}: {})",
             who.user,
             self.name,
-            self.promoters.as_deref().unwrap_or_default().join(", ")
+            list.unwrap_or_default().join(", ")
         ))
     }
 }

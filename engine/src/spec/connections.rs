@@ -69,14 +69,7 @@ impl Checker<'_> {
             }
         };
         let dir = env.project.clone();
-        let mut own = Checker {
-            loc: &loc,
-            dir: &dir,
-            errors: Vec::new(),
-            declared: Vec::new(),
-            params: BTreeMap::new(),
-            environment: Some(env),
-        };
+        let mut own = Checker::new(&loc, &dir, Some(env));
         let connection = own.connection(tables);
         self.errors.append(&mut own.errors);
         connection

@@ -230,14 +230,7 @@ impl Pipeline {
                 .and_then(|p| p.parent().map(Path::to_path_buf))
                 .unwrap_or_else(|| PathBuf::from(".")),
         };
-        let mut cx = Checker {
-            loc: &locator,
-            dir: &dir,
-            errors: Vec::new(),
-            declared: Vec::new(),
-            params: BTreeMap::new(),
-            environment: environment.as_ref(),
-        };
+        let mut cx = Checker::new(&locator, &dir, environment.as_ref());
         let pipeline = cx.pipeline(raw, keys, file);
         if cx.errors.is_empty() {
             Ok(pipeline.expect("no errors means a pipeline"))
@@ -300,6 +293,23 @@ struct Checker<'a> {
     params: BTreeMap<String, params::Value>,
     /// The environment whose catalogue holds the file: its connections, vars and secrets.
     environment: Option<&'a crate::environment::Environment>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(
+        loc: &'a Locator,
+        dir: &'a Path,
+        environment: Option<&'a crate::environment::Environment>,
+    ) -> Self {
+        Checker {
+            loc,
+            dir,
+            errors: Vec::new(),
+            declared: Vec::new(),
+            params: BTreeMap::new(),
+            environment,
+        }
+    }
 }
 
 impl Checker<'_> {

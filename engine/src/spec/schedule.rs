@@ -291,14 +291,7 @@ impl JobFile {
         let raw: RawJob =
             toml::from_str(text).map_err(|e| SpecErrors(vec![toml_error(&loc, &e)]))?;
         let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let mut cx = Checker {
-            loc: &loc,
-            dir: &dir,
-            errors: Vec::new(),
-            declared: Vec::new(),
-            params: BTreeMap::new(),
-            environment: Some(env),
-        };
+        let mut cx = Checker::new(&loc, &dir, Some(env));
         let pipeline = raw.pipeline.get_ref().clone();
         let pipeline_file = env.asset_file(crate::environment::AssetKind::Pipelines, &pipeline);
         if !pipeline_file.is_file() {

@@ -157,6 +157,13 @@ key = "accountnumber"
         self.root().join(rel)
     }
 
+    /// `ferry promote --from FROM --to TO ARGS`.
+    fn promote(&self, from: &str, to: &str, args: &[&str]) -> (i32, String) {
+        let mut all = vec!["promote", "--from", from, "--to", to];
+        all.extend_from_slice(args);
+        self.ferry(&all)
+    }
+
     /// The id `ferry promote` printed ("promotion 3 ...").
     fn id(printed: &str) -> String {
         printed
@@ -179,15 +186,7 @@ key = "accountnumber"
 
     /// Every file under the project whose bytes hold the canary.
     fn files_with_canary(&self) -> Vec<PathBuf> {
-        walk_files(&self.root())
-            .into_iter()
-            .filter(|f| {
-                std::fs::read(f)
-                    .unwrap()
-                    .windows(CANARY.len())
-                    .any(|w| w == CANARY.as_bytes())
-            })
-            .collect()
+        ferry_tests::files_containing(&self.root(), CANARY)
     }
 }
 
@@ -216,15 +215,7 @@ async fn a_migration_moves_from_dev_to_test_to_prod_without_its_secrets() {
     );
 
     // The pipeline needs a connection test lacks: refused, with the command that promotes it.
-    let (code, out) = p.ferry(&[
-        "promote",
-        "--from",
-        "dev",
-        "--to",
-        "test",
-        "pipelines",
-        "accounts",
-    ]);
+    let (code, out) = p.promote("dev", "test", &["pipelines", "accounts"]);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("connection legacy (needed by pipeline accounts)"),
@@ -237,15 +228,7 @@ async fn a_migration_moves_from_dev_to_test_to_prod_without_its_secrets() {
     assert!(!p.file("environments/test/pipelines/accounts.toml").exists());
 
     // Preview the connection, then discard it: nothing changes in test.
-    let (code, out) = p.ferry(&[
-        "promote",
-        "--from",
-        "dev",
-        "--to",
-        "test",
-        "connections",
-        "legacy",
-    ]);
+    let (code, out) = p.promote("dev", "test", &["connections", "legacy"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("create    connections/legacy"), "{out}");
     assert!(out.contains("Pending"), "{out}");
@@ -261,20 +244,19 @@ async fn a_migration_moves_from_dev_to_test_to_prod_without_its_secrets() {
     assert!(!p.file("environments/test/connections/legacy.toml").exists());
 
     // With its dependencies: the connection first, then the pipeline.
-    let (code, out) = p.ferry(&[
-        "promote",
-        "--from",
+    let (code, out) = p.promote(
         "dev",
-        "--to",
         "test",
-        "pipelines",
-        "accounts",
-        "--with-dependencies",
-        "--title",
-        "Accounts to test",
-        "--comment",
-        "first cut",
-    ]);
+        &[
+            "pipelines",
+            "accounts",
+            "--with-dependencies",
+            "--title",
+            "Accounts to test",
+            "--comment",
+            "first cut",
+        ],
+    );
     assert_eq!(code, 0, "{out}");
     let first = Project::id(&out);
     let at = |s: &str| out.find(s).unwrap_or_else(|| panic!("{s} in {out}"));
@@ -283,15 +265,7 @@ async fn a_migration_moves_from_dev_to_test_to_prod_without_its_secrets() {
         "{out}"
     );
     // A second promotion into test while this one is Pending is refused, naming it.
-    let (code, out) = p.ferry(&[
-        "promote",
-        "--from",
-        "dev",
-        "--to",
-        "test",
-        "jobs",
-        "nightly-accounts",
-    ]);
+    let (code, out) = p.promote("dev", "test", &["jobs", "nightly-accounts"]);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains(&format!("promotion {first} into \"test\" is Pending")),
@@ -348,16 +322,7 @@ async fn a_migration_moves_from_dev_to_test_to_prod_without_its_secrets() {
     );
 
     // A job arrives disabled.
-    let (code, out) = p.ferry(&[
-        "promote",
-        "--from",
-        "dev",
-        "--to",
-        "test",
-        "jobs",
-        "nightly-accounts",
-        "--complete",
-    ]);
+    let (code, out) = p.promote("dev", "test", &["jobs", "nightly-accounts", "--complete"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("arrives disabled"), "{out}");
     let job =
@@ -373,17 +338,11 @@ async fn a_migration_moves_from_dev_to_test_to_prod_without_its_secrets() {
     // prod: the catalogue has a file where its pipelines folder should be, so the second step
     // fails; the first step's result is listed, the promotion is Failed.
     std::fs::write(p.file("environments/prod/pipelines"), "not a folder").unwrap();
-    let (code, out) = p.ferry(&[
-        "promote",
-        "--from",
+    let (code, out) = p.promote(
         "test",
-        "--to",
         "prod",
-        "pipelines",
-        "accounts",
-        "--with-dependencies",
-        "--complete",
-    ]);
+        &["pipelines", "accounts", "--with-dependencies", "--complete"],
+    );
     assert_eq!(code, 1, "{out}");
     let failed = Project::id(&out);
     assert!(out.contains("Success  Create connection legacy"), "{out}");
@@ -407,17 +366,11 @@ async fn a_migration_moves_from_dev_to_test_to_prod_without_its_secrets() {
         "{out}"
     );
     std::fs::remove_file(p.file("environments/prod/pipelines")).unwrap();
-    let (code, out) = p.ferry(&[
-        "promote",
-        "--from",
+    let (code, out) = p.promote(
         "test",
-        "--to",
         "prod",
-        "pipelines",
-        "accounts",
-        "--with-dependencies",
-        "--complete",
-    ]);
+        &["pipelines", "accounts", "--with-dependencies", "--complete"],
+    );
     assert_eq!(code, 0, "{out}");
     let (code, out) = p.ferry(&["run", "--env", "prod", "accounts", "--quiet"]);
     assert_eq!(code, 0, "{out}");
@@ -528,17 +481,11 @@ async fn roles_and_literal_secrets_are_refused_before_anything_changes() {
         "\n[environments.audit]\npromoters = [\"release-manager\", \"group:ferry-release\"]\nrunners = [\"release-manager\"]\n",
     )
     .await;
-    let (code, out) = p.ferry(&[
-        "promote",
-        "--from",
+    let (code, out) = p.promote(
         "dev",
-        "--to",
         "audit",
-        "connections",
-        "crm",
-        "--as",
-        "release-manager",
-    ]);
+        &["connections", "crm", "--as", "release-manager"],
+    );
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("may not promote into \"audit\""), "{out}");
     assert!(!p.file("environments/audit").exists());
@@ -558,15 +505,7 @@ async fn roles_and_literal_secrets_are_refused_before_anything_changes() {
         "project/environments/dev/connections/pasted.toml",
         format!("url = \"postgres://loader:{CANARY}@db/crm\"\n"),
     );
-    let (code, out) = p.ferry(&[
-        "promote",
-        "--from",
-        "dev",
-        "--to",
-        "test",
-        "connections",
-        "pasted",
-    ]);
+    let (code, out) = p.promote("dev", "test", &["connections", "pasted"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("url (line 1) has a password in it"), "{out}");
     assert!(!out.contains(CANARY));
@@ -610,20 +549,10 @@ async fn secrets_come_from_a_command_read_once_per_run() {
     assert_eq!(codes.lines().count(), 4, "{codes}");
     let asked = std::fs::read_to_string(calls.join("calls.txt")).unwrap();
     assert_eq!(asked, "legacy_password\nlegacy_password\n", "once a run");
-    let stored = |dir: &Path| {
-        let mut hits = Vec::new();
-        for entry in walk_files(dir) {
-            if std::fs::read(&entry)
-                .unwrap()
-                .windows(26)
-                .any(|w| w == b"from-vault-legacy_password")
-            {
-                hits.push(entry);
-            }
-        }
-        hits
-    };
-    assert_eq!(stored(&p.root()), Vec::<PathBuf>::new());
+    assert_eq!(
+        ferry_tests::files_containing(&p.root(), "from-vault-legacy_password"),
+        Vec::<PathBuf>::new()
+    );
 
     let (code, out) = p.ferry(&["validate", "--env", "broken", "export"]);
     assert_eq!(code, 2, "{out}");
@@ -633,20 +562,6 @@ async fn secrets_come_from_a_command_read_once_per_run() {
         "{out}"
     );
     assert!(out.contains("vault: permission denied"), "{out}");
-}
-
-/// Every file under `dir`.
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk_files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// A dropbox configuration in dev's catalogue lands a delivery in dev's SQLite CRM; promoted to
@@ -680,16 +595,7 @@ async fn a_dropbox_configuration_is_promoted_and_runs_in_each_environment() {
         rows(&[&["D-1", "Dev One"], &["D-2", "Dev Two"]])
     );
 
-    let (code, out) = p.ferry(&[
-        "promote",
-        "--from",
-        "dev",
-        "--to",
-        "prod",
-        "dropbox",
-        "intake",
-        "--complete",
-    ]);
+    let (code, out) = p.promote("dev", "prod", &["dropbox", "intake", "--complete"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("dropbox intake: tell its users"), "{out}");
     deliver("prod", "P-1,Prod One\n");

@@ -12,19 +12,6 @@ use ferry_tests::{Workspace, ferry_command};
 const PASSWORD: &str = "canary-pw-5b1c9e";
 const CLIENT_SECRET: &str = "canary-cs-7d2f4a";
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// Runs `ferry <args>` with the canaries in its environment; its stdout and stderr together.
 fn ferry(ws: &Workspace, args: &[&str]) -> String {
     let out = ferry_command()
@@ -124,7 +111,7 @@ key = "accountnumber"
     assert!(transcript.contains("Partial Success"), "{transcript}");
     assert!(transcript.contains("required attribute"), "{transcript}");
     assert!(ws.join("rejected.xlsx").exists(), "{transcript}");
-    let files = walk(ws.path());
+    let files = ferry_tests::files_under(ws.path());
     assert!(
         files
             .iter()
