@@ -174,6 +174,27 @@ key = "accountnumber"
             .to_string()
     }
 
+    /// prod's CRM: the emulator's accounts, (accountnumber, name), sorted.
+    async fn prod_accounts(&self) -> Vec<Vec<String>> {
+        let records = ferry_tests::odata_records(
+            &self.emulator.url(),
+            &self.emulator.token_url(),
+            "accounts",
+            "accountnumber,name",
+        )
+        .await;
+        let mut out: Vec<Vec<String>> = records
+            .iter()
+            .map(|r| {
+                ["accountnumber", "name"]
+                    .map(|c| r[c].as_str().unwrap_or("NULL").to_string())
+                    .to_vec()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     async fn history(&self) -> Vec<serde_json::Value> {
         let (code, text) = self.ferry(&["promote", "history", "--json"]);
         assert_eq!(code, 0, "{text}");
@@ -374,24 +395,7 @@ async fn a_migration_moves_from_dev_to_test_to_prod_without_its_secrets() {
     assert_eq!(code, 0, "{out}");
     let (code, out) = p.ferry(&["run", "--env", "prod", "accounts", "--quiet"]);
     assert_eq!(code, 0, "{out}");
-    let landed = ferry_tests::odata_records(
-        &p.emulator.url(),
-        &p.emulator.token_url(),
-        "accounts",
-        "accountnumber,name",
-    )
-    .await;
-    let mut landed: Vec<Vec<String>> = landed
-        .iter()
-        .map(|r| {
-            vec![
-                r["accountnumber"].as_str().unwrap().to_string(),
-                r["name"].as_str().unwrap().to_string(),
-            ]
-        })
-        .collect();
-    landed.sort();
-    assert_eq!(landed, expected);
+    assert_eq!(p.prod_accounts().await, expected);
 
     // Revert the first test promotion after someone edited its pipeline in test: the warning
     // names it; test then has neither the pipeline nor the connection, and keeps its own CRM.
@@ -601,18 +605,11 @@ async fn a_dropbox_configuration_is_promoted_and_runs_in_each_environment() {
     deliver("prod", "P-1,Prod One\n");
     let (code, out) = p.ferry(&["dropbox", "run", "--env", "prod", "intake"]);
     assert_eq!(code, 0, "{out}");
-    let landed = ferry_tests::odata_records(
-        &p.emulator.url(),
-        &p.emulator.token_url(),
-        "accounts",
-        "accountnumber,name",
-    )
-    .await;
-    let numbers: Vec<&str> = landed
-        .iter()
-        .map(|r| r["accountnumber"].as_str().unwrap())
-        .collect();
-    assert_eq!(numbers, ["P-1"], "only prod's delivery, in prod's service");
+    assert_eq!(
+        p.prod_accounts().await,
+        rows(&[&["P-1", "Prod One"]]),
+        "only prod's delivery, in prod's service"
+    );
     let (code, out) = p.ferry(&["history", "--env", "prod"]);
     assert_eq!(code, 0, "{out}");
     assert!(
