@@ -245,6 +245,9 @@ impl Promoter {
             }
             p.steps[i].status = StepStatus::Running;
             on_step(i, &p.steps[i]);
+            // Recorded before the file is written: a completion that dies here is seen as such.
+            self.store.save(&p).await?;
+            ferry_connectors::failpoint::pause_point("promotion_step");
             let change = &p.changes[i];
             let result = if change.action == Action::Unchanged {
                 p.steps[i].status = StepStatus::Skipped;
@@ -333,19 +336,20 @@ impl Promoter {
         id: i64,
     ) -> Result<(Promotion, Vec<String>, Vec<String>), Problem> {
         let p = self.get(id).await?;
+        // In Progress: a completion that died (a live one holds the lock the revert needs).
         if !matches!(
             p.status,
-            Status::Complete | Status::Failed | Status::Stopped
+            Status::Complete | Status::Failed | Status::Stopped | Status::InProgress
         ) {
             return Err(Problem::refused(format!(
-                "promotion {id} is {}: only a Complete, Failed or Stopped one changed anything to revert",
+                "promotion {id} is {}: only a Complete, Failed, Stopped or interrupted one changed anything to revert",
                 p.status
             )));
         }
         let (_, target) = self.environments(&p.from, &p.to)?;
         let mut actions = Vec::new();
         let mut changed_since = Vec::new();
-        for (change, _) in applied(&p) {
+        for change in touched(&p, target) {
             let now = target
                 .asset_text(change.kind, &change.name)
                 .map_err(Problem::failed)?;
@@ -394,7 +398,7 @@ impl Promoter {
         }
         let mut steps = Vec::new();
         let mut failed = None;
-        let done: Vec<Change> = applied(&p).map(|(c, _)| c.clone()).collect();
+        let done: Vec<Change> = touched(&p, target).into_iter().cloned().collect();
         for change in done.iter().rev() {
             let file = target.asset_file(change.kind, &change.name);
             let (name, result) = match &change.before {
@@ -514,6 +518,27 @@ fn dependents(env: &Environment, kind: AssetKind, name: &str, p: &Promotion) -> 
         }
     }
     out
+}
+
+/// What a completion changed in `target`: the steps that succeeded, and a step it died during
+/// (Running) when the file holds what it was writing.
+fn touched<'p>(p: &'p Promotion, target: &Environment) -> Vec<&'p Change> {
+    p.changes
+        .iter()
+        .zip(&p.steps)
+        .filter(|(c, s)| {
+            c.action != Action::Unchanged
+                && match s.status {
+                    StepStatus::Success => true,
+                    StepStatus::Running => {
+                        target.asset_text(c.kind, &c.name).ok().flatten().as_deref()
+                            == Some(c.after.as_str())
+                    }
+                    _ => false,
+                }
+        })
+        .map(|(c, _)| c)
+        .collect()
 }
 
 /// The changes a completion wrote (its step succeeded), with their step.

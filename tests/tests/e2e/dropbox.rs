@@ -4,7 +4,6 @@
 //! run is run again with nothing lost or doubled; a file still being written is not taken; `watch`
 //! takes a drop once it is stable.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 
@@ -413,20 +412,7 @@ async fn atomic_entities_on_dataverse_fit_one_changeset_or_are_refused_before_wr
 
 /// Kills `ferry dropbox run DIR` at its `nth` written batch.
 fn kill_at_batch(drop: &str, nth: usize) {
-    let mut child = ferry_command()
-        .args(["dropbox", "run", drop])
-        .env("FERRY_PAUSE_AT", format!("batch_written:{nth}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let paused = stderr
-        .lines()
-        .any(|l| l.unwrap().starts_with("ferry: paused at"));
-    assert!(paused, "the run never wrote a batch");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    ferry_tests::kill_at(&["dropbox", "run", drop], &format!("batch_written:{nth}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -618,3 +618,47 @@ async fn a_dropbox_configuration_is_promoted_and_runs_in_each_environment() {
     );
     assert_eq!(p.files_with_canary(), Vec::<PathBuf>::new());
 }
+
+/// A completion killed between its steps (SIGKILL): the history keeps it In Progress with the step
+/// that was done, and its revert undoes exactly that step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_killed_midway_is_reverted_step_by_step() {
+    let p = Project::new("").await;
+    let (code, out) = p.promote(
+        "dev",
+        "test",
+        &["pipelines", "accounts", "--with-dependencies"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let id = Project::id(&out);
+    let root = p.root().display().to_string();
+    ferry_tests::kill_at(
+        &["--project", &root, "promote", "complete", &id],
+        "promotion_step:2",
+    );
+    assert!(
+        p.file("environments/test/connections/legacy.toml")
+            .is_file()
+    );
+    assert!(!p.file("environments/test/pipelines/accounts.toml").exists());
+    let (code, shown) = p.ferry(&["promote", "show", &id]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("In Progress"), "{shown}");
+    assert!(
+        shown.contains("Success  Create connection legacy"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Running  Create pipeline accounts"),
+        "{shown}"
+    );
+    let (code, out) = p.ferry(&["promote", "revert", &id, "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("remove connections/legacy"), "{out}");
+    assert!(
+        !out.contains("pipelines/accounts"),
+        "never written, not reverted: {out}"
+    );
+    assert!(!p.file("environments/test/connections/legacy.toml").exists());
+    assert!(p.file("environments/test/connections/crm.toml").is_file());
+}
