@@ -59,6 +59,7 @@ pub struct PromoteArgs {
     /// Promoted jobs arrive enabled (by default a new job arrives disabled).
     #[arg(long)]
     pub enable: bool,
+    /// A title for the history (default: the type and names).
     #[arg(long)]
     pub title: Option<String>,
     /// A first comment for the history.
@@ -70,6 +71,7 @@ pub struct PromoteArgs {
     /// The name the history records (default: the OS user). Roles are always the OS user's.
     #[arg(long = "as", global = true, value_name = "NAME")]
     pub as_name: Option<String>,
+    /// Print the promotion (or the history) as JSON, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
 }
