@@ -3,7 +3,7 @@
 //! beyond the BMP and 100,000 characters long, dates and timestamps at their limits and before 1970
 //! and after 2038, with and without a time zone, binary with every byte value) written with
 //! `create = true` to every SQL and file target, and read back: through Ferry's own readers where
-//! the target is also a source (PostgreSQL, MySQL, Delta), value by value.
+//! the target is also a source (PostgreSQL, MySQL, SQLite, Delta), value by value.
 //!
 //! `cargo test --workspace matrix` runs it; each target is one test, so the matrix is
 //! 1 source table x 5 targets x 17 columns x 3 rows, every cell compared.
@@ -357,5 +357,22 @@ async fn matrix_sqlite() {
     expected[2][14] = "0001-01-01 00:00:00".into();
     expected[0][15] = "1900-01-01 00:00:00Z".into();
     expected[1][15] = "2262-04-12 00:00:00.000001Z".into();
+    assert_eq!(back, expected);
+
+    // SQLite as a source: the same file read back through Ferry's SQLite reader.
+    run_ok(
+        &ws,
+        "read.toml",
+        "[connections.db]\nurl = \"sqlite://out/edge.db\"\n[sources.t]\nconnection = \"db\"\ntable = \"edge\"\n\
+         [target]\npath = \"out/back.parquet\"\nmode = \"truncate\"\n",
+    )
+    .await;
+    let back = datafusion_exact(&[("t", &ws.join("out/back.parquet"))], READ_BACK).await;
+    let mut expected = self::expected();
+    // INTEGER columns read as Int64 and REAL as Float64 (a float32 is the double it was stored
+    // as); TIMESTAMP has no zone in SQLite: a zoned value is read as its UTC time.
+    expected[1][9] = "-3.4028234663852886e38".into();
+    expected[0][15] = "1900-01-01T00:00:00".into();
+    expected[1][15] = "2262-04-12T00:00:00.000001".into();
     assert_eq!(back, expected);
 }

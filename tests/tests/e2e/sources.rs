@@ -188,3 +188,106 @@ mode = "truncate"
     .await;
     assert_eq!(got, rows(&[&["1", "x"], &["2", "y"]]));
 }
+
+/// A SQLite file as a source: a table and a query (joined with a CSV in DataFusion), declared types
+/// kept; a value SQLite let into a column of another type stops the read naming the column, the row
+/// and the value; a missing table lists the file's tables; a missing file is not created.
+#[tokio::test]
+async fn sqlite_tables_and_queries_are_sources() {
+    let ws = Workspace::new();
+    let db = ws.join("legacy.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, balance DECIMAL(10,2), since DATE, vip BOOLEAN);
+         INSERT INTO customers VALUES (1, 'Acme', 1234.50, '1969-07-20', 1), (2, 'Globex', -0.01, '2024-02-29', 0), (3, NULL, NULL, NULL, NULL);",
+    )
+    .unwrap();
+    ws.write("regions.csv", "id,region\n1,EMEA\n2,APAC\n");
+    let source = "[connections.legacy]\nurl = \"sqlite://legacy.db\"\n\
+        [sources.customers]\nconnection = \"legacy\"\ntable = \"customers\"\n\
+        [sources.big]\nconnection = \"legacy\"\nquery = \"SELECT id FROM customers WHERE balance > 1000\"\n\
+        [sources.regions]\npath = \"regions.csv\"";
+    let landed = copy(
+        &ws,
+        source,
+        "SELECT c.id, c.name, CAST(c.balance AS VARCHAR) AS balance, arrow_typeof(c.balance) AS balance_type, CAST(c.since AS VARCHAR) AS since, c.vip, r.region, b.id IS NOT NULL AS big FROM customers c LEFT JOIN regions r ON r.id = c.id LEFT JOIN big b ON b.id = c.id",
+    )
+    .await;
+    assert_eq!(
+        landed,
+        // Numbers are compared by value (1234.50 reads 1234.5); the type is the declared one.
+        rows(&[
+            &[
+                "1",
+                "Acme",
+                "1234.5",
+                "Decimal128(10, 2)",
+                "1969-07-20",
+                "true",
+                "EMEA",
+                "true"
+            ],
+            &[
+                "2",
+                "Globex",
+                "-0.01",
+                "Decimal128(10, 2)",
+                "2024-02-29",
+                "false",
+                "APAC",
+                "false"
+            ],
+            &[
+                "3",
+                "NULL",
+                "NULL",
+                "Decimal128(10, 2)",
+                "NULL",
+                "NULL",
+                "NULL",
+                "false"
+            ],
+        ])
+    );
+
+    conn.execute(
+        "INSERT INTO customers VALUES (4, 'Initech', 'n/a', NULL, 0)",
+        [],
+    )
+    .unwrap();
+    let pipeline = ws.pipeline(
+        "bad.toml",
+        "name = \"bad\"\n[connections.legacy]\nurl = \"sqlite://legacy.db\"\n[sources.customers]\nconnection = \"legacy\"\ntable = \"customers\"\n[target]\npath = \"out/bad.parquet\"\nmode = \"truncate\"\n",
+    );
+    let report = run(&pipeline).await;
+    assert_eq!(report.status, Status::Failed, "{report}");
+    let error = report.to_string();
+    assert!(
+        error.contains("column \"balance\"") && error.contains("the text 'n/a' at row 4"),
+        "{error}"
+    );
+
+    let missing_table = ws.pipeline(
+        "missing.toml",
+        "name = \"missing\"\n[connections.legacy]\nurl = \"sqlite://legacy.db\"\n[sources.c]\nconnection = \"legacy\"\ntable = \"customer\"\n[target]\npath = \"out/m.parquet\"\nmode = \"truncate\"\n",
+    );
+    let err = ferry::run::run(&missing_table, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no such table: customer") && err.contains("customers"),
+        "{err}"
+    );
+
+    let missing_file = ws.pipeline(
+        "nofile.toml",
+        "name = \"nofile\"\n[connections.legacy]\nurl = \"sqlite://legacy2.db\"\n[sources.c]\nconnection = \"legacy\"\ntable = \"customers\"\n[target]\npath = \"out/n.parquet\"\nmode = \"truncate\"\n",
+    );
+    let err = ferry::run::run(&missing_file, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!ws.join("legacy2.db").exists(), "a source is never created");
+}

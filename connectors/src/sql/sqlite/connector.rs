@@ -6,7 +6,7 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use crate::connector::{
-    About, Capabilities, Connection, Connector, Destination, Keys, Settings, read_keys,
+    About, Connection, Connector, Destination, Keys, Reader, Settings, read_keys,
 };
 use crate::error::Result;
 use crate::sink::{Sink, TargetOptions};
@@ -19,11 +19,7 @@ static ABOUT: About = About {
     name: "SQLite",
     schemes: &["sqlite"],
     example: "sqlite://out/warehouse.db",
-    capabilities: Capabilities {
-        // Sources and steps read PostgreSQL and MySQL only, so far.
-        reads: false,
-        ..SQL_CAPABILITIES
-    },
+    capabilities: SQL_CAPABILITIES,
 };
 
 impl Connector for SqliteConnector {
@@ -75,6 +71,12 @@ impl Connection for SqliteConnection {
         Some(Arc::new(SqliteTable {
             path: self.path.clone(),
             table: table.to_string(),
+        }))
+    }
+
+    fn reader(&self) -> Option<Arc<dyn Reader>> {
+        Some(Arc::new(super::read::SqliteReader {
+            path: self.path.clone(),
         }))
     }
 }

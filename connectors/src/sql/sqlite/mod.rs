@@ -13,6 +13,7 @@
 //! workers encode in parallel and take turns on the connection.
 
 pub mod connector;
+pub mod read;
 pub mod values;
 
 use std::path::{Path, PathBuf};
