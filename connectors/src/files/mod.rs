@@ -5,6 +5,7 @@
 //! when the run finishes (`sink.rs` for single files, `delta.rs` for Delta tables).
 
 pub mod connector;
+pub mod declared;
 pub mod delta;
 pub mod sink;
 pub mod source;

@@ -6,7 +6,7 @@
 
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 
-use super::{FileFormat, delta, is_url, stores, xlsx};
+use super::{FileFormat, declared, delta, is_url, stores, xlsx};
 use crate::error::{ConnectorError, Result};
 
 /// A file source as the pipeline file describes it, with its location resolved.
@@ -21,6 +21,22 @@ pub struct FileSource {
     pub delimiter: u8,
     /// Excel: the worksheet to read (the first one when not given).
     pub sheet: Option<String>,
+    /// CSV and Excel: declared column types (`schema = {...}`); the others are inferred.
+    pub declared: Vec<(String, arrow::datatypes::DataType)>,
+}
+
+impl FileSource {
+    /// A file as most are read: a header line, commas, the first sheet, every type inferred.
+    pub fn new(location: impl Into<String>, format: FileFormat) -> FileSource {
+        FileSource {
+            location: location.into(),
+            format,
+            header: true,
+            delimiter: b',',
+            sheet: None,
+            declared: Vec::new(),
+        }
+    }
 }
 
 /// Registers `source` as the table `name`.
@@ -43,11 +59,46 @@ pub async fn register(ctx: &SessionContext, name: &str, source: &FileSource) -> 
                 .has_header(source.header)
                 .delimiter(source.delimiter)
                 .file_extension(extension);
-            ctx.register_csv(name, &location, options).await?;
+            if source.declared.is_empty() {
+                ctx.register_csv(name, &location, options).await?;
+            } else {
+                // The header and the undeclared columns' types, then every value parsed as declared.
+                let inferred = ctx.read_csv(&location, options.clone()).await?;
+                let schema = declared::apply(
+                    inferred.schema().as_arrow(),
+                    &source.declared,
+                    &source.location,
+                )?;
+                ctx.register_csv(name, &location, options.schema(&schema))
+                    .await?;
+            }
         }
         FileFormat::Json => {
             let options = JsonReadOptions::default().file_extension(extension);
             ctx.register_json(name, &location, options).await?;
+        }
+        FileFormat::Xlsx if !source.declared.is_empty() => {
+            // The cells as the sheet types them, then cast to the declared types.
+            let cells = format!("__ferry_{name}_cells");
+            xlsx::register(ctx, &cells, source).await?;
+            let table = ctx.table(cells.as_str()).await?;
+            let schema = declared::apply(
+                table.schema().as_arrow(),
+                &source.declared,
+                &source.location,
+            )?;
+            let columns: Vec<datafusion::prelude::Expr> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    datafusion::logical_expr::cast(
+                        datafusion::prelude::col(datafusion::common::Column::from_name(f.name())),
+                        f.data_type().clone(),
+                    )
+                    .alias(f.name())
+                })
+                .collect();
+            ctx.register_table(name, table.select(columns)?.into_view())?;
         }
         FileFormat::Xlsx => xlsx::register(ctx, name, source).await?,
         FileFormat::Delta => delta::register_source(ctx, name, &source.location).await?,

@@ -31,11 +31,8 @@ pub async fn stage(
     let format = FileFormat::from_extension(&file.to_string_lossy())
         .ok_or_else(|| format!("{}: not a file Ferry reads", file.display()))?;
     let source = FileSource {
-        location: file.display().to_string(),
-        format,
-        header: true,
-        delimiter: b',',
         sheet: options.sheet.clone(),
+        ..FileSource::new(file.display().to_string(), format)
     };
     let ctx = SessionContext::new();
     register(&ctx, "dropped", &source)

@@ -71,6 +71,8 @@ pub struct RawSource {
     pub header: Option<bool>,
     pub delimiter: Option<Spanned<String>>,
     pub sheet: Option<String>,
+    /// CSV and Excel: declared column types, `{ code = "text", amount = "decimal(12,2)" }`.
+    pub schema: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub incremental: Option<bool>,
     pub on_changed_file: Option<Spanned<String>>,
 }

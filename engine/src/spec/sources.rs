@@ -47,6 +47,14 @@ impl Checker<'_> {
     ) -> Option<Source> {
         let span = source.span();
         let mut raw = source.into_inner();
+        if let (Some(_), Some(schema)) = (&raw.connection, &raw.schema) {
+            self.errors.push(
+                self.loc
+                    .error(schema.span(), "a database source carries its own types")
+                    .hint("schema applies to csv and xlsx sources; cast a column in the query instead"),
+            );
+            return None;
+        }
         if let Some(c) = raw.connection.take() {
             let origin = self.database_source(&name, c, &mut raw, span.clone(), connections)?;
             return Some(Source {
@@ -81,6 +89,7 @@ impl Checker<'_> {
         let path_span = path.span();
         let path = self.interpolate_setting(path)?;
         let format = self.format(raw.format, &path, path_span)?;
+        let declared = self.declared_types(raw.schema.take(), format)?;
         let delimiter = match raw.delimiter {
             None => b',',
             Some(d) => match d.get_ref().as_bytes() {
@@ -132,9 +141,50 @@ impl Checker<'_> {
                 header: raw.header.unwrap_or(true),
                 delimiter,
                 sheet: raw.sheet,
+                declared,
             }),
             span,
         })
+    }
+
+    /// `schema = { column = "type" }`: for CSV and Excel sources, each type one Ferry knows.
+    fn declared_types(
+        &mut self,
+        schema: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+        format: FileFormat,
+    ) -> Option<Vec<(String, arrow::datatypes::DataType)>> {
+        let Some(schema) = schema else {
+            return Some(Vec::new());
+        };
+        if !matches!(format, FileFormat::Csv | FileFormat::Xlsx) {
+            self.errors.push(
+                self.loc
+                    .error(
+                        schema.span(),
+                        format!("a {} source carries its own types", format.as_str()),
+                    )
+                    .hint(
+                        "schema applies to csv and xlsx sources; cast a column in a step instead",
+                    ),
+            );
+            return None;
+        }
+        let mut declared = Vec::new();
+        let mut ok = true;
+        for (column, type_name) in schema.into_inner() {
+            match ferry_connectors::files::declared::parse_type(type_name.get_ref()) {
+                Ok(t) => declared.push((column, t)),
+                Err(e) => {
+                    self.errors.push(
+                        self.loc
+                            .error(type_name.span(), format!("column \"{column}\": {e}"))
+                            .hint("schema = { code = \"text\", amount = \"decimal(12,2)\", born = \"date\" }"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(declared)
     }
 
     /// A connection by name that can be read (its connector's capabilities say so).

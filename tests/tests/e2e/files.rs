@@ -79,13 +79,10 @@ async fn delta_target_overwrites_with_truncate_and_appends_with_insert() {
     assert_eq!(run(&append).await.status, Status::Completed);
 
     let ctx = datafusion::prelude::SessionContext::new();
-    let source = ferry_connectors::files::source::FileSource {
-        location: ws.join("lake/t").display().to_string(),
-        format: ferry_connectors::files::FileFormat::Delta,
-        header: true,
-        delimiter: b',',
-        sheet: None,
-    };
+    let source = ferry_connectors::files::source::FileSource::new(
+        ws.join("lake/t").display().to_string(),
+        ferry_connectors::files::FileFormat::Delta,
+    );
     ferry_connectors::files::source::register(&ctx, "t", &source)
         .await
         .unwrap();

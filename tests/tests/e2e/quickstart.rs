@@ -33,13 +33,10 @@ async fn datafusion_answer(pipelines: &Path) -> Vec<Vec<String>> {
             ferry_connectors::files::FileFormat::Xlsx,
         ),
     ] {
-        let source = ferry_connectors::files::source::FileSource {
-            location: pipelines.join("data").join(file).display().to_string(),
+        let source = ferry_connectors::files::source::FileSource::new(
+            pipelines.join("data").join(file).display().to_string(),
             format,
-            header: true,
-            delimiter: b',',
-            sheet: None,
-        };
+        );
         ferry_connectors::files::source::register(&ctx, name, &source)
             .await
             .expect("register");

@@ -291,3 +291,113 @@ async fn sqlite_tables_and_queries_are_sources() {
     assert!(err.contains("does not exist"), "{err}");
     assert!(!ws.join("legacy2.db").exists(), "a source is never created");
 }
+
+/// `schema` on a CSV source: declared columns are parsed as declared (codes keep their leading
+/// zeros, amounts are exact decimals, dates are dates), the others inferred; a value that is not
+/// its declared type stops the read naming the line; a declared column the file lacks is named.
+#[tokio::test]
+async fn csv_and_excel_columns_read_as_declared() {
+    let ws = Workspace::new();
+    ws.write(
+        "accounts.csv",
+        "code,amount,opened,visits\n00123,1250.10,2024-02-29,3\n007,-0.01,1969-07-20,4\n",
+    );
+    let source = "[sources.accounts]\npath = \"accounts.csv\"\n\
+        schema = { code = \"text\", amount = \"decimal(12,2)\", opened = \"date\" }";
+    let got = copy(
+        &ws,
+        source,
+        "SELECT code, CAST(amount AS VARCHAR) AS amount, arrow_typeof(amount) AS amount_type, CAST(opened AS VARCHAR) AS opened, arrow_typeof(visits) AS visits_type FROM accounts",
+    )
+    .await;
+    assert_eq!(
+        got,
+        rows(&[
+            &[
+                "00123",
+                "1250.1",
+                "Decimal128(12, 2)",
+                "2024-02-29",
+                "Int64"
+            ],
+            &["007", "-0.01", "Decimal128(12, 2)", "1969-07-20", "Int64"],
+        ])
+    );
+
+    ws.write(
+        "bad.csv",
+        "code,amount,opened,visits\n00123,1250.10,2024-02-29,3\n007,n/a,1969-07-20,4\n",
+    );
+    let pipeline = ws.pipeline(
+        "bad.toml",
+        "name = \"bad\"\n[sources.accounts]\npath = \"bad.csv\"\nschema = { amount = \"decimal(12,2)\" }\n[target]\npath = \"out/bad.parquet\"\nmode = \"truncate\"\n",
+    );
+    let report = run(&pipeline).await;
+    assert_eq!(report.status, Status::Failed, "{report}");
+    let error = report.to_string();
+    // Arrow's CSV reader names the value of a decimal, and the column and line of other types.
+    assert!(
+        error.contains("n/a") && error.contains("decimal"),
+        "{error}"
+    );
+    ws.write(
+        "bad.csv",
+        "code,amount,opened,visits\n00123,1,2024-02-29,3\n007,2,1969-07-20,many\n",
+    );
+    let pipeline = ws.pipeline(
+        "bad.toml",
+        "name = \"bad\"\n[sources.accounts]\npath = \"bad.csv\"\nschema = { visits = \"int\" }\n[target]\npath = \"out/bad.parquet\"\nmode = \"truncate\"\n",
+    );
+    let report = run(&pipeline).await;
+    assert_eq!(report.status, Status::Failed, "{report}");
+    let error = report.to_string();
+    assert!(error.contains("many") && error.contains("line"), "{error}");
+
+    let typo = ws.pipeline(
+        "typo.toml",
+        "name = \"typo\"\n[sources.accounts]\npath = \"accounts.csv\"\nschema = { amuont = \"decimal(12,2)\" }\n[target]\npath = \"out/t.parquet\"\nmode = \"truncate\"\n",
+    );
+    let err = ferry::run::run(&typo, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("declares amuont, which it does not have") && err.contains("amount"),
+        "{err}"
+    );
+    let wrong = ferry::spec::Pipeline::parse(
+        &ws.join("wrong.toml"),
+        "name = \"w\"\n[sources.a]\npath = \"accounts.csv\"\nschema = { amount = \"money\" }\n[target]\npath = \"o.parquet\"\nmode = \"truncate\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        wrong.contains("wrong.toml:4:") && wrong.contains("\"money\" is not a type"),
+        "{wrong}"
+    );
+
+    // Excel: the cells as the sheet types them, cast to the declared types.
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (c, h) in ["id", "amount"].iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    sheet.write_number(1, 0, 1).unwrap();
+    sheet.write_number(1, 1, 0.1).unwrap();
+    sheet.write_number(2, 0, 9_007_199_254_740_992.0).unwrap();
+    sheet.write_number(2, 1, 1250.5).unwrap();
+    book.save(ws.join("amounts.xlsx")).unwrap();
+    let got = copy(
+        &ws,
+        "[sources.amounts]\npath = \"amounts.xlsx\"\nschema = { id = \"bigint\", amount = \"decimal(12,2)\" }",
+        "SELECT CAST(id AS VARCHAR) AS id, arrow_typeof(id) AS id_type, CAST(amount AS VARCHAR) AS amount, arrow_typeof(amount) AS amount_type FROM amounts",
+    )
+    .await;
+    assert_eq!(
+        got,
+        rows(&[
+            &["1", "Int64", "0.1", "Decimal128(12, 2)"],
+            &["9007199254740992", "Int64", "1250.5", "Decimal128(12, 2)"],
+        ])
+    );
+}
