@@ -26,8 +26,6 @@ use super::source::FileSource;
 use crate::error::{ConnectorError, Result};
 
 const BATCH_ROWS: usize = 8192;
-/// Days from Excel's epoch (1899-12-30) to the Unix epoch.
-const EXCEL_UNIX_DAYS: f64 = 25569.0;
 
 /// Registers the worksheet(s) of `source` as the table `name`.
 pub async fn register(ctx: &SessionContext, name: &str, source: &FileSource) -> Result<()> {
@@ -414,16 +412,14 @@ fn build_column<'a>(kind: &DataType, cells: impl Iterator<Item = Option<&'a Data
         }
         DataType::Date32 => {
             let mut b = Date32Builder::new();
-            cells.for_each(|c| b.append_option(serial(c).map(|d| (d - EXCEL_UNIX_DAYS) as i32)));
+            cells.for_each(|c| {
+                b.append_option(unix_millis(c).map(|ms| ms.div_euclid(86_400_000) as i32))
+            });
             Arc::new(b.finish())
         }
         DataType::Timestamp(_, _) => {
             let mut b = TimestampMillisecondBuilder::new();
-            cells.for_each(|c| {
-                b.append_option(
-                    serial(c).map(|d| ((d - EXCEL_UNIX_DAYS) * 86_400_000.0).round() as i64),
-                )
-            });
+            cells.for_each(|c| b.append_option(unix_millis(c)));
             Arc::new(b.finish())
         }
         _ => {
@@ -434,9 +430,12 @@ fn build_column<'a>(kind: &DataType, cells: impl Iterator<Item = Option<&'a Data
     }
 }
 
-fn serial(cell: Option<&Data>) -> Option<f64> {
+/// A date or time cell as milliseconds from the Unix epoch, by calamine's reading of the serial:
+/// the workbook's 1900 or 1904 date system, and Excel's fictitious 1900-02-29 (serials before 61
+/// are a day off if read as days from 1899-12-30).
+fn unix_millis(cell: Option<&Data>) -> Option<i64> {
     match cell? {
-        Data::DateTime(d) => Some(d.as_f64()),
+        Data::DateTime(d) => Some(d.as_datetime()?.and_utc().timestamp_millis()),
         _ => None,
     }
 }

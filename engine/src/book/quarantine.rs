@@ -320,7 +320,7 @@ pub fn export_xlsx(rejected: &Rejected, file: &Path) -> Result<(), ConnectorErro
 /// Whether a column must go to the workbook as text cells to come back exactly: a number cell is a
 /// double that Excel shows (and saves, once edited) with 15 significant digits, and a date cell holds
 /// no microseconds. Decimals always; integers and floats with more than 15 significant digits;
-/// timestamps with fractions of a second. The whole column, so that it reads back with one type.
+/// timestamps with fractions of a second; dates and timestamps before 1900-03-01. The whole column, so that it reads back with one type.
 fn needs_text(column: &ArrayRef) -> bool {
     match column.data_type() {
         DataType::Decimal32(_, _)
@@ -334,10 +334,26 @@ fn needs_text(column: &ArrayRef) -> bool {
             let micros = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))
                 .expect("timestamps cast");
             let micros = micros.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-            micros.iter().flatten().any(|m| m % 1_000_000 != 0)
+            micros
+                .iter()
+                .flatten()
+                .any(|m| m % 1_000_000 != 0 || !excel_holds_day(m.div_euclid(86_400_000_000)))
+        }
+        DataType::Date32 | DataType::Date64 => {
+            let days = cast(column, &DataType::Date32).expect("dates cast");
+            let days = days.as_primitive::<arrow::datatypes::Date32Type>();
+            days.iter().flatten().any(|d| !excel_holds_day(d as i64))
         }
         _ => false,
     }
+}
+
+/// Whether a day (from 1970-01-01) is one an Excel date cell holds as itself: from 1900-03-01
+/// (before it, Excel's calendar counts a 1900-02-29 that never was) to 9999-12-31.
+fn excel_holds_day(day: i64) -> bool {
+    const MARCH_1900: i64 = -25_508;
+    const END_9999: i64 = 2_932_896;
+    (MARCH_1900..=END_9999).contains(&day)
 }
 
 /// A value as Arrow writes it, which Arrow reads back to the same value.

@@ -534,3 +534,280 @@ async fn matrix_odata() {
         "nothing more written"
     );
 }
+
+/// A kind of source or target in the cross product, and what its types do to the printed values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Parquet,
+    Postgres,
+    Mysql,
+    Sqlite,
+    Delta,
+    /// A source only: the edge table as CSV with a declared schema.
+    Csv,
+}
+
+impl Kind {
+    /// The values this kind prints otherwise than parquet does (the same values): MySQL's
+    /// BOOLEAN is TINYINT(1); MySQL and SQLite keep zoned timestamps as their UTC time without a
+    /// zone; SQLite's REAL is a double; CSV's empty field is null for text too.
+    fn adjust(self, expected: &mut [Vec<String>]) {
+        match self {
+            Kind::Mysql => {
+                expected[0][10] = "1".into();
+                expected[1][10] = "0".into();
+                expected[0][15] = "1900-01-01T00:00:00".into();
+                expected[1][15] = "2262-04-12T00:00:00.000001".into();
+            }
+            Kind::Sqlite => {
+                expected[1][9] = "-3.4028234663852886e38".into();
+                expected[0][15] = "1900-01-01T00:00:00".into();
+                expected[1][15] = "2262-04-12T00:00:00.000001".into();
+            }
+            Kind::Csv => expected[0][11] = "NULL".into(),
+            Kind::Parquet | Kind::Postgres | Kind::Delta => {}
+        }
+    }
+
+    /// `[sources.t]` reading table or file `name` of this kind.
+    fn source(self, name: &str) -> String {
+        match self {
+            Kind::Parquet => format!("path = \"out/{name}.parquet\""),
+            Kind::Postgres => format!("connection = \"pg\"\ntable = \"{name}\""),
+            Kind::Mysql => format!("connection = \"my\"\ntable = \"{name}\""),
+            Kind::Sqlite => format!("connection = \"lite\"\ntable = \"{name}\""),
+            Kind::Delta => format!("path = \"lake/{name}\"\nformat = \"delta\""),
+            Kind::Csv => "path = \"in/edge.csv\"\nschema = { id = \"bigint\", i8 = \"tinyint\", \
+                i16 = \"smallint\", i32 = \"int\", i64 = \"bigint\", u32 = \"int unsigned\", \
+                dec = \"decimal(38,10)\", money = \"decimal(12,2)\", f64 = \"double\", f32 = \"real\", \
+                flag = \"boolean\", txt = \"text\", long = \"text\", d = \"date\", ts = \"timestamp\", \
+                tstz = \"timestamptz\" }"
+                .to_string(),
+        }
+    }
+
+    /// `[target]` writing table or file `name` of this kind.
+    fn target(self, name: &str) -> String {
+        match self {
+            Kind::Parquet => format!("path = \"out/{name}.parquet\"\nmode = \"truncate\""),
+            Kind::Postgres => {
+                format!("connection = \"pg\"\ntable = \"{name}\"\ncreate = true\nmode = \"insert\"")
+            }
+            Kind::Mysql => {
+                format!("connection = \"my\"\ntable = \"{name}\"\ncreate = true\nmode = \"insert\"")
+            }
+            Kind::Sqlite => {
+                format!(
+                    "connection = \"lite\"\ntable = \"{name}\"\ncreate = true\nmode = \"insert\""
+                )
+            }
+            Kind::Delta => format!("path = \"lake/{name}\"\nformat = \"delta\"\nmode = \"insert\""),
+            Kind::Csv => unreachable!("CSV is a source here"),
+        }
+    }
+}
+
+/// Every source kind into every SQL and file target: the edge table is first written to each
+/// source kind by Ferry (CSV by Arrow), then each source is copied to each target, read back
+/// through Ferry's reader of the target, and compared cell by cell with what the two kinds'
+/// types make of the values. 6 sources x 5 targets x 17 columns x 3 rows (CSV: 16 columns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_every_source_into_every_target() {
+    let ws = workspace();
+    let pg = TestDb::new(Server::Postgres).await;
+    let my = TestDb::new(Server::Mysql).await;
+    let connections = format!(
+        "[connections.pg]\nurl = \"{}\"\n[connections.my]\nurl = \"{}\"\n[connections.lite]\nurl = \"sqlite://out/matrix.db\"\n",
+        pg.url(),
+        my.url()
+    );
+    let batch = edge_batch();
+    let without_binary = batch
+        .project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())
+        .unwrap();
+    let mut writer = arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(std::fs::File::create(ws.join("in/edge.csv")).unwrap());
+    writer.write(&without_binary).unwrap();
+    drop(writer);
+    let targets = [
+        Kind::Parquet,
+        Kind::Postgres,
+        Kind::Mysql,
+        Kind::Sqlite,
+        Kind::Delta,
+    ];
+    let sources = [
+        Kind::Parquet,
+        Kind::Postgres,
+        Kind::Mysql,
+        Kind::Sqlite,
+        Kind::Delta,
+        Kind::Csv,
+    ];
+    for source in sources {
+        if source != Kind::Csv {
+            run_ok(
+                &ws,
+                "seed.toml",
+                &format!(
+                    "{connections}[sources.edge]\npath = \"in/edge.parquet\"\n[target]\n{}\n",
+                    source.target("src")
+                ),
+            )
+            .await;
+        }
+        for target in targets {
+            let name = format!("m_{source:?}_{target:?}").to_lowercase();
+            run_ok(
+                &ws,
+                "copy.toml",
+                &format!(
+                    "{connections}[sources.t]\n{}\n[target]\n{}\n",
+                    source.source("src"),
+                    target.target(&name)
+                ),
+            )
+            .await;
+            run_ok(
+                &ws,
+                "back.toml",
+                &format!(
+                    "{connections}[sources.t]\n{}\n[target]\npath = \"out/back.parquet\"\nmode = \"truncate\"\n",
+                    target.source(&name)
+                ),
+            )
+            .await;
+            let mut expected = self::expected();
+            let query = if source == Kind::Csv {
+                for row in &mut expected {
+                    row.pop();
+                }
+                READ_BACK.replace(", encode(bin, 'hex') AS c16", "")
+            } else {
+                READ_BACK.to_string()
+            };
+            source.adjust(&mut expected);
+            target.adjust(&mut expected);
+            let back = datafusion_exact(&[("t", &ws.join("out/back.parquet"))], &query).await;
+            assert_eq!(back, expected, "{source:?} -> {target:?}");
+        }
+    }
+}
+
+/// An Excel workbook as a source, with a declared schema, into every SQL and file target: the
+/// values a sheet can hold (its numbers are doubles, its dates start in 1900): Int32 limits, the
+/// smallest subnormal and the largest double, a decimal, booleans, an empty text against an empty
+/// cell, text beyond the BMP, dates to 9999-12-31 and a timestamp with milliseconds before 1970.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_xlsx_into_every_target() {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let ws = Workspace::new();
+    let pg = TestDb::new(Server::Postgres).await;
+    let my = TestDb::new(Server::Mysql).await;
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    let header = ["id", "i32", "f64", "money", "flag", "txt", "d", "ts"];
+    for (c, h) in header.iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    let stamp = Format::new().set_num_format("yyyy-mm-dd hh:mm:ss.000");
+    let at = |text: &str| ExcelDateTime::parse_from_str(text).unwrap();
+    sheet.write_number(1, 0, 1).unwrap();
+    sheet.write_number(1, 1, f64::from(i32::MIN)).unwrap();
+    sheet.write_number(1, 2, 5e-324).unwrap();
+    sheet.write_number(1, 3, -9_999_999_999.99).unwrap();
+    sheet.write_boolean(1, 4, true).unwrap();
+    sheet.write_string(1, 5, "").unwrap();
+    sheet
+        .write_datetime_with_format(1, 6, at("1900-01-01"), &date)
+        .unwrap();
+    sheet
+        .write_datetime_with_format(1, 7, at("1969-07-20T20:17:40.123"), &stamp)
+        .unwrap();
+    sheet.write_number(2, 0, 2).unwrap();
+    sheet.write_number(2, 1, f64::from(i32::MAX)).unwrap();
+    sheet.write_number(2, 2, f64::MAX).unwrap();
+    sheet.write_number(2, 3, 0.1).unwrap();
+    sheet.write_boolean(2, 4, false).unwrap();
+    sheet.write_string(2, 5, "😀 ünïcødé").unwrap();
+    sheet
+        .write_datetime_with_format(2, 6, at("9999-12-31"), &date)
+        .unwrap();
+    sheet
+        .write_datetime_with_format(2, 7, at("2038-01-19T03:14:08.001"), &stamp)
+        .unwrap();
+    sheet.write_number(3, 0, 3).unwrap();
+    std::fs::create_dir_all(ws.join("in")).unwrap();
+    book.save(ws.join("in/edge.xlsx")).unwrap();
+    let connections = format!(
+        "[connections.pg]\nurl = \"{}\"\n[connections.my]\nurl = \"{}\"\n[connections.lite]\nurl = \"sqlite://out/matrix.db\"\n",
+        pg.url(),
+        my.url()
+    );
+    let source = "path = \"in/edge.xlsx\"\nschema = { id = \"bigint\", i32 = \"int\", f64 = \"double\", \
+        money = \"decimal(12,2)\", flag = \"boolean\", txt = \"text\", d = \"date\", ts = \"timestamp\" }";
+    let query = "SELECT CAST(id AS VARCHAR) AS c0, CAST(i32 AS VARCHAR) AS c1, CAST(f64 AS VARCHAR) AS c2, \
+        CAST(money AS VARCHAR) AS c3, CAST(flag AS VARCHAR) AS c4, txt, CAST(d AS VARCHAR) AS c6, \
+        CAST(ts AS VARCHAR) AS c7 FROM t ORDER BY id";
+    for target in [
+        Kind::Parquet,
+        Kind::Postgres,
+        Kind::Mysql,
+        Kind::Sqlite,
+        Kind::Delta,
+    ] {
+        let name = format!("x_{target:?}").to_lowercase();
+        run_ok(
+            &ws,
+            "copy.toml",
+            &format!(
+                "{connections}[sources.t]\n{source}\n[target]\n{}\n",
+                target.target(&name)
+            ),
+        )
+        .await;
+        run_ok(
+            &ws,
+            "back.toml",
+            &format!(
+                "{connections}[sources.t]\n{}\n[target]\npath = \"out/back.parquet\"\nmode = \"truncate\"\n",
+                target.source(&name)
+            ),
+        )
+        .await;
+        let text = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (yes, no) = if target == Kind::Mysql {
+            ("1", "0")
+        } else {
+            ("true", "false")
+        };
+        let expected = vec![
+            text(&[
+                "1",
+                "-2147483648",
+                "5e-324",
+                "-9999999999.99",
+                yes,
+                // Excel has no empty text: an empty string is an empty cell.
+                "NULL",
+                "1900-01-01",
+                "1969-07-20T20:17:40.123",
+            ]),
+            text(&[
+                "2",
+                "2147483647",
+                "1.7976931348623157e308",
+                "0.10",
+                no,
+                "😀 ünïcødé",
+                "9999-12-31",
+                "2038-01-19T03:14:08.001",
+            ]),
+            text(&["3", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL"]),
+        ];
+        let back = datafusion_exact(&[("t", &ws.join("out/back.parquet"))], query).await;
+        assert_eq!(back, expected, "xlsx -> {target:?}");
+    }
+}

@@ -659,3 +659,44 @@ validate = {validate}
         assert_eq!(state, rows(&[&[want]]), "validate = {validate}");
     }
 }
+
+/// Dates and timestamps Excel cannot hold as dates (before 1900-03-01, where its calendar has a
+/// fictitious 1900-02-29) go to the quarantine workbook as exact text: before, a date of 1850 made
+/// the export fail, and a read of 1900-01-01 came back a day early.
+#[test]
+fn old_dates_reach_the_quarantine_workbook_exactly() {
+    use arrow::array::{Date32Array, RecordBatch, TimestampMicrosecondArray};
+    let ws = Workspace::new();
+    let days = |y, m, d| {
+        (chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap()
+            - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+        .num_days() as i32
+    };
+    let rows = RecordBatch::try_from_iter([
+        (
+            "born",
+            std::sync::Arc::new(Date32Array::from(vec![days(1850, 6, 1), days(1900, 1, 1)])) as _,
+        ),
+        (
+            "at",
+            std::sync::Arc::new(TimestampMicrosecondArray::from(vec![
+                -3_786_825_600_000_000, // 1850-01-01T00:00:00
+                0,
+            ])) as _,
+        ),
+    ])
+    .unwrap();
+    let rejected = ferry::book::quarantine::Rejected {
+        schema: rows.schema(),
+        rows,
+        ids: vec!["a".into(), "b".into()],
+        errors: vec!["e".into(), "e".into()],
+        causes: vec!["other".into(), "other".into()],
+    };
+    let file = ws.join("old.xlsx");
+    ferry::book::quarantine::export_xlsx(&rejected, &file).unwrap();
+    let (_, cells) = ferry_tests::read_workbook(&file);
+    assert_eq!(cells[0][2], "1850-06-01", "{cells:?}");
+    assert_eq!(cells[1][2], "1900-01-01", "{cells:?}");
+    assert!(cells[0][3].starts_with("1850-01-01"), "{cells:?}");
+}
