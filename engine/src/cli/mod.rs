@@ -146,6 +146,21 @@ pub enum Command {
         #[arg(long, value_name = "NAME=VALUE")]
         param: Vec<String>,
     },
+    /// Compare the target with the pipeline's result, computed again from its sources: every column
+    /// of every key (or only the row counts), naming the keys missing, different or extra.
+    /// Exit codes: 0 they agree, 1 they differ, 2 the pipeline or target cannot be compared.
+    #[command(
+        after_help = "Examples:\n  ferry reconcile pipelines/accounts.toml\n  ferry reconcile pipelines/accounts.toml --count\n\nAfter every run: [run] reconcile = \"checksum\" (or \"count\"); the state table's\n`validated` is then true only when they agree."
+    )]
+    Reconcile {
+        pipeline: PathBuf,
+        /// Compare the numbers of rows only.
+        #[arg(long)]
+        count: bool,
+        /// Set a parameter of the pipeline's [params]: --param region=EMEA (repeat for more).
+        #[arg(long, value_name = "NAME=VALUE")]
+        param: Vec<String>,
+    },
     /// The batches of a run (the latest by default), from the log table.
     #[command(
         after_help = "Examples:\n  ferry log pipelines/quickstart.toml\n  ferry log pipelines/quickstart.toml --errors --json"
@@ -431,6 +446,11 @@ pub async fn main(mut cli: Cli) -> ExitCode {
             param,
         } => preview::preview(&pipeline, step.as_deref(), limit, &param).await,
         Command::Validate { pipeline, param } => validate::validate(&pipeline, &param).await,
+        Command::Reconcile {
+            pipeline,
+            count,
+            param,
+        } => reconcile_command(&pipeline, count, &param).await,
         Command::Log {
             pipeline,
             run,
@@ -574,6 +594,7 @@ fn in_environment(
         | Command::Preview { pipeline, .. }
         | Command::Validate { pipeline, .. }
         | Command::Log { pipeline, .. }
+        | Command::Reconcile { pipeline, .. }
         | Command::Reset { pipeline, .. }
         | Command::Quarantine(
             QuarantineCommand::List { pipeline, .. }
@@ -633,6 +654,32 @@ async fn open_book(pipeline: &Pipeline) -> Result<crate::book::Book, ExitCode> {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         })
+}
+
+async fn reconcile_command(file: &std::path::Path, count: bool, params: &[String]) -> ExitCode {
+    let pipeline = match load_filled(file, params, false).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let depth = if count {
+        run::reconcile::Depth::Count
+    } else {
+        run::reconcile::Depth::Checksum
+    };
+    match run::reconcile::reconcile(&pipeline, depth).await {
+        Ok(found) => {
+            say!("{found}");
+            if found.agrees() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(INVALID)
+        }
+    }
 }
 
 async fn run_command(

@@ -17,6 +17,7 @@ pub mod incremental;
 pub mod isolate;
 pub mod params;
 pub mod progress;
+pub mod reconcile;
 pub mod report;
 pub mod retry;
 mod route;
@@ -172,6 +173,7 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         duration: Default::default(),
         error: None,
         notes: Vec::new(),
+        reconciled: None,
     };
     match write(pipeline, &prepared, &mut attempt, &counters, &progress).await {
         Ok(finished) => {
@@ -191,6 +193,12 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
     }
     report.notes = prepared.sink.notes();
     report.duration = started.elapsed();
+    // After the write, outside its duration: the rate stays the write's.
+    if report.status == Status::Completed
+        && let Some(depth) = pipeline.run.reconcile
+    {
+        report.reconciled = Some(reconcile::reconcile(pipeline, depth).await);
+    }
     account(
         pipeline,
         &prepared,
@@ -481,8 +489,14 @@ async fn account(
         table_name: table_name.clone(),
         records: report.rows_out as i64,
         // The seed's meaning: the migration finished and every validation check passed. Today's
-        // checks: the target's (`[run] validate`, before writing) and every row landed.
-        validated: report.status == Status::Completed && pipeline.run.validate,
+        // checks: the target's (`[run] validate`, before writing), every row landed, and the
+        // reconciliation when `[run] reconcile` asks for one.
+        validated: report.status == Status::Completed
+            && pipeline.run.validate
+            && report
+                .reconciled
+                .as_ref()
+                .is_none_or(|r| r.as_ref().is_ok_and(|r| r.agrees())),
         workers: pipeline.target.workers as i32,
         status: history.status.clone(),
         rows_written: history.rows_written,

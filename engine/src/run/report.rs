@@ -68,6 +68,8 @@ pub struct RunReport {
     pub error: Option<String>,
     /// What the target said of how the rows went in (`Sink::notes`): a slower path and its cure.
     pub notes: Vec<String>,
+    /// `[run] reconcile`: what comparing the target with the source found, or why it could not.
+    pub reconciled: Option<Result<super::reconcile::Reconciliation, String>>,
 }
 
 impl RunReport {
@@ -147,6 +149,11 @@ impl fmt::Display for RunReport {
         )?;
         for note in &self.notes {
             write!(f, "\n  note: {note}")?;
+        }
+        match &self.reconciled {
+            None => {}
+            Some(Ok(r)) => write!(f, "\n  reconciled    {r}")?,
+            Some(Err(e)) => write!(f, "\n  reconciled    could not: {e}")?,
         }
         if let Some(e) = &self.error {
             write!(f, "\nerror: {e}")?;

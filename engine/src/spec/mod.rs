@@ -130,6 +130,8 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// Check the target before writing anything.
     pub validate: bool,
+    /// Compare the target with the source's result after a completed run.
+    pub reconcile: Option<crate::run::reconcile::Depth>,
 }
 
 impl Pipeline {

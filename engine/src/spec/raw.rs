@@ -141,4 +141,6 @@ pub struct RawRun {
     pub max_consecutive_failures: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<String>>,
     pub validate: Option<bool>,
+    /// After a completed run: "count" or "checksum" (`run::reconcile`).
+    pub reconcile: Option<Spanned<String>>,
 }

@@ -15,6 +15,7 @@ impl Checker<'_> {
             max_consecutive_failures: None,
             timeout: None,
             validate: None,
+            reconcile: None,
         });
         let max_consecutive_failures = self.positive(
             raw.max_consecutive_failures,
@@ -37,11 +38,26 @@ impl Checker<'_> {
                 }
             },
         };
+        let reconcile = match raw.reconcile {
+            None => None,
+            Some(r) => match crate::run::reconcile::Depth::parse(r.get_ref()) {
+                Some(depth) => Some(depth),
+                None => {
+                    self.errors.push(
+                        self.loc
+                            .error(r.span(), format!("reconcile cannot be \"{}\"", r.get_ref()))
+                            .hint("reconcile = \"count\" (rows on both sides) or \"checksum\" (every column of every key)"),
+                    );
+                    return None;
+                }
+            },
+        };
         Some(RunOptions {
             max_retries,
             max_consecutive_failures,
             timeout,
             validate: raw.validate.unwrap_or(true),
+            reconcile,
         })
     }
 }

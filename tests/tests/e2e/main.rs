@@ -15,6 +15,7 @@ mod odata;
 mod params;
 mod pipelines;
 mod quickstart;
+mod reconcile;
 mod safety;
 mod schedule;
 mod secrets;

@@ -103,4 +103,10 @@ impl Destination for SqliteTable {
             options,
         ))))
     }
+
+    fn reader(&self) -> Option<Arc<dyn Reader>> {
+        Some(Arc::new(super::read::SqliteReader {
+            path: self.path.clone(),
+        }))
+    }
 }

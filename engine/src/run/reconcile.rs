@@ -1,0 +1,275 @@
+//! Proof that source and target agree: the pipeline's result computed again from its sources and
+//! compared with what the target holds, through the target's reader. `count` compares the numbers
+//! of rows; `checksum` compares every written column of every key (the target's values cast to the
+//! result's types, compared with IS DISTINCT FROM) and names the keys that differ: missing from
+//! the target, different, or extra (rows the source no longer has; kept by design by `insert` and
+//! `upsert`, a difference for `sync` and `truncate`).
+
+use std::fmt;
+
+use ferry_connectors::{Read, WriteMode};
+
+use crate::plan;
+use crate::spec::Pipeline;
+
+/// How deep to compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    Count,
+    Checksum,
+}
+
+impl Depth {
+    pub fn parse(text: &str) -> Option<Depth> {
+        match text {
+            "count" => Some(Depth::Count),
+            "checksum" => Some(Depth::Checksum),
+            _ => None,
+        }
+    }
+}
+
+/// Keys named in a report, at most this many of each kind.
+const NAMED: usize = 20;
+
+/// Rows of one kind of difference: how many, and the first keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Differences {
+    pub count: u64,
+    pub keys: Vec<String>,
+}
+
+/// What a reconciliation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciliation {
+    pub depth: Depth,
+    pub table: String,
+    pub source_rows: u64,
+    pub target_rows: u64,
+    pub missing: Differences,
+    pub different: Differences,
+    pub extra: Differences,
+    /// The mode keeps target rows the source does not have (insert, upsert).
+    pub extra_allowed: bool,
+}
+
+impl Reconciliation {
+    pub fn agrees(&self) -> bool {
+        match self.depth {
+            Depth::Count if self.extra_allowed => self.source_rows <= self.target_rows,
+            Depth::Count => self.source_rows == self.target_rows,
+            Depth::Checksum => {
+                self.missing.count == 0
+                    && self.different.count == 0
+                    && (self.extra_allowed || self.extra.count == 0)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Reconciliation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = crate::run::report::thousands;
+        let verdict = if self.agrees() { "agree" } else { "DIFFER" };
+        write!(
+            f,
+            "source and target {verdict} ({}): {} rows in the source, {} in {}",
+            match self.depth {
+                Depth::Count => "count",
+                Depth::Checksum => "every column of every key",
+            },
+            n(self.source_rows),
+            n(self.target_rows),
+            self.table
+        )?;
+        if self.depth == Depth::Checksum {
+            for (what, d) in [
+                ("missing from the target", &self.missing),
+                ("different", &self.different),
+                (
+                    if self.extra_allowed {
+                        "only in the target (kept by this mode)"
+                    } else {
+                        "only in the target"
+                    },
+                    &self.extra,
+                ),
+            ] {
+                if d.count > 0 {
+                    let more = d.count.saturating_sub(d.keys.len() as u64);
+                    write!(
+                        f,
+                        "\n  {} {what}: {}{}",
+                        n(d.count),
+                        d.keys.join("; "),
+                        if more > 0 {
+                            format!(" (and {} more)", n(more))
+                        } else {
+                            String::new()
+                        }
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compares `pipeline`'s result with its target.
+pub async fn reconcile(pipeline: &Pipeline, depth: Depth) -> Result<Reconciliation, String> {
+    let opts = &pipeline.target.options;
+    let destination = &pipeline.target.destination;
+    let Some(reader) = destination.reader() else {
+        return Err(format!(
+            "reconciling reads the target back, and Ferry does not read {} targets yet",
+            destination.connector().name()
+        ));
+    };
+    if depth == Depth::Checksum && opts.key.is_empty() {
+        return Err(
+            "comparing every row needs the target's key: set [target] key, or reconcile = \"count\""
+                .into(),
+        );
+    }
+    let planned = plan::plan(pipeline).await.map_err(|e| e.to_string())?;
+    let ctx = &planned.ctx;
+    let target = Read::Table {
+        name: opts.table.clone(),
+        partitions: None,
+    };
+    reader
+        .register(ctx, "__ferry_target_raw", &target)
+        .await
+        .map_err(|e| format!("reading the target back: {e}"))?;
+    let raw = ctx
+        .table("__ferry_target_raw")
+        .await
+        .map_err(|e| e.to_string())?;
+    let target_columns: Vec<String> = raw
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    // The written columns: the result's that the target has, the target's cast to the result's types.
+    let result = planned.result().clone();
+    let written: Vec<(String, arrow::datatypes::DataType)> = result
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| target_columns.contains(f.name()))
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    let column = |name: &str| datafusion::prelude::col(datafusion::common::Column::from_name(name));
+    let source = result
+        .select(written.iter().map(|(c, _)| column(c)).collect::<Vec<_>>())
+        .map_err(|e| e.to_string())?;
+    let target_view = raw
+        .select(
+            written
+                .iter()
+                .map(|(c, t)| datafusion::logical_expr::cast(column(c), t.clone()).alias(c))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| e.to_string())?;
+    ctx.register_table("__ferry_r", source.into_view())
+        .map_err(|e| e.to_string())?;
+    ctx.register_table("__ferry_t", target_view.into_view())
+        .map_err(|e| e.to_string())?;
+    let rows = async |sql: String| -> Result<Vec<String>, String> {
+        let batches = ctx
+            .sql(&sql)
+            .await
+            .map_err(|e| e.to_string())?
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for b in &batches {
+            for i in 0..b.num_rows() {
+                out.push(
+                    arrow::util::display::array_value_to_string(b.column(0), i)
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        Ok(out)
+    };
+    let count = async |sql: String| -> Result<u64, String> {
+        Ok(rows(sql)
+            .await?
+            .first()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    };
+    let source_rows = count("SELECT count(*) FROM __ferry_r".into()).await?;
+    let target_rows = count("SELECT count(*) FROM __ferry_t".into()).await?;
+    let extra_allowed = matches!(opts.mode, WriteMode::Insert | WriteMode::Upsert);
+    let mut found = Reconciliation {
+        depth,
+        table: opts.table.clone(),
+        source_rows,
+        target_rows,
+        missing: Differences::default(),
+        different: Differences::default(),
+        extra: Differences::default(),
+        extra_allowed,
+    };
+    if depth == Depth::Count {
+        return Ok(found);
+    }
+    let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let on = opts
+        .key
+        .iter()
+        .map(|k| format!("r.{0} = t.{0}", q(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let key_text = |side: &str| {
+        let parts: Vec<String> = opts
+            .key
+            .iter()
+            .map(|k| format!("CAST({side}.{} AS VARCHAR)", q(k)))
+            .collect();
+        format!("concat_ws(', ', {})", parts.join(", "))
+    };
+    let differs = written
+        .iter()
+        .filter(|(c, _)| !opts.key.contains(c))
+        .map(|(c, _)| format!("(r.{0} IS DISTINCT FROM t.{0})", q(c)))
+        .collect::<Vec<_>>();
+    let differs = if differs.is_empty() {
+        "false".to_string()
+    } else {
+        differs.join(" OR ")
+    };
+    let k0 = q(&opts.key[0]);
+    let kinds = [
+        (
+            format!("FROM __ferry_r r LEFT JOIN __ferry_t t ON {on} WHERE t.{k0} IS NULL"),
+            key_text("r"),
+        ),
+        (
+            format!("FROM __ferry_r r JOIN __ferry_t t ON {on} WHERE {differs}"),
+            key_text("r"),
+        ),
+        (
+            format!("FROM __ferry_t t LEFT JOIN __ferry_r r ON {on} WHERE r.{k0} IS NULL"),
+            key_text("t"),
+        ),
+    ];
+    let mut results = Vec::new();
+    for (from, key) in kinds {
+        let n = count(format!("SELECT count(*) {from}")).await?;
+        let keys = if n > 0 {
+            rows(format!("SELECT {key} AS k {from} ORDER BY k LIMIT {NAMED}")).await?
+        } else {
+            Vec::new()
+        };
+        results.push(Differences { count: n, keys });
+    }
+    found.extra = results.pop().unwrap_or_default();
+    found.different = results.pop().unwrap_or_default();
+    found.missing = results.pop().unwrap_or_default();
+    Ok(found)
+}

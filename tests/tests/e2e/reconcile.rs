@@ -1,0 +1,128 @@
+//! `ferry reconcile` and `[run] reconcile`: the target compared with the pipeline's result on
+//! PostgreSQL, MySQL and SQLite, after someone changed a value, deleted a row and added one; and a
+//! target whose trigger rewrites what was written, caught by the reconciliation after the run.
+
+use ferry_tests::db::{Server, TestDb};
+use ferry_tests::{Workspace, ferry_output};
+
+/// 50 accounts in a CSV and a sync pipeline into `connection` (its url).
+fn accounts(ws: &Workspace, url: &str) -> String {
+    let mut csv = String::from("id,name,balance\n");
+    for i in 1..=50 {
+        csv.push_str(&format!("{i},Account {i},{i}.25\n"));
+    }
+    ws.write("in/accounts.csv", csv);
+    ws.write(
+        "accounts.toml",
+        format!(
+            "name = \"accounts\"\n[connections.db]\nurl = \"{url}\"\n[sources.accounts]\npath = \"in/accounts.csv\"\n\
+             schema = {{ balance = \"decimal(12,2)\" }}\n[target]\nconnection = \"db\"\ntable = \"accounts\"\n\
+             mode = \"sync\"\nkey = \"id\"\ncreate = true\n"
+        ),
+    )
+    .display()
+    .to_string()
+}
+
+/// Runs the pipeline, checks they agree, tampers with the target by `tamper`, and checks the
+/// reconciliation names each key.
+async fn changed_missing_and_extra_rows_are_named(url: &str, tamper: impl AsyncFnOnce()) {
+    let ws = Workspace::new();
+    let file = accounts(&ws, url);
+    let (code, out) = ferry_output(&["run", &file, "--quiet"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = ferry_output(&["reconcile", &file]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("source and target agree"), "{out}");
+    assert!(
+        out.contains("50 rows in the source, 50 in accounts"),
+        "{out}"
+    );
+    tamper().await;
+    let (code, out) = ferry_output(&["reconcile", &file]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("source and target DIFFER"), "{out}");
+    assert!(out.contains("1 missing from the target: 9"), "{out}");
+    assert!(out.contains("1 different: 7"), "{out}");
+    assert!(out.contains("1 only in the target: 999"), "{out}");
+    let (code, out) = ferry_output(&["reconcile", &file, "--count"]);
+    assert_eq!(code, 0, "the same number of rows: {out}");
+    // The next run puts it right, and they agree again.
+    let (code, out) = ferry_output(&["run", &file, "--quiet"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = ferry_output(&["reconcile", &file]);
+    assert_eq!(code, 0, "{out}");
+}
+
+const TAMPER: &str = "UPDATE accounts SET balance = 7.26 WHERE id = 7; DELETE FROM accounts WHERE id = 9; \
+    INSERT INTO accounts (id, name, balance) VALUES (999, 'Stray', 0)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reconciliation_names_the_keys_that_differ() {
+    let db = TestDb::new(Server::Postgres).await;
+    changed_missing_and_extra_rows_are_named(&db.url(), async || db.exec(TAMPER).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_reconciliation_names_the_keys_that_differ() {
+    let db = TestDb::new(Server::Mysql).await;
+    changed_missing_and_extra_rows_are_named(&db.url(), async || db.exec(TAMPER).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reconciliation_names_the_keys_that_differ() {
+    let dir = Workspace::new();
+    let path = dir.join("crm.db");
+    let url = format!("sqlite://{}", path.display());
+    changed_missing_and_extra_rows_are_named(&url, async || {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(TAMPER)
+            .unwrap()
+    })
+    .await;
+}
+
+/// `[run] reconcile = "checksum"`: a target whose trigger rewrites names is caught after the run;
+/// the run's summary says so and the state table's `validated` is false.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_reconciles_after_writing_and_marks_what_differs_not_validated() {
+    let ws = Workspace::new();
+    let db = ws.join("crm.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT, balance DECIMAL(12,2));
+             CREATE TRIGGER shout AFTER INSERT ON accounts WHEN NEW.id = 13
+             BEGIN UPDATE accounts SET name = upper(NEW.name) WHERE id = NEW.id; END;",
+        )
+        .unwrap();
+    let file = accounts(&ws, "sqlite://crm.db");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}[run]\nreconcile = \"checksum\"\n")).unwrap();
+    let (code, out) = ferry_output(&["run", &file]);
+    assert_eq!(code, 0, "the rows landed: {out}");
+    assert!(
+        out.contains("reconciled    source and target DIFFER"),
+        "{out}"
+    );
+    assert!(out.contains("1 different: 13"), "{out}");
+    let pipeline = ferry::spec::Pipeline::load(std::path::Path::new(&file)).unwrap();
+    let (_, state) = ferry_tests::read_delta(
+        &std::path::Path::new(&pipeline.state_dir).join("state"),
+        "SELECT CAST(validated AS VARCHAR) FROM t",
+    )
+    .await;
+    assert_eq!(state, vec![vec!["false".to_string()]], "{out}");
+
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TRIGGER shout; UPDATE accounts SET name = 'Account 13' WHERE id = 13;")
+        .unwrap();
+    let (code, out) = ferry_output(&["run", &file, "--fresh"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("reconciled    source and target agree"),
+        "{out}"
+    );
+}
