@@ -164,6 +164,12 @@ pub trait Sink: Send + Sync {
     /// Undoes what `begin` prepared after a failed run; the target keeps the rows it had.
     async fn abort(&self);
 
+    /// The tables (entity sets) the target's rows point to: lookups, foreign keys. A load of
+    /// several tables writes these first. Empty when the target does not say.
+    async fn references(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// What the run's summary should say about how the rows went in: a slower path the target
     /// forced, and how to lift it. Read once the run is over.
     fn notes(&self) -> Vec<String> {

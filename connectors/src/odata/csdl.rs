@@ -84,6 +84,51 @@ pub fn entity(xml: &str, set: &str) -> Option<EntityInfo> {
     Some(info)
 }
 
+/// The entity sets the records of `set` point to: each single-valued navigation property's type
+/// (`mscrm.account`), found as the entity type of a set of the container (`accounts`); itself left
+/// out. Collections (one-to-many) are not lookups of `set`'s records.
+pub fn lookup_sets(xml: &str, set: &str) -> Vec<String> {
+    let Some(info) = entity(xml, set) else {
+        return Vec::new();
+    };
+    let Some(type_at) = xml.find(&format!("<EntityType Name=\"{}\"", info.name)) else {
+        return Vec::new();
+    };
+    let body = &xml[type_at
+        ..type_at
+            + xml[type_at..]
+                .find("</EntityType>")
+                .unwrap_or(xml.len() - type_at)];
+    let sets: Vec<(String, String)> = xml
+        .split("<EntitySet ")
+        .skip(1)
+        .filter_map(|s| {
+            let name = attr(s, "Name")?;
+            let entity = attr(s, "EntityType")?.rsplit('.').next()?;
+            Some((name.to_string(), entity.to_string()))
+        })
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for piece in body.split('<').skip(1) {
+        if !piece.starts_with("NavigationProperty ") {
+            continue;
+        }
+        let Some(target) = attr(piece, "Type") else {
+            continue;
+        };
+        if target.starts_with("Collection(") {
+            continue;
+        }
+        let target = target.rsplit('.').next().unwrap_or(target);
+        for (name, entity) in &sets {
+            if entity == target && name != set && !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Whether an Arrow type can be written to an Edm type.
 pub fn fits(arrow: &arrow::datatypes::DataType, edm: &str) -> bool {
     use arrow::datatypes::DataType as T;
@@ -101,5 +146,29 @@ pub fn fits(arrow: &arrow::datatypes::DataType, edm: &str) -> bool {
         ),
         "Edm.Date" => matches!(arrow, T::Date32 | T::Date64 | T::Utf8 | T::Utf8View),
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_are_the_sets_of_single_valued_navigations() {
+        let xml = r#"<EntityType Name="contact"><Key><PropertyRef Name="contactid"/></Key>
+<Property Name="contactid" Type="Edm.Guid"/>
+<NavigationProperty Name="parentcustomerid" Type="mscrm.account"/>
+<NavigationProperty Name="manager" Type="mscrm.contact"/>
+<NavigationProperty Name="notes" Type="Collection(mscrm.annotation)"/>
+</EntityType>
+<EntityType Name="account"><Key><PropertyRef Name="accountid"/></Key></EntityType>
+<EntityContainer Name="System">
+<EntitySet Name="accounts" EntityType="Microsoft.Dynamics.CRM.account"/>
+<EntitySet Name="contacts" EntityType="Microsoft.Dynamics.CRM.contact"/>
+<EntitySet Name="annotations" EntityType="Microsoft.Dynamics.CRM.annotation"/>
+</EntityContainer>"#;
+        assert_eq!(lookup_sets(xml, "contacts"), ["accounts"]);
+        assert!(lookup_sets(xml, "accounts").is_empty());
+        assert!(lookup_sets(xml, "nothing").is_empty());
     }
 }

@@ -160,7 +160,7 @@ impl ODataSink {
         (format!("multipart/mixed; boundary={boundary}"), out)
     }
 
-    async fn read_primary_key(&self) -> Result<Option<String>> {
+    async fn metadata(&self) -> Result<Option<String>> {
         let response = self
             .http
             .send(0, || self.http.client.get(self.url("$metadata")))
@@ -168,13 +168,27 @@ impl ODataSink {
         if !response.status().is_success() {
             return Ok(None);
         }
-        let xml = response.text().await.unwrap_or_default();
-        Ok(csdl::entity(&xml, &self.options.table).map(|e| e.key))
+        Ok(Some(response.text().await.unwrap_or_default()))
+    }
+
+    async fn read_primary_key(&self) -> Result<Option<String>> {
+        Ok(self
+            .metadata()
+            .await?
+            .and_then(|xml| csdl::entity(&xml, &self.options.table).map(|e| e.key)))
     }
 }
 
 #[async_trait]
 impl Sink for ODataSink {
+    async fn references(&self) -> Result<Vec<String>> {
+        Ok(self
+            .metadata()
+            .await?
+            .map(|xml| csdl::lookup_sets(&xml, &self.options.table))
+            .unwrap_or_default())
+    }
+
     fn describe(&self) -> String {
         format!(
             "OData {}, entity set {}",

@@ -174,6 +174,55 @@ pub async fn run_entity(pipeline: &Pipeline, overwrite: bool) -> Result<RunRepor
 
 /// The entities in the order they are migrated: `order` (lower first), then the order given, with
 /// each entity after those its `after` names. A cycle is an error naming it.
+/// On an OData target, an entity given neither `order` nor `after` comes after the entities of the
+/// delivery its records point to (the target's lookups in `$metadata`), so that their binds find
+/// them. When `$metadata` cannot be read, the order stays the files' (the run then says why a bind
+/// failed, row by row).
+pub async fn order_by_lookups(
+    dropbox: &Dropbox,
+    entities: &mut [(String, FileOptions)],
+    staged: &[super::manifest::Entry],
+) {
+    if !is_odata(dropbox) {
+        return;
+    }
+    let names: Vec<String> = entities.iter().map(|(e, _)| e.clone()).collect();
+    for (entity, options) in entities.iter_mut() {
+        if options.order.is_some() || !options.after.is_empty() {
+            continue;
+        }
+        let Some(entry) = staged.iter().find(|e| &e.entity == entity) else {
+            continue;
+        };
+        let rows = entry.rows_staged.unwrap_or(0) as u64;
+        let parents = async {
+            let text =
+                pipeline_text(dropbox, entity, &entry.file, &entry.hash, options, rows).ok()?;
+            let path = pipeline_path(dropbox, entity);
+            let pipeline = write_pipeline(dropbox, &path, &text).ok()?;
+            let sink = pipeline
+                .target
+                .destination
+                .sink(pipeline.target.options.clone())
+                .ok()?;
+            sink.references().await.ok()
+        };
+        let parents: Vec<String> = parents
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| names.contains(p) && p != entity)
+            .collect();
+        if !parents.is_empty() {
+            super::say(&format!(
+                "{entity}: after {} (its lookups in the target's $metadata)",
+                parents.join(", ")
+            ));
+            options.after = parents;
+        }
+    }
+}
+
 pub fn in_order(
     entities: Vec<(String, FileOptions)>,
 ) -> Result<Vec<(String, FileOptions)>, String> {

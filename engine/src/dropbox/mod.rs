@@ -236,12 +236,12 @@ async fn migrate_staged(
             .and_then(|o| serde_json::from_str(o).ok())
             .unwrap_or_default()
     };
-    let ordered = migrate::in_order(
-        waiting
-            .iter()
-            .map(|e| (e.entity.clone(), options(e)))
-            .collect(),
-    )?;
+    let mut entities: Vec<(String, FileOptions)> = waiting
+        .iter()
+        .map(|e| (e.entity.clone(), options(e)))
+        .collect();
+    migrate::order_by_lookups(dropbox, &mut entities, &waiting).await;
+    let ordered = migrate::in_order(entities)?;
     // Entities whose parents did not land wait for the next run (their rows point to them).
     let mut blocked: Vec<String> = Vec::new();
     for (entity, opts) in ordered {

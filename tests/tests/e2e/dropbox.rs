@@ -568,3 +568,53 @@ async fn a_workbook_with_merged_header_cells_is_rejected_naming_them() {
     assert!(why.contains("the header cells B1:C1 are merged"), "{why}");
     assert!(!ws.join("drop/out/crm.db").exists());
 }
+
+/// Without `order` or `after`, a delivery lands in the target's lookup order: contacts point to
+/// accounts in the emulator's `$metadata`, so accounts land first even though the contacts file
+/// comes first, and every contact's bind finds its account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_land_in_the_order_of_the_targets_lookups() {
+    let emu = ferry_tests::quiet_emulator().await;
+    let ws = Workspace::new();
+    let connection = format!(
+        "{}\"\nkind = \"dataverse\"\nauth = \"client_credentials\"\ntoken_url = \"{}\"\nclient_id = \"app-1\"\nclient_secret = \"s3cret",
+        emu.url(),
+        emu.token_url()
+    );
+    let drop = dropbox(&ws, &connection, "0s", "");
+    ws.write(
+        "drop/inbox/a-contacts.csv",
+        "emailaddress1,lastname,parentcustomerid@odata.bind\n\
+         ana@contoso.example,Lima,/accounts(accountnumber='A-1')\n\
+         bo@fabrikam.example,Berg,/accounts(accountnumber='A-2')\n",
+    );
+    ws.write(
+        "drop/inbox/b-accounts.csv",
+        "accountnumber,name\nA-1,Contoso\nA-2,Fabrikam\n",
+    );
+    ws.write(
+        "drop/inbox/delivery.json",
+        r#"{ "a-contacts.csv": { "target_entity": "contacts", "key": ["emailaddress1"] },
+  "b-accounts.csv": { "target_entity": "accounts", "key": ["accountnumber"] } }"#,
+    );
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 0, "{printed}");
+    assert!(
+        printed.contains("contacts: after accounts (its lookups in the target's $metadata)"),
+        "{printed}"
+    );
+    let contacts = ferry_tests::odata_records(
+        &emu.url(),
+        &emu.token_url(),
+        "contacts",
+        "emailaddress1,_parentcustomerid_value",
+    )
+    .await;
+    assert_eq!(contacts.len(), 2, "{contacts:?}");
+    assert!(
+        contacts
+            .iter()
+            .all(|c| c["_parentcustomerid_value"].is_string()),
+        "every contact points to its account: {contacts:?}"
+    );
+}
