@@ -69,6 +69,11 @@ pub trait Dialect: Send + Sync + 'static {
     /// Drops the stage and keys tables after a failed run.
     async fn drop_helpers(&self) -> Result<()>;
 
+    /// The tables the target table's foreign keys point to (their names without a schema).
+    async fn references(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Lets go of connections once the run is over.
     fn release(&self) {}
 
@@ -175,6 +180,10 @@ impl<D: Dialect> Sink for SqlSink<D> {
 
     fn notes(&self) -> Vec<String> {
         self.dialect.notes()
+    }
+
+    async fn references(&self) -> Result<Vec<String>> {
+        self.dialect.references().await
     }
 
     async fn abort(&self) {

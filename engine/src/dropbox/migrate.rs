@@ -174,18 +174,15 @@ pub async fn run_entity(pipeline: &Pipeline, overwrite: bool) -> Result<RunRepor
 
 /// The entities in the order they are migrated: `order` (lower first), then the order given, with
 /// each entity after those its `after` names. A cycle is an error naming it.
-/// On an OData target, an entity given neither `order` nor `after` comes after the entities of the
-/// delivery its records point to (the target's lookups in `$metadata`), so that their binds find
-/// them. When `$metadata` cannot be read, the order stays the files' (the run then says why a bind
-/// failed, row by row).
+/// An entity given neither `order` nor `after` comes after the entities of the delivery its rows
+/// point to: the target's lookups in `$metadata` (OData), its foreign keys (SQL), so that binds and
+/// references find them. When the target cannot say, the order stays the files' (the run then
+/// says why a row was refused, row by row).
 pub async fn order_by_lookups(
     dropbox: &Dropbox,
     entities: &mut [(String, FileOptions)],
     staged: &[super::manifest::Entry],
 ) {
-    if !is_odata(dropbox) {
-        return;
-    }
     let names: Vec<String> = entities.iter().map(|(e, _)| e.clone()).collect();
     for (entity, options) in entities.iter_mut() {
         if options.order.is_some() || !options.after.is_empty() {
@@ -215,8 +212,13 @@ pub async fn order_by_lookups(
             .collect();
         if !parents.is_empty() {
             super::say(&format!(
-                "{entity}: after {} (its lookups in the target's $metadata)",
-                parents.join(", ")
+                "{entity}: after {} ({})",
+                parents.join(", "),
+                if is_odata(dropbox) {
+                    "its lookups in the target's $metadata"
+                } else {
+                    "its foreign keys in the target"
+                }
             ));
             options.after = parents;
         }

@@ -618,3 +618,80 @@ async fn entities_land_in_the_order_of_the_targets_lookups() {
         "every contact points to its account: {contacts:?}"
     );
 }
+
+/// The same on SQL targets: without `order` or `after`, contacts wait for the accounts their
+/// foreign key points to, though their file comes first. `rows` reads the target's contacts.
+async fn contacts_wait_for_their_accounts(
+    url: &str,
+    contacts: impl AsyncFnOnce() -> Vec<Vec<String>>,
+) {
+    let ws = Workspace::new();
+    let drop = dropbox(&ws, url, "0s", "");
+    ws.write(
+        "drop/inbox/a-contacts.csv",
+        "email,account_id\nana@contoso.example,A-1\nbo@fabrikam.example,A-2\n",
+    );
+    ws.write(
+        "drop/inbox/b-accounts.csv",
+        "id,name\nA-1,Contoso\nA-2,Fabrikam\n",
+    );
+    ws.write(
+        "drop/inbox/delivery.json",
+        r#"{ "a-contacts.csv": { "target_entity": "contact", "key": ["email"] },
+  "b-accounts.csv": { "target_entity": "account", "key": ["id"] } }"#,
+    );
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 0, "{printed}");
+    assert!(
+        printed.contains("contact: after account (its foreign keys in the target)"),
+        "{printed}"
+    );
+    assert_eq!(
+        contacts().await,
+        rows(&[
+            &["ana@contoso.example", "A-1"],
+            &["bo@fabrikam.example", "A-2"]
+        ])
+    );
+}
+
+const ACCOUNTS_AND_CONTACTS: &str =
+    "CREATE TABLE account (id varchar(20) PRIMARY KEY, name varchar(100) NOT NULL);
+     CREATE TABLE contact (email varchar(100) PRIMARY KEY, account_id varchar(20) NOT NULL,
+                           FOREIGN KEY (account_id) REFERENCES account(id))";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_entities_land_in_the_order_of_the_targets_foreign_keys() {
+    let db = TestDb::new(Server::Postgres).await;
+    db.exec(ACCOUNTS_AND_CONTACTS).await;
+    contacts_wait_for_their_accounts(&db.url(), async || {
+        db.rows("SELECT email, account_id FROM contact").await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_entities_land_in_the_order_of_the_targets_foreign_keys() {
+    let db = TestDb::new(Server::Mysql).await;
+    db.exec(ACCOUNTS_AND_CONTACTS).await;
+    contacts_wait_for_their_accounts(&db.url(), async || {
+        db.rows("SELECT email, account_id FROM contact").await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_entities_land_in_the_order_of_the_targets_foreign_keys() {
+    let dir = Workspace::new();
+    let file = dir.join("crm.db");
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch(&format!(
+            "PRAGMA foreign_keys = ON; {ACCOUNTS_AND_CONTACTS}"
+        ))
+        .unwrap();
+    contacts_wait_for_their_accounts(&format!("sqlite://{}", file.display()), async || {
+        sqlite_rows(&file, "SELECT email, account_id FROM contact")
+    })
+    .await;
+}

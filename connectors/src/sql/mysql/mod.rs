@@ -351,6 +351,19 @@ impl Dialect for Mysql {
         format!("mysql {}, table {}", self.db, self.table)
     }
 
+    async fn references(&self) -> Result<Vec<String>> {
+        use mysql_async::prelude::Queryable;
+        let mut conn = self.conn().await?;
+        conn.exec(
+            "SELECT DISTINCT REFERENCED_TABLE_NAME FROM information_schema.KEY_COLUMN_USAGE
+              WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?
+                AND REFERENCED_TABLE_NAME IS NOT NULL AND REFERENCED_TABLE_NAME <> TABLE_NAME",
+            (self.table.schema.as_deref(), &self.table.name),
+        )
+        .await
+        .map_err(classify)
+    }
+
     async fn problems(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
         let opts = &self.options;
         let mut problems = Vec::new();

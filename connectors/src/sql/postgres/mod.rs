@@ -243,6 +243,26 @@ impl Dialect for Postgres {
         format!("postgres {}, table {}", self.pool.config(), self.table)
     }
 
+    async fn references(&self) -> Result<Vec<String>> {
+        let client = client::connect(self.pool.config()).await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT c.confrelid::regclass::text FROM pg_constraint c
+                  WHERE c.contype = 'f' AND c.conrelid = to_regclass($1) AND c.confrelid <> c.conrelid",
+                &[&self.table.quoted()],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let name: String = r.get(0);
+                let last = name.rsplit('.').next().unwrap_or(&name).to_string();
+                last.trim_matches('"').to_string()
+            })
+            .collect())
+    }
+
     async fn problems(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
         let opts = &self.options;
         let mut problems = Vec::new();

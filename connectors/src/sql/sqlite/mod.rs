@@ -246,6 +246,22 @@ impl Dialect for Sqlite {
         )
     }
 
+    async fn references(&self) -> Result<Vec<String>> {
+        let table = self.target.options.table.clone();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT \"table\" FROM pragma_foreign_key_list(?1)")
+                .map_err(classify)?;
+            let names = stmt
+                .query_map([&table], |r| r.get::<_, String>(0))
+                .map_err(classify)?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(classify)?;
+            Ok(names.into_iter().filter(|n| *n != table).collect())
+        })
+        .await
+    }
+
     async fn problems(&self, schema: &SchemaRef) -> Result<Vec<ConnectorError>> {
         let target = self.target.clone();
         if !target.path.exists() {
