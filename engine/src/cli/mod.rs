@@ -270,6 +270,9 @@ const SCHEDULE_HELP: &str = r#"A job is a pipeline file with a [schedule] sectio
   overlap = "skip"              # skip | queue: a fire while the last run still goes
   catch_up = "last"             # none | last | all: fires missed while the scheduler was down
 
+A dropbox is a job with a file of its own: dropbox = "../drop" and a [schedule] table (in an
+environment's jobs/: pipeline = "NAME" or dropbox = "NAME").
+
 Every fire is recorded in DIR/.ferry/schedule/fires (a Delta table), each run's output in
 DIR/.ferry/schedule/logs/. Example:
   ferry schedule jobs/

@@ -250,6 +250,9 @@ pub async fn run_now(folder: &Path, name: &str, params: &[String]) -> ExitCode {
         Ok(j) => j,
         Err(code) => return code,
     };
+    if let Some(args) = &job.dropbox {
+        return run_dropbox_now(folder, &job, args).await;
+    }
     let pipeline = match super::load_filled(&job.pipeline_file, params, false).await {
         Ok(p) => p,
         Err(code) => return code,
@@ -296,6 +299,45 @@ pub async fn run_now(folder: &Path, name: &str, params: &[String]) -> ExitCode {
         eprintln!("error: recording the run: {e}");
     }
     ExitCode::from(code)
+}
+
+/// A dropbox job run now: `ferry dropbox run` in the foreground, its exit code the fire's status.
+async fn run_dropbox_now(
+    folder: &Path,
+    job: &crate::schedule::jobs::Job,
+    args: &[String],
+) -> ExitCode {
+    let started = Utc::now();
+    let exe = std::env::current_exe().unwrap_or_else(|_| "ferry".into());
+    let code = match tokio::process::Command::new(exe).args(args).status().await {
+        Ok(status) => status.code().unwrap_or(1),
+        Err(e) => {
+            eprintln!("error: cannot start the dropbox run: {e}");
+            1
+        }
+    };
+    let status = match code {
+        0 => "Completed",
+        3 => "Partial Success",
+        _ => "Failed",
+    };
+    let fire = Fire {
+        job: job.name.clone(),
+        trigger: "manual".into(),
+        scheduled: started,
+        started: Some(started),
+        ended: Utc::now(),
+        status: status.into(),
+        reason: None,
+        attempt: 1,
+        exit_code: Some(code),
+        log: None,
+        figures: None,
+    };
+    if let Err(e) = Journal::new(folder).record(&fire).await {
+        eprintln!("error: recording the run: {e}");
+    }
+    ExitCode::from(code.clamp(0, 255) as u8)
 }
 
 /// Turns a job on or off by its file's `enabled` line under `[schedule]` (added when missing); a

@@ -19,6 +19,8 @@ pub struct Job {
     pub pipeline_file: PathBuf,
     /// That pipeline's name, under which its runs are kept.
     pub pipeline: String,
+    /// A dropbox job: the `ferry` arguments that run it (instead of the pipeline).
+    pub dropbox: Option<Vec<String>>,
     /// Where its runs keep their bookkeeping.
     pub state_dir: String,
     pub schedule: Schedule,
@@ -74,34 +76,61 @@ pub fn read_folder(folder: &Path) -> Result<Folder, String> {
     Ok(found)
 }
 
-/// The job a pipeline file (or an environment's job file) defines, `None` when it has no
-/// `[schedule]`.
+/// The job a pipeline file (or a job file: an environment's, or a dropbox's) defines, `None` when
+/// it has no `[schedule]`.
 pub fn read_job(file: &Path) -> Result<Option<Job>, String> {
     let modified = modified(file);
     let in_jobs_folder = file
         .parent()
         .and_then(Path::file_name)
         .is_some_and(|f| f == "jobs");
-    if let Some(env) = crate::environment::Project::of_file(file).filter(|_| in_jobs_folder) {
-        let env = env?;
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let job = crate::spec::JobFile::parse(file, &text, &env).map_err(|e| e.to_string())?;
-        // Its name only: the pipeline is loaded (and its secrets read) by the run.
-        let pipeline = std::fs::read_to_string(&job.pipeline_file)
-            .ok()
-            .and_then(|t| t.parse::<toml::Table>().ok())
-            .and_then(|t| t.get("name")?.as_str().map(str::to_string))
-            .unwrap_or(job.pipeline);
-        return Ok(Some(Job {
-            name: file
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
+    let env = match crate::environment::Project::of_file(file).filter(|_| in_jobs_folder) {
+        Some(env) => Some(env?),
+        None => None,
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let is_job_file = env.is_some()
+        || text
+            .parse::<toml::Table>()
+            .is_ok_and(|t| t.contains_key("dropbox") && !t.contains_key("name"));
+    if is_job_file {
+        let job =
+            crate::spec::JobFile::parse(file, &text, env.as_ref()).map_err(|e| e.to_string())?;
+        let name = file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let state_dir = match &env {
+            Some(env) => env.state_dir.display().to_string(),
+            None => file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(".ferry")
+                .display()
                 .to_string(),
+        };
+        let (pipeline_file, pipeline, dropbox) = match job.runs {
+            crate::spec::JobRuns::Pipeline { name, file } => {
+                // Its name only: the pipeline is loaded (and its secrets read) by the run.
+                let pipeline = std::fs::read_to_string(&file)
+                    .ok()
+                    .and_then(|t| t.parse::<toml::Table>().ok())
+                    .and_then(|t| t.get("name")?.as_str().map(str::to_string))
+                    .unwrap_or(name);
+                (file, pipeline, None)
+            }
+            crate::spec::JobRuns::Dropbox { name, args } => {
+                (file.to_path_buf(), format!("dropbox {name}"), Some(args))
+            }
+        };
+        return Ok(Some(Job {
+            name,
             file: file.to_path_buf(),
-            pipeline_file: job.pipeline_file,
+            pipeline_file,
             pipeline,
-            state_dir: env.state_dir.display().to_string(),
+            dropbox,
+            state_dir,
             schedule: job.schedule,
             modified,
         }));
@@ -112,6 +141,7 @@ pub fn read_job(file: &Path) -> Result<Option<Job>, String> {
         file: file.to_path_buf(),
         pipeline_file: file.to_path_buf(),
         pipeline: pipeline.name,
+        dropbox: None,
         state_dir: pipeline.state_dir,
         schedule,
         modified,

@@ -572,10 +572,11 @@ async fn start_next(
             for variable in crate::cli::scheduler_only_variables() {
                 command.env_remove(variable);
             }
+            match &job.dropbox {
+                Some(args) => command.args(args),
+                None => command.arg("run").arg(&job.pipeline_file).arg("--quiet"),
+            };
             command
-                .arg("run")
-                .arg(&job.pipeline_file)
-                .arg("--quiet")
                 .env("FERRY_SCHEDULED_TIME", pending.scheduled.to_rfc3339())
                 .stdin(std::process::Stdio::null())
                 .stdout(out)

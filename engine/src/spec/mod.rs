@@ -39,7 +39,7 @@ use self::connections::referenced_connections;
 pub use self::error::{Locator, SpecError, SpecErrors, did_you_mean};
 use self::raw::RawPipeline;
 pub use self::run_options::parse_duration;
-pub use self::schedule::{Alert, CatchUp, JobFile, Overlap, Schedule};
+pub use self::schedule::{Alert, CatchUp, JobFile, JobRuns, Overlap, Schedule};
 
 /// A pipeline, validated: everything here has been checked against everything else.
 #[derive(Debug, Clone)]

@@ -262,66 +262,150 @@ impl Checker<'_> {
     }
 }
 
-/// An environment's job file (`environments/<env>/jobs/<name>.toml`): the pipeline it runs, by
-/// name, and its `[schedule]`.
+/// A job file: an environment's (`environments/<env>/jobs/<name>.toml`: `pipeline = "NAME"` or
+/// `dropbox = "NAME"`), or a dropbox's in a jobs folder (`dropbox = "path/to/folder"`), with its
+/// `[schedule]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawJob {
-    pipeline: Spanned<String>,
+    pipeline: Option<Spanned<String>>,
+    dropbox: Option<Spanned<String>>,
     schedule: Spanned<RawSchedule>,
 }
 
-/// What a job file says: the pipeline's name (its file in the environment) and the schedule.
+/// What a job runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobRuns {
+    /// An environment's pipeline: its name and file.
+    Pipeline { name: String, file: PathBuf },
+    /// A dropbox: `ferry dropbox run` with these arguments.
+    Dropbox { name: String, args: Vec<String> },
+}
+
+/// What a job file says: what it runs, and when.
 #[derive(Debug, Clone)]
 pub struct JobFile {
-    pub pipeline: String,
-    pub pipeline_file: PathBuf,
+    pub runs: JobRuns,
     pub schedule: Schedule,
 }
 
 impl JobFile {
-    /// Reads a job file of `env`'s catalogue; a pipeline the catalogue does not have is an error
-    /// at its line.
+    /// Reads a job file (of `env`'s catalogue when given); a pipeline or dropbox that is not there
+    /// is an error at its line.
     pub fn parse(
         file: &Path,
         text: &str,
-        env: &crate::environment::Environment,
+        env: Option<&crate::environment::Environment>,
     ) -> Result<JobFile, SpecErrors> {
+        use crate::environment::AssetKind;
         let loc = Locator::new(file, text);
         let raw: RawJob =
             toml::from_str(text).map_err(|e| SpecErrors(vec![toml_error(&loc, &e)]))?;
         let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let mut cx = Checker::new(&loc, &dir, Some(env));
-        let pipeline = raw.pipeline.get_ref().clone();
-        let pipeline_file = env.asset_file(crate::environment::AssetKind::Pipelines, &pipeline);
-        if !pipeline_file.is_file() {
-            let names = env.assets(crate::environment::AssetKind::Pipelines);
-            let hint = match did_you_mean(&pipeline, names.iter().map(String::as_str)) {
-                Some(m) => format!("did you mean pipeline = \"{m}\"?"),
-                None => format!(
-                    "promote it first: ferry promote --from ENV --to {} pipelines {pipeline}",
-                    env.name
-                ),
-            };
-            cx.errors.push(
-                loc.error(
-                    raw.pipeline.span(),
-                    format!(
-                        "environment \"{}\" has no pipeline \"{pipeline}\"",
-                        env.name
+        let mut cx = Checker::new(&loc, &dir, env);
+        let mut missing =
+            |what: &Spanned<String>, kind: AssetKind, env: &crate::environment::Environment| {
+                let names = env.assets(kind);
+                let hint = match did_you_mean(what.get_ref(), names.iter().map(String::as_str)) {
+                    Some(m) => format!("did you mean {} = \"{m}\"?", kind.one()),
+                    None => format!(
+                        "promote it first: ferry promote --from ENV --to {} {} {}",
+                        env.name,
+                        kind.folder(),
+                        what.get_ref()
                     ),
-                )
-                .hint(hint),
-            );
-        }
+                };
+                cx.errors.push(
+                    loc.error(
+                        what.span(),
+                        format!(
+                            "environment \"{}\" has no {} \"{}\"",
+                            env.name,
+                            kind.one(),
+                            what.get_ref()
+                        ),
+                    )
+                    .hint(hint),
+                );
+            };
+        let runs = match (&raw.pipeline, &raw.dropbox, env) {
+            (Some(p), None, Some(env)) => {
+                let file = env.asset_file(AssetKind::Pipelines, p.get_ref());
+                if !file.is_file() {
+                    missing(p, AssetKind::Pipelines, env);
+                }
+                Some(JobRuns::Pipeline {
+                    name: p.get_ref().clone(),
+                    file,
+                })
+            }
+            (None, Some(d), Some(env)) => {
+                if !env.asset_file(AssetKind::Dropbox, d.get_ref()).is_file() {
+                    missing(d, AssetKind::Dropbox, env);
+                }
+                let args = vec![
+                    "--project".to_string(),
+                    env.project.display().to_string(),
+                    "dropbox".into(),
+                    "run".into(),
+                    "--env".into(),
+                    env.name.clone(),
+                    d.get_ref().clone(),
+                ];
+                Some(JobRuns::Dropbox {
+                    name: d.get_ref().clone(),
+                    args,
+                })
+            }
+            (None, Some(d), None) => {
+                let folder = dir.join(d.get_ref());
+                if !folder.join("dropbox.toml").is_file() {
+                    cx.errors.push(
+                        loc.error(d.span(), format!("{} has no dropbox.toml", folder.display()))
+                            .hint("dropbox = \"path/to/the/dropbox/folder\" (from this file's folder); `ferry dropbox init DIR` makes one"),
+                    );
+                }
+                let name = folder
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
+                let args = vec!["dropbox".into(), "run".into(), folder.display().to_string()];
+                Some(JobRuns::Dropbox { name, args })
+            }
+            (Some(p), None, None) => {
+                cx.errors.push(
+                    loc.error(
+                        p.span(),
+                        "pipeline = \"...\" names a pipeline of an environment's catalogue",
+                    )
+                    .hint(
+                        "in a jobs folder, a pipeline file is a job itself: give it a [schedule]",
+                    ),
+                );
+                None
+            }
+            _ => {
+                cx.errors.push(
+                    loc.whole_file("a job file names what it runs: pipeline = \"NAME\" or dropbox = \"NAME\" (one of them)")
+                        .hint("pipeline = \"accounts\" and a [schedule] table"),
+                );
+                None
+            }
+        };
         let schedule = cx.schedule(Some(raw.schedule));
         if !cx.errors.is_empty() {
             return Err(SpecErrors(cx.errors));
         }
+        let mut schedule = schedule.flatten().expect("a schedule without errors");
+        if matches!(runs, Some(JobRuns::Dropbox { .. })) {
+            // `validate` skips a fire whose pipeline is wrong (exit 2); a dropbox's exit 2 is a
+            // delivery it refused, which is a run like any other.
+            schedule.validate = false;
+        }
         Ok(JobFile {
-            pipeline,
-            pipeline_file,
-            schedule: schedule.flatten().expect("a schedule without errors"),
+            runs: runs.expect("no errors means what it runs"),
+            schedule,
         })
     }
 }

@@ -616,6 +616,20 @@ async fn a_dropbox_configuration_is_promoted_and_runs_in_each_environment() {
         out.contains("intake-accounts"),
         "the entity's run is prod's: {out}"
     );
+
+    // The dropbox as a job of prod's catalogue, run now by `ferry jobs`.
+    p.ws.write(
+        "project/environments/prod/jobs/intake.toml",
+        "dropbox = \"intake\"\n\n[schedule]\ncron = \"0 * * * *\"\n",
+    );
+    deliver("prod", "P-2,Prod Two\n");
+    let jobs = p.file("environments/prod/jobs").display().to_string();
+    let (code, out) = p.ferry(&["jobs", &jobs, "run", "intake"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        p.prod_accounts().await,
+        rows(&[&["P-1", "Prod One"], &["P-2", "Prod Two"]])
+    );
     assert_eq!(p.files_with_canary(), Vec::<PathBuf>::new());
 }
 

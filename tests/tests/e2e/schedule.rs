@@ -757,3 +757,42 @@ async fn jobs_due_together_share_the_concurrency_limit_in_flat_memory() {
 async fn two_hundred_jobs_due_in_the_same_minute() {
     many_jobs_due_at_once(200, 4).await;
 }
+
+/// A dropbox is a job too: a job file `dropbox = "../drop"` with a `[schedule]` runs `ferry dropbox
+/// run` on its fires; what was dropped lands, the journal records the fire, and a second fire with
+/// nothing new changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropbox_runs_on_its_schedule() {
+    let ws = Workspace::new();
+    ws.write(
+        "drop/dropbox.toml",
+        "name = \"intake\"\n[connections.target]\nurl = \"sqlite://crm.db\"\n[dropbox]\nconnection = \"target\"\nstable_for = \"0s\"\ncreate = true\n",
+    );
+    ws.write(
+        "drop/inbox/accounts.csv",
+        "id,name\n1,Contoso\n2,Fabrikam\n",
+    );
+    ws.write(
+        "drop/inbox/delivery.json",
+        r#"{ "accounts.csv": { "key": ["id"] } }"#,
+    );
+    ws.write(
+        "jobs/intake.toml",
+        "dropbox = \"../drop\"\n\n[schedule]\ncron = \"* * * * *\"\n",
+    );
+    let printed = schedule(&ws, "2026-01-01T00:00:30Z", 60, "100s");
+    assert!(printed.contains("intake: started"), "{printed}");
+    assert_eq!(
+        ferry_tests::sqlite_rows(&ws.join("drop/crm.db"), "SELECT id, name FROM accounts"),
+        ferry_tests::rows(&[&["1", "Contoso"], &["2", "Fabrikam"]])
+    );
+    let fired: Vec<(String, String)> = fires(&ws)
+        .await
+        .into_iter()
+        .map(|f| (f.job, f.status))
+        .collect();
+    assert!(
+        fired.len() >= 2 && fired.iter().all(|(j, s)| j == "intake" && s == "Completed"),
+        "{fired:?}"
+    );
+}
