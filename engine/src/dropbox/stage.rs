@@ -58,13 +58,18 @@ pub async fn stage(
             datafusion::prelude::col(datafusion::common::Column::from_name(c)).alias(to)
         })
         .collect();
-    let batches: Vec<RecordBatch> = df
-        .select(exprs)
+    let selected = df.select(exprs).map_err(|e| e.to_string())?;
+    // A file without rows is refused before the entity's staging table is touched.
+    let first = selected
+        .clone()
+        .limit(0, Some(1))
         .map_err(|e| e.to_string())?
         .collect()
         .await
         .map_err(|e| e.to_string())?;
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if first.iter().all(|b| b.num_rows() == 0) {
+        return Err(format!("{}: no rows", file.display()));
+    }
     let location = staging_path(work, entity);
     std::fs::create_dir_all(&location)
         .map_err(|e| format!("cannot create {}: {e}", location.display()))?;
@@ -73,15 +78,29 @@ pub async fn stage(
     let table = DeltaTable::try_from_url(url)
         .await
         .map_err(|e| e.to_string())?;
-    if batches.is_empty() {
-        return Err(format!("{}: no rows", file.display()));
-    }
-    table
-        .write(batches)
+    // Streamed: the file's batches go to the Delta writer as they are read, never all at once.
+    let table = table
+        .write(Vec::<RecordBatch>::new())
+        .with_input_plan(selected.logical_plan().clone())
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(SchemaMode::Overwrite)
         .with_table_name(entity)
         .await
         .map_err(|e| format!("cannot stage into {}: {e}", location.display()))?;
-    Ok(rows as u64)
+    staged_rows(&table)
+        .await
+        .map_err(|e| format!("counting what was staged into {}: {e}", location.display()))
+}
+
+/// The rows of the staging table just written (from its files' statistics where they have them).
+async fn staged_rows(table: &DeltaTable) -> Result<u64, datafusion::error::DataFusionError> {
+    let ctx = SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+    ctx.read_table(provider)?.count().await.map(|n| n as u64)
 }
