@@ -2,6 +2,7 @@
 //! entry in the registry), `mod.rs` (the sink) and how Arrow values become the database's;
 //! `ident.rs` (quoting), `db.rs` (URLs, TLS) and `server.rs` (a server's connection) are shared.
 
+pub mod atomic;
 pub mod check;
 pub mod columns;
 mod counted;

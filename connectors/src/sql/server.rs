@@ -90,10 +90,11 @@ impl Connection for ServerConnection {
         cx: &mut dyn Settings,
     ) -> Option<Arc<dyn Destination>> {
         let whose = format!("a {} target", self.connector.name());
-        read_keys::<NoKeys>(keys, &whose, cx)?;
+        let own = read_keys::<crate::sql::atomic::SqlTargetKeys>(keys, &whose, cx)?;
         Some(Arc::new(ServerTable {
             connection: self.clone(),
             table: table.to_string(),
+            atomic: own.atomic,
         }))
     }
 
@@ -110,6 +111,8 @@ impl Connection for ServerConnection {
 struct ServerTable {
     connection: ServerConnection,
     table: String,
+    /// `atomic = true`: each batch all or nothing.
+    atomic: bool,
 }
 
 impl Destination for ServerTable {
@@ -123,9 +126,9 @@ impl Destination for ServerTable {
 
     fn sink(&self, options: TargetOptions) -> Result<Arc<dyn Sink>> {
         let connection = &self.connection;
-        Ok((connection.connector.make_sink)(
-            connection.db.clone(),
-            options,
+        Ok(crate::sql::atomic::whole_batches(
+            (connection.connector.make_sink)(connection.db.clone(), options),
+            self.atomic,
         ))
     }
 

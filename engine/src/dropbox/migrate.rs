@@ -14,6 +14,8 @@ use crate::spec::Pipeline;
 /// The largest entity `atomic = true` takes on an OData service: one changeset holds at most 1,000
 /// operations.
 pub const ATOMIC_LIMIT: u64 = 1_000;
+/// The most rows an atomic entity on a SQL target holds: one batch, in memory, one transaction.
+pub const SQL_ATOMIC_LIMIT: u64 = 1_000_000;
 
 /// Where an entity's generated pipeline is.
 pub fn pipeline_path(dropbox: &Dropbox, entity: &str) -> PathBuf {
@@ -120,18 +122,26 @@ pub fn pipeline_text(
         target.insert("legal_entity".into(), company.into());
     }
     if options.atomic {
-        if !is_odata(dropbox) {
-            return Err(
-                "atomic = true is built for OData targets (one changeset); on a SQL target it is not yet: remove it".into(),
-            );
-        }
-        if rows > ATOMIC_LIMIT {
-            return Err(format!(
-                "atomic = true: {rows} records do not fit one changeset (at most {ATOMIC_LIMIT}); split the file or remove atomic"
-            ));
+        // OData: one changeset of at most 1,000 records. SQL: the entity as one batch, one
+        // transaction, refused whole when the database refuses a row of it.
+        let limit = if is_odata(dropbox) {
+            ATOMIC_LIMIT
+        } else {
+            SQL_ATOMIC_LIMIT
+        };
+        if rows > limit {
+            return Err(if is_odata(dropbox) {
+                format!(
+                    "atomic = true: {rows} records do not fit one changeset (at most {ATOMIC_LIMIT}); split the file or remove atomic"
+                )
+            } else {
+                format!(
+                    "atomic = true: {rows} rows are more than one transaction of this dropbox takes (at most {SQL_ATOMIC_LIMIT}); split the file or remove atomic"
+                )
+            });
         }
         target.insert("atomic".into(), true.into());
-        target.insert("batch_size".into(), (ATOMIC_LIMIT as i64).into());
+        target.insert("batch_size".into(), (rows.clamp(1, limit) as i64).into());
         target.insert("workers".into(), 1i64.into());
     }
     doc.insert("target".into(), target.into());

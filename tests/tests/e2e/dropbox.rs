@@ -695,3 +695,51 @@ async fn sqlite_entities_land_in_the_order_of_the_targets_foreign_keys() {
     })
     .await;
 }
+
+/// `atomic` on a SQL target: the entity is one transaction. A file with one row the database
+/// refuses lands nothing (every row goes back in the outbox workbook with the reason); without
+/// `atomic` the good rows land and only the bad one comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_entities_on_sql_land_whole_or_not_at_all() {
+    let db = TestDb::new(Server::Postgres).await;
+    db.exec("CREATE TABLE item (code text PRIMARY KEY, price numeric(10,2) NOT NULL)")
+        .await;
+    let ws = Workspace::new();
+    let drop = dropbox(&ws, &db.url(), "0s", "");
+    let file = "code,price\nI-1,10.50\nI-2,\nI-3,7.25\n";
+    ws.write("drop/inbox/items.csv", file);
+    ws.write(
+        "drop/inbox/delivery.json",
+        r#"{ "items.csv": { "target_entity": "item", "key": ["code"], "atomic": true } }"#,
+    );
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 3, "rows refused: {printed}");
+    assert!(
+        db.rows("SELECT code FROM item").await.is_empty(),
+        "nothing landed"
+    );
+    let (_, refused) = read_workbook(&ws.join("drop/outbox/item.quarantine.xlsx"));
+    assert_eq!(refused.len(), 3, "every row back: {refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|r| r[0].contains("refused whole (atomic)")),
+        "{refused:?}"
+    );
+
+    ws.write(
+        "drop/inbox/items2.csv",
+        "code,price\nJ-1,1.00\nJ-2,\nJ-3,3.00\n",
+    );
+    ws.write(
+        "drop/inbox/delivery.json",
+        r#"{ "items2.csv": { "target_entity": "item", "key": ["code"], "overwrite": true } }"#,
+    );
+    let (code, printed) = ferry(&["dropbox", "run", &drop]);
+    assert_eq!(code, 3, "{printed}");
+    assert_eq!(
+        db.rows("SELECT code FROM item").await,
+        rows(&[&["J-1"], &["J-3"]]),
+        "without atomic the good rows land"
+    );
+}

@@ -67,10 +67,11 @@ impl Connection for SqliteConnection {
         keys: Keys<'_>,
         cx: &mut dyn Settings,
     ) -> Option<Arc<dyn Destination>> {
-        read_keys::<NoKeys>(keys, "a SQLite target", cx)?;
+        let own = read_keys::<crate::sql::atomic::SqlTargetKeys>(keys, "a SQLite target", cx)?;
         Some(Arc::new(SqliteTable {
             path: self.path.clone(),
             table: table.to_string(),
+            atomic: own.atomic,
         }))
     }
 
@@ -86,6 +87,8 @@ impl Connection for SqliteConnection {
 struct SqliteTable {
     path: PathBuf,
     table: String,
+    /// `atomic = true`: each batch all or nothing.
+    atomic: bool,
 }
 
 impl Destination for SqliteTable {
@@ -98,10 +101,10 @@ impl Destination for SqliteTable {
     }
 
     fn sink(&self, options: TargetOptions) -> Result<Arc<dyn Sink>> {
-        Ok(Arc::new(SqlSink::new(super::Sqlite::new(
-            self.path.clone(),
-            options,
-        ))))
+        Ok(crate::sql::atomic::whole_batches(
+            Arc::new(SqlSink::new(super::Sqlite::new(self.path.clone(), options))),
+            self.atomic,
+        ))
     }
 
     fn reader(&self) -> Option<Arc<dyn Reader>> {
