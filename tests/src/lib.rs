@@ -97,6 +97,24 @@ pub async fn quiet_emulator() -> ferry_emulator::Running {
         .expect("the emulator starts")
 }
 
+/// The emulator serving `model` (its TOML) without sign-in, limits or latency: for tests about
+/// what a model's types and keys do to what lands.
+pub async fn open_emulator(model: &str) -> ferry_emulator::Running {
+    let model = ferry_emulator::model::Model::from_toml(model).expect("a valid model");
+    ferry_emulator::start(
+        ferry_emulator::Config {
+            model,
+            auth: false,
+            limits: ferry_emulator::limits::Limits::off(),
+            latency: ferry_emulator::Latency::none(),
+            ..ferry_emulator::Config::default()
+        },
+        "127.0.0.1:0".parse().expect("an address"),
+    )
+    .await
+    .expect("the emulator starts")
+}
+
 /// The `ferry` binary that `cargo test --workspace` builds beside the test binaries, as a user runs it.
 pub fn ferry_command() -> std::process::Command {
     let exe = std::env::current_exe().expect("the test's path");

@@ -282,8 +282,31 @@ pub async fn run_now(folder: &Path, name: &str, params: &[String]) -> ExitCode {
             ("Failed".to_string(), e.exit_code(), None, first)
         }
     };
+    record_manual(
+        folder,
+        &job.name,
+        started,
+        status,
+        reason,
+        i32::from(code),
+        figures,
+    )
+    .await;
+    ExitCode::from(code)
+}
+
+/// Journals a job run by hand (`ferry jobs DIR run NAME`) as a manual fire.
+async fn record_manual(
+    folder: &Path,
+    job: &str,
+    started: chrono::DateTime<Utc>,
+    status: String,
+    reason: Option<String>,
+    code: i32,
+    figures: Option<crate::schedule::journal::Figures>,
+) {
     let fire = Fire {
-        job: job.name.clone(),
+        job: job.to_string(),
         trigger: "manual".into(),
         scheduled: started,
         started: Some(started),
@@ -291,14 +314,13 @@ pub async fn run_now(folder: &Path, name: &str, params: &[String]) -> ExitCode {
         status,
         reason,
         attempt: 1,
-        exit_code: Some(i32::from(code)),
+        exit_code: Some(code),
         log: None,
         figures,
     };
     if let Err(e) = Journal::new(folder).record(&fire).await {
         eprintln!("error: recording the run: {e}");
     }
-    ExitCode::from(code)
 }
 
 /// A dropbox job run now: `ferry dropbox run` in the foreground, its exit code the fire's status.
@@ -321,22 +343,7 @@ async fn run_dropbox_now(
         3 => "Partial Success",
         _ => "Failed",
     };
-    let fire = Fire {
-        job: job.name.clone(),
-        trigger: "manual".into(),
-        scheduled: started,
-        started: Some(started),
-        ended: Utc::now(),
-        status: status.into(),
-        reason: None,
-        attempt: 1,
-        exit_code: Some(code),
-        log: None,
-        figures: None,
-    };
-    if let Err(e) = Journal::new(folder).record(&fire).await {
-        eprintln!("error: recording the run: {e}");
-    }
+    record_manual(folder, &job.name, started, status.into(), None, code, None).await;
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 

@@ -35,25 +35,11 @@ pub async fn dry_run(pipeline: &Pipeline) -> Result<Changes, String> {
         .map_err(|e| e.to_string())?;
     // The first row of a query, as numbers (NULL sums as 0).
     let counts = async |sql: String| -> Result<Vec<u64>, String> {
-        let batches = ctx
-            .sql(&sql)
-            .await
-            .map_err(|e| e.to_string())?
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
-            return Ok(Vec::new());
-        };
-        batch
-            .columns()
-            .iter()
-            .map(|c| {
-                arrow::util::display::array_value_to_string(c, 0)
-                    .map(|v| v.parse().unwrap_or(0))
-                    .map_err(|e| e.to_string())
-            })
-            .collect()
+        let rows = super::query_text(ctx, &sql).await?;
+        Ok(rows
+            .first()
+            .map(|row| row.iter().map(|v| v.parse().unwrap_or(0)).collect())
+            .unwrap_or_default())
     };
     let count = async |sql: String| -> Result<u64, String> {
         Ok(counts(sql).await?.first().copied().unwrap_or(0))

@@ -17,6 +17,35 @@ pub mod incremental;
 pub mod isolate;
 pub mod params;
 pub mod progress;
+
+/// Every row of a query's answer, each value as text (NULL as an empty string): the small answers
+/// of counting queries.
+pub(crate) async fn query_text(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> Result<Vec<Vec<String>>, String> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| e.to_string())?
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        for i in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::util::display::array_value_to_string(c, i))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    Ok(rows)
+}
 pub mod reconcile;
 pub mod report;
 pub mod retry;

@@ -176,24 +176,13 @@ pub async fn reconcile(pipeline: &Pipeline, depth: Depth) -> Result<Reconciliati
         .map_err(|e| e.to_string())?;
     ctx.register_table("__ferry_t", target_view.into_view())
         .map_err(|e| e.to_string())?;
+    // The first column of a query's rows.
     let rows = async |sql: String| -> Result<Vec<String>, String> {
-        let batches = ctx
-            .sql(&sql)
-            .await
-            .map_err(|e| e.to_string())?
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        for b in &batches {
-            for i in 0..b.num_rows() {
-                out.push(
-                    arrow::util::display::array_value_to_string(b.column(0), i)
-                        .map_err(|e| e.to_string())?,
-                );
-            }
-        }
-        Ok(out)
+        let rows = super::query_text(ctx, &sql).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .collect())
     };
     let count = async |sql: String| -> Result<u64, String> {
         Ok(rows(sql)

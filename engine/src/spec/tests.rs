@@ -415,22 +415,31 @@ fn target_keys_of_another_connector_are_errors_at_their_lines() {
         "key = [\"customer_id\"]\n",
         r#"key = ["customer_id"]
 legal_entity = "usmf"
-atomic = true
+rate_limit = "10/1s"
 "#,
     );
     let found: Vec<String> = errors(&text).iter().map(|e| e.to_string()).collect();
     assert_eq!(found.len(), 2, "{found:#?}");
     for expected in [
         "/p/pipe.toml:29:1: legal_entity is not a key of a SQLite target",
-        "/p/pipe.toml:30:1: atomic is not a key of a SQLite target",
+        "/p/pipe.toml:30:1: rate_limit is not a key of a SQLite target",
     ] {
         assert!(
             found
                 .iter()
-                .any(|e| e.starts_with(expected) && e.contains("has no keys of its own")),
+                .any(|e| e.starts_with(expected) && e.contains("allowed here: atomic")),
             "{expected}: {found:#?}"
         );
     }
+    // A SQL target's own key.
+    let atomic = GOOD.replace(
+        "key = [\"customer_id\"]\n",
+        "key = [\"customer_id\"]\natomic = true\n",
+    );
+    assert!(
+        Pipeline::parse(Path::new("/p/pipe.toml"), &atomic).is_ok(),
+        "atomic is a key of a SQL target"
+    );
 }
 
 #[test]

@@ -472,24 +472,12 @@ async fn a_second_file_of_an_entity_waits_for_the_first_unless_it_overwrites() {
 /// to its own company (`legal_entity` -> dataAreaId), the second after the first is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fno_workbooks_land_in_their_legal_entities() {
-    let model = ferry_emulator::model::Model::from_toml(
+    let emu = ferry_tests::open_emulator(
         "[sets.CustomersV3]\nentity = \"CustomerV3\"\nkey = \"CustomerId\"\nalternate_keys = [[\"dataAreaId\", \"CustomerAccount\"]]\n\
          [sets.CustomersV3.attributes]\ndataAreaId = { type = \"string\", max_length = 4, required = true }\n\
          CustomerAccount = { type = \"string\", max_length = 20 }\nName = { type = \"string\", max_length = 100 }\n",
     )
-    .unwrap();
-    let emu = ferry_emulator::start(
-        ferry_emulator::Config {
-            model,
-            auth: false,
-            limits: ferry_emulator::limits::Limits::off(),
-            latency: ferry_emulator::Latency::none(),
-            ..ferry_emulator::Config::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    .await;
     let ws = Workspace::new();
     let drop = dropbox(&ws, &format!("{}\"\nkind = \"fno", emu.url()), "0s", "");
     text_workbook(

@@ -7,7 +7,7 @@
 //!
 //! `cargo test --workspace matrix` runs it; each target is one test, so the matrix is
 //! 1 source table x 5 targets x 17 columns x 3 rows, every cell compared, plus the SQLite target
-//! read back as a source and the table read from CSV with a declared schema.
+//! read back as a source, every source kind into every target, a workbook, and the emulator.
 
 use std::sync::Arc;
 
@@ -378,44 +378,6 @@ async fn matrix_sqlite() {
     assert_eq!(back, expected);
 }
 
-/// A CSV source with a declared schema: the edge table (without its binary column, which CSV
-/// cannot hold) written as CSV by Arrow, read back as declared, every value compared.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn matrix_csv_with_a_declared_schema() {
-    let ws = workspace();
-    let batch = edge_batch();
-    let without_binary = batch
-        .project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())
-        .unwrap();
-    let mut writer = arrow::csv::WriterBuilder::new()
-        .with_header(true)
-        .build(std::fs::File::create(ws.join("in/edge.csv")).unwrap());
-    writer.write(&without_binary).unwrap();
-    drop(writer);
-    run_ok(
-        &ws,
-        "read.toml",
-        "[sources.t]\npath = \"in/edge.csv\"\nschema = { id = \"bigint\", i8 = \"tinyint\", i16 = \"smallint\", \
-         i32 = \"int\", i64 = \"bigint\", u32 = \"int unsigned\", dec = \"decimal(38,10)\", money = \"decimal(12,2)\", \
-         f64 = \"double\", f32 = \"real\", flag = \"boolean\", txt = \"text\", long = \"text\", d = \"date\", \
-         ts = \"timestamp\", tstz = \"timestamptz\" }\n\
-         [target]\npath = \"out/back.parquet\"\nmode = \"truncate\"\n",
-    )
-    .await;
-    let query = READ_BACK.replace(", encode(bin, 'hex') AS c16", "");
-    let back = datafusion_exact(&[("t", &ws.join("out/back.parquet"))], &query).await;
-    let mut expected: Vec<Vec<String>> = self::expected()
-        .into_iter()
-        .map(|mut row| {
-            row.pop();
-            row
-        })
-        .collect();
-    // CSV has one empty field for both an empty text and a null: it reads as null.
-    expected[0][11] = "NULL".into();
-    assert_eq!(back, expected);
-}
-
 /// The OData target against the Dataverse-like emulator, every Edm type it has: Int32 and Int64 at
 /// their limits (beyond 2^53), Edm.Decimal, Edm.Double down to the smallest subnormal, Boolean,
 /// empty text against null, text beyond the BMP and 100,000 characters long, Edm.Date at its
@@ -423,26 +385,14 @@ async fn matrix_csv_with_a_declared_schema() {
 /// Binary is refused before anything is written, naming the column.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_odata() {
-    let model = ferry_emulator::model::Model::from_toml(
+    let emu = ferry_tests::open_emulator(
         "[sets.edges]\nentity = \"edge\"\nkey = \"edgeid\"\nalternate_keys = [[\"code\"]]\n\
          [sets.edges.attributes]\ncode = { type = \"string\", max_length = 10 }\ni32 = { type = \"int\" }\n\
          i64 = { type = \"bigint\" }\nmoney = { type = \"money\" }\nf64 = { type = \"double\" }\n\
          flag = { type = \"boolean\" }\ntxt = { type = \"string\" }\nlongtext = { type = \"string\", max_length = 200000 }\n\
          d = { type = \"date\" }\ntstz = { type = \"datetime\" }\n",
     )
-    .unwrap();
-    let emu = ferry_emulator::start(
-        ferry_emulator::Config {
-            model,
-            auth: false,
-            limits: ferry_emulator::limits::Limits::off(),
-            latency: ferry_emulator::Latency::none(),
-            ..ferry_emulator::Config::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    .await;
     let ws = workspace();
     let connection = format!(
         "[connections.crm]\nurl = \"{}\"\nkind = \"dataverse\"\n",
@@ -614,22 +564,8 @@ impl Kind {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_every_source_into_every_target() {
     let ws = workspace();
-    let pg = TestDb::new(Server::Postgres).await;
-    let my = TestDb::new(Server::Mysql).await;
-    let connections = format!(
-        "[connections.pg]\nurl = \"{}\"\n[connections.my]\nurl = \"{}\"\n[connections.lite]\nurl = \"sqlite://out/matrix.db\"\n",
-        pg.url(),
-        my.url()
-    );
-    let batch = edge_batch();
-    let without_binary = batch
-        .project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())
-        .unwrap();
-    let mut writer = arrow::csv::WriterBuilder::new()
-        .with_header(true)
-        .build(std::fs::File::create(ws.join("in/edge.csv")).unwrap());
-    writer.write(&without_binary).unwrap();
-    drop(writer);
+    let (_pg, _my, connections) = servers().await;
+    write_edge_csv(&ws);
     let targets = [
         Kind::Parquet,
         Kind::Postgres,
@@ -659,25 +595,7 @@ async fn matrix_every_source_into_every_target() {
         }
         for target in targets {
             let name = format!("m_{source:?}_{target:?}").to_lowercase();
-            run_ok(
-                &ws,
-                "copy.toml",
-                &format!(
-                    "{connections}[sources.t]\n{}\n[target]\n{}\n",
-                    source.source("src"),
-                    target.target(&name)
-                ),
-            )
-            .await;
-            run_ok(
-                &ws,
-                "back.toml",
-                &format!(
-                    "{connections}[sources.t]\n{}\n[target]\npath = \"out/back.parquet\"\nmode = \"truncate\"\n",
-                    target.source(&name)
-                ),
-            )
-            .await;
+            copy_and_read_back(&ws, &connections, &source.source("src"), target, &name).await;
             let mut expected = self::expected();
             let query = if source == Kind::Csv {
                 for row in &mut expected {
@@ -703,8 +621,7 @@ async fn matrix_every_source_into_every_target() {
 async fn matrix_xlsx_into_every_target() {
     use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
     let ws = Workspace::new();
-    let pg = TestDb::new(Server::Postgres).await;
-    let my = TestDb::new(Server::Mysql).await;
+    let (_pg, _my, connections) = servers().await;
     let mut book = Workbook::new();
     let sheet = book.add_worksheet();
     let header = ["id", "i32", "f64", "money", "flag", "txt", "d", "ts"];
@@ -741,11 +658,6 @@ async fn matrix_xlsx_into_every_target() {
     sheet.write_number(3, 0, 3).unwrap();
     std::fs::create_dir_all(ws.join("in")).unwrap();
     book.save(ws.join("in/edge.xlsx")).unwrap();
-    let connections = format!(
-        "[connections.pg]\nurl = \"{}\"\n[connections.my]\nurl = \"{}\"\n[connections.lite]\nurl = \"sqlite://out/matrix.db\"\n",
-        pg.url(),
-        my.url()
-    );
     let source = "path = \"in/edge.xlsx\"\nschema = { id = \"bigint\", i32 = \"int\", f64 = \"double\", \
         money = \"decimal(12,2)\", flag = \"boolean\", txt = \"text\", d = \"date\", ts = \"timestamp\" }";
     let query = "SELECT CAST(id AS VARCHAR) AS c0, CAST(i32 AS VARCHAR) AS c1, CAST(f64 AS VARCHAR) AS c2, \
@@ -759,24 +671,7 @@ async fn matrix_xlsx_into_every_target() {
         Kind::Delta,
     ] {
         let name = format!("x_{target:?}").to_lowercase();
-        run_ok(
-            &ws,
-            "copy.toml",
-            &format!(
-                "{connections}[sources.t]\n{source}\n[target]\n{}\n",
-                target.target(&name)
-            ),
-        )
-        .await;
-        run_ok(
-            &ws,
-            "back.toml",
-            &format!(
-                "{connections}[sources.t]\n{}\n[target]\npath = \"out/back.parquet\"\nmode = \"truncate\"\n",
-                target.source(&name)
-            ),
-        )
-        .await;
+        copy_and_read_back(&ws, &connections, source, target, &name).await;
         let text = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let (yes, no) = if target == Kind::Mysql {
             ("1", "0")
@@ -810,4 +705,58 @@ async fn matrix_xlsx_into_every_target() {
         let back = datafusion_exact(&[("t", &ws.join("out/back.parquet"))], query).await;
         assert_eq!(back, expected, "xlsx -> {target:?}");
     }
+}
+
+/// A database on each server, and the `[connections]` that name them (`pg`, `my`) and a SQLite
+/// file (`lite`).
+async fn servers() -> (TestDb, TestDb, String) {
+    let pg = TestDb::new(Server::Postgres).await;
+    let my = TestDb::new(Server::Mysql).await;
+    let connections = format!(
+        "[connections.pg]\nurl = \"{}\"\n[connections.my]\nurl = \"{}\"\n[connections.lite]\nurl = \"sqlite://out/matrix.db\"\n",
+        pg.url(),
+        my.url()
+    );
+    (pg, my, connections)
+}
+
+/// The edge table without its binary column (CSV holds none), as `in/edge.csv`, written by Arrow.
+fn write_edge_csv(ws: &Workspace) {
+    let batch = edge_batch();
+    let without_binary = batch
+        .project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())
+        .unwrap();
+    let mut writer = arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(std::fs::File::create(ws.join("in/edge.csv")).unwrap());
+    writer.write(&without_binary).unwrap();
+}
+
+/// Copies `source` (a `[sources.t]` body) into `target` as `name`, then reads that back through
+/// Ferry's reader of the target into `out/back.parquet`.
+async fn copy_and_read_back(
+    ws: &Workspace,
+    connections: &str,
+    source: &str,
+    target: Kind,
+    name: &str,
+) {
+    run_ok(
+        ws,
+        "copy.toml",
+        &format!(
+            "{connections}[sources.t]\n{source}\n[target]\n{}\n",
+            target.target(name)
+        ),
+    )
+    .await;
+    run_ok(
+        ws,
+        "back.toml",
+        &format!(
+            "{connections}[sources.t]\n{}\n[target]\npath = \"out/back.parquet\"\nmode = \"truncate\"\n",
+            target.source(name)
+        ),
+    )
+    .await;
 }
