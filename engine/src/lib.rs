@@ -10,6 +10,7 @@ pub mod plan;
 pub mod promote;
 pub mod run;
 pub mod schedule;
+pub mod serve;
 pub mod spec;
 
 pub use ferry_connectors as connectors;

@@ -232,6 +232,25 @@ pub enum Command {
     /// A project's environments: start one, list them.
     #[command(subcommand)]
     Env(environments::EnvCommand),
+    /// A read-only dashboard of a state dir in the browser: pipelines (failing first), runs, their
+    /// errors by cause and batches, quarantined rows and their workbook.
+    #[command(
+        after_help = "Examples:\n  ferry serve --state-dir pipelines/.ferry\n  ferry serve --env prod --port 8080\n  FERRY_SERVE_TOKEN=... ferry serve --bind 0.0.0.0 --port 8080\n\nOpen it while a migration runs: each page reads the tables as they are."
+    )]
+    Serve {
+        /// The state dir to show (with --env: the environment's).
+        #[arg(long, default_value = ".ferry")]
+        state_dir: PathBuf,
+        /// 0 picks a free port (printed).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The address to listen on; any other than a loopback one needs a token.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Every request must carry it (Authorization: Bearer, or ?token=); or FERRY_SERVE_TOKEN.
+        #[arg(long)]
+        token: Option<String>,
+    },
     /// Emulate a target service on this machine.
     #[command(subcommand)]
     Emulate(EmulateCommand),
@@ -482,6 +501,24 @@ pub async fn main(mut cli: Cli) -> ExitCode {
             schedule::schedule(&dir, max_concurrent_runs, clock, stop_after).await
         }
         Command::Promote(args) => promote::promote(cli.project, args).await,
+        Command::Serve {
+            state_dir,
+            port,
+            bind,
+            token,
+        } => {
+            let app = crate::serve::App {
+                state_dir: state_dir.display().to_string(),
+                token: token.or_else(|| std::env::var("FERRY_SERVE_TOKEN").ok()),
+            };
+            match crate::serve::serve(app, std::net::SocketAddr::new(bind, port)).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(INVALID)
+                }
+            }
+        }
         Command::Env(command) => environments::env(cli.project, command),
         Command::Jobs { dir, command } => match command {
             JobsCommand::List { json } => schedule::list(&dir, json).await,
@@ -614,6 +651,11 @@ fn in_environment(
             state_dir,
             ..
         } => {
+            let project = crate::environment::Project::locate(project)?;
+            *state_dir = project.environment(env)?.state_dir.clone();
+            return Ok(());
+        }
+        Command::Serve { state_dir, .. } => {
             let project = crate::environment::Project::locate(project)?;
             *state_dir = project.environment(env)?.state_dir.clone();
             return Ok(());

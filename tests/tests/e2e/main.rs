@@ -19,6 +19,7 @@ mod reconcile;
 mod safety;
 mod schedule;
 mod secrets;
+mod serve;
 mod sources;
 mod sql_sources;
 mod sql_targets;

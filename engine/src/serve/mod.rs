@@ -1,0 +1,317 @@
+//! `ferry serve`: a read-only dashboard of a state dir's bookkeeping, in the same binary, as
+//! server-rendered HTML (no script, nothing fetched from elsewhere): the overview of pipelines with
+//! the failing ones first, a pipeline's runs, a run's errors grouped by cause and its batches
+//! (failing first), and a quarantine table's rows with the workbook to download. It reads the Delta
+//! tables with DataFusion (projection and predicates pushed down), binds 127.0.0.1 by default, and
+//! any other address needs a token.
+//!
+//! ```text
+//! /                           pipelines: latest run, status, rows, throughput; quarantine tables
+//! /pipelines/{name}           its runs, newest first
+//! /runs/{name}/{run}          the run, its errors by cause, its batches
+//! /quarantine/{table}         unresolved rows with their errors      .xlsx: the workbook
+//! ```
+
+mod html;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use datafusion::prelude::{SessionContext, col, lit};
+
+use self::html::{Table, escape, page};
+use crate::book::{Book, HISTORY, LOG};
+
+/// What the server reads and who may.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub state_dir: String,
+    /// Required of every request (`Authorization: Bearer` or `?token=`) when set.
+    pub token: Option<String>,
+}
+
+/// Serves `app` on `addr` until Ctrl-C; prints the address it listens on first.
+pub async fn serve(app: App, addr: SocketAddr) -> Result<(), String> {
+    if !addr.ip().is_loopback() && app.token.is_none() {
+        return Err(format!(
+            "{addr} is reachable from other machines: give a token (--token, or FERRY_SERVE_TOKEN) that every request must carry"
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    println!(
+        "serving {} on http://{bound}/ (Ctrl-C stops)",
+        app.state_dir
+    );
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The dashboard's routes.
+pub fn router(app: App) -> Router {
+    let app = Arc::new(app);
+    Router::new()
+        .route("/", get(overview))
+        .route("/pipelines/{name}", get(pipeline))
+        .route("/runs/{name}/{run}", get(run))
+        .route("/quarantine/{table}", get(quarantine))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}
+
+/// Refuses a request without the token, when there is one.
+async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.token {
+        let bearer = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let query = request.uri().query().unwrap_or("");
+        let in_query = query
+            .split('&')
+            .any(|pair| pair.strip_prefix("token=") == Some(token.as_str()));
+        if bearer != Some(token.as_str()) && !in_query {
+            return (StatusCode::UNAUTHORIZED, "a token is required").into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The state dir's tables that exist, registered under their names.
+async fn tables(app: &App) -> Result<SessionContext, String> {
+    let ctx = SessionContext::new();
+    let book = Book::reader(&app.state_dir);
+    for name in [HISTORY, LOG] {
+        if let Some(df) = book
+            .frame(name, "pipeline")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            ctx.register_table(name, df.into_view())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(ctx)
+}
+
+fn failed(e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Html(page("error", &format!("<p>{}</p>", escape(&e.to_string())))),
+    )
+        .into_response()
+}
+
+async fn overview(State(app): State<Arc<App>>) -> Response {
+    let ctx = match tables(&app).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let mut body = String::new();
+    if ctx.table_exist(HISTORY).unwrap_or(false) {
+        let sql = "SELECT pipeline, status, CAST(start AS VARCHAR) AS started, rows_read, rows_written, \
+                   rows_rejected, CAST(round(rows_per_second) AS BIGINT) AS rows_per_second, error FROM \
+                   (SELECT *, row_number() OVER (PARTITION BY pipeline ORDER BY start DESC) AS latest FROM history) \
+                   WHERE latest = 1 ORDER BY CASE status WHEN 'Failed' THEN 0 WHEN 'Partial Success' THEN 1 \
+                   WHEN 'Stopped' THEN 2 WHEN 'Running' THEN 3 ELSE 4 END, pipeline";
+        match Table::query(&ctx, sql).await {
+            Ok(t) => body.push_str(&t.html(|column, value, _| {
+                (column == "pipeline").then(|| format!("/pipelines/{}", html::path(value)))
+            })),
+            Err(e) => return failed(e),
+        }
+    } else {
+        body.push_str("<p>No run yet.</p>");
+    }
+    let quarantined = Book::reader(&app.state_dir).quarantine_tables();
+    if !quarantined.is_empty() {
+        body.push_str("<h2>Quarantine</h2><ul>");
+        for table in quarantined {
+            body.push_str(&format!(
+                "<li><a href=\"/quarantine/{}\">{}</a></li>",
+                html::path(&table),
+                escape(&table)
+            ));
+        }
+        body.push_str("</ul>");
+    }
+    Html(page(&format!("Ferry: {}", app.state_dir), &body)).into_response()
+}
+
+async fn pipeline(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    let ctx = match tables(&app).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let runs = async {
+        let df = ctx
+            .table(HISTORY)
+            .await?
+            .filter(col("pipeline").eq(lit(name.clone())))?
+            .sort(vec![col("start").sort(false, false)])?
+            .limit(0, Some(200))?;
+        ctx.register_table("runs", df.into_view())?;
+        Table::query(
+            &ctx,
+            "SELECT run_id, status, attempt, CAST(start AS VARCHAR) AS started, duration, rows_read, \
+             rows_written, rows_rejected, CAST(round(rows_per_second) AS BIGINT) AS rows_per_second, error FROM runs",
+        )
+        .await
+    };
+    match runs.await {
+        Ok(t) => {
+            let body = t.html(|column, value, _| {
+                (column == "run_id")
+                    .then(|| format!("/runs/{}/{}", html::path(&name), html::path(value)))
+            });
+            Html(page(&format!("Pipeline {name}"), &body)).into_response()
+        }
+        Err(e) => failed(e),
+    }
+}
+
+async fn run(
+    State(app): State<Arc<App>>,
+    Path((name, run_id)): Path<(String, String)>,
+) -> Response {
+    let ctx = match tables(&app).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let sections = async {
+        let history = ctx
+            .table(HISTORY)
+            .await?
+            .filter(col("pipeline").eq(lit(name.clone())))?
+            .filter(col("run_id").eq(lit(run_id.clone())))?;
+        ctx.register_table("this_run", history.into_view())?;
+        let log = ctx
+            .table(LOG)
+            .await?
+            .filter(col("pipeline").eq(lit(name.clone())))?
+            .filter(col("run_id").eq(lit(run_id.clone())))?;
+        ctx.register_table("batches", log.into_view())?;
+        let summary = Table::query(
+            &ctx,
+            "SELECT status, attempt, CAST(start AS VARCHAR) AS started, CAST(\"end\" AS VARCHAR) AS ended, \
+             rows_read, rows_written, rows_rejected, CAST(round(rows_per_second) AS BIGINT) AS rows_per_second, error FROM this_run",
+        )
+        .await?;
+        let causes = Table::query(
+            &ctx,
+            "SELECT coalesce(cause, 'other') AS cause, count(*) AS batches, sum(rows_rejected) AS rows_rejected, \
+             min(error) AS example FROM batches WHERE severity > 0 GROUP BY coalesce(cause, 'other') ORDER BY batches DESC",
+        )
+        .await?;
+        let batches = Table::query(
+            &ctx,
+            "SELECT partition_id, batch_id, attempt, batch_size, rows_written, rows_skipped, rows_rejected, \
+             write_time, quarantine_table, error FROM batches ORDER BY severity DESC, time, partition_id, batch_id LIMIT 1000",
+        )
+        .await?;
+        Ok::<_, datafusion::error::DataFusionError>((summary, causes, batches))
+    };
+    match sections.await {
+        Ok((summary, causes, batches)) => {
+            let quarantine_link = |column: &str, value: &str, _: &[String]| {
+                // The log names it by its folder: quarantine/<table>.
+                let table = value.strip_prefix("quarantine/").unwrap_or(value);
+                (column == "quarantine_table" && !table.is_empty())
+                    .then(|| format!("/quarantine/{}", html::path(table)))
+            };
+            let body = format!(
+                "<p><a href=\"/pipelines/{}\">{}</a></p>{}<h2>Errors by cause</h2>{}<h2>Batches (failing first)</h2>{}",
+                html::path(&name),
+                escape(&name),
+                summary.html(|_, _, _| None),
+                if causes.rows.is_empty() {
+                    "<p>None.</p>".to_string()
+                } else {
+                    causes.html(|_, _, _| None)
+                },
+                batches.html(quarantine_link)
+            );
+            Html(page(&format!("Run {run_id} of {name}"), &body)).into_response()
+        }
+        Err(e) => failed(e),
+    }
+}
+
+async fn quarantine(State(app): State<Arc<App>>, Path(table): Path<String>) -> Response {
+    let book = Book::reader(&app.state_dir);
+    if let Some(table) = table.strip_suffix(".xlsx") {
+        return workbook(&book, table).await;
+    }
+    let rejected = match book.rejected(&table).await {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let mut columns = vec!["error".to_string(), "cause".to_string()];
+    columns.extend(rejected.schema.fields().iter().map(|f| f.name().clone()));
+    let rows: Vec<Vec<String>> =
+        (0..rejected.rows.num_rows())
+            .map(|i| {
+                let mut row = vec![rejected.errors[i].clone(), rejected.causes[i].clone()];
+                row.extend(rejected.rows.columns().iter().map(|c| {
+                    arrow::util::display::array_value_to_string(c, i).unwrap_or_default()
+                }));
+                row
+            })
+            .collect();
+    let body = format!(
+        "<p>{} unresolved rows. <a href=\"/quarantine/{}.xlsx\">Download the workbook</a> (correct it, then \
+         <code>ferry quarantine retry PIPELINE {} --from it.xlsx</code>).</p>{}",
+        rows.len(),
+        html::path(&table),
+        escape(&table),
+        Table { columns, rows }.html(|_, _, _| None)
+    );
+    Html(page(&format!("Quarantine {table}"), &body)).into_response()
+}
+
+/// The quarantine workbook, as `ferry quarantine export` writes it.
+async fn workbook(book: &Book, table: &str) -> Response {
+    let rejected = match book.rejected(table).await {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let file = std::env::temp_dir().join(format!(
+        "ferry-serve-{}-{}.xlsx",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let bytes = crate::book::quarantine::export_xlsx(&rejected, &file)
+        .map_err(|e| e.to_string())
+        .and_then(|()| std::fs::read(&file).map_err(|e| e.to_string()));
+    let _ = std::fs::remove_file(&file);
+    match bytes {
+        Ok(bytes) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string(),
+                ),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{table}.quarantine.xlsx\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => failed(e),
+    }
+}
