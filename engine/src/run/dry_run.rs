@@ -35,7 +35,9 @@ pub async fn dry_run(pipeline: &Pipeline) -> Result<Changes, String> {
         .map_err(|e| e.to_string())?;
     // The first row of a query, as numbers (NULL sums as 0).
     let counts = async |sql: String| -> Result<Vec<u64>, String> {
-        let rows = super::query_text(ctx, &sql).await?;
+        let (_, rows) = super::query_text(ctx, &sql)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(rows
             .first()
             .map(|row| row.iter().map(|v| v.parse().unwrap_or(0)).collect())

@@ -18,33 +18,32 @@ pub mod isolate;
 pub mod params;
 pub mod progress;
 
-/// Every row of a query's answer, each value as text (NULL as an empty string): the small answers
-/// of counting queries.
+/// A query's answer as text (NULL as an empty string): its column names and its rows. For small
+/// answers: counts, and the dashboard's pages.
 pub(crate) async fn query_text(
     ctx: &datafusion::prelude::SessionContext,
     sql: &str,
-) -> Result<Vec<Vec<String>>, String> {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .map_err(|e| e.to_string())?
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(Vec<String>, Vec<Vec<String>>), datafusion::error::DataFusionError> {
+    let df = ctx.sql(sql).await?;
+    let columns = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let mut rows = Vec::new();
-    for batch in &batches {
+    for batch in df.collect().await? {
         for i in 0..batch.num_rows() {
             rows.push(
                 batch
                     .columns()
                     .iter()
                     .map(|c| arrow::util::display::array_value_to_string(c, i))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| e.to_string())?,
+                    .collect::<Result<Vec<_>, _>>()?,
             );
         }
     }
-    Ok(rows)
+    Ok((columns, rows))
 }
 pub mod reconcile;
 pub mod report;

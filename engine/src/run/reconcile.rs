@@ -178,7 +178,9 @@ pub async fn reconcile(pipeline: &Pipeline, depth: Depth) -> Result<Reconciliati
         .map_err(|e| e.to_string())?;
     // The first column of a query's rows.
     let rows = async |sql: String| -> Result<Vec<String>, String> {
-        let rows = super::query_text(ctx, &sql).await?;
+        let (_, rows) = super::query_text(ctx, &sql)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(rows
             .into_iter()
             .filter_map(|r| r.into_iter().next())

@@ -14,25 +14,7 @@ impl Table {
         ctx: &SessionContext,
         sql: &str,
     ) -> Result<Table, datafusion::error::DataFusionError> {
-        let df = ctx.sql(sql).await?;
-        let columns = df
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let mut rows = Vec::new();
-        for batch in df.collect().await? {
-            for i in 0..batch.num_rows() {
-                rows.push(
-                    batch
-                        .columns()
-                        .iter()
-                        .map(|c| arrow::util::display::array_value_to_string(c, i))
-                        .collect::<Result<Vec<_>, _>>()?,
-                );
-            }
-        }
+        let (columns, rows) = crate::run::query_text(ctx, sql).await?;
         Ok(Table { columns, rows })
     }
 
