@@ -507,9 +507,16 @@ pub async fn main(mut cli: Cli) -> ExitCode {
             bind,
             token,
         } => {
+            let project = match &cli.project {
+                Some(dir) => Some(dir.clone()),
+                None => std::env::current_dir()
+                    .ok()
+                    .and_then(|here| crate::environment::Project::find(&here)),
+            };
             let app = crate::serve::App {
                 state_dir: state_dir.display().to_string(),
                 token: token.or_else(|| std::env::var("FERRY_SERVE_TOKEN").ok()),
+                project,
             };
             match crate::serve::serve(app, std::net::SocketAddr::new(bind, port)).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@
 //! /pipelines/{name}           its runs, newest first
 //! /runs/{name}/{run}          the run, its errors by cause, its batches
 //! /quarantine/{table}         unresolved rows with their errors      .xlsx: the workbook
+//! /promotions                 the project's promotions (with a project)   /promotions/{id}: one
 //! ```
 
 mod html;
@@ -34,6 +35,8 @@ pub struct App {
     pub state_dir: String,
     /// Required of every request (`Authorization: Bearer` or `?token=`) when set.
     pub token: Option<String>,
+    /// The project folder, whose promotions are shown, when there is one.
+    pub project: Option<std::path::PathBuf>,
 }
 
 /// Serves `app` on `addr` until Ctrl-C; prints the address it listens on first.
@@ -67,6 +70,8 @@ pub fn router(app: App) -> Router {
         .route("/pipelines/{name}", get(pipeline))
         .route("/runs/{name}/{run}", get(run))
         .route("/quarantine/{table}", get(quarantine))
+        .route("/promotions", get(promotions))
+        .route("/promotions/{id}", get(promotion))
         .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }
@@ -280,6 +285,72 @@ async fn quarantine(State(app): State<Arc<App>>, Path(table): Path<String>) -> R
         Table { columns, rows }.html(|_, _, _| None)
     );
     Html(page(&format!("Quarantine {table}"), &body)).into_response()
+}
+
+async fn promotions(State(app): State<Arc<App>>) -> Response {
+    let Some(project) = &app.project else {
+        return Html(page(
+            "Promotions",
+            "<p>No project here (environments.toml): no promotions.</p>",
+        ))
+        .into_response();
+    };
+    let all = match crate::promote::record::Store::new(project).all().await {
+        Ok(all) => all,
+        Err(e) => return failed(e),
+    };
+    let table = Table {
+        columns: [
+            "id", "status", "created", "from", "to", "who", "title", "assets",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: all
+            .iter()
+            .rev()
+            .map(|p| {
+                vec![
+                    p.id.to_string(),
+                    p.status.to_string(),
+                    p.created.format("%Y-%m-%d %H:%M").to_string(),
+                    p.from.clone(),
+                    p.to.clone(),
+                    p.who.clone(),
+                    p.title.clone(),
+                    p.assets(),
+                ]
+            })
+            .collect(),
+    };
+    let body = if table.rows.is_empty() {
+        "<p>No promotion yet.</p>".to_string()
+    } else {
+        table.html(|column, value, _| (column == "id").then(|| format!("/promotions/{value}")))
+    };
+    Html(page("Promotions", &body)).into_response()
+}
+
+async fn promotion(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Response {
+    let Some(project) = &app.project else {
+        return (StatusCode::NOT_FOUND, "no project here").into_response();
+    };
+    match crate::promote::record::Store::new(project).get(id).await {
+        Ok(p) => {
+            let body = format!(
+                "<p><a href=\"/promotions\">Promotions</a></p><pre>{}</pre>",
+                escape(&crate::promote::report::show(&p))
+            );
+            Html(page(&format!("Promotion {id}: {}", p.title), &body)).into_response()
+        }
+        Err(e) => (
+            StatusCode::NOT_FOUND,
+            Html(page(
+                "Promotion",
+                &format!("<p>{}</p>", escape(&e.to_string())),
+            )),
+        )
+            .into_response(),
+    }
 }
 
 /// The quarantine workbook, as `ferry quarantine export` writes it.

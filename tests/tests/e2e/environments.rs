@@ -469,6 +469,60 @@ async fn a_migration_moves_from_dev_to_test_to_prod_without_its_secrets() {
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("reverted by"), "{shown}");
 
+    // The dashboard shows the promotions, and no secret either.
+    let root = p.root().display().to_string();
+    let state = p.file(".ferry/test").display().to_string();
+    let mut server = ferry_tests::ferry_command()
+        .args([
+            "--project",
+            &root,
+            "serve",
+            "--state-dir",
+            &state,
+            "--port",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let listed = reqwest::get(format!("{url}/promotions"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let one = reqwest::get(format!("{url}/promotions/{first}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        listed.contains("Accounts to test") && listed.contains("Reverted"),
+        "{listed}"
+    );
+    assert!(
+        one.contains("reverted by") && one.contains("connections/legacy"),
+        "{one}"
+    );
+    p.printed.borrow_mut().push_str(&listed);
+    p.printed.borrow_mut().push_str(&one);
+
     // The canary: in no file of the project (catalogues, logs, summaries, Delta tables), in no
     // output.
     assert_eq!(p.files_with_canary(), Vec::<PathBuf>::new());
