@@ -117,7 +117,6 @@ impl fmt::Display for Reconciliation {
 
 /// Compares `pipeline`'s result with its target.
 pub async fn reconcile(pipeline: &Pipeline, depth: Depth) -> Result<Reconciliation, String> {
-    let opts = &pipeline.target.options;
     let destination = &pipeline.target.destination;
     let Some(reader) = destination.reader() else {
         return Err(format!(
@@ -125,22 +124,54 @@ pub async fn reconcile(pipeline: &Pipeline, depth: Depth) -> Result<Reconciliati
             destination.connector().name()
         ));
     };
-    if depth == Depth::Checksum && opts.key.is_empty() {
+    if depth == Depth::Checksum && pipeline.target.options.key.is_empty() {
         return Err(
             "comparing every row needs the target's key: set [target] key, or reconcile = \"count\""
                 .into(),
         );
     }
+    match compare(pipeline, reader.as_ref(), depth).await? {
+        Compared::Found(found) => Ok(found),
+        Compared::NoTarget { why, .. } => Err(format!("reading the target back: {why}")),
+    }
+}
+
+/// What comparing found: the target's rows against the result, or no target table to read.
+pub(crate) enum Compared {
+    Found(Reconciliation),
+    /// The target table cannot be read (it does not exist yet): the result's rows, and why.
+    NoTarget {
+        source_rows: u64,
+        why: String,
+    },
+}
+
+/// The comparison behind `reconcile` and `--dry-run`: the result planned again, the target read
+/// through `reader`, counted (and, for `Checksum`, joined on the key, which it must have).
+pub(crate) async fn compare(
+    pipeline: &Pipeline,
+    reader: &dyn ferry_connectors::Reader,
+    depth: Depth,
+) -> Result<Compared, String> {
+    let opts = &pipeline.target.options;
     let planned = plan::plan(pipeline).await.map_err(|e| e.to_string())?;
     let ctx = &planned.ctx;
     let target = Read::Table {
         name: opts.table.clone(),
         partitions: None,
     };
-    reader
-        .register(ctx, "__ferry_target_raw", &target)
-        .await
-        .map_err(|e| format!("reading the target back: {e}"))?;
+    if let Err(why) = reader.register(ctx, "__ferry_target_raw", &target).await {
+        let source_rows = planned
+            .result()
+            .clone()
+            .count()
+            .await
+            .map_err(|e| e.to_string())? as u64;
+        return Ok(Compared::NoTarget {
+            source_rows,
+            why: why.to_string(),
+        });
+    }
     let raw = ctx
         .table("__ferry_target_raw")
         .await
@@ -207,7 +238,7 @@ pub async fn reconcile(pipeline: &Pipeline, depth: Depth) -> Result<Reconciliati
         extra_allowed,
     };
     if depth == Depth::Count {
-        return Ok(found);
+        return Ok(Compared::Found(found));
     }
     let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
     let on = opts
@@ -262,5 +293,5 @@ pub async fn reconcile(pipeline: &Pipeline, depth: Depth) -> Result<Reconciliati
     found.extra = results.pop().unwrap_or_default();
     found.different = results.pop().unwrap_or_default();
     found.missing = results.pop().unwrap_or_default();
-    Ok(found)
+    Ok(Compared::Found(found))
 }
