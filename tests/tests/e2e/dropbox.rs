@@ -499,18 +499,14 @@ async fn fno_workbooks_land_in_their_legal_entities() {
     );
     let (code, printed) = ferry(&["dropbox", "run", &drop]);
     assert_eq!(code, 0, "{printed}");
-    let page: serde_json::Value = reqwest::get(format!(
-        "{}/CustomersV3?$select=dataAreaId,CustomerAccount,Name",
-        emu.url()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let mut landed: Vec<(String, String, String)> = page["value"]
-        .as_array()
-        .unwrap()
+    let records = ferry_tests::odata_records(
+        &emu.url(),
+        &emu.token_url(),
+        "CustomersV3",
+        "dataAreaId,CustomerAccount,Name",
+    )
+    .await;
+    let mut landed: Vec<(String, String, String)> = records
         .iter()
         .map(|r| {
             let s = |k: &str| r[k].as_str().unwrap().to_string();
