@@ -566,40 +566,46 @@ async fn entities_land_in_the_order_of_the_targets_lookups() {
         emu.token_url()
     );
     let drop = dropbox(&ws, &connection, "0s", "");
-    ws.write(
-        "drop/inbox/a-contacts.csv",
+    contacts_dropped_first(
+        &ws,
+        &drop,
         "emailaddress1,lastname,parentcustomerid@odata.bind\n\
          ana@contoso.example,Lima,/accounts(accountnumber='A-1')\n\
          bo@fabrikam.example,Berg,/accounts(accountnumber='A-2')\n",
-    );
-    ws.write(
-        "drop/inbox/b-accounts.csv",
         "accountnumber,name\nA-1,Contoso\nA-2,Fabrikam\n",
-    );
-    ws.write(
-        "drop/inbox/delivery.json",
         r#"{ "a-contacts.csv": { "target_entity": "contacts", "key": ["emailaddress1"] },
   "b-accounts.csv": { "target_entity": "accounts", "key": ["accountnumber"] } }"#,
+        "contacts: after accounts (its lookups in the target's $metadata)",
     );
-    let (code, printed) = ferry(&["dropbox", "run", &drop]);
-    assert_eq!(code, 0, "{printed}");
-    assert!(
-        printed.contains("contacts: after accounts (its lookups in the target's $metadata)"),
-        "{printed}"
-    );
-    let contacts = ferry_tests::odata_records(
-        &emu.url(),
-        &emu.token_url(),
-        "contacts",
-        "emailaddress1,_parentcustomerid_value",
-    )
-    .await;
-    assert_eq!(contacts.len(), 2, "{contacts:?}");
-    assert!(
-        contacts
+    let read = async |set: &str, select: &str| {
+        ferry_tests::odata_records(&emu.url(), &emu.token_url(), set, select).await
+    };
+    let accounts = read("accounts", "accountid,accountnumber").await;
+    let number_of = |id: &serde_json::Value| {
+        accounts
             .iter()
-            .all(|c| c["_parentcustomerid_value"].is_string()),
-        "every contact points to its account: {contacts:?}"
+            .find(|a| a["accountid"] == *id)
+            .map(|a| a["accountnumber"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| "no account".into())
+    };
+    let mut contacts: Vec<Vec<String>> = read("contacts", "emailaddress1,_parentcustomerid_value")
+        .await
+        .iter()
+        .map(|c| {
+            vec![
+                c["emailaddress1"].as_str().unwrap().to_string(),
+                number_of(&c["_parentcustomerid_value"]),
+            ]
+        })
+        .collect();
+    contacts.sort();
+    assert_eq!(
+        contacts,
+        rows(&[
+            &["ana@contoso.example", "A-1"],
+            &["bo@fabrikam.example", "A-2"]
+        ]),
+        "every contact points to its own account"
     );
 }
 
@@ -611,24 +617,14 @@ async fn contacts_wait_for_their_accounts(
 ) {
     let ws = Workspace::new();
     let drop = dropbox(&ws, url, "0s", "");
-    ws.write(
-        "drop/inbox/a-contacts.csv",
+    contacts_dropped_first(
+        &ws,
+        &drop,
         "email,account_id\nana@contoso.example,A-1\nbo@fabrikam.example,A-2\n",
-    );
-    ws.write(
-        "drop/inbox/b-accounts.csv",
         "id,name\nA-1,Contoso\nA-2,Fabrikam\n",
-    );
-    ws.write(
-        "drop/inbox/delivery.json",
         r#"{ "a-contacts.csv": { "target_entity": "contact", "key": ["email"] },
   "b-accounts.csv": { "target_entity": "account", "key": ["id"] } }"#,
-    );
-    let (code, printed) = ferry(&["dropbox", "run", &drop]);
-    assert_eq!(code, 0, "{printed}");
-    assert!(
-        printed.contains("contact: after account (its foreign keys in the target)"),
-        "{printed}"
+        "contact: after account (its foreign keys in the target)",
     );
     assert_eq!(
         contacts().await,
@@ -726,4 +722,22 @@ async fn atomic_entities_on_sql_land_whole_or_not_at_all() {
         rows(&[&["J-1"], &["J-3"]]),
         "without atomic the good rows land"
     );
+}
+
+/// Drops a contacts file named to come before its accounts file, with `delivery` naming neither
+/// order nor after, runs the dropbox, and expects every row to land with the run saying `said`.
+fn contacts_dropped_first(
+    ws: &Workspace,
+    drop: &str,
+    contacts: &str,
+    accounts: &str,
+    delivery: &str,
+    said: &str,
+) {
+    ws.write("drop/inbox/a-contacts.csv", contacts);
+    ws.write("drop/inbox/b-accounts.csv", accounts);
+    ws.write("drop/inbox/delivery.json", delivery);
+    let (code, printed) = ferry(&["dropbox", "run", drop]);
+    assert_eq!(code, 0, "{printed}");
+    assert!(printed.contains(said), "{printed}");
 }
