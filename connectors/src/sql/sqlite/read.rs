@@ -276,7 +276,8 @@ enum Column {
     Blob(BinaryBuilder),
     /// Decimal, date, time and timestamp columns: their text, cast when the batch ends (a
     /// decimal's digits checked against its precision and scale first: never rounded).
-    Parsed(StringBuilder, Option<(u8, i8)>),
+    /// The `String` is scratch for a number's text, reused row after row.
+    Parsed(StringBuilder, Option<(u8, i8)>, String),
 }
 
 impl Batch {
@@ -290,8 +291,10 @@ impl Batch {
                 DataType::Boolean => Column::Boolean(BooleanBuilder::new()),
                 DataType::Utf8 => Column::Text(StringBuilder::new()),
                 DataType::Binary => Column::Blob(BinaryBuilder::new()),
-                DataType::Decimal128(p, s) => Column::Parsed(StringBuilder::new(), Some((*p, *s))),
-                _ => Column::Parsed(StringBuilder::new(), None),
+                DataType::Decimal128(p, s) => {
+                    Column::Parsed(StringBuilder::new(), Some((*p, *s)), String::new())
+                }
+                _ => Column::Parsed(StringBuilder::new(), None, String::new()),
             })
             .collect();
         Batch { columns, first_row }
@@ -304,7 +307,7 @@ impl Batch {
             Some(Column::Integer(b)) => b.len(),
             Some(Column::Real(b)) => b.len(),
             Some(Column::Boolean(b)) => b.len(),
-            Some(Column::Text(b)) | Some(Column::Parsed(b, _)) => b.len(),
+            Some(Column::Text(b)) | Some(Column::Parsed(b, _, _)) => b.len(),
             Some(Column::Blob(b)) => b.len(),
         }
     }
@@ -325,7 +328,7 @@ impl Batch {
                 Column::Boolean(mut b) => Arc::new(b.finish()),
                 Column::Text(mut b) => Arc::new(b.finish()),
                 Column::Blob(mut b) => Arc::new(b.finish()),
-                Column::Parsed(mut b, _) => {
+                Column::Parsed(mut b, _, _) => {
                     let text = b.finish();
                     let cast = |from: &arrow::array::StringArray| {
                         cast_with_options(from, field.data_type(), &strict)
@@ -375,7 +378,7 @@ impl Column {
             (Column::Integer(b), ValueRef::Null) => b.append_null(),
             (Column::Real(b), ValueRef::Null) => b.append_null(),
             (Column::Boolean(b), ValueRef::Null) => b.append_null(),
-            (Column::Text(b) | Column::Parsed(b, _), ValueRef::Null) => b.append_null(),
+            (Column::Text(b) | Column::Parsed(b, _, _), ValueRef::Null) => b.append_null(),
             (Column::Blob(b), ValueRef::Null) => b.append_null(),
             (Column::Integer(b), ValueRef::Integer(i)) => b.append_value(i),
             (Column::Integer(b), ValueRef::Real(r))
@@ -406,20 +409,28 @@ impl Column {
             (Column::Blob(b), ValueRef::Blob(v)) => b.append_value(v),
             (Column::Blob(b), ValueRef::Text(v)) => b.append_value(v),
             (
-                Column::Parsed(b, decimal),
+                Column::Parsed(b, decimal, scratch),
                 v @ (ValueRef::Text(_) | ValueRef::Integer(_) | ValueRef::Real(_)),
             ) => {
-                let text = match v {
-                    ValueRef::Text(t) => std::str::from_utf8(t)
-                        .map_err(|_| "text that is not UTF-8".to_string())?
-                        .to_string(),
-                    ValueRef::Integer(i) => i.to_string(),
+                use std::fmt::Write as _;
+                scratch.clear();
+                let text: &str = match v {
+                    ValueRef::Text(t) => {
+                        std::str::from_utf8(t).map_err(|_| "text that is not UTF-8".to_string())?
+                    }
+                    ValueRef::Integer(i) => {
+                        let _ = write!(scratch, "{i}");
+                        scratch
+                    }
                     // The shortest text that reads back as the same double: the digits SQLite kept.
-                    ValueRef::Real(r) => format!("{r}"),
+                    ValueRef::Real(r) => {
+                        let _ = write!(scratch, "{r}");
+                        scratch
+                    }
                     _ => unreachable!("matched above"),
                 };
                 if let Some((p, s)) = *decimal
-                    && !decimal_fits(&text, p, s)
+                    && !decimal_fits(text, p, s)
                 {
                     return Err(match text.parse::<f64>() {
                         Ok(_) => format!("{}, more digits than its precision and scale", shown(&v)),
@@ -486,7 +497,7 @@ mod tests {
             ints.push(ValueRef::Text(b"abc")).unwrap_err(),
             "the text 'abc'"
         );
-        let mut money = Column::Parsed(StringBuilder::new(), Some((12, 2)));
+        let mut money = Column::Parsed(StringBuilder::new(), Some((12, 2)), String::new());
         assert!(money.push(ValueRef::Real(-9_999_999_999.99)).is_ok());
         assert!(money.push(ValueRef::Text(b"0.10")).is_ok());
         assert!(
