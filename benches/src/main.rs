@@ -134,6 +134,23 @@ enum Command {
     /// Run a pipeline in this process and report rows/s and peak memory (VmHWM).
     #[command(after_help = "Example:\n  ferry-bench run benches/pipelines/orders-to-sqlite.toml")]
     Run { pipeline: PathBuf },
+    /// Time `ferry serve`'s pages over a state dir of RUNS runs and LOG_ROWS log rows (made first
+    /// when DIR holds none): the first answer, then the median and worst of REPEAT more.
+    #[command(
+        after_help = "Example:\n  ferry-bench dashboard --state-dir /tmp/ferry-dash --runs 1000 --log-rows 1000000"
+    )]
+    Dashboard {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        runs: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        log_rows: usize,
+        #[arg(long, default_value_t = 20)]
+        pipelines: usize,
+        #[arg(long, default_value_t = 10)]
+        repeat: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -299,6 +316,43 @@ fn main() -> Result<()> {
                     format!("{} ({}-{})", per_s(r), per_s(rmin), per_s(rmax)),
                     format!("{} ({}-{})", per_s(f), per_s(fmin), per_s(fmax)),
                     format!("{q:.2} ({qmin:.2}-{qmax:.2})"),
+                );
+            }
+        }
+        Command::Dashboard {
+            state_dir,
+            runs,
+            log_rows,
+            pipelines,
+            repeat,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(ferry_bench::dashboard::make_state(
+                &state_dir, pipelines, runs, log_rows,
+            ))?;
+            // The newest run of the first pipeline, a failing run, and the quarantine-free pages.
+            let last = runs - 1;
+            let pages = [
+                "/".to_string(),
+                "/pipelines/pipeline_00".to_string(),
+                format!("/runs/pipeline_{:02}/run-{last:05}", last % pipelines),
+                "/runs/pipeline_00/run-00000".to_string(),
+            ];
+            let times = runtime.block_on(ferry_bench::dashboard::time_pages(
+                &state_dir, &pages, repeat,
+            ))?;
+            println!(
+                "{:<36} {:>10} {:>10} {:>10}",
+                "page", "first ms", "median ms", "worst ms"
+            );
+            for t in times {
+                let ms = |d: std::time::Duration| format!("{:.0}", d.as_secs_f64() * 1000.0);
+                println!(
+                    "{:<36} {:>10} {:>10} {:>10}",
+                    t.page,
+                    ms(t.first),
+                    ms(t.median),
+                    ms(t.worst)
                 );
             }
         }

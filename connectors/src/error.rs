@@ -52,6 +52,8 @@ pub enum Cause {
     Rejected,
     /// Retries spent while the target was unavailable.
     Unavailable,
+    /// The target asked for less (HTTP 429): the lane paused and the request was sent again.
+    Throttled,
     /// The run stopped.
     Stopped,
 }
@@ -72,6 +74,7 @@ impl Cause {
             Cause::NoSuchColumn => "the target has no such column",
             Cause::Rejected => "the target rejected the row's values",
             Cause::Unavailable => "the target was unavailable; retrying can land it",
+            Cause::Throttled => "the target throttled the requests (429); retrying can land it",
             Cause::Stopped => "the run could not go on",
         }
     }

@@ -93,6 +93,8 @@ pub struct BatchWritten {
     /// Rows the target refused one by one while the others landed (a service answering each record
     /// of a batch on its own), by index in the batch, with the target's error.
     pub rejected: Vec<(usize, ConnectorError)>,
+    /// Requests or parts of requests the target throttled (HTTP 429) and that were sent again.
+    pub throttled: u64,
 }
 
 impl std::ops::AddAssign for BatchWritten {
@@ -100,6 +102,7 @@ impl std::ops::AddAssign for BatchWritten {
         self.written += other.written;
         self.skipped += other.skipped;
         self.rejected.extend(other.rejected);
+        self.throttled += other.throttled;
     }
 }
 

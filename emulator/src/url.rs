@@ -97,7 +97,8 @@ fn parse_literal(text: &str) -> Result<Value, ODataError> {
     if let Ok(f) = text.parse::<f64>() {
         return Ok(Value::from(f));
     }
-    if uuid::Uuid::parse_str(text).is_ok() {
+    // GUIDs and date-times are written without quotes, as Dataverse takes them.
+    if uuid::Uuid::parse_str(text).is_ok() || chrono::DateTime::parse_from_rfc3339(text).is_ok() {
         return Ok(Value::String(text.to_string()));
     }
     Err(bad(format!("Syntax error: '{text}' is not a literal.")))
@@ -253,7 +254,14 @@ pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
         (Value::Null, Value::Null) => Some(Ordering::Equal),
         (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        (Value::String(x), Value::String(y)) => Some(x.to_lowercase().cmp(&y.to_lowercase())),
+        (Value::String(x), Value::String(y)) => {
+            // Two date-times compare as instants, whatever their fractions and offsets.
+            let instant = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+            match (instant(x), instant(y)) {
+                (Some(a), Some(b)) => Some(a.cmp(&b)),
+                _ => Some(x.to_lowercase().cmp(&y.to_lowercase())),
+            }
+        }
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
         _ => None,
     }

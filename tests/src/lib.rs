@@ -10,6 +10,7 @@ use ferry::run::{RunReport, RunSettings};
 use ferry::spec::Pipeline;
 use tempfile::TempDir;
 
+pub mod browser;
 pub mod db;
 pub mod fuzz;
 pub mod servers;

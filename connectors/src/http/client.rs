@@ -20,6 +20,12 @@ pub struct Service {
     next: AtomicUsize,
 }
 
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.root)
+    }
+}
+
 impl Service {
     /// `rate_limit`: a fixed ceiling per user in requests per second, beside what the lanes learn.
     pub fn new(root: &str, auth: Auth, rate_limit: Option<f64>) -> Result<Self> {
@@ -56,6 +62,11 @@ impl Service {
 
     pub fn lane(&self, user: usize) -> &Lane {
         &self.lanes[user]
+    }
+
+    /// How many application users the service is signed in as.
+    pub fn users(&self) -> usize {
+        self.lanes.len()
     }
 
     /// Sends one request as `user`, renewing the token once on 401.
@@ -108,6 +119,7 @@ impl Service {
                     Limit::from_error(&body).unwrap_or(Limit::Requests),
                 );
                 ConnectorError::retryable(format!("throttled (429): {message}"))
+                    .with_cause(crate::error::Cause::Throttled)
             }
             408 | 500..=599 => ConnectorError::retryable(format!("{status}: {message}")),
             300..=399 => super::redirected(&self.root, redirected_to.unwrap_or_default()),

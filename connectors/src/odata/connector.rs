@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::config::{Auth, Credentials, ODataEndpoint, ODataOptions, ServiceKind, parse_rate};
 use crate::connector::{
-    About, Capabilities, Connection, Connector, Destination, Keys, Settings, read_keys,
+    About, Capabilities, Connection, Connector, Destination, Keys, Reader, Settings, read_keys,
 };
 use crate::error::Result;
 use crate::sink::{Sink, TargetOptions, WriteMode};
@@ -33,7 +33,7 @@ static ABOUT: About = About {
         atomic_writes: false,
         // Truncate deletes every record before the load: a service has no table to swap.
         atomic_truncate: false,
-        reads: false,
+        reads: true,
         retries_rows: true,
     },
 };
@@ -251,6 +251,12 @@ impl Connection for ODataConnection {
         &OData
     }
 
+    fn reader(&self) -> Option<Arc<dyn Reader>> {
+        Some(Arc::new(super::read::ODataReader {
+            endpoint: self.endpoint.clone(),
+        }))
+    }
+
     fn target(
         &self,
         table: &str,
@@ -334,6 +340,12 @@ impl Destination for EntitySet {
 
     fn name(&self) -> String {
         self.table.clone()
+    }
+
+    fn reader(&self) -> Option<Arc<dyn Reader>> {
+        Some(Arc::new(super::read::ODataReader {
+            endpoint: self.endpoint.clone(),
+        }))
     }
 
     fn sink(&self, options: TargetOptions) -> Result<Arc<dyn Sink>> {

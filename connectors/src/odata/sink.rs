@@ -431,6 +431,7 @@ impl Sink for ODataSink {
                 ))
             })?;
             let parts = parse_responses(&text, &response_type);
+            done.throttled += parts.iter().filter(|p| p.status == 429).count() as u64;
             let mut retry = Vec::new();
             if self.odata.atomic {
                 match atomic_outcome(&parts, pending.len()) {
@@ -695,7 +696,7 @@ fn with_legal_entity(batch: &RecordBatch, legal_entity: &str) -> Result<RecordBa
 
 /// The next page of a listing: only on the service's own origin (the bearer token goes with it), and
 /// never a page already read (a service that links in a circle would be read forever).
-fn next_page(
+pub(super) fn next_page(
     service: &str,
     link: Option<&str>,
     seen: &mut std::collections::HashSet<String>,

@@ -51,6 +51,10 @@ pub struct LogRow {
     pub rows_rejected: i64,
     /// A hash of the batch's content: a resumed run skips a batch only if it is the same batch.
     pub fingerprint: i64,
+    /// Writes of the batch sent again after a passing fault (empty in logs older than the column).
+    pub retries: i32,
+    /// Requests or parts the target throttled (HTTP 429) while the batch was written.
+    pub throttled: i32,
 }
 
 pub fn log_schema() -> SchemaRef {
@@ -72,6 +76,9 @@ pub fn log_schema() -> SchemaRef {
         Field::new("rows_skipped", DataType::Int64, false),
         Field::new("rows_rejected", DataType::Int64, false),
         Field::new("fingerprint", DataType::Int64, false),
+        // Added after the first logs were written: nullable, so older tables merge.
+        Field::new("retries", DataType::Int32, true),
+        Field::new("throttled", DataType::Int32, true),
     ]))
 }
 
@@ -106,6 +113,8 @@ pub fn log_batch(rows: &[LogRow]) -> RecordBatch {
         long(&|r| r.rows_skipped),
         long(&|r| r.rows_rejected),
         long(&|r| r.fingerprint),
+        int(&|r| r.retries),
+        int(&|r| r.throttled),
     ];
     RecordBatch::try_new(log_schema(), columns).expect("log columns match the schema")
 }

@@ -14,7 +14,7 @@ mod dropbox;
 pub mod dry_run;
 mod emulate;
 mod environments;
-mod job_history;
+pub(crate) mod job_history;
 mod preview;
 mod promote;
 mod quarantine;
@@ -250,6 +250,9 @@ pub enum Command {
         /// Every request must carry it (Authorization: Bearer, or ?token=); or FERRY_SERVE_TOKEN.
         #[arg(long)]
         token: Option<String>,
+        /// A jobs folder whose schedule and runs the Jobs page shows (with --env: the environment's).
+        #[arg(long)]
+        jobs: Option<PathBuf>,
     },
     /// Emulate a target service on this machine.
     #[command(subcommand)]
@@ -506,6 +509,7 @@ pub async fn main(mut cli: Cli) -> ExitCode {
             port,
             bind,
             token,
+            jobs,
         } => {
             let project = match &cli.project {
                 Some(dir) => Some(dir.clone()),
@@ -517,6 +521,7 @@ pub async fn main(mut cli: Cli) -> ExitCode {
                 state_dir: state_dir.display().to_string(),
                 token: token.or_else(|| std::env::var("FERRY_SERVE_TOKEN").ok()),
                 project,
+                jobs,
             };
             match crate::serve::serve(app, std::net::SocketAddr::new(bind, port)).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -662,9 +667,13 @@ fn in_environment(
             *state_dir = project.environment(env)?.state_dir.clone();
             return Ok(());
         }
-        Command::Serve { state_dir, .. } => {
+        Command::Serve {
+            state_dir, jobs, ..
+        } => {
             let project = crate::environment::Project::locate(project)?;
-            *state_dir = project.environment(env)?.state_dir.clone();
+            let environment = project.environment(env)?;
+            *state_dir = environment.state_dir.clone();
+            jobs.get_or_insert(environment.dir().join("jobs"));
             return Ok(());
         }
         Command::Schedule { dir, .. } => {

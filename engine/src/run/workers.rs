@@ -121,6 +121,8 @@ pub async fn run_all(
             counters: counters.clone(),
             progress: progress.clone(),
             recorder: recorder.clone(),
+            batch_retries: AtomicU64::new(0),
+            batch_throttled: AtomicU64::new(0),
         };
         tasks.spawn(worker.run(stream));
     }
@@ -142,6 +144,10 @@ struct Worker {
     counters: Arc<Counters>,
     progress: Progress,
     recorder: Recorder,
+    /// The current batch's writes sent again, and those of them the target throttled (429), for
+    /// its log row (the dashboard's retries and 429s over time).
+    batch_retries: AtomicU64,
+    batch_throttled: AtomicU64,
 }
 
 impl Worker {
@@ -192,11 +198,17 @@ impl Worker {
             return Ok(());
         }
         let started = Instant::now();
+        self.batch_retries.store(0, Ordering::Relaxed);
+        self.batch_throttled.store(0, Ordering::Relaxed);
         let mut outcome = self.write_isolating(&batch).await;
         if let Ok((_, rejected)) = &outcome
             && let Err(e) = self.keep_keys(&batch, rejected).await
         {
             outcome = Err(e);
+        }
+        if let Ok((written, _)) = &outcome {
+            self.batch_throttled
+                .fetch_add(written.throttled, Ordering::Relaxed);
         }
         let (written, rejected, failure): (BatchWritten, _, _) = match outcome {
             Ok((written, rejected)) => (written, rejected, None),
@@ -225,6 +237,8 @@ impl Worker {
             rows_skipped: written.skipped as i64,
             rows_rejected: rejected.len() as i64,
             fingerprint,
+            retries: self.batch_retries.load(Ordering::Relaxed) as i32,
+            throttled: self.batch_throttled.load(Ordering::Relaxed) as i32,
         };
         if let Some(e) = &failure {
             log.error = Some(e.message.clone());
@@ -366,6 +380,10 @@ impl Worker {
                 Err(e) if e.class == ErrorClass::Retryable && attempt < self.config.max_retries => {
                     attempt += 1;
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    self.batch_retries.fetch_add(1, Ordering::Relaxed);
+                    if e.cause == Some(ferry_connectors::Cause::Throttled) {
+                        self.batch_throttled.fetch_add(1, Ordering::Relaxed);
+                    }
                     let wait = backoff(attempt);
                     tracing::warn!(
                         partition = self.partition,

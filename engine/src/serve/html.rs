@@ -20,6 +20,15 @@ impl Table {
 
     /// The table; `link` may make a cell a link (column, value, row) -> href.
     pub fn html(&self, link: impl Fn(&str, &str, &[String]) -> Option<String>) -> String {
+        self.html_with(link, |_| false)
+    }
+
+    /// The table, with the cells of the columns `markup` names taken as HTML the page made itself.
+    pub fn html_with(
+        &self,
+        link: impl Fn(&str, &str, &[String]) -> Option<String>,
+        markup: impl Fn(&str) -> bool,
+    ) -> String {
         let mut out = String::from("<table><thead><tr>");
         for c in &self.columns {
             out.push_str(&format!("<th>{}</th>", escape(c)));
@@ -34,7 +43,11 @@ impl Table {
                 .unwrap_or_default();
             out.push_str(&format!("<tr class=\"{}\">", escape(&status)));
             for (c, value) in self.columns.iter().zip(row) {
-                let shown = escape(value);
+                let shown = if markup(c) {
+                    value.clone()
+                } else {
+                    escape(value)
+                };
                 match link(c, value, row) {
                     Some(href) => out.push_str(&format!(
                         "<td><a href=\"{}\">{shown}</a></td>",
@@ -79,7 +92,7 @@ pub fn page(title: &str, body: &str) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>\
          body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}\
          table{{border-collapse:collapse;margin:.5rem 0}}td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}}\
-         th{{background:#eef}}tr.failed td{{background:#fdd}}tr.partial-success td{{background:#ffd}}tr.running td{{background:#def}}\
+         th{{background:#eef}}td{{white-space:pre-line}}nav{{margin:.5rem 0}}figure{{margin:1rem 0}}figcaption{{font-weight:600}}tr.failed td{{background:#fdd}}tr.partial-success td{{background:#ffd}}tr.running td{{background:#def}}\
          </style></head><body><p><a href=\"/\">Ferry</a></p><h1>{t}</h1>{body}</body></html>",
         t = escape(title)
     )

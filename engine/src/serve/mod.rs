@@ -1,19 +1,26 @@
 //! `ferry serve`: a read-only dashboard of a state dir's bookkeeping, in the same binary, as
-//! server-rendered HTML (no script, nothing fetched from elsewhere): the overview of pipelines with
-//! the failing ones first, a pipeline's runs, a run's errors grouped by cause and its batches
-//! (failing first), and a quarantine table's rows with the workbook to download. It reads the Delta
-//! tables with DataFusion (projection and predicates pushed down), binds 127.0.0.1 by default, and
-//! any other address needs a token.
+//! server-rendered HTML with charts drawn as SVG (nothing fetched from elsewhere; the tables and
+//! charts need no JavaScript, a running run's page updates itself by server-sent events): the
+//! overview of pipelines with the failing ones first, a pipeline's runs, a run's figures, charts,
+//! errors grouped by cause and batches (failing first), a quarantine table's rows with the workbook
+//! to download, the jobs, the dropbox and the promotions. It reads the Delta tables with DataFusion
+//! (projection and predicates pushed down), binds 127.0.0.1 by default, and any other address needs
+//! a token.
 //!
 //! ```text
-//! /                           pipelines: latest run, status, rows, throughput; quarantine tables
+//! /                           pipelines: latest run, status, progress, rows, throughput; quarantine
 //! /pipelines/{name}           its runs, newest first
-//! /runs/{name}/{run}          the run, its errors by cause, its batches
+//! /runs/{name}/{run}          the run: figures, charts, errors by cause, batches     /live: its events
 //! /quarantine/{table}         unresolved rows with their errors      .xlsx: the workbook
+//! /jobs                       schedules in words, next fires, last runs (with --jobs or --env)
+//! /dropbox                    the manifest of dropped files (a dropbox's state dir)
 //! /promotions                 the project's promotions (with a project)   /promotions/{id}: one
 //! ```
 
+mod charts;
 mod html;
+mod run_page;
+mod schedule_page;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +44,8 @@ pub struct App {
     pub token: Option<String>,
     /// The project folder, whose promotions are shown, when there is one.
     pub project: Option<std::path::PathBuf>,
+    /// The jobs folder whose schedule and journal the jobs page shows.
+    pub jobs: Option<std::path::PathBuf>,
 }
 
 /// Serves `app` on `addr` until Ctrl-C; prints the address it listens on first.
@@ -68,7 +77,10 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(overview))
         .route("/pipelines/{name}", get(pipeline))
-        .route("/runs/{name}/{run}", get(run))
+        .route("/runs/{name}/{run}", get(run_page::run))
+        .route("/runs/{name}/{run}/live", get(run_page::live))
+        .route("/jobs", get(schedule_page::jobs))
+        .route("/dropbox", get(schedule_page::dropbox))
         .route("/quarantine/{table}", get(quarantine))
         .route("/promotions", get(promotions))
         .route("/promotions/{id}", get(promotion))
@@ -125,19 +137,35 @@ async fn overview(State(app): State<Arc<App>>) -> Response {
         Ok(c) => c,
         Err(e) => return failed(e),
     };
-    let mut body = String::new();
+    let mut body = nav(&app);
     if ctx.table_exist(HISTORY).unwrap_or(false) {
-        let sql = "SELECT pipeline, status, CAST(start AS VARCHAR) AS started, rows_read, rows_written, \
-                   rows_rejected, CAST(round(rows_per_second) AS BIGINT) AS rows_per_second, error FROM \
+        // The latest run of each pipeline, failing first; a running one's rows so far from its log.
+        let sql = "SELECT pipeline, status, run_id AS run, CAST(start AS VARCHAR) AS started, rows_read AS expected, \
+                   rows_written AS written, rows_rejected AS quarantined, \
+                   CAST(round(rows_per_second) AS BIGINT) AS rows_per_second, error FROM \
                    (SELECT *, row_number() OVER (PARTITION BY pipeline ORDER BY start DESC) AS latest FROM history) \
                    WHERE latest = 1 ORDER BY CASE status WHEN 'Failed' THEN 0 WHEN 'Partial Success' THEN 1 \
                    WHEN 'Stopped' THEN 2 WHEN 'Running' THEN 3 ELSE 4 END, pipeline";
-        match Table::query(&ctx, sql).await {
-            Ok(t) => body.push_str(&t.html(|column, value, _| {
-                (column == "pipeline").then(|| format!("/pipelines/{}", html::path(value)))
-            })),
+        let mut t = match Table::query(&ctx, sql).await {
+            Ok(t) => t,
             Err(e) => return failed(e),
+        };
+        if let Err(e) = written_so_far(&ctx, &mut t).await {
+            return failed(e);
         }
+        progress_column(&mut t);
+        body.push_str(&t.html_with(
+            |column, value, row| match column {
+                "pipeline" => Some(format!("/pipelines/{}", html::path(value))),
+                "run" => Some(format!(
+                    "/runs/{}/{}",
+                    html::path(&row[0]),
+                    html::path(value)
+                )),
+                _ => None,
+            },
+            |column| column == "progress",
+        ));
     } else {
         body.push_str("<p>No run yet.</p>");
     }
@@ -154,6 +182,103 @@ async fn overview(State(app): State<Arc<App>>) -> Response {
         body.push_str("</ul>");
     }
     Html(page(&format!("Ferry: {}", app.state_dir), &body)).into_response()
+}
+
+/// Links to the pages this dashboard has beyond the overview.
+fn nav(app: &App) -> String {
+    let mut links = Vec::new();
+    if app.jobs.is_some() {
+        links.push("<a href=\"/jobs\">Jobs</a>");
+    }
+    if std::path::Path::new(&app.state_dir)
+        .join("dropbox/manifest")
+        .exists()
+    {
+        links.push("<a href=\"/dropbox\">Dropbox</a>");
+    }
+    if app.project.is_some() {
+        links.push("<a href=\"/promotions\">Promotions</a>");
+    }
+    if links.is_empty() {
+        String::new()
+    } else {
+        format!("<nav>{}</nav>", links.join(" · "))
+    }
+}
+
+/// A running run's history row has no figures until it ends: its rows so far are its log's.
+async fn written_so_far(ctx: &SessionContext, t: &mut Table) -> datafusion::error::Result<()> {
+    if !ctx.table_exist(LOG)? {
+        return Ok(());
+    }
+    let at = |name: &str| {
+        t.columns
+            .iter()
+            .position(|c| c == name)
+            .expect("a column of the query")
+    };
+    let (pipeline, status, run, written, rejected) = (
+        at("pipeline"),
+        at("status"),
+        at("run"),
+        at("written"),
+        at("quarantined"),
+    );
+    for row in t.rows.iter_mut().filter(|r| r[status] == "Running") {
+        let sums = ctx
+            .table(LOG)
+            .await?
+            .filter(col("pipeline").eq(lit(row[pipeline].clone())))?
+            .filter(col("run_id").eq(lit(row[run].clone())))?
+            .aggregate(
+                vec![],
+                vec![
+                    datafusion::functions_aggregate::sum::sum(col("rows_written")).alias("w"),
+                    datafusion::functions_aggregate::sum::sum(col("rows_rejected")).alias("r"),
+                ],
+            )?
+            .collect()
+            .await?;
+        if let Some(b) = sums.first().filter(|b| b.num_rows() == 1) {
+            for (i, target) in [(0, written), (1, rejected)] {
+                row[target] = arrow::util::display::array_value_to_string(b.column(i), 0)?;
+                if row[target].is_empty() {
+                    row[target] = "0".into();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds a progress bar of written (and quarantined) rows against the rows the run read.
+fn progress_column(t: &mut Table) {
+    let at = |name: &str| t.columns.iter().position(|c| c == name);
+    let (Some(expected), Some(written), Some(rejected), Some(status)) = (
+        at("expected"),
+        at("written"),
+        at("quarantined"),
+        at("status"),
+    ) else {
+        return;
+    };
+    t.columns.insert(written + 1, "progress".into());
+    for row in &mut t.rows {
+        let number = |i: usize| row[i].parse::<u64>().unwrap_or(0);
+        let (e, w, r) = (number(expected), number(written), number(rejected));
+        let bar = if row[status] == "Running" || e == 0 {
+            // Not known until the sources are read to their end.
+            "<progress></progress>".to_string()
+        } else {
+            let done = (w + r).min(e);
+            format!(
+                "<progress value=\"{done}\" max=\"{e}\" title=\"{:.0}%\"></progress> {:.0}%",
+                done as f64 * 100.0 / e as f64,
+                done as f64 * 100.0 / e as f64
+            )
+        };
+        row.insert(written + 1, bar);
+    }
 }
 
 async fn pipeline(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
@@ -183,73 +308,6 @@ async fn pipeline(State(app): State<Arc<App>>, Path(name): Path<String>) -> Resp
                     .then(|| format!("/runs/{}/{}", html::path(&name), html::path(value)))
             });
             Html(page(&format!("Pipeline {name}"), &body)).into_response()
-        }
-        Err(e) => failed(e),
-    }
-}
-
-async fn run(
-    State(app): State<Arc<App>>,
-    Path((name, run_id)): Path<(String, String)>,
-) -> Response {
-    let ctx = match tables(&app).await {
-        Ok(c) => c,
-        Err(e) => return failed(e),
-    };
-    let sections = async {
-        let history = ctx
-            .table(HISTORY)
-            .await?
-            .filter(col("pipeline").eq(lit(name.clone())))?
-            .filter(col("run_id").eq(lit(run_id.clone())))?;
-        ctx.register_table("this_run", history.into_view())?;
-        let log = ctx
-            .table(LOG)
-            .await?
-            .filter(col("pipeline").eq(lit(name.clone())))?
-            .filter(col("run_id").eq(lit(run_id.clone())))?;
-        ctx.register_table("batches", log.into_view())?;
-        let summary = Table::query(
-            &ctx,
-            "SELECT status, attempt, CAST(start AS VARCHAR) AS started, CAST(\"end\" AS VARCHAR) AS ended, \
-             rows_read, rows_written, rows_rejected, CAST(round(rows_per_second) AS BIGINT) AS rows_per_second, error FROM this_run",
-        )
-        .await?;
-        let causes = Table::query(
-            &ctx,
-            "SELECT coalesce(cause, 'other') AS cause, count(*) AS batches, sum(rows_rejected) AS rows_rejected, \
-             min(error) AS example FROM batches WHERE severity > 0 GROUP BY coalesce(cause, 'other') ORDER BY batches DESC",
-        )
-        .await?;
-        let batches = Table::query(
-            &ctx,
-            "SELECT partition_id, batch_id, attempt, batch_size, rows_written, rows_skipped, rows_rejected, \
-             write_time, quarantine_table, error FROM batches ORDER BY severity DESC, time, partition_id, batch_id LIMIT 1000",
-        )
-        .await?;
-        Ok::<_, datafusion::error::DataFusionError>((summary, causes, batches))
-    };
-    match sections.await {
-        Ok((summary, causes, batches)) => {
-            let quarantine_link = |column: &str, value: &str, _: &[String]| {
-                // The log names it by its folder: quarantine/<table>.
-                let table = value.strip_prefix("quarantine/").unwrap_or(value);
-                (column == "quarantine_table" && !table.is_empty())
-                    .then(|| format!("/quarantine/{}", html::path(table)))
-            };
-            let body = format!(
-                "<p><a href=\"/pipelines/{}\">{}</a></p>{}<h2>Errors by cause</h2>{}<h2>Batches (failing first)</h2>{}",
-                html::path(&name),
-                escape(&name),
-                summary.html(|_, _, _| None),
-                if causes.rows.is_empty() {
-                    "<p>None.</p>".to_string()
-                } else {
-                    causes.html(|_, _, _| None)
-                },
-                batches.html(quarantine_link)
-            );
-            Html(page(&format!("Run {run_id} of {name}"), &body)).into_response()
         }
         Err(e) => failed(e),
     }

@@ -192,7 +192,7 @@ impl Postgres {
         Ok(BatchWritten {
             written,
             skipped,
-            rejected: Vec::new(),
+            ..Default::default()
         })
     }
 }
