@@ -28,10 +28,12 @@ mkdir -p "$executed"
 trap '[ -f "$FERRY_WORK/emulator.pid" ] && kill -- "-$(cat "$FERRY_WORK/emulator.pid")" 2>/dev/null || true' EXIT
 run() {
   "$venv/bin/jupyter" nbconvert --to notebook --execute --ExecutePreprocessor.timeout=300 \
-    --output-dir "$executed" "$here/$1.ipynb" 2>&1 | grep -v '^\[NbConvertApp\] Writing' || true
+    --output-dir "$executed" "$here/$1.ipynb" 2>&1 | grep -v -e '^\[NbConvertApp\]' -e 'Kernel is running over TCP' || true
   # nbconvert's exit code is lost in the pipe: its executed copy says whether every cell ran.
   "$venv/bin/python" - "$executed/$1.ipynb" <<'PY'
-import json, sys
+import json, os, sys
+if not os.path.exists(sys.argv[1]):
+    sys.exit(f'{sys.argv[1]}: the notebook stopped at an error (above)')
 cells = json.load(open(sys.argv[1]))['cells']
 errors = [o for c in cells if c['cell_type'] == 'code' for o in c.get('outputs', []) if o.get('output_type') == 'error']
 ran = all(c.get('execution_count') for c in cells if c['cell_type'] == 'code')

@@ -132,6 +132,20 @@ pub async fn dropbox(State(app): State<Arc<App>>) -> Response {
         Err(e) => return failed(e),
     };
     let current = crate::dropbox::manifest::latest(&entries);
+    // A file's run is its entity pipeline's run (`<dropbox>-<entity>`): found by its id.
+    let pipelines: std::collections::HashMap<String, String> = match super::tables(&app).await {
+        Ok(ctx) if ctx.table_exist(crate::book::HISTORY).unwrap_or(false) => {
+            crate::run::query_text(&ctx, "SELECT DISTINCT run_id, pipeline FROM history")
+                .await
+                .map(|(_, rows)| {
+                    rows.into_iter()
+                        .map(|r| (r[0].clone(), r[1].clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        _ => Default::default(),
+    };
     let number = |n: Option<i64>| n.map_or(String::new(), |n| n.to_string());
     let table = Table {
         columns: [
@@ -168,15 +182,13 @@ pub async fn dropbox(State(app): State<Arc<App>>) -> Response {
     let body = if table.rows.is_empty() {
         "<p>No file dropped yet.</p>".to_string()
     } else {
-        // A file's run is its entity pipeline's run.
-        table.html(|column, value, row| {
-            (column == "run" && !value.is_empty()).then(|| {
-                format!(
-                    "/runs/{}/{}",
-                    super::html::path(&row[1]),
-                    super::html::path(value)
-                )
-            })
+        table.html(|column, value, _| {
+            let pipeline = pipelines.get(value).filter(|_| column == "run")?;
+            Some(format!(
+                "/runs/{}/{}",
+                super::html::path(pipeline),
+                super::html::path(value)
+            ))
         })
     };
     Html(page("Dropbox", &body)).into_response()

@@ -351,3 +351,89 @@ async fn in_a_browser_a_running_run_is_followed_live_until_it_ends() {
     assert_ne!(sums[0][2], "0", "the service throttled the run: {sums:?}");
     emulator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_and_dropbox_pages_show_schedules_fires_and_dropped_files() {
+    let ws = Workspace::new();
+    // A job with a schedule, fired once by hand.
+    ws.write("jobs/in/items.csv", "id,name\n1,a\n2,b\n");
+    ws.write(
+        "jobs/nightly.toml",
+        "name = \"nightly\"\n[connections.db]\nurl = \"sqlite://out/nightly.db\"\n[sources.items]\npath = \"in/items.csv\"\n\
+         [target]\nconnection = \"db\"\ntable = \"items\"\nmode = \"upsert\"\nkey = \"id\"\ncreate = true\n\
+         [schedule]\ncron = \"0 2 * * *\"\ntimezone = \"Europe/Paris\"\n",
+    );
+    let jobs = ws.join("jobs").display().to_string();
+    let (code, out) = ferry_output(&["jobs", &jobs, "run", "nightly"]);
+    assert_eq!(code, 0, "{out}");
+    // A dropbox with one file, migrated into the emulator.
+    let emulator = ferry_emulator::start(
+        ferry_emulator::Config {
+            auth: false,
+            limits: ferry_emulator::limits::Limits::off(),
+            latency: ferry_emulator::Latency::none(),
+            ..ferry_emulator::Config::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    ws.write(
+        "drop/dropbox.toml",
+        &format!(
+            "name = \"intake\"\n[connections.target]\nurl = \"{}\"\nkind = \"dataverse\"\n[dropbox]\nconnection = \"target\"\nstable_for = \"0s\"\n",
+            emulator.url()
+        ),
+    );
+    ws.write(
+        "drop/inbox/accounts.csv",
+        "accountnumber,name\nA-1,Contoso\nA-2,Fabrikam\n",
+    );
+    ws.write(
+        "drop/inbox/delivery.json",
+        "{ \"accounts.csv\": { \"key\": [\"accountnumber\"] } }",
+    );
+    let (code, out) = ferry_output(&["dropbox", "run", &ws.join("drop").display().to_string()]);
+    assert_eq!(code, 0, "{out}");
+
+    let state = ws.join("drop/.ferry").display().to_string();
+    let server = serve(&["--state-dir", &state, "--jobs", &jobs]);
+    let (status, home) = get(&format!("{}/", server.url)).await;
+    assert_eq!(status, 200, "{home}");
+    assert!(
+        home.contains("href=\"/jobs\"") && home.contains("href=\"/dropbox\""),
+        "{home}"
+    );
+
+    let (_, page) = get(&format!("{}/jobs", server.url)).await;
+    let row = page
+        .split("<tr")
+        .find(|r| r.contains(">nightly<"))
+        .unwrap_or_else(|| panic!("no nightly row: {page}"));
+    assert!(
+        row.contains("(Europe/Paris)") && row.contains("enabled"),
+        "{row}"
+    );
+    assert_eq!(row.matches(" UTC").count(), 3, "three next fires: {row}");
+    assert!(row.contains("manual #1 Completed, 2 rows"), "{row}");
+
+    let (_, page) = get(&format!("{}/dropbox", server.url)).await;
+    let row = page
+        .split("<tr")
+        .find(|r| r.contains(">accounts.csv<"))
+        .unwrap_or_else(|| panic!("no accounts.csv row: {page}"));
+    assert!(row.contains(">done<"), "{row}");
+    // Its run is the entity pipeline's, one click away.
+    let (status, run) = get(&format!(
+        "{}{}",
+        server.url,
+        link(row, "/runs/intake-accounts/")
+    ))
+    .await;
+    assert_eq!(status, 200, "{run}");
+    assert!(
+        run.contains("Completed") && run.contains("<span id=\"written\">2</span>"),
+        "{run}"
+    );
+    emulator.stop().await;
+}
