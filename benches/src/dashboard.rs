@@ -1,6 +1,6 @@
 //! `ferry-bench dashboard`: how long `ferry serve` takes to answer each page over a big state dir.
 //! It writes the bookkeeping of RUNS runs of PIPELINES pipelines with LOG_ROWS batches in all (one
-//! history commit per run start and end, one log commit per run, as runs write them), then serves
+//! history commit per run start and end (the run's row replaced, as runs record themselves), one log commit per run, compacted as runs end), then serves
 //! it on loopback and times each page, the first request and the median and worst of the next ones.
 
 use std::path::Path;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use ferry::book::Book;
-use ferry::book::tables::{HistoryRow, LogRow, history_batch, log_batch, severity};
+use ferry::book::tables::{HistoryRow, LogRow, log_batch, severity};
 
 /// The figures of one page.
 pub struct PageTime {
@@ -55,8 +55,7 @@ pub async fn make_state(
             error: None,
             identity: Some("bench".into()),
         };
-        book.append(ferry::book::HISTORY, vec![history_batch(&row)])
-            .await?;
+        book.record_run(&row).await?;
         let log: Vec<LogRow> = (0..per_run)
             .map(|b| LogRow {
                 table_name: "orders".into(),
@@ -97,8 +96,7 @@ pub async fn make_state(
         row.rows_read = per_run as i64 * 1000;
         row.rows_written = per_run as i64 * 1000;
         row.rows_per_second = Some(20_000.0);
-        book.append(ferry::book::HISTORY, vec![history_batch(&row)])
-            .await?;
+        book.record_run(&row).await?;
         if run % 100 == 99 {
             println!(
                 "{} runs written ({:.0} s)",

@@ -568,6 +568,64 @@ fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::logical_expr::{col, lit};
+
+    #[test]
+    fn only_filters_the_service_reads_as_datafusion_does_are_pushed() {
+        let info = EntityInfo {
+            key: "accountid".into(),
+            properties: vec![
+                ("accountid".into(), "Edm.Guid".into(), None),
+                ("name".into(), "Edm.String".into(), None),
+                ("numberofemployees".into(), "Edm.Int32".into(), None),
+                ("creditonhold".into(), "Edm.Boolean".into(), None),
+                ("revenue".into(), "Edm.Decimal".into(), None),
+            ],
+            ..Default::default()
+        };
+        let table = EntitySetTable {
+            service: Arc::new(
+                Service::new(
+                    "http://127.0.0.1:1/api/data/v9.2",
+                    crate::http::auth::Auth::None,
+                    None,
+                )
+                .unwrap(),
+            ),
+            set: "accounts".into(),
+            schema: Arc::new(arrow_schema(&info)),
+            ranges: vec![None],
+        };
+        let pushed = |e: Expr| table.filter(&e);
+        assert_eq!(
+            pushed(
+                col("numberofemployees")
+                    .gt_eq(lit(500))
+                    .and(col("creditonhold").eq(lit(true)))
+            ),
+            Some("(numberofemployees ge 500 and creditonhold eq true)".into())
+        );
+        assert_eq!(
+            pushed(lit(10).lt(col("numberofemployees"))),
+            Some("numberofemployees gt 10".into())
+        );
+        assert_eq!(
+            pushed(col("name").eq(lit("O'Neil"))),
+            Some("name eq 'O''Neil'".into())
+        );
+        assert_eq!(
+            pushed(col("accountid").eq(lit("5f2c0000-0000-0000-0000-000000000001"))),
+            Some("accountid eq 5f2c0000-0000-0000-0000-000000000001".into())
+        );
+        assert_eq!(pushed(col("name").is_null()), Some("name eq null".into()));
+        // Services order text without case, and decimals may round: DataFusion filters these alone.
+        assert_eq!(pushed(col("name").lt(lit("m"))), None);
+        assert_eq!(pushed(col("revenue").gt(lit(1.5))), None);
+        assert_eq!(
+            pushed(col("name").eq(lit("x")).or(col("revenue").gt(lit(1.5)))),
+            None
+        );
+    }
 
     #[test]
     fn edm_types_map_to_arrow_and_records_decode() {

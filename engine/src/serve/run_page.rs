@@ -31,11 +31,10 @@ pub async fn run(
         Ok((body, running)) => {
             let live = if running {
                 // Replaces the section with each event; reloads once the run has ended.
-                format!(
-                    "<script>(function(){{var s=new EventSource(location.pathname+'/live'+location.search);\
-                     s.onmessage=function(e){{document.getElementById('run').innerHTML=e.data;}};\
-                     s.addEventListener('ended',function(){{s.close();location.reload();}});}})();</script>"
-                )
+                "<script>(function(){var s=new EventSource(location.pathname+'/live'+location.search);\
+                 s.onmessage=function(e){document.getElementById('run').innerHTML=e.data;};\
+                 s.addEventListener('ended',function(){s.close();location.reload();});})();</script>"
+                    .to_string()
             } else {
                 String::new()
             };
@@ -64,10 +63,7 @@ pub async fn live(
                 Ok((body, true)) => (Ok(Event::default().data(body)), Some(())),
                 // (An event without data is never dispatched by a browser.)
                 Ok((_, false)) => (Ok(Event::default().event("ended").data("ended")), None),
-                Err(e) => (
-                    Ok(Event::default().event("ended").data(e.to_string())),
-                    None,
-                ),
+                Err(e) => (Ok(Event::default().event("ended").data(&e)), None),
             })
         }
     });

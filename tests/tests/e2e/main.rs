@@ -12,6 +12,7 @@ mod fuzz;
 mod incremental;
 mod matrix;
 mod odata;
+mod odata_source;
 mod params;
 mod pipelines;
 mod quickstart;

@@ -1,5 +1,5 @@
 //! `ferry reconcile` and `[run] reconcile`: the target compared with the pipeline's result on
-//! PostgreSQL, MySQL and SQLite, after someone changed a value, deleted a row and added one; and a
+//! PostgreSQL, MySQL, SQLite and OData, after someone changed a value, deleted a row and added one; and a
 //! target whose trigger rewrites what was written, caught by the reconciliation after the run.
 
 use ferry_tests::db::{Server, TestDb};
@@ -125,4 +125,83 @@ async fn a_run_reconciles_after_writing_and_marks_what_differs_not_validated() {
         out.contains("reconciled    source and target agree"),
         "{out}"
     );
+}
+
+/// On OData the target is read back with `$select` (the OData source): a changed name, a deleted
+/// record and a stray one are named by their alternate key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odata_reconciliation_names_the_keys_that_differ() {
+    let emu = ferry_emulator::start(
+        ferry_emulator::Config {
+            auth: false,
+            limits: ferry_emulator::limits::Limits::off(),
+            latency: ferry_emulator::Latency::none(),
+            ..ferry_emulator::Config::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let url = emu.url();
+    let ws = Workspace::new();
+    let mut csv = String::from("accountnumber,name\n");
+    for i in 1..=50 {
+        csv.push_str(&format!("A-{i},Account {i}\n"));
+    }
+    ws.write("in/accounts.csv", csv);
+    let file = ws
+        .write(
+            "accounts.toml",
+            format!(
+                "name = \"accounts\"\n[connections.crm]\nurl = \"{url}\"\nkind = \"dataverse\"\n\
+                 [sources.accounts]\npath = \"in/accounts.csv\"\n[target]\nconnection = \"crm\"\n\
+                 table = \"accounts\"\nmode = \"sync\"\nkey = \"accountnumber\"\n"
+            ),
+        )
+        .display()
+        .to_string();
+    let (code, out) = ferry_output(&["run", &file, "--quiet"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = ferry_output(&["reconcile", &file]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("50 rows in the source, 50 in accounts"),
+        "{out}"
+    );
+
+    let http = reqwest::Client::new();
+    let id = async |number: &str| -> String {
+        let page: serde_json::Value = http
+            .get(format!(
+                "{url}/accounts?$select=accountid&$filter=accountnumber%20eq%20'{number}'"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["value"][0]["accountid"].as_str().unwrap().to_string()
+    };
+    let (seven, nine) = (id("A-7").await, id("A-9").await);
+    for request in [
+        http.patch(format!("{url}/accounts({seven})"))
+            .json(&serde_json::json!({"name": "Changed"})),
+        http.delete(format!("{url}/accounts({nine})")),
+        http.post(format!("{url}/accounts"))
+            .json(&serde_json::json!({"accountnumber": "A-999", "name": "Stray"})),
+    ] {
+        let status = request.send().await.unwrap().status();
+        assert!(status.is_success(), "{status}");
+    }
+    let (code, out) = ferry_output(&["reconcile", &file]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 missing from the target: A-9"), "{out}");
+    assert!(out.contains("1 different: A-7"), "{out}");
+    assert!(out.contains("1 only in the target: A-999"), "{out}");
+    let (code, out) = ferry_output(&["run", &file, "--quiet"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = ferry_output(&["reconcile", &file]);
+    assert_eq!(code, 0, "the sync put it right: {out}");
+    emu.stop().await;
 }

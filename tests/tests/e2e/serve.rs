@@ -254,7 +254,7 @@ async fn in_a_browser_a_running_run_is_followed_live_until_it_ends() {
     ws.write("in/accounts.csv", &csv);
     let file = ws.write(
         "live.toml",
-        &format!(
+        format!(
             "name = \"live\"\n[connections.crm]\nurl = \"{}\"\nkind = \"dataverse\"\n[sources.a]\npath = \"in/accounts.csv\"\n\
              [target]\nconnection = \"crm\"\ntable = \"accounts\"\nmode = \"upsert\"\nkey = \"accountnumber\"\n\
              batch_size = 25\nworkers = 2\n",
@@ -380,7 +380,7 @@ async fn the_jobs_and_dropbox_pages_show_schedules_fires_and_dropped_files() {
     .unwrap();
     ws.write(
         "drop/dropbox.toml",
-        &format!(
+        format!(
             "name = \"intake\"\n[connections.target]\nurl = \"{}\"\nkind = \"dataverse\"\n[dropbox]\nconnection = \"target\"\nstable_for = \"0s\"\n",
             emulator.url()
         ),
