@@ -60,6 +60,16 @@ pub struct About {
     /// A connection URL (or target path) to show in hints: `postgres://user@host:5432/database`.
     pub example: &'static str,
     pub capabilities: Capabilities,
+    /// The batch size and workers of a target that sets neither.
+    pub tuning: Tuning,
+}
+
+/// How a target is written when the pipeline does not say: the batch size and workers that
+/// `ferry-bench sweep` found fastest for the connector (BENCHMARKS.md, "Fast by default").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    pub batch_size: usize,
+    pub workers: usize,
 }
 
 /// A kind of database, service or file Ferry reads or writes.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::FileFormat;
-use crate::connector::{About, Capabilities, Connector, Destination, Keys, Settings, read_keys};
+use crate::connector::{
+    About, Capabilities, Connector, Destination, Keys, Settings, Tuning, read_keys,
+};
 use crate::error::Result;
 use crate::sink::{Sink, TargetOptions, WriteMode};
 
@@ -17,6 +19,13 @@ pub struct Delta;
 
 /// A single Parquet or CSV file, replaced whole when the run finishes.
 pub struct SingleFile;
+
+/// Files are written by one writer: batches as large as the sources' own, two workers to overlap
+/// reading and encoding.
+const FILE_TUNING: Tuning = Tuning {
+    batch_size: 8_192,
+    workers: 2,
+};
 
 static DELTA: About = About {
     name: "Delta table",
@@ -31,6 +40,7 @@ static DELTA: About = About {
         reads: false,
         retries_rows: false,
     },
+    tuning: FILE_TUNING,
 };
 
 static SINGLE_FILE: About = About {
@@ -46,6 +56,7 @@ static SINGLE_FILE: About = About {
         reads: false,
         retries_rows: false,
     },
+    tuning: FILE_TUNING,
 };
 
 impl Connector for Delta {

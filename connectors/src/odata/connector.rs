@@ -10,7 +10,8 @@ use toml::Spanned;
 
 use super::config::{Auth, Credentials, ODataEndpoint, ODataOptions, ServiceKind, parse_rate};
 use crate::connector::{
-    About, Capabilities, Connection, Connector, Destination, Keys, Reader, Settings, read_keys,
+    About, Capabilities, Connection, Connector, Destination, Keys, Reader, Settings, Tuning,
+    read_keys,
 };
 use crate::error::Result;
 use crate::sink::{Sink, TargetOptions, WriteMode};
@@ -35,6 +36,12 @@ static ABOUT: About = About {
         atomic_truncate: false,
         reads: true,
         retries_rows: true,
+    },
+    // 100 records to a $batch (the sweep's best against Dataverse-like limits) and four in flight;
+    // the lanes then find each application user's ceiling.
+    tuning: Tuning {
+        batch_size: 100,
+        workers: 4,
     },
 };
 

@@ -11,7 +11,8 @@
 //!   execute(partition p): GET set?$select&$filter[&range of p] as user p mod users, page by page
 //! ```
 //!
-//! Filters are pushed down as `Inexact` (DataFusion filters again), and only where the service and
+//! Finance & Operations sources read every company (`cross-company=true`); each record carries its
+//! `dataAreaId`. Filters are pushed down as `Inexact` (DataFusion filters again), and only where the service and
 //! DataFusion agree: integer and boolean comparisons, text and GUID equality (services compare text
 //! without case), `IS NULL`. Partition ranges are not filters DataFusion sees: each range is the
 //! service's own `ge`/`lt` over a GUID key (cut where text order and SQL Server's GUID order both
@@ -103,6 +104,9 @@ impl Reader for ODataReader {
             set: set.clone(),
             schema: Arc::new(schema),
             ranges,
+            // F&O answers for the user's default company unless asked for every one; each
+            // record carries its dataAreaId, to filter on in a step.
+            every_company: self.endpoint.kind == super::config::ServiceKind::Fno,
         };
         ctx.register_table(name, Arc::new(table))?;
         Ok(())
@@ -305,6 +309,8 @@ struct EntitySetTable {
     schema: SchemaRef,
     /// One `$filter` per output partition (`None`: the whole set).
     ranges: Vec<Option<String>>,
+    /// `cross-company=true` on every request (Finance & Operations).
+    every_company: bool,
 }
 
 impl EntitySetTable {
@@ -422,6 +428,9 @@ impl TableProvider for EntitySetTable {
                 }
                 if let Some(n) = limit {
                     url.push_str(&format!("&$top={n}"));
+                }
+                if self.every_company {
+                    url.push_str("&cross-company=true");
                 }
                 self.service.url(&url)
             })
@@ -595,6 +604,7 @@ mod tests {
             set: "accounts".into(),
             schema: Arc::new(arrow_schema(&info)),
             ranges: vec![None],
+            every_company: false,
         };
         let pushed = |e: Expr| table.filter(&e);
         assert_eq!(

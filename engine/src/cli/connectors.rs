@@ -8,13 +8,14 @@ use ferry_connectors::registry;
 pub fn list() -> ExitCode {
     let yes = |b: bool| if b { "yes" } else { "no" };
     say!(
-        "{:<20} {:<28} {:<6} {:<7} {:<9} {:<6} {}",
+        "{:<20} {:<28} {:<6} {:<7} {:<9} {:<6} {:<12} {}",
         "CONNECTOR",
         "MODES",
         "KEYED",
         "ATOMIC",
         "TRUNCATE",
         "READS",
+        "DEFAULTS",
         "CONNECTION"
     );
     for c in registry::connectors() {
@@ -26,8 +27,9 @@ pub fn list() -> ExitCode {
         } else {
             schemes.join(" ")
         };
+        let tuning = c.about().tuning;
         say!(
-            "{:<20} {:<28} {:<6} {:<7} {:<9} {:<6} {}",
+            "{:<20} {:<28} {:<6} {:<7} {:<9} {:<6} {:<12} {}",
             c.name(),
             modes.join(","),
             yes(can.keyed),
@@ -38,6 +40,7 @@ pub fn list() -> ExitCode {
                 "emptied"
             },
             yes(can.reads),
+            format!("{}x{}", tuning.batch_size, tuning.workers),
             connection
         );
     }
@@ -47,6 +50,9 @@ pub fn list() -> ExitCode {
     );
     say!(
         "target emptied before the load (asks --yes). READS: usable as a source, in steps and --dry-run."
+    );
+    say!(
+        "DEFAULTS: batch_size x workers of a target that sets neither (the fastest the benchmarks found)."
     );
     ExitCode::SUCCESS
 }

@@ -130,8 +130,17 @@ impl Checker<'_> {
             );
         }
         let table = raw.table.map(Spanned::into_inner).unwrap_or_default();
-        let batch_size = self.positive(raw.batch_size, "batch_size", 1000, 1_000_000)?;
-        let workers = self.positive(raw.workers, "workers", 4, 256)?;
+        // Unset, they are what the connector is fastest with (`Tuning`, measured by the sweep).
+        let tuning = destination
+            .as_ref()
+            .map(|d| d.connector().about().tuning)
+            .unwrap_or(ferry_connectors::connector::Tuning {
+                batch_size: 1000,
+                workers: 4,
+            });
+        let batch_size =
+            self.positive(raw.batch_size, "batch_size", tuning.batch_size, 1_000_000)?;
+        let workers = self.positive(raw.workers, "workers", tuning.workers, 256)?;
         let destination = destination?;
         if self.errors.len() > errors_before {
             return None;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::connector::About;
+use crate::connector::{About, Tuning};
 use crate::sql::server::{SQL_CAPABILITIES, ServerConnector};
 use crate::sql::sink::SqlSink;
 use crate::sql::source::Server;
@@ -14,6 +14,11 @@ pub static MYSQL: ServerConnector = ServerConnector {
         schemes: &["mysql", "mariadb"],
         example: "mysql://user@host:3306/database",
         capabilities: SQL_CAPABILITIES,
+        // LOAD DATA wants large batches; a third stream covers the server's commit.
+        tuning: Tuning {
+            batch_size: 20_000,
+            workers: 3,
+        },
     },
     server: Server::Mysql,
     make_sink: |db, options| Arc::new(SqlSink::new(super::Mysql::new(db, options))),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::connector::About;
+use crate::connector::{About, Tuning};
 use crate::sql::server::{SQL_CAPABILITIES, ServerConnector};
 use crate::sql::sink::SqlSink;
 use crate::sql::source::Server;
@@ -13,6 +13,11 @@ pub static POSTGRES: ServerConnector = ServerConnector {
         schemes: &["postgres", "postgresql"],
         example: "postgres://user@host:5432/database",
         capabilities: SQL_CAPABILITIES,
+        // COPY wants large batches; two connections keep one encoding while the other copies.
+        tuning: Tuning {
+            batch_size: 20_000,
+            workers: 2,
+        },
     },
     server: Server::Postgres,
     make_sink: |db, options| Arc::new(SqlSink::new(super::Postgres::new(db, options))),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use crate::connector::{
-    About, Connection, Connector, Destination, Keys, Reader, Settings, read_keys,
+    About, Connection, Connector, Destination, Keys, Reader, Settings, Tuning, read_keys,
 };
 use crate::error::Result;
 use crate::sink::{Sink, TargetOptions};
@@ -20,6 +20,11 @@ static ABOUT: About = About {
     schemes: &["sqlite"],
     example: "sqlite://out/warehouse.db",
     capabilities: SQL_CAPABILITIES,
+    // One writer at a time: a second worker only encodes the next batch while the first commits.
+    tuning: Tuning {
+        batch_size: 8_192,
+        workers: 2,
+    },
 };
 
 impl Connector for SqliteConnector {
