@@ -107,11 +107,12 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     next.run(request).await
 }
 
-/// The state dir's tables that exist, registered under their names.
-async fn tables(app: &App) -> Result<SessionContext, String> {
+/// The state dir's tables `names` that exist, registered under their names (each one opened is its
+/// Delta log read: a page opens only what it shows).
+async fn tables(app: &App, names: &[&str]) -> Result<SessionContext, String> {
     let ctx = SessionContext::new();
     let book = Book::reader(&app.state_dir);
-    for name in [HISTORY, LOG] {
+    for &name in names {
         if let Some(df) = book
             .frame(name, "pipeline")
             .await
@@ -133,7 +134,7 @@ fn failed(e: impl std::fmt::Display) -> Response {
 }
 
 async fn overview(State(app): State<Arc<App>>) -> Response {
-    let ctx = match tables(&app).await {
+    let ctx = match tables(&app, &[HISTORY]).await {
         Ok(c) => c,
         Err(e) => return failed(e),
     };
@@ -150,7 +151,7 @@ async fn overview(State(app): State<Arc<App>>) -> Response {
             Ok(t) => t,
             Err(e) => return failed(e),
         };
-        if let Err(e) = written_so_far(&ctx, &mut t).await {
+        if let Err(e) = written_so_far(&app, &mut t).await {
             return failed(e);
         }
         progress_column(&mut t);
@@ -207,7 +208,19 @@ fn nav(app: &App) -> String {
 }
 
 /// A running run's history row has no figures until it ends: its rows so far are its log's.
-async fn written_so_far(ctx: &SessionContext, t: &mut Table) -> datafusion::error::Result<()> {
+async fn written_so_far(app: &App, t: &mut Table) -> Result<(), String> {
+    if !t
+        .rows
+        .iter()
+        .any(|r| r.get(1).is_some_and(|s| s == "Running"))
+    {
+        return Ok(());
+    }
+    let ctx = tables(app, &[LOG]).await?;
+    log_sums(&ctx, t).await.map_err(|e| e.to_string())
+}
+
+async fn log_sums(ctx: &SessionContext, t: &mut Table) -> datafusion::error::Result<()> {
     if !ctx.table_exist(LOG)? {
         return Ok(());
     }
@@ -282,7 +295,7 @@ fn progress_column(t: &mut Table) {
 }
 
 async fn pipeline(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
-    let ctx = match tables(&app).await {
+    let ctx = match tables(&app, &[HISTORY]).await {
         Ok(c) => c,
         Err(e) => return failed(e),
     };

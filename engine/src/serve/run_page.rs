@@ -85,7 +85,7 @@ struct Batch {
 
 /// The run's section, and whether it is still running.
 async fn section(app: &App, name: &str, run_id: &str) -> Result<(String, bool), String> {
-    let ctx = tables(app).await?;
+    let ctx = tables(app, &[HISTORY, LOG]).await?;
     render(&ctx, name, run_id).await.map_err(|e| e.to_string())
 }
 
@@ -141,10 +141,16 @@ async fn render(
             "0"
         },
     );
+    // The run's log rows read once (one scan of the log), then queried three times in memory.
     let log = log
         .filter(col("pipeline").eq(lit(name)))?
         .filter(col("run_id").eq(lit(run_id)))?;
-    ctx.register_table("batches", log.into_view())?;
+    let schema = std::sync::Arc::new(log.schema().as_arrow().clone());
+    let rows = log.collect().await?;
+    ctx.register_table(
+        "batches",
+        std::sync::Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![rows])?),
+    )?;
     let (_, rows) = crate::run::query_text(
         ctx,
         &format!(

@@ -133,19 +133,20 @@ pub async fn dropbox(State(app): State<Arc<App>>) -> Response {
     };
     let current = crate::dropbox::manifest::latest(&entries);
     // A file's run is its entity pipeline's run (`<dropbox>-<entity>`): found by its id.
-    let pipelines: std::collections::HashMap<String, String> = match super::tables(&app).await {
-        Ok(ctx) if ctx.table_exist(crate::book::HISTORY).unwrap_or(false) => {
-            crate::run::query_text(&ctx, "SELECT DISTINCT run_id, pipeline FROM history")
-                .await
-                .map(|(_, rows)| {
-                    rows.into_iter()
-                        .map(|r| (r[0].clone(), r[1].clone()))
-                        .collect()
-                })
-                .unwrap_or_default()
-        }
-        _ => Default::default(),
-    };
+    let pipelines: std::collections::HashMap<String, String> =
+        match super::tables(&app, &[crate::book::HISTORY]).await {
+            Ok(ctx) if ctx.table_exist(crate::book::HISTORY).unwrap_or(false) => {
+                crate::run::query_text(&ctx, "SELECT DISTINCT run_id, pipeline FROM history")
+                    .await
+                    .map(|(_, rows)| {
+                        rows.into_iter()
+                            .map(|r| (r[0].clone(), r[1].clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+            _ => Default::default(),
+        };
     let number = |n: Option<i64>| n.map_or(String::new(), |n| n.to_string());
     let table = Table {
         columns: [
