@@ -14,10 +14,10 @@ pub static MYSQL: ServerConnector = ServerConnector {
         schemes: &["mysql", "mariadb"],
         example: "mysql://user@host:3306/database",
         capabilities: SQL_CAPABILITIES,
-        // LOAD DATA wants large batches; a third stream covers the server's commit.
+        // LOAD DATA wants large batches; past two streams the server's own work slows each.
         tuning: Tuning {
             batch_size: 20_000,
-            workers: 3,
+            workers: 2,
         },
     },
     server: Server::Mysql,

@@ -13,10 +13,10 @@ pub static POSTGRES: ServerConnector = ServerConnector {
         schemes: &["postgres", "postgresql"],
         example: "postgres://user@host:5432/database",
         capabilities: SQL_CAPABILITIES,
-        // COPY wants large batches; two connections keep one encoding while the other copies.
+        // COPY wants large batches, and four connections (the sweep's best, BENCHMARKS.md).
         tuning: Tuning {
             batch_size: 20_000,
-            workers: 2,
+            workers: 4,
         },
     },
     server: Server::Postgres,
