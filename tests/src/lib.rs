@@ -116,6 +116,22 @@ pub async fn open_emulator(model: &str) -> ferry_emulator::Running {
     .expect("the emulator starts")
 }
 
+/// The emulator's built-in model (accounts, contacts) without sign-in, limits or latency: for tests
+/// about what lands and what is read back, not about the service's limits.
+pub async fn anonymous_emulator() -> ferry_emulator::Running {
+    ferry_emulator::start(
+        ferry_emulator::Config {
+            auth: false,
+            limits: ferry_emulator::limits::Limits::off(),
+            latency: ferry_emulator::Latency::none(),
+            ..ferry_emulator::Config::default()
+        },
+        "127.0.0.1:0".parse().expect("an address"),
+    )
+    .await
+    .expect("the emulator starts")
+}
+
 /// The `ferry` binary that `cargo test --workspace` builds beside the test binaries, as a user runs it.
 pub fn ferry_command() -> std::process::Command {
     let exe = std::env::current_exe().expect("the test's path");

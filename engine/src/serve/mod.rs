@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -326,7 +326,17 @@ async fn pipeline(State(app): State<Arc<App>>, Path(name): Path<String>) -> Resp
     }
 }
 
-async fn quarantine(State(app): State<Arc<App>>, Path(table): Path<String>) -> Response {
+/// `?cause=TEXT` on a quarantine page: only the rows of that cause.
+#[derive(serde::Deserialize)]
+struct CauseFilter {
+    cause: Option<String>,
+}
+
+async fn quarantine(
+    State(app): State<Arc<App>>,
+    Path(table): Path<String>,
+    Query(filter): Query<CauseFilter>,
+) -> Response {
     let book = Book::reader(&app.state_dir);
     if let Some(table) = table.strip_suffix(".xlsx") {
         return workbook(&book, table).await;
@@ -337,8 +347,23 @@ async fn quarantine(State(app): State<Arc<App>>, Path(table): Path<String>) -> R
     };
     let mut columns = vec!["error".to_string(), "cause".to_string()];
     columns.extend(rejected.schema.fields().iter().map(|f| f.name().clone()));
+    // Each cause with its rows, as links that filter the table.
+    let mut causes: Vec<(String, usize)> = Vec::new();
+    for cause in &rejected.causes {
+        match causes.iter_mut().find(|(c, _)| c == cause) {
+            Some((_, n)) => *n += 1,
+            None => causes.push((cause.clone(), 1)),
+        }
+    }
+    causes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let rows: Vec<Vec<String>> =
         (0..rejected.rows.num_rows())
+            .filter(|&i| {
+                filter
+                    .cause
+                    .as_ref()
+                    .is_none_or(|c| *c == rejected.causes[i])
+            })
             .map(|i| {
                 let mut row = vec![rejected.errors[i].clone(), rejected.causes[i].clone()];
                 row.extend(rejected.rows.columns().iter().map(|c| {
@@ -347,10 +372,24 @@ async fn quarantine(State(app): State<Arc<App>>, Path(table): Path<String>) -> R
                 row
             })
             .collect();
+    let here = format!("/quarantine/{}", html::path(&table));
+    let mut by_cause = format!("<p class=\"causes\">By cause: <a href=\"{here}\">all</a>");
+    for (cause, n) in &causes {
+        by_cause.push_str(&format!(
+            " · <a href=\"{here}?cause={}\">{}</a> ({n})",
+            html::path(cause),
+            escape(cause)
+        ));
+    }
+    by_cause.push_str("</p>");
     let body = format!(
-        "<p>{} unresolved rows. <a href=\"/quarantine/{}.xlsx\">Download the workbook</a> (correct it, then \
-         <code>ferry quarantine retry PIPELINE {} --from it.xlsx</code>).</p>{}",
+        "<p>{} unresolved rows{}. <a href=\"/quarantine/{}.xlsx\">Download the workbook</a> (correct it, then \
+         <code>ferry quarantine retry PIPELINE {} --from it.xlsx</code>).</p>{by_cause}{}",
         rows.len(),
+        filter.cause.as_ref().map_or(String::new(), |c| format!(
+            " whose cause is \"{}\"",
+            escape(c)
+        )),
         html::path(&table),
         escape(&table),
         Table { columns, rows }.html(|_, _, _| None)

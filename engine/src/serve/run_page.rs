@@ -149,7 +149,10 @@ async fn render(
     let rows = log.collect().await?;
     ctx.register_table(
         "batches",
-        std::sync::Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![rows])?),
+        std::sync::Arc::new(datafusion::datasource::MemTable::try_new(
+            schema,
+            vec![rows],
+        )?),
     )?;
     let (_, rows) = crate::run::query_text(
         ctx,

@@ -131,17 +131,7 @@ async fn a_run_reconciles_after_writing_and_marks_what_differs_not_validated() {
 /// record and a stray one are named by their alternate key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odata_reconciliation_names_the_keys_that_differ() {
-    let emu = ferry_emulator::start(
-        ferry_emulator::Config {
-            auth: false,
-            limits: ferry_emulator::limits::Limits::off(),
-            latency: ferry_emulator::Latency::none(),
-            ..ferry_emulator::Config::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let emu = ferry_tests::anonymous_emulator().await;
     let url = emu.url();
     let ws = Workspace::new();
     let mut csv = String::from("accountnumber,name\n");

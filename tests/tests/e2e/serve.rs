@@ -207,6 +207,23 @@ async fn in_a_browser_a_failing_object_is_clicked_down_to_its_rows_and_workbook(
             .unwrap()
             .is_empty()
     );
+    // Filtered by its cause, through the cause's link.
+    browser
+        .click_link("a check constraint rejected a value")
+        .await;
+    assert!(
+        b.current_url()
+            .await
+            .unwrap()
+            .query()
+            .unwrap()
+            .starts_with("cause=")
+    );
+    let intro = browser.text("p:nth-of-type(2)").await;
+    assert!(
+        intro.contains("1 unresolved rows whose cause is \"a check constraint rejected a value\""),
+        "{intro}"
+    );
     browser.screenshot("quarantine").await;
     let href = b
         .find(Locator::LinkText("Download the workbook"))
@@ -367,17 +384,7 @@ async fn the_jobs_and_dropbox_pages_show_schedules_fires_and_dropped_files() {
     let (code, out) = ferry_output(&["jobs", &jobs, "run", "nightly"]);
     assert_eq!(code, 0, "{out}");
     // A dropbox with one file, migrated into the emulator.
-    let emulator = ferry_emulator::start(
-        ferry_emulator::Config {
-            auth: false,
-            limits: ferry_emulator::limits::Limits::off(),
-            latency: ferry_emulator::Latency::none(),
-            ..ferry_emulator::Config::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let emulator = ferry_tests::anonymous_emulator().await;
     ws.write(
         "drop/dropbox.toml",
         format!(
@@ -435,5 +442,25 @@ async fn the_jobs_and_dropbox_pages_show_schedules_fires_and_dropped_files() {
         run.contains("Completed") && run.contains("<span id=\"written\">2</span>"),
         "{run}"
     );
+    // The same pages in the browser, from the overview's links down to the file's run.
+    let browser = Browser::start("jobs_and_dropbox").await;
+    browser
+        .client
+        .goto(&format!("{}/", server.url))
+        .await
+        .unwrap();
+    browser.click_link("Jobs").await;
+    assert!(browser.text("tbody").await.contains("nightly"));
+    browser.screenshot("jobs").await;
+    browser
+        .client
+        .goto(&format!("{}/", server.url))
+        .await
+        .unwrap();
+    browser.click_link("Dropbox").await;
+    browser.screenshot("dropbox").await;
+    let run_id = browser.text("tbody tr td:nth-child(8)").await;
+    browser.click_link(&run_id).await;
+    assert_eq!(browser.text("#written").await, "2");
     emulator.stop().await;
 }
