@@ -388,13 +388,9 @@ impl TableProvider for EntitySetTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| match self.filter(f) {
-                Some(_) => TableProviderFilterPushDown::Inexact,
-                None => TableProviderFilterPushDown::Unsupported,
-            })
-            .collect())
+        Ok(crate::sql::scan::inexact_where(filters, |f| {
+            self.filter(f).is_some()
+        }))
     }
 
     async fn scan(

@@ -196,13 +196,7 @@ impl TableProvider for ScanTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| match self.filter_sql(f) {
-                Some(_) => TableProviderFilterPushDown::Inexact,
-                None => TableProviderFilterPushDown::Unsupported,
-            })
-            .collect())
+        Ok(inexact_where(filters, |f| self.filter_sql(f).is_some()))
     }
 
     async fn scan(
@@ -310,6 +304,22 @@ impl ExecutionPlan for ScanExec {
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
     }
+}
+
+/// How a source that translates some filters answers DataFusion: `Inexact` for those it sends to
+/// the database or service (DataFusion filters the rows again, so a filter read differently there
+/// never loses a row), `Unsupported` for the rest.
+pub fn inexact_where(
+    filters: &[&Expr],
+    sent: impl Fn(&Expr) -> bool,
+) -> Vec<TableProviderFilterPushDown> {
+    filters
+        .iter()
+        .map(|f| match sent(f) {
+            true => TableProviderFilterPushDown::Inexact,
+            false => TableProviderFilterPushDown::Unsupported,
+        })
+        .collect()
 }
 
 /// A value that does not fit the Arrow type its column was given, as the error a read stops with.

@@ -54,16 +54,18 @@ pub async fn live(
     State(app): State<Arc<App>>,
     Path((name, run_id)): Path<(String, String)>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = futures::stream::unfold(Some(()), move |going| {
+    let stream = futures::stream::unfold(true, move |going| {
         let (app, name, run_id) = (app.clone(), name.clone(), run_id.clone());
         async move {
-            going?;
+            if !going {
+                return None;
+            }
             tokio::time::sleep(LIVE_EVERY).await;
             Some(match section(&app, &name, &run_id).await {
-                Ok((body, true)) => (Ok(Event::default().data(body)), Some(())),
+                Ok((body, true)) => (Ok(Event::default().data(body)), true),
                 // (An event without data is never dispatched by a browser.)
-                Ok((_, false)) => (Ok(Event::default().event("ended").data("ended")), None),
-                Err(e) => (Ok(Event::default().event("ended").data(&e)), None),
+                Ok((_, false)) => (Ok(Event::default().event("ended").data("ended")), false),
+                Err(e) => (Ok(Event::default().event("ended").data(&e)), false),
             })
         }
     });
