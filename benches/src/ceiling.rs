@@ -40,12 +40,21 @@ pub fn scaled_limits() -> Limits {
     }
 }
 
-pub async fn measure(users: usize, records: usize, batch_size: usize) -> Result<Share> {
+/// `batch_mode`: "batch" ($batch) or "multiple" (UpsertMultiple). `update`: measure a second run
+/// that changes every record already loaded, rather than the load of new records.
+pub async fn measure(
+    users: usize,
+    records: usize,
+    batch_size: usize,
+    batch_mode: &str,
+    update: bool,
+) -> Result<Share> {
     let limits = scaled_limits();
     let latency = Latency {
         base: Duration::from_millis(5),
         per_record: Duration::from_millis(2),
         jitter: 0.1,
+        ..Latency::none()
     };
     let window = limits.window.as_secs_f64();
     let (max_requests, max_execution) = (limits.requests as f64, limits.execution.as_secs_f64());
@@ -56,11 +65,14 @@ pub async fn measure(users: usize, records: usize, batch_size: usize) -> Result<
     };
     let emu = emulator::start(config, "127.0.0.1:0".parse()?).await?;
     let dir = tempfile::tempdir()?;
-    let mut csv = String::from("accountnumber,name\n");
-    for i in 0..records {
-        csv.push_str(&format!("C-{i:07},Account {i}\n"));
-    }
-    std::fs::write(dir.path().join("accounts.csv"), csv)?;
+    let write_csv = |name: &str| {
+        let mut csv = String::from("accountnumber,name\n");
+        for i in 0..records {
+            csv.push_str(&format!("C-{i:07},{name} {i}\n"));
+        }
+        std::fs::write(dir.path().join("accounts.csv"), csv)
+    };
+    write_csv("Account")?;
     let mut toml = format!(
         r#"name = "ceiling"
 [connections.crm]
@@ -80,16 +92,33 @@ client_secret = "s"
         ));
     }
     toml.push_str(&format!(
-        "[sources.src]\npath = \"accounts.csv\"\n[target]\nconnection = \"crm\"\ntable = \"accounts\"\nmode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = {batch_size}\nworkers = {}\n[run]\nmax_retries = 20\n",
+        "[sources.src]\npath = \"accounts.csv\"\n[target]\nconnection = \"crm\"\ntable = \"accounts\"\nmode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = {batch_size}\nworkers = {}\nbatch_mode = \"{batch_mode}\"\n[run]\nmax_retries = 20\n",
         16 * users
     ));
     let path = dir.path().join("ceiling.toml");
     std::fs::write(&path, toml)?;
     let pipeline = Pipeline::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let stats_url = format!("http://{}/_emulator/stats", emu.addr);
+    let mut before = serde_json::Value::Null;
+    if update {
+        // Load, let the window empty, then measure a run that changes every record.
+        let report = ferry::run::run(&pipeline, &RunSettings::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if report.status != Status::Completed {
+            bail!("the load did not complete:\n{report}");
+        }
+        tokio::time::sleep(Duration::from_secs_f64(window * 1.5)).await;
+        write_csv("Renamed")?;
+        before = reqwest::get(&stats_url).await?.json().await?;
+    }
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = tokio::spawn(sample_written(stats_url.clone(), samples.clone()));
-    let report = ferry::run::run(&pipeline, &RunSettings::default())
+    let settings = RunSettings {
+        fresh: true,
+        ..RunSettings::default()
+    };
+    let report = ferry::run::run(&pipeline, &settings)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     sampler.abort();
@@ -106,8 +135,11 @@ client_secret = "s"
     let seconds = report.duration.as_secs_f64();
     // What the limits allow one user to sustain, per window: the request count, or as many requests
     // as fit the execution-time budget at the execution time the emulator actually counted.
-    let requests = stats["total"]["requests"].as_f64().unwrap_or(1.0).max(1.0);
-    let per_request = stats["total"]["execution_ms"].as_f64().unwrap_or(0.0) / 1000.0 / requests;
+    let delta = |name: &str| {
+        stats["total"][name].as_f64().unwrap_or(0.0) - before["total"][name].as_f64().unwrap_or(0.0)
+    };
+    let requests = delta("requests").max(1.0);
+    let per_request = delta("execution_ms") / 1000.0 / requests;
     let per_window = max_requests.min(max_execution / per_request.max(1e-6));
     let sustained = per_window * batch_size as f64 * users as f64 / window;
     Ok(Share {
@@ -117,7 +149,7 @@ client_secret = "s"
         achieved: records as f64 / seconds,
         sustained: sustained_rate(&samples, window),
         ceiling: sustained,
-        throttled: stats["total"]["throttled"].as_u64().unwrap_or(0),
+        throttled: delta("throttled") as u64,
         last_throttled: Duration::from_millis(
             stats["total"]["last_throttled_ms"].as_u64().unwrap_or(0),
         ),
@@ -148,7 +180,9 @@ async fn sample_written(url: String, samples: Arc<Mutex<Vec<(f64, u64)>>>) {
 /// sample that still saw records arrive (the run's tail, when workers run out of batches, is not the
 /// service's).
 fn sustained_rate(samples: &[(f64, u64)], window: f64) -> f64 {
-    let Some(&(first, _)) = samples.iter().find(|(_, n)| *n > 0) else {
+    // Counted from the first sample (an update run starts from the load's records).
+    let base = samples.first().map_or(0, |s| s.1);
+    let Some(&(first, _)) = samples.iter().find(|(_, n)| *n > base) else {
         return 0.0;
     };
     let Some(from) = samples.iter().find(|(t, _)| *t >= first + window) else {

@@ -7,6 +7,8 @@
 //! pg-upsert     hand-written: \copy into a temp table, one INSERT ... ON CONFLICT DO UPDATE
 //!                                                                | Ferry upsert of the same update set
 //! pg-sync       hand-written: the same + one anti-join DELETE    | Ferry sync
+//! pg-sync-unchanged  the same, from 90% of the rows unchanged    | Ferry sync (a tenth deleted,
+//!                    (a nightly re-sync)                          | nothing else changed)
 //! pg-read       psql \copy (SELECT ...) TO CSV                   | Ferry table → parquet, 2 partitions
 //! mysql-insert  LOAD DATA LOCAL INFILE from CSV                  | Ferry insert from parquet
 //! odata         the emulator's configured ceiling (Dataverse's   | Ferry upsert of accounts, one
@@ -36,6 +38,7 @@ pub enum Scenario {
     PgInsert,
     PgUpsert,
     PgSync,
+    PgSyncUnchanged,
     PgRead,
     MysqlInsert,
     Odata,
@@ -71,11 +74,13 @@ impl Compared {
     }
 }
 
-/// The datasets: `rows` orders, and an update set over the second half of them plus as many new.
+/// The datasets: `rows` orders, an update set over the second half of them plus as many new, and
+/// the first 90% of the orders as they are.
 struct Data {
     rows: u64,
     base: PathBuf,
     update: PathBuf,
+    unchanged: PathBuf,
     scratch: PathBuf,
 }
 
@@ -93,8 +98,15 @@ pub fn compare(
         rows,
         base: root.join(rows.to_string()),
         update: root.join(format!("{rows}-update")),
+        unchanged: root.join(format!("{rows}-unchanged")),
         scratch: root.join("compare"),
     };
+    if sql && !data.unchanged.join("orders.csv").exists() {
+        let kept = rows / 10 * 9;
+        let customers = data::customers(rows);
+        data::write_orders_parquet_of(&data.unchanged.join("orders"), 0, kept, 8, 42, customers)?;
+        data::write_orders_csv_of(&data.unchanged.join("orders.csv"), 0, kept, 42, customers)?;
+    }
     for (dir, start, seed) in [(&data.base, 0, 42), (&data.update, rows / 2, 7)] {
         if sql && !dir.join("orders.csv").exists() {
             data::write_orders_parquet(&dir.join("orders"), start, rows, 8, seed)?;
@@ -121,7 +133,8 @@ pub fn compare(
             let (rows, reference, ferry) = if scenario == Scenario::Odata {
                 // One run gives both sides: the ceiling is worked out from the execution time the
                 // emulator counted during the run itself.
-                let share = runtime.block_on(ceiling::measure(1, ODATA_RECORDS, 100))?;
+                let share =
+                    runtime.block_on(ceiling::measure(1, ODATA_RECORDS, 100, "batch", false))?;
                 (share.records as u64, share.ceiling, share.achieved)
             } else {
                 let reference = reference_run(scenario, &data)?;
@@ -153,6 +166,7 @@ pub fn name(s: Scenario) -> &'static str {
         Scenario::PgInsert => "pg-insert",
         Scenario::PgUpsert => "pg-upsert",
         Scenario::PgSync => "pg-sync",
+        Scenario::PgSyncUnchanged => "pg-sync-unchanged",
         Scenario::PgRead => "pg-read",
         Scenario::MysqlInsert => "mysql-insert",
         Scenario::Odata => "odata",
@@ -165,6 +179,7 @@ pub fn reference_name(s: Scenario) -> &'static str {
         Scenario::PgInsert => "psql \\copy FROM CSV",
         Scenario::PgUpsert => "\\copy to temp + INSERT ON CONFLICT",
         Scenario::PgSync => "the same + anti-join DELETE",
+        Scenario::PgSyncUnchanged => "the same, 90% unchanged",
         Scenario::PgRead => "psql \\copy (SELECT) TO CSV",
         Scenario::MysqlInsert => "LOAD DATA LOCAL INFILE",
         Scenario::Odata => "the emulator's sustained ceiling",
@@ -191,9 +206,14 @@ fn reference_run(scenario: Scenario, data: &Data) -> Result<f64> {
                 )
             })
         }
-        Scenario::PgUpsert | Scenario::PgSync => {
+        Scenario::PgUpsert | Scenario::PgSync | Scenario::PgSyncUnchanged => {
             pg_loaded(data)?;
-            let delete = if scenario == Scenario::PgSync {
+            let update = if scenario == Scenario::PgSyncUnchanged {
+                data.unchanged.join("orders.csv")
+            } else {
+                update
+            };
+            let delete = if scenario != Scenario::PgUpsert {
                 "DELETE FROM orders o WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.order_id = o.order_id);"
             } else {
                 ""
@@ -263,6 +283,10 @@ async fn ferry_run(scenario: Scenario, data: &Data) -> Result<f64> {
                 "upsert"
             };
             format!("{pg}{}{}", source(&data.update), target(mode, 2))
+        }
+        Scenario::PgSyncUnchanged => {
+            pg_loaded(data)?;
+            format!("{pg}{}{}", source(&data.unchanged), target("sync", 2))
         }
         Scenario::PgRead => {
             pg_loaded(data)?;

@@ -107,9 +107,25 @@ pub fn write_orders_parquet(
     files: usize,
     seed: u64,
 ) -> Result<()> {
+    write_orders_parquet_of(dir, first, rows, files, seed, customers(rows))
+}
+
+/// The customers `rows` orders are spread over.
+pub fn customers(rows: u64) -> u64 {
+    (rows / 20).max(10)
+}
+
+/// [`write_orders_parquet`] over `customers` customers: a part of a larger set, row for row the same.
+pub fn write_orders_parquet_of(
+    dir: &Path,
+    first: u64,
+    rows: u64,
+    files: usize,
+    seed: u64,
+    customers: u64,
+) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let per_file = rows.div_ceil(files as u64);
-    let customers = (rows / 20).max(10);
     for f in 0..files as u64 {
         let start = first + f * per_file;
         let end = (first + (f + 1) * per_file).min(first + rows);
@@ -137,6 +153,17 @@ pub fn write_orders_parquet(
 
 /// Writes orders `first..first+rows` as one CSV file (the reference tools' input).
 pub fn write_orders_csv(path: &Path, first: u64, rows: u64, seed: u64) -> Result<()> {
+    write_orders_csv_of(path, first, rows, seed, customers(rows))
+}
+
+/// [`write_orders_csv`] over `customers` customers.
+pub fn write_orders_csv_of(
+    path: &Path,
+    first: u64,
+    rows: u64,
+    seed: u64,
+    customers: u64,
+) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -144,7 +171,6 @@ pub fn write_orders_csv(path: &Path, first: u64, rows: u64, seed: u64) -> Result
     let mut writer = arrow::csv::WriterBuilder::new()
         .with_header(true)
         .build(std::io::BufWriter::new(file));
-    let customers = (rows / 20).max(10);
     let mut at = first;
     while at < first + rows {
         let len = CHUNK.min((first + rows - at) as usize);

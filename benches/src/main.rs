@@ -72,6 +72,12 @@ enum Command {
         records: usize,
         #[arg(long, default_value_t = 100)]
         batch_size: usize,
+        /// batch ($batch) or multiple (UpsertMultiple, Dataverse's bulk message).
+        #[arg(long, default_value = "batch")]
+        batch_mode: String,
+        /// Measure a second run that changes every record loaded by a first, not the load.
+        #[arg(long)]
+        update: bool,
     },
     /// Run a pipeline over a grid of workers and batch sizes (and OData rates) against its real
     /// target, after a warm-up, and name the fastest setting within an error budget. Writes
@@ -203,10 +209,18 @@ fn main() -> Result<()> {
             users,
             records,
             batch_size,
+            batch_mode,
+            update,
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             for u in users {
-                let s = runtime.block_on(ceiling::measure(u, records * u, batch_size))?;
+                let s = runtime.block_on(ceiling::measure(
+                    u,
+                    records * u,
+                    batch_size,
+                    &batch_mode,
+                    update,
+                ))?;
                 println!(
                     "bench: odata users={} records={} seconds={:.1} records_per_s={:.0} ceiling_per_s={:.0} share={:.1}% sustained_per_s={:.0} sustained_share={:.1}% throttled={} last_429_at_s={:.1}",
                     s.users,

@@ -150,6 +150,12 @@ pub trait Destination: fmt::Debug + Send + Sync {
     fn reader(&self) -> Option<Arc<dyn Reader>> {
         None
     }
+
+    /// The batch size and workers this target gets when the pipeline sets neither: its
+    /// connector's, unless the target writes another way (Dataverse's bulk messages).
+    fn tuning(&self) -> Tuning {
+        self.connector().about().tuning
+    }
 }
 
 /// What to read from a connection.

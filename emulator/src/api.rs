@@ -78,6 +78,10 @@ impl Response {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Effect {
     pub written: usize,
+    /// A bulk message: how many targets it carried, and how many of them it created (the rest it
+    /// updated, or refused); the execution time is costed from these.
+    pub bulk: usize,
+    pub bulk_created: usize,
 }
 
 /// Runs one request against the store. `base` is the service root URL; `ids` maps Content-IDs of
@@ -107,7 +111,10 @@ fn run(
     let path = resolve_content_id(&request.path, ids, base)?;
     let method = request.method.as_str();
     let resource = parse_resource(&path)?;
-    let written = |n| Effect { written: n };
+    let written = |n| Effect {
+        written: n,
+        ..Effect::default()
+    };
     match (method, resource) {
         ("GET", Resource::Metadata) => Ok((
             Response {
@@ -164,6 +171,9 @@ fn run(
                 }
             }
         }
+        ("POST", Resource::Action(set, action)) => {
+            Ok(super::bulk::run(store, &set, &action, request, undo))
+        }
         ("DELETE", Resource::Entity(set, key)) => {
             let def = store.set(&set)?.clone();
             let id = store
@@ -180,7 +190,7 @@ fn run(
     }
 }
 
-fn missing(def: &super::model::EntitySet, key: &KeyRef) -> ODataError {
+pub(crate) fn missing(def: &super::model::EntitySet, key: &KeyRef) -> ODataError {
     match key {
         KeyRef::Id(id) => not_found(def, *id),
         KeyRef::Alternate(parts) => ODataError::new(

@@ -13,6 +13,9 @@
 //! [sets.contacts.lookups]
 //! parentcustomerid = "accounts"      # "parentcustomerid@odata.bind": "/accounts(...)"
 //! ```
+//!
+//! A set may say `elastic = true` (bulk messages succeed in part) or `bulk_messages = false` (no
+//! CreateMultiple, UpdateMultiple, UpsertMultiple: the client falls back to `$batch`).
 
 use std::collections::BTreeMap;
 
@@ -74,6 +77,17 @@ pub struct EntitySet {
     /// Navigation property → the entity set it points at.
     #[serde(default)]
     pub lookups: BTreeMap<String, String>,
+    /// An elastic table: a bulk message with `Prefer: odata.continue-on-error` writes the targets it
+    /// can and lists the others (a standard table's message is all or nothing).
+    #[serde(default)]
+    pub elastic: bool,
+    /// Whether the set supports CreateMultiple, UpdateMultiple and UpsertMultiple.
+    #[serde(default = "yes")]
+    pub bulk_messages: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

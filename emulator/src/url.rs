@@ -15,6 +15,8 @@ pub enum Resource {
     Batch,
     Collection(String),
     Entity(String, KeyRef),
+    /// An action bound to an entity set: `accounts/Microsoft.Dynamics.CRM.CreateMultiple`.
+    Action(String, String),
 }
 
 fn bad(message: impl Into<String>) -> ODataError {
@@ -27,6 +29,12 @@ pub fn parse_resource(path: &str) -> Result<Resource, ODataError> {
         "$metadata" => return Ok(Resource::Metadata),
         "$batch" => return Ok(Resource::Batch),
         _ => {}
+    }
+    if let Some((set, action)) = path.split_once('/')
+        && !set.contains('(')
+        && action.starts_with("Microsoft.Dynamics.CRM.")
+    {
+        return Ok(Resource::Action(set.to_string(), action.to_string()));
     }
     match path.split_once('(') {
         None => Ok(Resource::Collection(path)),

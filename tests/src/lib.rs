@@ -132,6 +132,16 @@ pub async fn anonymous_emulator() -> ferry_emulator::Running {
     .expect("the emulator starts")
 }
 
+/// The emulator's counters (`/_emulator/stats`): per client and in total, and records per set.
+pub async fn emulator_stats(emu: &ferry_emulator::Running) -> serde_json::Value {
+    reqwest::get(format!("http://{}/_emulator/stats", emu.addr))
+        .await
+        .expect("the emulator answers")
+        .json()
+        .await
+        .expect("its stats")
+}
+
 /// The `ferry` binary that `cargo test --workspace` builds beside the test binaries, as a user runs it.
 pub fn ferry_command() -> std::process::Command {
     let exe = std::env::current_exe().expect("the test's path");

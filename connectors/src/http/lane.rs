@@ -183,6 +183,16 @@ impl Lane {
         s.pace.window_refusal(now, until, limit);
     }
 
+    /// Takes the service's `x-ms-dop-hint` from an answer's headers, if it sent one.
+    pub fn hint_from(&self, headers: &reqwest::header::HeaderMap) {
+        if let Some(dop) = headers
+            .get("x-ms-dop-hint")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+        {
+            self.hint(dop);
+        }
+    }
+
     /// The service's recommended parallelism (`x-ms-dop-hint`), taken once as a starting point.
     pub fn hint(&self, dop: usize) {
         let mut s = self.state.lock().expect("lane");

@@ -1,6 +1,7 @@
 //! What an OData connection and target say: the service root, the flavour of service, how to get a
 //! token, the application users to spread the load over, and the target's options.
 
+pub use super::multiple::BatchMode;
 pub use crate::http::auth::{Auth, Credentials};
 #[cfg(test)]
 use crate::secret::Secret;
@@ -50,6 +51,44 @@ pub struct ODataOptions {
     /// Sync: the share (0 to 1) of the records written that may be missing when their keys are read
     /// back before the delete; more stops the sync before it deletes anything. Default 0.
     pub sync_max_missing: f64,
+    /// How records travel: bulk messages (CreateMultiple, UpsertMultiple) or `$batch`.
+    pub batch_mode: BatchMode,
+    /// `MSCRM.BypassBusinessLogicExecution`: "CustomSync", "CustomAsync" or both, comma-separated.
+    pub bypass_business_logic: Option<String>,
+    /// The legacy `MSCRM.BypassCustomPluginExecution: true`.
+    pub bypass_plugins: bool,
+}
+
+impl ODataOptions {
+    /// Whether this target starts out writing by bulk messages.
+    pub fn bulk_messages(&self, kind: ServiceKind) -> bool {
+        match self.batch_mode {
+            BatchMode::Auto => kind == ServiceKind::Dataverse && !self.atomic,
+            BatchMode::Batch => false,
+            BatchMode::Multiple => true,
+        }
+    }
+
+    /// The headers that ask Dataverse to skip custom business logic, only when set, with the
+    /// privilege each needs.
+    pub fn bypass_headers(&self) -> Vec<(&'static str, String, &'static str)> {
+        let mut out = Vec::new();
+        if let Some(what) = &self.bypass_business_logic {
+            out.push((
+                "MSCRM.BypassBusinessLogicExecution",
+                what.clone(),
+                "prvBypassCustomBusinessLogic",
+            ));
+        }
+        if self.bypass_plugins {
+            out.push((
+                "MSCRM.BypassCustomPluginExecution",
+                "true".to_string(),
+                "prvBypassCustomPlugins",
+            ));
+        }
+        out
+    }
 }
 
 /// "6000/300s" or "20/s" as requests per second.

@@ -1,6 +1,7 @@
 //! OData in the registry: an `http(s)://` connection is an OData v4 service root. It reads the
 //! connection's kind and sign-in (checked so that no secret travels in clear text or in the URL) and
-//! the target's own keys (`atomic`, `legal_entity`, `rate_limit`, `sync_max_missing`).
+//! the target's own keys (`atomic`, `legal_entity`, `rate_limit`, `sync_max_missing`, `batch_mode`,
+//! `bypass_business_logic`, `bypass_plugins`).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::config::{Auth, Credentials, ODataEndpoint, ODataOptions, ServiceKind, parse_rate};
+use super::config::{
+    Auth, BatchMode, Credentials, ODataEndpoint, ODataOptions, ServiceKind, parse_rate,
+};
 use crate::connector::{
     About, Capabilities, Connection, Connector, Destination, Keys, Reader, Settings, Tuning,
     read_keys,
@@ -43,6 +46,13 @@ static ABOUT: About = About {
         batch_size: 100,
         workers: 4,
     },
+};
+
+/// A bulk message carries a whole batch in one request that counts once against the request limit:
+/// 1,000 records (the top of Microsoft's advised 100 to 1,000), eight in flight per process.
+const BULK_TUNING: Tuning = Tuning {
+    batch_size: 1000,
+    workers: 8,
 };
 
 impl Connector for OData {
@@ -251,6 +261,12 @@ struct TargetKeys {
     rate_limit: Option<Spanned<String>>,
     /// Sync: the share of written records that may be missing when read back before the delete.
     sync_max_missing: Option<Spanned<f64>>,
+    /// auto | batch | multiple.
+    batch_mode: Option<Spanned<String>>,
+    /// Dataverse: "CustomSync", "CustomAsync" or "CustomSync,CustomAsync".
+    bypass_business_logic: Option<Spanned<String>>,
+    /// Dataverse: the legacy plug-in bypass.
+    bypass_plugins: Option<Spanned<bool>>,
 }
 
 impl Connection for ODataConnection {
@@ -317,15 +333,96 @@ impl Connection for ODataConnection {
                 0.0
             }
         };
+        let atomic = keys.atomic.unwrap_or(false);
+        let batch_mode = match &keys.batch_mode {
+            None => BatchMode::Auto,
+            Some(m) => match BatchMode::parse(m.get_ref()) {
+                Some(BatchMode::Multiple) if self.endpoint.kind != ServiceKind::Dataverse => {
+                    cx.error(
+                        m.span(),
+                        "batch_mode = \"multiple\" sends Dataverse's bulk messages (CreateMultiple, UpsertMultiple)".to_string(),
+                        Some("set kind = \"dataverse\" on the connection, or batch_mode = \"batch\"".to_string()),
+                    );
+                    ok = false;
+                    BatchMode::Batch
+                }
+                Some(BatchMode::Multiple) if atomic => {
+                    cx.error(
+                        m.span(),
+                        "atomic = true writes each batch as one $batch changeset; bulk messages are not atomic on elastic tables".to_string(),
+                        Some("remove batch_mode, or atomic".to_string()),
+                    );
+                    ok = false;
+                    BatchMode::Batch
+                }
+                Some(mode) => mode,
+                None => {
+                    cx.error(
+                        m.span(),
+                        format!("\"{}\" is not a batch mode", m.get_ref()),
+                        Some(format!("one of {}", BatchMode::ALL.join(", "))),
+                    );
+                    ok = false;
+                    BatchMode::Auto
+                }
+            },
+        };
+        let dataverse_only = |cx: &mut dyn Settings, span: Range<usize>, key: &str| {
+            cx.error(
+                span,
+                format!("{key} is a Dataverse header; this connection is not kind = \"dataverse\""),
+                Some(format!(
+                    "set kind = \"dataverse\" on the connection, or remove {key}"
+                )),
+            );
+        };
+        let bypass_business_logic = match &keys.bypass_business_logic {
+            None => None,
+            Some(b) if self.endpoint.kind != ServiceKind::Dataverse => {
+                dataverse_only(cx, b.span(), "bypass_business_logic");
+                ok = false;
+                None
+            }
+            Some(b) => {
+                let parts: Vec<&str> = b.get_ref().split(',').map(str::trim).collect();
+                if parts.is_empty()
+                    || parts
+                        .iter()
+                        .any(|p| !matches!(*p, "CustomSync" | "CustomAsync"))
+                {
+                    cx.error(
+                        b.span(),
+                        format!("\"{}\" is not what Dataverse can bypass", b.get_ref()),
+                        Some("bypass_business_logic = \"CustomSync\", \"CustomAsync\" or \"CustomSync,CustomAsync\" (synchronous plug-ins and real-time workflows; asynchronous ones)".to_string()),
+                    );
+                    ok = false;
+                    None
+                } else {
+                    Some(parts.join(","))
+                }
+            }
+        };
+        let bypass_plugins = match &keys.bypass_plugins {
+            Some(b) if *b.get_ref() && self.endpoint.kind != ServiceKind::Dataverse => {
+                dataverse_only(cx, b.span(), "bypass_plugins");
+                ok = false;
+                false
+            }
+            Some(b) => *b.get_ref(),
+            None => false,
+        };
         ok.then(|| {
             Arc::new(EntitySet {
                 endpoint: self.endpoint.clone(),
                 table: table.to_string(),
                 options: ODataOptions {
-                    atomic: keys.atomic.unwrap_or(false),
+                    atomic,
                     legal_entity: keys.legal_entity.map(Spanned::into_inner),
                     rate_limit,
                     sync_max_missing,
+                    batch_mode,
+                    bypass_business_logic,
+                    bypass_plugins,
                 },
             }) as Arc<dyn Destination>
         })
@@ -353,6 +450,14 @@ impl Destination for EntitySet {
         Some(Arc::new(super::read::ODataReader {
             endpoint: self.endpoint.clone(),
         }))
+    }
+
+    fn tuning(&self) -> Tuning {
+        if self.options.bulk_messages(self.endpoint.kind) {
+            BULK_TUNING
+        } else {
+            ABOUT.tuning
+        }
     }
 
     fn sink(&self, options: TargetOptions) -> Result<Arc<dyn Sink>> {

@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
@@ -27,6 +28,7 @@ use async_trait::async_trait;
 use super::config::{ODataEndpoint, ODataOptions, ServiceKind};
 use super::csdl;
 use super::encode;
+use super::multiple::{self, Refusal};
 use crate::error::{Cause, ConnectorError, ErrorClass, Result};
 use crate::http::client::Service;
 use crate::http::lane::Limit;
@@ -56,8 +58,11 @@ pub struct ODataSink {
     http: Service,
     /// The key records are addressed by: the target's key, after `dataAreaId` for an F&O legal entity.
     key: Vec<String>,
-    /// The entity set's primary key, read from $metadata in `begin`.
+    /// The entity set's primary key and its entity type's name, read from $metadata in `begin`.
     primary_key: Mutex<Option<String>>,
+    entity_type: Mutex<Option<String>>,
+    /// Whether records go by bulk messages (until the service says the set has none).
+    bulk: AtomicBool,
     /// Sync: every key of the source this run, in the service's normal form, and whether its record
     /// landed (only the records that landed must be found again before anything is deleted).
     seen: Mutex<HashMap<String, bool>>,
@@ -78,12 +83,14 @@ impl ODataSink {
             key.insert(0, DATA_AREA.to_string());
         }
         Ok(Self {
+            bulk: AtomicBool::new(odata.bulk_messages(endpoint.kind)),
             endpoint,
             options,
             odata,
             http,
             key,
             primary_key: Mutex::new(None),
+            entity_type: Mutex::new(None),
             seen: Mutex::new(HashMap::new()),
         })
     }
@@ -143,7 +150,10 @@ impl ODataSink {
             } else {
                 (format!("PATCH {set_path}{}", keys[row]), "")
             };
-            let headers = format!("Content-Type: application/json\r\n{extra}");
+            let mut headers = format!("Content-Type: application/json\r\n{extra}");
+            for (name, value, _) in self.odata.bypass_headers() {
+                headers.push_str(&format!("{name}: {value}\r\n"));
+            }
             write_request(
                 &mut out,
                 part_boundary,
@@ -171,11 +181,126 @@ impl ODataSink {
         Ok(Some(response.text().await.unwrap_or_default()))
     }
 
-    async fn read_primary_key(&self) -> Result<Option<String>> {
+    /// The entity set's primary key and entity type name, from `$metadata`.
+    async fn read_entity(&self) -> Result<Option<(String, String)>> {
         Ok(self
             .metadata()
             .await?
-            .and_then(|xml| csdl::entity(&xml, &self.options.table).map(|e| e.key)))
+            .and_then(|xml| csdl::entity(&xml, &self.options.table).map(|e| (e.key, e.name))))
+    }
+
+    /// Whether Dataverse says `user` lacks `privilege` (WhoAmI, then
+    /// RetrieveUserPrivilegeByPrivilegeName). A service that cannot say is not held against it: the
+    /// writes then meet its answer.
+    async fn lacks_privilege(&self, user: usize, privilege: &str) -> Result<bool> {
+        let get = |url: String| async move {
+            let response = self.http.send(user, || self.http.client.get(&url)).await?;
+            if !response.status().is_success() {
+                tracing::warn!(status = %response.status(), "could not check a bypass privilege");
+                return Ok::<_, ConnectorError>(None);
+            }
+            Ok(response.json::<serde_json::Value>().await.ok())
+        };
+        let Some(me) = get(self.url("WhoAmI")).await? else {
+            return Ok(false);
+        };
+        let Some(id) = me["UserId"].as_str() else {
+            return Ok(false);
+        };
+        let url = self.url(&format!(
+            "systemusers({id})/Microsoft.Dynamics.CRM.RetrieveUserPrivilegeByPrivilegeName(PrivilegeName='{privilege}')"
+        ));
+        let Some(answer) = get(url).await? else {
+            return Ok(false);
+        };
+        Ok(answer["RolePrivileges"]
+            .as_array()
+            .is_some_and(|list| list.is_empty()))
+    }
+
+    /// A request with the bypass headers the target sets (and no others).
+    fn with_bypass(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        for (name, value, _) in self.odata.bypass_headers() {
+            request = request.header(name, value);
+        }
+        request
+    }
+
+    /// Sends `pending` as one bulk message. `None`: the records are still to be written by
+    /// `$batch` (the group was refused whole, or the set has no bulk messages); otherwise how many
+    /// were written and which were refused (an elastic table's partial success).
+    async fn write_multiple(
+        &self,
+        user: usize,
+        pending: &[usize],
+        bodies: &[String],
+        keys: &[String],
+    ) -> Result<Option<(u64, Vec<(usize, ConnectorError)>)>> {
+        let entity = self.entity_type.lock().expect("entity").clone();
+        let Some(entity) = entity else {
+            return Ok(None);
+        };
+        let message = multiple::message(self.options.mode, !keys.is_empty());
+        let addressed = message == "UpsertMultiple";
+        let body = multiple::body(
+            &entity,
+            &self.options.table,
+            pending
+                .iter()
+                .map(|&row| (bodies[row].as_str(), addressed.then(|| keys[row].as_str()))),
+        );
+        let lane = self.http.lane(user);
+        let slot = lane.acquire().await;
+        let url = self.url(&format!(
+            "{}/Microsoft.Dynamics.CRM.{message}",
+            self.options.table
+        ));
+        let response = self
+            .http
+            .send(user, || {
+                self.with_bypass(
+                    self.http
+                        .client
+                        .post(&url)
+                        .header("content-type", "application/json; charset=utf-8")
+                        .header("odata-version", "4.0")
+                        .header("odata-maxversion", "4.0")
+                        // An elastic table then writes what it can and lists the rest.
+                        .header("prefer", "odata.continue-on-error")
+                        .body(body.clone()),
+                )
+            })
+            .await?;
+        lane.hint_from(response.headers());
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            slot.success();
+            return Ok(Some((pending.len() as u64, Vec::new())));
+        }
+        if !(400..500).contains(&status) || matches!(status, 401 | 403 | 408 | 429) {
+            drop(slot);
+            return Err(self.refused(user, response).await);
+        }
+        let text = response.text().await.unwrap_or_default();
+        slot.success();
+        Ok(match multiple::refusal(status, &text) {
+            Refusal::Unsupported => {
+                self.bulk.store(false, Ordering::Relaxed);
+                tracing::info!(entity_set = %self.options.table, "the set has no {message}: $batch from now on");
+                None
+            }
+            Refusal::Group(why) => {
+                tracing::debug!(entity_set = %self.options.table, %why, "{message} refused whole: $batch isolates the records");
+                None
+            }
+            Refusal::Partly(refused) => {
+                let rejected: Vec<(usize, ConnectorError)> = refused
+                    .into_iter()
+                    .filter_map(|(index, e)| Some((*pending.get(index)?, e)))
+                    .collect();
+                Some(((pending.len() - rejected.len()) as u64, rejected))
+            }
+        })
     }
 }
 
@@ -321,6 +446,21 @@ impl Sink for ODataSink {
                 )),
             );
         }
+        for (header, _, privilege) in self.odata.bypass_headers() {
+            for user in 0..self.http.users() {
+                if self.lacks_privilege(user, privilege).await? {
+                    problems.push(
+                        ConnectorError::fatal(format!(
+                            "application user {} lacks the privilege {privilege}, which {header} needs",
+                            user + 1
+                        ))
+                        .with_hint(format!(
+                            "give the application user a security role with {privilege} (System Administrator has it), or remove the bypass from the target"
+                        )),
+                    );
+                }
+            }
+        }
         Ok(problems)
     }
 
@@ -328,7 +468,9 @@ impl Sink for ODataSink {
         if let Some(first) = self.check(&schema).await?.into_iter().next() {
             return Err(first);
         }
-        *self.primary_key.lock().expect("key") = self.read_primary_key().await?;
+        let entity = self.read_entity().await?;
+        *self.primary_key.lock().expect("key") = entity.as_ref().map(|(key, _)| key.clone());
+        *self.entity_type.lock().expect("entity") = entity.map(|(_, name)| name);
         if self.options.mode == WriteMode::Truncate {
             let mut ids = Vec::new();
             self.read_keys(|_, id| ids.push(id)).await?;
@@ -361,7 +503,9 @@ impl Sink for ODataSink {
         } else {
             encode::key_segments(&batch, &self.key, primary)?
         };
-        let skip: Vec<String> = if primary {
+        // A bulk message carries the primary key as an attribute; a `$batch` part names it in its URL.
+        let bulk = self.bulk.load(Ordering::Relaxed);
+        let skip: Vec<String> = if primary && !bulk {
             self.key.clone()
         } else {
             Vec::new()
@@ -382,6 +526,24 @@ impl Sink for ODataSink {
                 }
             }
         }
+        if bulk && !pending.is_empty() {
+            match self.write_multiple(user, &pending, &bodies, &keys).await? {
+                Some((written, refused)) => {
+                    done.written += written;
+                    done.rejected.extend(refused);
+                    pending.clear();
+                }
+                // `$batch` parts address a primary key in their URL, not in the body.
+                None if primary => {
+                    for (row, body) in encode::rows(&batch, &self.key)?.into_iter().enumerate() {
+                        if let Ok(body) = body {
+                            bodies[row] = body;
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
         for attempt in 0..=PART_RETRIES {
             if pending.is_empty() {
                 break;
@@ -392,9 +554,7 @@ impl Sink for ODataSink {
                 .http
                 .send(user, || {
                     let mut r = self
-                        .http
-                        .client
-                        .post(self.url("$batch"))
+                        .with_bypass(self.http.client.post(self.url("$batch")))
                         .header("content-type", content_type.clone())
                         .header("odata-version", "4.0")
                         .header("odata-maxversion", "4.0")
@@ -405,13 +565,7 @@ impl Sink for ODataSink {
                     r
                 })
                 .await?;
-            if let Some(dop) = response
-                .headers()
-                .get("x-ms-dop-hint")
-                .and_then(|v| v.to_str().ok()?.parse().ok())
-            {
-                lane.hint(dop);
-            }
+            lane.hint_from(response.headers());
             let response_type = response
                 .headers()
                 .get("content-type")
@@ -744,7 +898,7 @@ fn atomic_outcome(parts: &[ResponsePart], records: usize) -> Atomic {
 }
 
 /// A refused record's error: the service's message and code, and a cause in a few words.
-fn part_error(p: &ResponsePart) -> ConnectorError {
+pub(super) fn part_error(p: &ResponsePart) -> ConnectorError {
     let v: serde_json::Value = serde_json::from_str(&p.body).unwrap_or_default();
     let code = v["error"]["code"].as_str().unwrap_or_default().to_string();
     let message = v["error"]["message"]

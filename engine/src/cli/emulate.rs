@@ -69,7 +69,8 @@ pub struct EmulateArgs {
     /// Simulated execution time of every request.
     #[arg(long, default_value = "5ms", value_parser = duration)]
     latency: Duration,
-    /// Simulated execution time per record of a $batch.
+    /// Simulated execution time per record of a $batch (a bulk message's record costs a quarter
+    /// of it created, three quarters updated).
     #[arg(long, default_value = "2ms", value_parser = duration)]
     per_record: Duration,
     /// Jitter of the execution time, as a share of it.
@@ -101,6 +102,10 @@ pub struct EmulateArgs {
     /// Keep the records in this SQLite file too, so they outlive the emulator (in memory otherwise).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// A client id that lacks the privileges to bypass custom business logic and plug-ins
+    /// (every other client holds them); repeat for more.
+    #[arg(long, value_name = "CLIENT_ID")]
+    without_bypass: Vec<String>,
 }
 
 pub async fn dynamics(args: EmulateArgs) -> ExitCode {
@@ -132,6 +137,7 @@ pub async fn dynamics(args: EmulateArgs) -> ExitCode {
             base: args.latency,
             per_record: args.per_record,
             jitter: args.jitter,
+            ..Latency::none()
         },
         faults: Faults {
             errors: args.fail,
@@ -146,6 +152,7 @@ pub async fn dynamics(args: EmulateArgs) -> ExitCode {
         token_lifetime: args.token_lifetime,
         page_size: args.page_size,
         data_file: args.data.clone(),
+        without_bypass: args.without_bypass.clone(),
     };
     let sets: Vec<String> = config.model.sets.keys().cloned().collect();
     let addr: SocketAddr = match format!("{}:{}", args.host, args.port).parse() {

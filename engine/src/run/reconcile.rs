@@ -265,24 +265,44 @@ pub(crate) async fn compare(
     } else {
         differs.join(" OR ")
     };
-    let k0 = q(&opts.key[0]);
+    // One pass over both sides counts every kind of difference; the keys are read only for the
+    // kinds that occur (a reconciliation that agrees reads each side twice: counted, and joined).
+    let joined = format!(
+        "FROM (SELECT *, true AS __ferry_in FROM __ferry_r) r \
+         FULL OUTER JOIN (SELECT *, true AS __ferry_in FROM __ferry_t) t ON {on}"
+    );
+    let kinds_sql = format!(
+        "SELECT count(CASE WHEN t.__ferry_in IS NULL THEN 1 END), \
+         count(CASE WHEN r.__ferry_in AND t.__ferry_in AND ({differs}) THEN 1 END), \
+         count(CASE WHEN r.__ferry_in IS NULL THEN 1 END) {joined}"
+    );
+    let (_, counted) = super::query_text(ctx, &kinds_sql)
+        .await
+        .map_err(|e| e.to_string())?;
+    let counted: Vec<u64> = counted
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
     let kinds = [
         (
-            format!("FROM __ferry_r r LEFT JOIN __ferry_t t ON {on} WHERE t.{k0} IS NULL"),
+            format!("{joined} WHERE t.__ferry_in IS NULL"),
             key_text("r"),
         ),
         (
-            format!("FROM __ferry_r r JOIN __ferry_t t ON {on} WHERE {differs}"),
+            format!("{joined} WHERE r.__ferry_in AND t.__ferry_in AND ({differs})"),
             key_text("r"),
         ),
         (
-            format!("FROM __ferry_t t LEFT JOIN __ferry_r r ON {on} WHERE r.{k0} IS NULL"),
+            format!("{joined} WHERE r.__ferry_in IS NULL"),
             key_text("t"),
         ),
     ];
     let mut results = Vec::new();
-    for (from, key) in kinds {
-        let n = count(format!("SELECT count(*) {from}")).await?;
+    for (n, (from, key)) in kinds.into_iter().enumerate() {
+        let n = counted.get(n).copied().unwrap_or(0);
         let keys = if n > 0 {
             rows(format!("SELECT {key} AS k {from} ORDER BY k LIMIT {NAMED}")).await?
         } else {

@@ -131,13 +131,12 @@ impl Checker<'_> {
         }
         let table = raw.table.map(Spanned::into_inner).unwrap_or_default();
         // Unset, they are what the connector is fastest with (`Tuning`, measured by the sweep).
-        let tuning = destination
-            .as_ref()
-            .map(|d| d.connector().about().tuning)
-            .unwrap_or(ferry_connectors::connector::Tuning {
+        let tuning = destination.as_ref().map(|d| d.tuning()).unwrap_or(
+            ferry_connectors::connector::Tuning {
                 batch_size: 1000,
                 workers: 4,
-            });
+            },
+        );
         let batch_size =
             self.positive(raw.batch_size, "batch_size", tuning.batch_size, 1_000_000)?;
         let workers = self.positive(raw.workers, "workers", tuning.workers, 256)?;

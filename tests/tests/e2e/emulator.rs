@@ -629,6 +629,7 @@ async fn each_limit_answers_429_with_retry_after_and_recovers() {
             base: Duration::from_millis(300),
             per_record: Duration::ZERO,
             jitter: 0.0,
+            ..Latency::none()
         },
         ..quiet()
     })
@@ -668,6 +669,7 @@ async fn each_limit_answers_429_with_retry_after_and_recovers() {
             base: Duration::from_millis(200),
             per_record: Duration::ZERO,
             jitter: 0.0,
+            ..Latency::none()
         },
         ..quiet()
     })
@@ -959,6 +961,7 @@ async fn a_cancelled_request_gives_its_concurrency_slot_back() {
             base: Duration::from_millis(1500),
             per_record: Duration::ZERO,
             jitter: 0.0,
+            ..Latency::none()
         },
         ..quiet()
     })

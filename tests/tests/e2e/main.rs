@@ -3,6 +3,7 @@
 //! the ones FERRY_TEST_PG / FERRY_TEST_MYSQL name, each test in a database of its own.
 
 mod bookkeeping;
+mod bulk;
 mod capabilities;
 mod dropbox;
 mod emulator;

@@ -129,12 +129,7 @@ async fn accounts(emu: &Running) -> std::collections::BTreeMap<String, (String, 
 }
 
 async fn stats(emu: &Running) -> Value {
-    reqwest::get(format!("http://{}/_emulator/stats", emu.addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    ferry_tests::emulator_stats(emu).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,6 +146,7 @@ async fn records_land_exactly_once_through_faults_and_limits() {
             base: Duration::from_millis(5),
             per_record: Duration::from_micros(200),
             jitter: 0.3,
+            ..Latency::none()
         },
         faults: Faults {
             errors: 0.1,
@@ -204,6 +200,7 @@ async fn a_hundred_thousand_records_land_exactly_once_through_faults_and_limits(
             base: Duration::from_millis(5),
             per_record: Duration::from_micros(40),
             jitter: 0.3,
+            ..Latency::none()
         },
         faults: Faults {
             errors: 0.1,
@@ -258,6 +255,7 @@ async fn a_user_is_throttled_only_while_it_finds_the_ceiling() {
             base: Duration::from_millis(5),
             per_record: Duration::from_micros(100),
             jitter: 0.1,
+            ..Latency::none()
         },
         ..quiet()
     })
@@ -469,6 +467,7 @@ async fn an_expiring_token_is_renewed_and_the_secret_appears_nowhere() {
             base: Duration::from_millis(40),
             per_record: Duration::ZERO,
             jitter: 0.0,
+            ..Latency::none()
         },
         ..Config::default()
     })

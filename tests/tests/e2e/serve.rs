@@ -256,6 +256,7 @@ async fn in_a_browser_a_running_run_is_followed_live_until_it_ends() {
                 base: Duration::from_millis(20),
                 per_record: Duration::from_millis(4),
                 jitter: 0.0,
+                ..ferry_emulator::Latency::none()
             },
             ..ferry_emulator::Config::default()
         },

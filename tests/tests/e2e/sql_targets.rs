@@ -540,3 +540,73 @@ async fn postgres_random_values_round_trip() {
 async fn mysql_random_values_round_trip() {
     random_values_round_trip(Server::Mysql).await;
 }
+
+/// A row the table already holds as the source has it is not written again (no new row version:
+/// its `xmin` stays), a changed row is, and a table whose columns have no exact equality (json)
+/// is upserted as before, every row updated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_upsert_and_sync_leave_unchanged_rows_as_they_are() {
+    let db = TestDb::new(Server::Postgres).await;
+    db.exec("CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT, score INT)")
+        .await;
+    let ws = Workspace::new();
+    let report = load(
+        &ws,
+        &db,
+        FIRST,
+        "table = \"t\"\nmode = \"upsert\"\nkey = \"id\"",
+    )
+    .await;
+    assert_eq!(report.rows_written, 3, "{report}");
+    let versions = async || db.rows("SELECT id, xmin::text FROM t ORDER BY id").await;
+    let before = versions().await;
+    // Row 2 changes, row 3 is as it was, row 4 is new, row 1 leaves (sync deletes it).
+    let report = load(
+        &ws,
+        &db,
+        SECOND,
+        "table = \"t\"\nmode = \"sync\"\nkey = \"id\"",
+    )
+    .await;
+    assert_eq!(
+        (report.status, report.rows_written, report.rows_deleted),
+        (Status::Completed, 3, 1),
+        "{report}"
+    );
+    assert_eq!(
+        db.rows("SELECT id, name, score FROM t ORDER BY id").await,
+        rows(&[&["2", "B", "21"], &["3", "c", "30"], &["4", "d", "40"]])
+    );
+    let after = versions().await;
+    assert_eq!(
+        after[1], before[2],
+        "row 3 was written again: {before:?} {after:?}"
+    );
+    assert_ne!(
+        after[0][1], before[1][1],
+        "row 2 was not updated: {before:?} {after:?}"
+    );
+
+    // json has no equality operator: every row is updated, as before, and nothing fails.
+    db.exec("CREATE TABLE j (id BIGINT PRIMARY KEY, doc JSON, name TEXT)")
+        .await;
+    db.exec("INSERT INTO j VALUES (1, '{\"a\": 1}', 'x'), (2, '{\"b\": 2}', 'y')")
+        .await;
+    let report = load(
+        &ws,
+        &db,
+        "id,doc,name\n1,\"{\"\"a\"\": 1}\",x\n2,\"{\"\"b\"\": 3}\",y\n",
+        "table = \"j\"\nmode = \"upsert\"\nkey = \"id\"",
+    )
+    .await;
+    assert_eq!(
+        (report.status, report.rows_written),
+        (Status::Completed, 2),
+        "{report}"
+    );
+    assert_eq!(
+        db.rows("SELECT id, doc::text, name FROM j ORDER BY id")
+            .await,
+        rows(&[&["1", "{\"a\": 1}", "x"], &["2", "{\"b\": 3}", "y"]])
+    );
+}

@@ -184,10 +184,12 @@ impl Postgres {
         }
         pause_point("sink_mid_batch");
         tx.commit().await.map_err(classify)?;
-        let skipped = if self.options.mode == WriteMode::Insert {
-            rows - written
+        // Insert: a row whose key exists is skipped. The other modes: every row is in the table as
+        // the source has it, whether updated, added or already so (the merge skips those).
+        let (written, skipped) = if self.options.mode == WriteMode::Insert {
+            (written, rows - written)
         } else {
-            0
+            (rows, 0)
         };
         Ok(BatchWritten {
             written,
@@ -497,7 +499,14 @@ impl Dialect for Postgres {
             key_index(&tx, on, &key).await?
         };
         tx.commit().await.map_err(classify)?;
-        let merge_sql = (!key.is_empty()).then(|| merge_sql(&into, &columns, &key, opts.mode));
+        // A row the table already holds as it is is not written again (no new row version, no
+        // index churn): what makes a sync of a mostly unchanged source fast.
+        let skip_unchanged = columns
+            .iter()
+            .filter(|c| !key.contains(c))
+            .all(|c| table_cols.iter().any(|t| &t.name == c && t.exact_equality));
+        let merge_sql =
+            (!key.is_empty()).then(|| merge_sql(&into, &columns, &key, opts.mode, skip_unchanged));
         let plan = Plan {
             stage_sql: format!(
                 "CREATE TEMP TABLE IF NOT EXISTS ferry_stage ON COMMIT DELETE ROWS AS SELECT {} FROM {qualified} WITH NO DATA",
@@ -650,10 +659,35 @@ fn key_columns(plan: &Plan, key: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn merge_sql(into: &str, columns: &[String], key: &[String], mode: WriteMode) -> String {
+/// INSERT ... SELECT from the stage with the mode's ON CONFLICT; with `skip_unchanged`, a
+/// conflicting row is updated only where some column differs (`IS DISTINCT FROM`, NULL-safe).
+fn merge_sql(
+    into: &str,
+    columns: &[String],
+    key: &[String],
+    mode: WriteMode,
+    skip_unchanged: bool,
+) -> String {
     let cols = quote_list(columns);
-    let insert = format!("INSERT INTO {into} ({cols}) SELECT {cols} FROM pg_temp.ferry_stage");
-    statements::on_conflict(&insert, columns, key, mode, q)
+    let insert =
+        format!("INSERT INTO {into} AS ferry_t ({cols}) SELECT {cols} FROM pg_temp.ferry_stage");
+    let merge = statements::on_conflict(&insert, columns, key, mode, q);
+    let others: Vec<&String> = columns.iter().filter(|c| !key.contains(c)).collect();
+    if !skip_unchanged || others.is_empty() || !merge.contains("DO UPDATE") {
+        return merge;
+    }
+    let side = |prefix: &str| {
+        others
+            .iter()
+            .map(|c| format!("{prefix}.{}", q(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "{merge} WHERE ({}) IS DISTINCT FROM ({})",
+        side("ferry_t"),
+        side("excluded")
+    )
 }
 
 fn create_table_sql(qualified: &str, schema: &SchemaRef, key: &[String]) -> Result<String> {
@@ -673,6 +707,10 @@ struct Column {
     ty: Option<PgType>,
     not_null: bool,
     has_default: bool,
+    /// Whether `=` on the column means "the same value": false for json (no equality at all),
+    /// citext and text under a nondeterministic collation (`'a' = 'A'`), and types Ferry does not
+    /// know. An upsert skips rows only where every column compares exactly.
+    exact_equality: bool,
 }
 
 async fn table_columns(
@@ -691,7 +729,9 @@ async fn table_columns(
         .query(
             "SELECT a.attname::text, t.typname::text, t.typtype = 'e', a.attnotnull,
                     a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
-                    format_type(a.atttypid, a.atttypmod)
+                    format_type(a.atttypid, a.atttypmod),
+                    COALESCE((SELECT (to_jsonb(c) ->> 'collisdeterministic') = 'false'
+                                FROM pg_collation c WHERE c.oid = a.attcollation), false)
                FROM pg_attribute a
                JOIN pg_type t ON t.oid = CASE WHEN (SELECT typtype FROM pg_type WHERE oid = a.atttypid) = 'd'
                                               THEN (SELECT typbasetype FROM pg_type WHERE oid = a.atttypid)
@@ -704,12 +744,38 @@ async fn table_columns(
         .map_err(classify)?;
     Ok(Some(
         rows.iter()
-            .map(|r| Column {
-                name: r.get(0),
-                ty: PgType::from_catalog(r.get::<_, String>(1).as_str(), r.get(2)),
-                not_null: r.get(3),
-                has_default: r.get(4),
-                type_name: r.get(5),
+            .map(|r| {
+                let typname: String = r.get(1);
+                let nondeterministic: bool = r.get(6);
+                Column {
+                    name: r.get(0),
+                    ty: PgType::from_catalog(typname.as_str(), r.get(2)),
+                    not_null: r.get(3),
+                    has_default: r.get(4),
+                    type_name: r.get(5),
+                    exact_equality: !nondeterministic
+                        && (r.get::<_, bool>(2)
+                            || matches!(
+                                typname.as_str(),
+                                "bool"
+                                    | "int2"
+                                    | "int4"
+                                    | "int8"
+                                    | "float4"
+                                    | "float8"
+                                    | "numeric"
+                                    | "text"
+                                    | "varchar"
+                                    | "bpchar"
+                                    | "jsonb"
+                                    | "bytea"
+                                    | "uuid"
+                                    | "date"
+                                    | "time"
+                                    | "timestamp"
+                                    | "timestamptz"
+                            )),
+                }
             })
             .collect(),
     ))
