@@ -57,7 +57,6 @@ pub async fn measure(
         ..Latency::none()
     };
     let window = limits.window.as_secs_f64();
-    let (max_requests, max_execution) = (limits.requests as f64, limits.execution.as_secs_f64());
     let config = Config {
         limits,
         latency,
@@ -73,24 +72,7 @@ pub async fn measure(
         std::fs::write(dir.path().join("accounts.csv"), csv)
     };
     write_csv("Account")?;
-    let mut toml = format!(
-        r#"name = "ceiling"
-[connections.crm]
-url = "{}"
-kind = "dataverse"
-auth = "client_credentials"
-token_url = "{}"
-client_id = "user-0"
-client_secret = "s"
-"#,
-        emu.url(),
-        emu.token_url()
-    );
-    for u in 1..users {
-        toml.push_str(&format!(
-            "[[connections.crm.users]]\nclient_id = \"user-{u}\"\nclient_secret = \"s\"\n"
-        ));
-    }
+    let mut toml = format!("name = \"ceiling\"\n{}", connection(&emu, users, PAGE));
     toml.push_str(&format!(
         "[sources.src]\npath = \"accounts.csv\"\n[target]\nconnection = \"crm\"\ntable = \"accounts\"\nmode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = {batch_size}\nworkers = {}\nbatch_mode = \"{batch_mode}\"\n[run]\nmax_retries = 20\n",
         16 * users
@@ -113,7 +95,11 @@ client_secret = "s"
         before = reqwest::get(&stats_url).await?.json().await?;
     }
     let samples = Arc::new(Mutex::new(Vec::new()));
-    let sampler = tokio::spawn(sample_written(stats_url.clone(), samples.clone()));
+    let sampler = tokio::spawn(sample(
+        stats_url.clone(),
+        "records_written",
+        samples.clone(),
+    ));
     let settings = RunSettings {
         fresh: true,
         ..RunSettings::default()
@@ -133,22 +119,17 @@ client_secret = "s"
         bail!("{landed} records landed, not {records}");
     }
     let seconds = report.duration.as_secs_f64();
-    // What the limits allow one user to sustain, per window: the request count, or as many requests
-    // as fit the execution-time budget at the execution time the emulator actually counted.
     let delta = |name: &str| {
         stats["total"][name].as_f64().unwrap_or(0.0) - before["total"][name].as_f64().unwrap_or(0.0)
     };
-    let requests = delta("requests").max(1.0);
-    let per_request = delta("execution_ms") / 1000.0 / requests;
-    let per_window = max_requests.min(max_execution / per_request.max(1e-6));
-    let sustained = per_window * batch_size as f64 * users as f64 / window;
+    let ceiling = ceiling_of(users, records, batch_size as f64, delta("execution_ms"));
     Ok(Share {
         users,
         records,
         seconds,
         achieved: records as f64 / seconds,
         sustained: sustained_rate(&samples, window),
-        ceiling: sustained,
+        ceiling,
         throttled: delta("throttled") as u64,
         last_throttled: Duration::from_millis(
             stats["total"]["last_throttled_ms"].as_u64().unwrap_or(0),
@@ -156,8 +137,157 @@ client_secret = "s"
     })
 }
 
-/// Appends (seconds since the start, records written so far) every half second, until aborted.
-async fn sample_written(url: String, samples: Arc<Mutex<Vec<(f64, u64)>>>) {
+/// The records a read asks for in a page unless told (`Prefer: odata.maxpagesize`).
+pub const PAGE: usize = 5000;
+
+/// Reads `records` accounts into a parquet file with `partitions` key ranges spread over `users`
+/// application users, `page_size` records a page, under the scaled limits and the emulator's read
+/// cost model at 10 ms a written record (a record read costs a twentieth: 0.5 ms), so that the
+/// execution-time budget binds at ~8,000 records/s per user and a few hundred thousand records
+/// span several windows. With pages of 5,000 (2.5 s each) one page is 6% of a scaled window's
+/// budget, a granularity a real window (30 times longer) does not have: pages of 1,000 keep it
+/// near the bulk messages' (0.5 s). The records are loaded first by an emulator without limits
+/// into a SQLite file the measured one starts from.
+pub async fn measure_read(
+    users: usize,
+    records: usize,
+    partitions: usize,
+    page_size: usize,
+) -> Result<Share> {
+    let dir = tempfile::tempdir()?;
+    let data_file = dir.path().join("records.sqlite");
+    let mut csv = String::from("accountnumber,name\n");
+    for i in 0..records {
+        csv.push_str(&format!("C-{i:07},Account {i}\n"));
+    }
+    std::fs::write(dir.path().join("accounts.csv"), csv)?;
+    let loader = emulator::start(
+        Config {
+            limits: Limits::default(),
+            latency: Latency::none(),
+            data_file: Some(data_file.clone()),
+            ..Config::default()
+        },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let load = format!(
+        "name = \"load\"\n{}[sources.src]\npath = \"accounts.csv\"\n[target]\nconnection = \"crm\"\ntable = \"accounts\"\nmode = \"insert\"\nbatch_size = 1000\nworkers = 4\n",
+        connection(&loader, 1, PAGE)
+    );
+    let report = run_text(dir.path(), "load.toml", &load).await?;
+    loader.stop().await;
+    if report.status != Status::Completed {
+        bail!("the load did not complete:\n{report}");
+    }
+
+    let limits = scaled_limits();
+    let window = limits.window.as_secs_f64();
+    let emu = emulator::start(
+        Config {
+            limits,
+            latency: Latency {
+                base: Duration::from_millis(5),
+                per_record: Duration::from_millis(10),
+                jitter: 0.1,
+                ..Latency::none()
+            },
+            data_file: Some(data_file),
+            ..Config::default()
+        },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let stats_url = format!("http://{}/_emulator/stats", emu.addr);
+    let read = format!(
+        "name = \"read-ceiling\"\n{}[sources.accounts]\nconnection = \"crm\"\ntable = \"accounts\"\npartitions = {partitions}\npartition_column = \"accountid\"\n[target]\npath = \"out.parquet\"\nmode = \"truncate\"\n[run]\nmax_retries = 20\n",
+        connection(&emu, users, page_size)
+    );
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = tokio::spawn(sample(stats_url.clone(), "records_read", samples.clone()));
+    let report = run_text(dir.path(), "read.toml", &read).await?;
+    sampler.abort();
+    let samples = samples.lock().expect("samples").clone();
+    if report.status != Status::Completed {
+        bail!("the read did not complete:\n{report}");
+    }
+    let stats: serde_json::Value = reqwest::get(&stats_url).await?.json().await?;
+    emu.stop().await;
+    let read = stats["total"]["records_read"].as_u64().unwrap_or(0) as usize;
+    if read != records {
+        bail!("{read} records read, not {records}");
+    }
+    let total = |name: &str| stats["total"][name].as_f64().unwrap_or(0.0);
+    let seconds = report.duration.as_secs_f64();
+    Ok(Share {
+        users,
+        records,
+        seconds,
+        achieved: records as f64 / seconds,
+        sustained: sustained_rate(&samples, window),
+        ceiling: ceiling_of(users, records, page_size as f64, total("execution_ms")),
+        throttled: total("throttled") as u64,
+        last_throttled: Duration::from_millis(
+            stats["total"]["last_throttled_ms"].as_u64().unwrap_or(0),
+        ),
+    })
+}
+
+/// Runs the pipeline `text`, written to `dir/name` (relative paths in it are under `dir`).
+async fn run_text(dir: &std::path::Path, name: &str, text: &str) -> Result<ferry::run::RunReport> {
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    let pipeline = Pipeline::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = RunSettings {
+        progress: false,
+        fresh: true,
+        confirmed: true,
+    };
+    ferry::run::run(&pipeline, &settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The application users' connection block: user-0 as the connection's own, the others as
+/// `[[connections.crm.users]]`.
+fn connection(emu: &emulator::Running, users: usize, page_size: usize) -> String {
+    let mut toml = format!(
+        r#"[connections.crm]
+url = "{}"
+kind = "dataverse"
+auth = "client_credentials"
+token_url = "{}"
+client_id = "user-0"
+client_secret = "s"
+page_size = {page_size}
+"#,
+        emu.url(),
+        emu.token_url()
+    );
+    for u in 1..users {
+        toml.push_str(&format!(
+            "[[connections.crm.users]]\nclient_id = \"user-{u}\"\nclient_secret = \"s\"\n"
+        ));
+    }
+    toml
+}
+
+/// What the scaled limits let `users` sustain, in records per second, given what a run of
+/// `records` cost: the request count per window times the records a request carries, or the
+/// execution-time budget at the execution time per record the emulator counted (every request's,
+/// the metadata and the key ranges' included: they spend the same budget), whichever is smaller.
+fn ceiling_of(users: usize, records: usize, records_per_request: f64, execution_ms: f64) -> f64 {
+    let limits = scaled_limits();
+    let window = limits.window.as_secs_f64();
+    let by_requests = limits.requests as f64 * records_per_request;
+    let per_record = (execution_ms / 1000.0 / records.max(1) as f64).max(1e-9);
+    let by_execution = limits.execution.as_secs_f64() / per_record;
+    by_requests.min(by_execution) * users as f64 / window
+}
+
+/// Appends (seconds since the start, the emulator's total `counter` so far) every half second,
+/// until aborted.
+async fn sample(url: String, counter: &'static str, samples: Arc<Mutex<Vec<(f64, u64)>>>) {
     let started = std::time::Instant::now();
     let client = reqwest::Client::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -165,7 +295,7 @@ async fn sample_written(url: String, samples: Arc<Mutex<Vec<(f64, u64)>>>) {
         tick.tick().await;
         let written = async {
             let stats: serde_json::Value = client.get(&url).send().await.ok()?.json().await.ok()?;
-            stats["total"]["records_written"].as_u64()
+            stats["total"][counter].as_u64()
         };
         if let Some(n) = written.await {
             samples

@@ -11,6 +11,7 @@
 //!                    (a nightly re-sync)                          | nothing else changed)
 //! pg-read       psql \copy (SELECT ...) TO CSV                   | Ferry table → parquet, 2 partitions
 //! mysql-insert  LOAD DATA LOCAL INFILE from CSV                  | Ferry insert from parquet
+//! mysql-read    mysql --batch --quick SELECT * into a TSV file   | Ferry table → parquet, 2 partitions
 //! odata         the emulator's configured ceiling (Dataverse's   | Ferry upsert of accounts, one
 //!               limits scaled 30x in time: what they allow)      | application user
 //! ```
@@ -41,6 +42,7 @@ pub enum Scenario {
     PgSyncUnchanged,
     PgRead,
     MysqlInsert,
+    MysqlRead,
     Odata,
 }
 
@@ -169,6 +171,7 @@ pub fn name(s: Scenario) -> &'static str {
         Scenario::PgSyncUnchanged => "pg-sync-unchanged",
         Scenario::PgRead => "pg-read",
         Scenario::MysqlInsert => "mysql-insert",
+        Scenario::MysqlRead => "mysql-read",
         Scenario::Odata => "odata",
     }
 }
@@ -182,6 +185,7 @@ pub fn reference_name(s: Scenario) -> &'static str {
         Scenario::PgSyncUnchanged => "the same, 90% unchanged",
         Scenario::PgRead => "psql \\copy (SELECT) TO CSV",
         Scenario::MysqlInsert => "LOAD DATA LOCAL INFILE",
+        Scenario::MysqlRead => "mysql --batch --quick to TSV",
         Scenario::Odata => "the emulator's sustained ceiling",
     }
 }
@@ -242,14 +246,17 @@ fn reference_run(scenario: Scenario, data: &Data) -> Result<f64> {
         }
         Scenario::MysqlInsert => {
             my_fresh()?;
+            timed(&|| mysql(&my_load(&csv)))
+        }
+        Scenario::MysqlRead => {
+            my_loaded(data)?;
+            let out = data.scratch.join("from-mysql.tsv");
             timed(&|| {
-                mysql(&format!(
-                    "USE ferry_bench; LOAD DATA LOCAL INFILE '{}' INTO TABLE orders FIELDS TERMINATED BY ',' \
-                     OPTIONALLY ENCLOSED BY '\"' IGNORE 1 LINES (order_id, customer_id, status, description, \
-                     amount, discount, @paid, order_date, created_at, @coupon) \
-                     SET paid = (@paid = 'true'), coupon = NULLIF(@coupon, '')",
-                    csv.display()
-                ))
+                let file = std::fs::File::create(&out)?;
+                run(Command::new("mysql")
+                    .args(["-h127.0.0.1", "-uroot", "--batch", "--quick", "-e"])
+                    .arg("SELECT * FROM ferry_bench.orders")
+                    .stdout(file))
             })
         }
         Scenario::Odata => bail!("the odata scenario is measured whole by ceiling::measure"),
@@ -299,6 +306,14 @@ async fn ferry_run(scenario: Scenario, data: &Data) -> Result<f64> {
         Scenario::MysqlInsert => {
             my_fresh()?;
             format!("{my}{}{}", source(&data.base), target("insert", 3))
+        }
+        Scenario::MysqlRead => {
+            my_loaded(data)?;
+            format!(
+                "{my}[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\npartitions = 2\npartition_column = \"order_id\"\n\
+                 [target]\npath = \"{}/from-mysql.parquet\"\nmode = \"truncate\"\n",
+                data.scratch.display()
+            )
         }
         Scenario::Odata => bail!("the odata scenario is measured whole by ceiling::measure"),
     };
@@ -352,6 +367,24 @@ fn my_fresh() -> Result<()> {
     mysql(&format!(
         "USE ferry_bench; DROP TABLE IF EXISTS orders; {MY_TABLE}"
     ))
+}
+
+/// LOAD DATA of an orders CSV file (the reference of mysql-insert).
+fn my_load(csv: &Path) -> String {
+    format!(
+        "USE ferry_bench; LOAD DATA LOCAL INFILE '{}' INTO TABLE orders FIELDS TERMINATED BY ',' \
+         OPTIONALLY ENCLOSED BY '\"' IGNORE 1 LINES (order_id, customer_id, status, description, \
+         amount, discount, @paid, order_date, created_at, @coupon) \
+         SET paid = (@paid = 'true'), coupon = NULLIF(@coupon, '')",
+        csv.display()
+    )
+}
+
+/// The table holding the base rows, as LOAD DATA loads them.
+fn my_loaded(data: &Data) -> Result<()> {
+    my_fresh()?;
+    mysql(&my_load(&data.base.join("orders.csv")))?;
+    mysql("ANALYZE TABLE ferry_bench.orders")
 }
 
 fn psql(db: &str, command: &str) -> Result<()> {

@@ -79,6 +79,25 @@ enum Command {
         #[arg(long)]
         update: bool,
     },
+    /// Read accounts from the emulator into parquet under Dataverse's limits scaled 30x in time
+    /// and its read cost model, and print the records/s against the ceiling the limits allow
+    /// (`--partitions` key ranges, spread over the users).
+    #[command(
+        after_help = "Example:\n  ferry-bench odata-read-ceiling --users 1 --records 400000 --partitions 8 --page-size 1000"
+    )]
+    OdataReadCeiling {
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        users: Vec<usize>,
+        /// Records per application user.
+        #[arg(long, default_value_t = 400000)]
+        records: usize,
+        /// Key ranges per application user.
+        #[arg(long, default_value_t = 8)]
+        partitions: usize,
+        /// Records a page (the connection's page_size).
+        #[arg(long, default_value_t = 1000)]
+        page_size: usize,
+    },
     /// Run a pipeline over a grid of workers and batch sizes (and OData rates) against its real
     /// target, after a warm-up, and name the fastest setting within an error budget. Writes
     /// OUT/sweep.csv, the Delta table OUT/sweep and the chart OUT/sweep.svg. Use a mode that can be
@@ -221,19 +240,24 @@ fn main() -> Result<()> {
                     &batch_mode,
                     update,
                 ))?;
-                println!(
-                    "bench: odata users={} records={} seconds={:.1} records_per_s={:.0} ceiling_per_s={:.0} share={:.1}% sustained_per_s={:.0} sustained_share={:.1}% throttled={} last_429_at_s={:.1}",
-                    s.users,
-                    s.records,
-                    s.seconds,
-                    s.achieved,
-                    s.ceiling,
-                    100.0 * s.achieved / s.ceiling,
-                    s.sustained,
-                    100.0 * s.sustained / s.ceiling,
-                    s.throttled,
-                    s.last_throttled.as_secs_f64()
-                );
+                print_share("odata", &s);
+            }
+        }
+        Command::OdataReadCeiling {
+            users,
+            records,
+            partitions,
+            page_size,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            for u in users {
+                let s = runtime.block_on(ceiling::measure_read(
+                    u,
+                    records * u,
+                    partitions * u,
+                    page_size,
+                ))?;
+                print_share("odata-read", &s);
             }
         }
         Command::Sweep {
@@ -415,4 +439,21 @@ fn peak_rss_kib() -> Result<u64> {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
+}
+
+/// One line of a ceiling measurement.
+fn print_share(what: &str, s: &ceiling::Share) {
+    println!(
+        "bench: {what} users={} records={} seconds={:.1} records_per_s={:.0} ceiling_per_s={:.0} share={:.1}% sustained_per_s={:.0} sustained_share={:.1}% throttled={} last_429_at_s={:.1}",
+        s.users,
+        s.records,
+        s.seconds,
+        s.achieved,
+        s.ceiling,
+        100.0 * s.achieved / s.ceiling,
+        s.sustained,
+        100.0 * s.sustained / s.ceiling,
+        s.throttled,
+        s.last_throttled.as_secs_f64()
+    );
 }

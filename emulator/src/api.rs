@@ -82,6 +82,8 @@ pub struct Effect {
     /// updated, or refused); the execution time is costed from these.
     pub bulk: usize,
     pub bulk_created: usize,
+    /// Records a GET of a collection returned (costed by `Latency::read`).
+    pub read: usize,
 }
 
 /// Runs one request against the store. `base` is the service root URL; `ids` maps Content-IDs of
@@ -129,10 +131,16 @@ fn run(
             let id = store.create(&set, &body, None, undo)?;
             Ok((created(store, request, base, &set, id), written(1)))
         }
-        ("GET", Resource::Collection(set)) => Ok((
-            list(store, request, base, &set, page_size)?,
-            Effect::default(),
-        )),
+        ("GET", Resource::Collection(set)) => {
+            let (response, read) = list(store, request, base, &set, page_size)?;
+            Ok((
+                response,
+                Effect {
+                    read,
+                    ..Effect::default()
+                },
+            ))
+        }
         ("GET", Resource::Entity(set, key)) => {
             let def = store.set(&set)?;
             let id = store
@@ -341,7 +349,7 @@ fn list(
     base: &str,
     set: &str,
     default_page: usize,
-) -> Result<Response, ODataError> {
+) -> Result<(Response, usize), ODataError> {
     store.set(set)?;
     let q = parse_query(&request.query)?;
     let page = request
@@ -352,6 +360,61 @@ fn list(
         })
         .unwrap_or(default_page)
         .max(1);
+    // The next page's link: this request's query with its skiptoken replaced.
+    let next_link = |token: String| {
+        let kept: Vec<&str> = request
+            .query
+            .split('&')
+            .filter(|p| !p.starts_with("$skiptoken=") && !p.is_empty())
+            .collect();
+        let mut next = format!("{base}/{set}?");
+        if !kept.is_empty() {
+            next.push_str(&kept.join("&"));
+            next.push('&');
+        }
+        next.push_str(&format!("$skiptoken={token}"));
+        Value::String(next)
+    };
+    if q.orderby.is_empty() && q.top.is_none() && !q.count && q.skip == 0 {
+        // In key order, each page resuming after the last key of the one before (as Dataverse's
+        // paging cookie does): a page costs its own records, not a scan of those before it.
+        let mut value = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        let matching = store
+            .rows_after(set, q.after)
+            .filter(|(_, r)| q.filter.as_ref().is_none_or(|f| f.matches(r)));
+        for (id, r) in matching {
+            if value.len() == page {
+                more = true;
+                break;
+            }
+            value.push(representation(
+                store,
+                base,
+                set,
+                r,
+                q.select.as_deref(),
+                false,
+            ));
+            last = Some(*id);
+        }
+        let read = value.len();
+        let mut out = Map::new();
+        out.insert(
+            "@odata.context".into(),
+            Value::String(format!("{base}/$metadata#{set}")),
+        );
+        out.insert("value".into(), Value::Array(value));
+        if let (true, Some(last)) = (more, last) {
+            out.insert("@odata.nextLink".into(), next_link(last.to_string()));
+        }
+        return Ok((Response::json(200, &Value::Object(out)), read));
+    }
+    if q.after.is_some() {
+        // A key to resume after only means something in key order.
+        return Err(ODataError::new(400, BAD_REQUEST, "Bad $skiptoken."));
+    }
     let mut rows: Vec<&Map<String, Value>> = store
         .rows(set)
         .map(|(_, r)| r)
@@ -385,20 +448,9 @@ fn list(
     }
     out.insert("value".into(), Value::Array(value));
     if stop < end {
-        let kept: Vec<&str> = request
-            .query
-            .split('&')
-            .filter(|p| !p.starts_with("$skiptoken=") && !p.is_empty())
-            .collect();
-        let mut next = format!("{base}/{set}?");
-        if !kept.is_empty() {
-            next.push_str(&kept.join("&"));
-            next.push('&');
-        }
-        next.push_str(&format!("$skiptoken={stop}"));
-        out.insert("@odata.nextLink".into(), Value::String(next));
+        out.insert("@odata.nextLink".into(), next_link(stop.to_string()));
     }
-    Ok(Response::json(200, &Value::Object(out)))
+    Ok((Response::json(200, &Value::Object(out)), stop - start))
 }
 
 /// The model as CSDL: entity types with keys, alternate keys, properties and lookups; entity sets.

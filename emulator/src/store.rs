@@ -154,6 +154,20 @@ impl Store {
         self.tables.get(set).into_iter().flat_map(|t| t.rows.iter())
     }
 
+    /// The records after `after` in key order (all of them for `None`).
+    pub fn rows_after(
+        &self,
+        set: &str,
+        after: Option<Uuid>,
+    ) -> impl Iterator<Item = (&Uuid, &Map<String, Value>)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        self.tables
+            .get(set)
+            .into_iter()
+            .flat_map(move |t| t.rows.range((from, Unbounded)))
+    }
+
     /// The record a key names, if it exists.
     pub fn resolve(&self, set: &str, key: &KeyRef) -> Result<Option<Uuid>, ODataError> {
         let def = self.set(set)?;

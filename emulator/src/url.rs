@@ -148,6 +148,8 @@ pub struct Query {
     pub count: bool,
     pub orderby: Vec<(String, bool)>,
     pub skip: usize,
+    /// Keyset paging: the records after this key (the last one of the page before).
+    pub after: Option<uuid::Uuid>,
 }
 
 pub fn parse_query(query: &str) -> Result<Query, ODataError> {
@@ -174,7 +176,11 @@ pub fn parse_query(query: &str) -> Result<Query, ODataError> {
                     q.orderby.push((name, desc));
                 }
             }
-            "$skiptoken" => q.skip = value.parse().map_err(|_| bad("Bad $skiptoken."))?,
+            "$skiptoken" => match (value.parse(), uuid::Uuid::parse_str(&value)) {
+                (Ok(skip), _) => q.skip = skip,
+                (_, Ok(after)) => q.after = Some(after),
+                _ => return Err(bad("Bad $skiptoken.")),
+            },
             other if other.starts_with('$') => {
                 return Err(bad(format!(
                     "The query parameter '{other}' is not supported by the emulator."

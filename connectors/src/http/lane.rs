@@ -3,7 +3,8 @@
 //! pause for the whole of a `Retry-After`.
 //!
 //! ```text
-//! acquire: wait out a pause ─▶ rate limiter ─▶ the pace's next send time ─▶ a slot (in flight < limit)
+//! acquire: wait out a pause ─▶ rate limiter ─▶ the pace's next send time ─▶ a slot (in flight < limit,
+//!          and never fewer than the pace needs: its rate × the latency, and one more)
 //! release: no 429 and latency steady → limit grows by 1/limit (additive increase)
 //!          latency doubled            → limit shrinks by a quarter
 //! 429s:    concurrency     → limit halves and is capped below the refused level
@@ -71,6 +72,19 @@ impl Limit {
     }
 }
 
+impl State {
+    /// Requests allowed in flight: the adaptive limit, but never fewer than the pace needs to keep
+    /// its rate at the current latency (with requests of seconds, a halved limit would otherwise
+    /// hold the lane under the pace it learned), nor more than a concurrency refusal allows.
+    fn allowed(&self) -> f64 {
+        let paced = match (self.pace.rate(), self.latency) {
+            (Some(rate), Some(latency)) => (rate * latency.as_secs_f64()).ceil() + 1.0,
+            _ => 1.0,
+        };
+        self.limit.floor().max(paced.min(self.max)).max(1.0)
+    }
+}
+
 impl Lane {
     pub fn new(rate_per_second: Option<f64>, start: usize, max: usize) -> Self {
         let rate = rate_per_second.map(|r| {
@@ -127,9 +141,7 @@ impl Lane {
             {
                 let mut s = self.state.lock().expect("lane");
                 let now = Instant::now();
-                if s.paused_until.is_none_or(|u| u <= now)
-                    && (s.in_flight as f64) < s.limit.floor().max(1.0)
-                {
+                if s.paused_until.is_none_or(|u| u <= now) && (s.in_flight as f64) < s.allowed() {
                     s.in_flight += 1;
                     s.pace.sent(now);
                     return Slot {
@@ -221,7 +233,7 @@ impl Slot<'_> {
             None => took,
             Some(l) => l.mul_f64(0.8) + took.mul_f64(0.2),
         });
-        s.pace.succeeded();
+        s.pace.succeeded(Instant::now());
         if steady {
             s.limit = (s.limit + 1.0 / s.limit).min(s.max);
         } else {
@@ -315,5 +327,21 @@ mod tests {
         lane.state.lock().unwrap().paused_until = None;
         lane.pause(Duration::ZERO, Limit::Concurrency);
         assert_eq!(lane.limit(), 2);
+    }
+
+    #[test]
+    fn a_paced_lane_allows_as_many_at_once_as_its_pace_needs() {
+        let lane = Lane::new(None, 8, 64);
+        let mut s = lane.state.lock().unwrap();
+        // Halved to 2 by an execution-time refusal, with pages of 2.5 s...
+        s.limit = 2.0;
+        s.latency = Some(Duration::from_millis(2500));
+        assert_eq!(s.allowed(), 2.0, "no pace yet: the limit");
+        // ...and a pace of 1.6 a second learned: four in flight keep it, and one more.
+        s.pace = Pace::at(1.6);
+        assert_eq!(s.allowed(), 5.0);
+        // But never more than a concurrency refusal allows.
+        s.max = 3.0;
+        assert_eq!(s.allowed(), 3.0);
     }
 }

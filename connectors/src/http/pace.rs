@@ -4,7 +4,15 @@
 //!
 //! ```text
 //! first window refusal:  wait for the window to refill, then
-//!                        pace = 0.96 × admitted / (time from the first send until the refill);
+//!                        request count:  pace = 0.96 × admitted / (time from the first send
+//!                                        until the refill): the service counts a request as it
+//!                                        arrives;
+//!                        execution time: pace = 0.96 × completed before the refusal / (time from
+//!                                        the first completion until the refill): the service
+//!                                        counts a request's time when it ends, so the requests
+//!                                        in flight at the refusal are not what the window held
+//!                                        (with requests of seconds, a page of 5,000 records or a
+//!                                        bulk message of 1,000, they are a large share);
 //!                        after one more window it creeps up very slowly, in case the lane had run
 //!                        longer than one window before the first 429
 //! later refusals:        pace = 0.97 × the pace that was refused, and it holds there (for ten windows
@@ -43,11 +51,30 @@ pub(super) struct Pace {
     /// Requests sent, and how many of them were refused with 429 (not counted by the service).
     sent: u64,
     refused: u64,
+    /// Requests completed, and when the first of them did.
+    completed: u64,
+    first_completion: Option<Instant>,
+    /// The limit of the first window refusal, and the requests completed by then.
+    first_lesson: Option<(super::lane::Limit, u64)>,
 }
 
 impl Pace {
     pub(super) fn is_set(&self) -> bool {
         self.rate.is_some()
+    }
+
+    /// A pace already learned (for tests of the lane).
+    #[cfg(test)]
+    pub(super) fn at(rate: f64) -> Self {
+        Self {
+            rate: Some(rate),
+            ..Self::default()
+        }
+    }
+
+    /// Requests per second, once learned.
+    pub(super) fn rate(&self) -> Option<f64> {
+        self.rate
     }
 
     /// A request went out.
@@ -70,7 +97,10 @@ impl Pace {
     ) {
         let held = self.lesson_at.is_some_and(|at| now < at + self.hold);
         match self.rate {
-            None if self.refills_at.is_none() => self.refills_at = Some(until),
+            None if self.refills_at.is_none() => {
+                self.refills_at = Some(until);
+                self.first_lesson = Some((limit, self.completed));
+            }
             None => {}
             Some(_) if held => {}
             Some(rate) => {
@@ -104,6 +134,7 @@ impl Pace {
     fn learn(&mut self, refilled: Instant) {
         self.refills_at = None;
         let admitted = self.sent.saturating_sub(self.refused) as f64;
+        let lesson = self.first_lesson.take();
         if admitted == 0.0 {
             // Refused before anything got through: the window was full before this lane began
             // (another run of the same application user, a storm). That says nothing of what the
@@ -112,9 +143,20 @@ impl Pace {
                 "OData lane: refused before any request got through; no pace learned from it"
             );
             (self.sent, self.refused, self.first_send) = (0, 0, None);
+            (self.completed, self.first_completion) = (0, None);
             return;
         }
-        let span = self.first_send.map_or(Duration::ZERO, |f| refilled - f);
+        let (admitted, span) = match (lesson, self.first_completion) {
+            (Some((super::lane::Limit::ExecutionTime, completed)), Some(first))
+                if completed > 0 =>
+            {
+                (completed as f64, refilled.saturating_duration_since(first))
+            }
+            _ => (
+                admitted,
+                self.first_send.map_or(Duration::ZERO, |f| refilled - f),
+            ),
+        };
         let rate = (FIRST_PACE * admitted / span.as_secs_f64().max(0.001)).max(0.01);
         tracing::info!(
             admitted,
@@ -130,7 +172,9 @@ impl Pace {
     }
 
     /// A request succeeded.
-    pub(super) fn succeeded(&mut self) {
+    pub(super) fn succeeded(&mut self, now: Instant) {
+        self.completed += 1;
+        self.first_completion.get_or_insert(now);
         let since_lesson = self.lesson_at.map(|at| at.elapsed());
         // Creeping waits out the hold: while the window still counts the requests from before the
         // pace, a refusal would teach nothing.
@@ -182,6 +226,31 @@ mod tests {
     }
 
     #[test]
+    fn an_execution_time_lesson_paces_at_what_completed_over_the_window_it_filled() {
+        // Pages of 2.5 s, eight at a time, against 40 s of execution per 10 s: the first eight
+        // complete at 2.5 s, the next eight at 5 s, and the request after them is refused (the
+        // window holds 40 s). Eight more are in flight; they will count when they end. The window
+        // refills when the first eight leave it, at 12.5 s.
+        let mut p = Pace::default();
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        for _ in 0..25 {
+            p.sent(t0);
+        }
+        for i in 0..16 {
+            p.succeeded(at(if i < 8 { 2.5 } else { 5.0 }));
+        }
+        p.refused();
+        p.window_refusal(at(5.0), at(12.5), Limit::ExecutionTime);
+        assert_eq!(p.next_turn(at(12.5)), None);
+        let rate = p.rate.unwrap();
+        // 16 completed over the 10 s from the first completion to the refill: 1.6 a second, which
+        // sustains 4 s of execution a second. Counting the 24 sent and not refused over the
+        // 12.5 s from the first send would have said 1.84, 15% over the ceiling.
+        assert!((rate - 0.96 * 1.6).abs() < 1e-9, "{rate}");
+    }
+
+    #[test]
     fn a_window_that_admitted_nothing_teaches_no_pace() {
         let mut p = Pace::default();
         let t0 = Instant::now();
@@ -222,7 +291,7 @@ mod tests {
         // Ten windows later without a refusal, it probes upwards again.
         if let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(101)) {
             p.lesson_at = Some(long_ago);
-            p.succeeded();
+            p.succeeded(Instant::now());
             assert!(p.creeping);
         }
     }

@@ -37,7 +37,12 @@ pub struct ODataEndpoint {
     pub url: String,
     pub kind: ServiceKind,
     pub auth: Auth,
+    /// Records asked for per page of a read (`Prefer: odata.maxpagesize`).
+    pub page_size: usize,
 }
+
+/// Dataverse's largest page, and what reads ask for unless the connection says `page_size`.
+pub const MAX_PAGE: usize = 5000;
 
 /// The OData-only options of a target.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::config::{
-    Auth, BatchMode, Credentials, ODataEndpoint, ODataOptions, ServiceKind, parse_rate,
+    Auth, BatchMode, Credentials, MAX_PAGE, ODataEndpoint, ODataOptions, ServiceKind, parse_rate,
 };
 use crate::connector::{
     About, Capabilities, Connection, Connector, Destination, Keys, Reader, Settings, Tuning,
@@ -92,6 +92,8 @@ struct ConnectionKeys {
     token: Option<Spanned<String>>,
     /// Plain http:// to a host other than this machine (tokens and secrets in clear text).
     allow_http: Option<Spanned<bool>>,
+    /// Records per page of a read, 1 to 5,000 (smaller pages for wide records).
+    page_size: Option<Spanned<i64>>,
     /// More application users: their limits add up.
     #[serde(default)]
     users: Vec<Spanned<User>>,
@@ -240,7 +242,26 @@ fn endpoint(
             return None;
         }
     };
-    Some(ODataEndpoint { url, kind, auth })
+    let page_size = match keys.page_size.take() {
+        None => MAX_PAGE,
+        Some(p) if (1..=MAX_PAGE as i64).contains(p.get_ref()) => *p.get_ref() as usize,
+        Some(p) => {
+            cx.error(
+                p.span(),
+                format!("page_size = {} is not a page Dataverse serves", p.get_ref()),
+                Some(format!(
+                    "page_size = 1 to {MAX_PAGE} records (default {MAX_PAGE})"
+                )),
+            );
+            return None;
+        }
+    };
+    Some(ODataEndpoint {
+        url,
+        kind,
+        auth,
+        page_size,
+    })
 }
 
 /// A configured OData service.

@@ -46,8 +46,6 @@ use crate::connector::{Read, Reader};
 use crate::error::{ConnectorError, Result};
 use crate::http::client::Service;
 
-/// Records asked per page.
-const PAGE: usize = 5000;
 /// Tries of one page before the read stops (429s and 5xx, each waited out).
 const PAGE_TRIES: u32 = 8;
 
@@ -104,6 +102,7 @@ impl Reader for ODataReader {
             set: set.clone(),
             schema: Arc::new(schema),
             ranges,
+            page_size: self.endpoint.page_size,
             // F&O answers for the user's default company unless asked for every one; each
             // record carries its dataAreaId, to filter on in a step.
             every_company: self.endpoint.kind == super::config::ServiceKind::Fno,
@@ -249,7 +248,7 @@ async fn edge(
         "{set}?$select={column}&$filter={column}%20ne%20null&$orderby={column}{}&$top=1",
         if last { "%20desc" } else { "" }
     ));
-    let page = page(service, 0, &url).await?;
+    let page = page(service, 0, &url, 1).await?;
     Ok(page["value"]
         .get(0)
         .and_then(|r| r.get(column))
@@ -258,7 +257,12 @@ async fn edge(
 }
 
 /// One page, through `user`'s lane, tried again while the service is busy.
-async fn page(service: &Service, user: usize, url: &str) -> Result<serde_json::Value> {
+async fn page(
+    service: &Service,
+    user: usize,
+    url: &str,
+    page_size: usize,
+) -> Result<serde_json::Value> {
     let mut tries = 0;
     loop {
         tries += 1;
@@ -270,7 +274,7 @@ async fn page(service: &Service, user: usize, url: &str) -> Result<serde_json::V
                     service
                         .client
                         .get(url)
-                        .header("prefer", format!("odata.maxpagesize={PAGE}"))
+                        .header("prefer", format!("odata.maxpagesize={page_size}"))
                         .header("odata-version", "4.0")
                 })
                 .await?;
@@ -309,6 +313,8 @@ struct EntitySetTable {
     schema: SchemaRef,
     /// One `$filter` per output partition (`None`: the whole set).
     ranges: Vec<Option<String>>,
+    /// Records asked for per page.
+    page_size: usize,
     /// `cross-company=true` on every request (Finance & Operations).
     every_company: bool,
 }
@@ -435,6 +441,7 @@ impl TableProvider for EntitySetTable {
             self.service.clone(),
             urls,
             schema,
+            self.page_size,
         )))
     }
 }
@@ -444,11 +451,12 @@ impl TableProvider for EntitySetTable {
 struct EntitySetExec {
     service: Arc<Service>,
     urls: Vec<String>,
+    page_size: usize,
     properties: Arc<PlanProperties>,
 }
 
 impl EntitySetExec {
-    fn new(service: Arc<Service>, urls: Vec<String>, schema: SchemaRef) -> Self {
+    fn new(service: Arc<Service>, urls: Vec<String>, schema: SchemaRef, page_size: usize) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
             Partitioning::UnknownPartitioning(urls.len()),
@@ -458,6 +466,7 @@ impl EntitySetExec {
         Self {
             service,
             urls,
+            page_size,
             properties: Arc::new(properties),
         }
     }
@@ -513,6 +522,7 @@ impl ExecutionPlan for EntitySetExec {
         let service = self.service.clone();
         // Each range as its own application user, in turn: their limits add up.
         let user = partition % service.users();
+        let page_size = self.page_size;
         let root = service.root.clone();
         let decode_schema = schema.clone();
         let pages = futures::stream::try_unfold(
@@ -524,7 +534,7 @@ impl ExecutionPlan for EntitySetExec {
                     let Some(url) = next else {
                         return Ok(None);
                     };
-                    let page = page(&service, user, &url).await?;
+                    let page = page(&service, user, &url, page_size).await?;
                     let batch = decode(&page, &schema)?;
                     let next =
                         super::sink::next_page(&root, page["@odata.nextLink"].as_str(), &mut seen)?;
@@ -598,6 +608,7 @@ mod tests {
                 .unwrap(),
             ),
             set: "accounts".into(),
+            page_size: crate::odata::config::MAX_PAGE,
             schema: Arc::new(arrow_schema(&info)),
             ranges: vec![None],
             every_company: false,

@@ -743,10 +743,10 @@ impl ODataSink {
             let response = self
                 .http
                 .send(0, || {
-                    self.http
-                        .client
-                        .get(&url)
-                        .header("prefer", "odata.maxpagesize=5000")
+                    self.http.client.get(&url).header(
+                        "prefer",
+                        format!("odata.maxpagesize={}", self.endpoint.page_size),
+                    )
                 })
                 .await?;
             if !response.status().is_success() {

@@ -70,7 +70,7 @@ pub struct EmulateArgs {
     #[arg(long, default_value = "5ms", value_parser = duration)]
     latency: Duration,
     /// Simulated execution time per record of a $batch (a bulk message's record costs a quarter
-    /// of it created, three quarters updated).
+    /// of it created, three quarters updated; a record a GET returns, a twentieth).
     #[arg(long, default_value = "2ms", value_parser = duration)]
     per_record: Duration,
     /// Jitter of the execution time, as a share of it.

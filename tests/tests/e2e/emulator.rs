@@ -285,6 +285,11 @@ async fn queries_filter_select_order_count_and_page() {
         next = v["@odata.nextLink"].as_str().map(String::from);
     }
     assert_eq!((seen, pages), (25, 3));
+    assert_eq!(
+        stats(&c, &emu).await["total"]["records_read"],
+        3 + 25,
+        "the records GETs returned are counted (and costed): the three of $top, the 25 paged"
+    );
     let (s, v) = body(
         c.get(format!("{url}/accounts?$filter=name like 'x'"))
             .send()

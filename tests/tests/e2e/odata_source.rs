@@ -17,7 +17,7 @@ async fn emulator(limits: ferry_emulator::limits::Limits, errors: f64) -> ferry_
                 errors,
                 ..Default::default()
             },
-            // Small pages: a read follows several nextLinks.
+            // The page of a client that asks for none (Ferry asks for its connection's page_size).
             page_size: 250,
             ..ferry_emulator::Config::default()
         },
@@ -57,12 +57,13 @@ fn seed(ws: &Workspace, url: &str) {
     assert_eq!(code, 0, "{out}");
 }
 
-/// Reads the service's accounts into `out/<name>/` (Delta) with `source` keys and `sql`.
+/// Reads the service's accounts into `out/<name>/` (Delta) with `source` keys and `sql`, in pages
+/// of 100 (`page_size`): a read follows a dozen nextLinks.
 fn read_into_delta(ws: &Workspace, url: &str, name: &str, source: &str, sql: &str) -> String {
     let file = ws.write(
         &format!("{name}.toml"),
         format!(
-            "name = \"{name}\"\n[connections.crm]\nurl = \"{url}\"\nkind = \"dataverse\"\n\
+            "name = \"{name}\"\n[connections.crm]\nurl = \"{url}\"\nkind = \"dataverse\"\npage_size = 100\n\
              [sources.accounts]\nconnection = \"crm\"\ntable = \"accounts\"\n{source}\n\
              [[steps]]\nname = \"picked\"\nsql = \"{sql}\"\n\
              [target]\npath = \"out/{name}/\"\n"
@@ -190,17 +191,23 @@ async fn partitions_over_the_key_a_date_and_a_number_read_each_record_once_under
 async fn a_query_or_a_missing_entity_set_is_refused_with_what_to_write() {
     let emu = emulator(ferry_emulator::limits::Limits::off(), 0.0).await;
     let ws = Workspace::new();
-    for (source, expected) in [
-        ("table = \"acounts\"", "has no entity set \"acounts\""),
+    for (connection, source, expected) in [
+        ("", "table = \"acounts\"", "has no entity set \"acounts\""),
         (
+            "",
             "query = \"SELECT 1\"",
             "an OData source reads an entity set",
+        ),
+        (
+            "page_size = 6000",
+            "table = \"accounts\"",
+            "page_size = 6000 is not a page Dataverse serves",
         ),
     ] {
         let file = ws.write(
             "bad.toml",
             format!(
-                "name = \"bad\"\n[connections.crm]\nurl = \"{}\"\nkind = \"dataverse\"\n\
+                "name = \"bad\"\n[connections.crm]\nurl = \"{}\"\nkind = \"dataverse\"\n{connection}\n\
                  [sources.accounts]\nconnection = \"crm\"\n{source}\n[target]\npath = \"out/bad/\"\n",
                 emu.url()
             ),
