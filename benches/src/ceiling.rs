@@ -23,6 +23,8 @@ pub struct Share {
     pub sustained: f64,
     pub ceiling: f64,
     pub throttled: u64,
+    /// Requests the emulator served (429s not counted).
+    pub requests: u64,
     /// When the last 429 came, after the user's first request (the latest over the users).
     pub last_throttled: Duration,
 }
@@ -131,6 +133,7 @@ pub async fn measure(
         sustained: sustained_rate(&samples, window),
         ceiling,
         throttled: delta("throttled") as u64,
+        requests: delta("requests") as u64,
         last_throttled: Duration::from_millis(
             stats["total"]["last_throttled_ms"].as_u64().unwrap_or(0),
         ),
@@ -227,6 +230,7 @@ pub async fn measure_read(
         sustained: sustained_rate(&samples, window),
         ceiling: ceiling_of(users, records, page_size as f64, total("execution_ms")),
         throttled: total("throttled") as u64,
+        requests: total("requests") as u64,
         last_throttled: Duration::from_millis(
             stats["total"]["last_throttled_ms"].as_u64().unwrap_or(0),
         ),

@@ -444,7 +444,7 @@ fn peak_rss_kib() -> Result<u64> {
 /// One line of a ceiling measurement.
 fn print_share(what: &str, s: &ceiling::Share) {
     println!(
-        "bench: {what} users={} records={} seconds={:.1} records_per_s={:.0} ceiling_per_s={:.0} share={:.1}% sustained_per_s={:.0} sustained_share={:.1}% throttled={} last_429_at_s={:.1}",
+        "bench: {what} users={} records={} seconds={:.1} records_per_s={:.0} ceiling_per_s={:.0} share={:.1}% sustained_per_s={:.0} sustained_share={:.1}% throttled={} requests={} last_429_at_s={:.1}",
         s.users,
         s.records,
         s.seconds,
@@ -454,6 +454,7 @@ fn print_share(what: &str, s: &ceiling::Share) {
         s.sustained,
         100.0 * s.sustained / s.ceiling,
         s.throttled,
+        s.requests,
         s.last_throttled.as_secs_f64()
     );
 }
