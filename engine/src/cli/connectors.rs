@@ -55,7 +55,7 @@ pub fn list() -> ExitCode {
         "DEFAULTS: batch_size x workers of a target that sets neither (the fastest the benchmarks found);"
     );
     say!(
-        "a Dataverse target writing by bulk messages (batch_mode = \"auto\", its default) gets 1000x8."
+        "a Dataverse target writing by bulk messages (batch_mode = \"auto\", its default) gets 500x8."
     );
     ExitCode::SUCCESS
 }

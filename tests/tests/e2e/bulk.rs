@@ -101,7 +101,7 @@ async fn upsert_multiple_carries_whole_batches_and_updates_in_place() {
     let ws = Workspace::new();
     let first = generated(0..2500, "Account");
     ws.write("in/accounts.csv", csv(first.iter().cloned()));
-    // No batch_size: a Dataverse target writing by bulk messages gets 1,000 records to a request
+    // No batch_size: a Dataverse target writing by bulk messages gets 500 records to a request
     // (one worker, so that its partition holds every record).
     let p = ws.pipeline(
         "p.toml",
@@ -119,7 +119,7 @@ async fn upsert_multiple_carries_whole_batches_and_updates_in_place() {
     );
     assert_eq!(accounts(&emu).await, expected(&first));
     let s = stats(&emu).await;
-    assert_eq!(s["total"]["bulk_requests"], 3, "{s}");
+    assert_eq!(s["total"]["bulk_requests"], 5, "{s}");
     assert_eq!(s["total"]["bulk_targets"], 2500, "{s}");
 
     // Half changed, 500 new: updated where they are, no record twice.
