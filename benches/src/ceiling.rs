@@ -79,42 +79,23 @@ pub async fn measure(
         "[sources.src]\npath = \"accounts.csv\"\n[target]\nconnection = \"crm\"\ntable = \"accounts\"\nmode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = {batch_size}\nworkers = {}\nbatch_mode = \"{batch_mode}\"\n[run]\nmax_retries = 20\n",
         16 * users
     ));
-    let path = dir.path().join("ceiling.toml");
-    std::fs::write(&path, toml)?;
-    let pipeline = Pipeline::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let stats_url = format!("http://{}/_emulator/stats", emu.addr);
     let mut before = serde_json::Value::Null;
     if update {
         // Load, let the window empty, then measure a run that changes every record.
-        let report = ferry::run::run(&pipeline, &RunSettings::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        if report.status != Status::Completed {
-            bail!("the load did not complete:\n{report}");
-        }
+        run_text(dir.path(), "ceiling.toml", &toml, "the load").await?;
         tokio::time::sleep(Duration::from_secs_f64(window * 1.5)).await;
         write_csv("Renamed")?;
         before = reqwest::get(&stats_url).await?.json().await?;
     }
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let sampler = tokio::spawn(sample(
-        stats_url.clone(),
+    let (report, samples, stats) = sampled_run(
+        dir.path(),
+        "ceiling.toml",
+        &toml,
+        &stats_url,
         "records_written",
-        samples.clone(),
-    ));
-    let settings = RunSettings {
-        fresh: true,
-        ..RunSettings::default()
-    };
-    let report = ferry::run::run(&pipeline, &settings)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    sampler.abort();
-    let samples = samples.lock().expect("samples").clone();
-    if report.status != Status::Completed {
-        bail!("the run did not complete:\n{report}");
-    }
-    let stats: serde_json::Value = reqwest::get(&stats_url).await?.json().await?;
+    )
+    .await?;
     emu.stop().await;
     let landed = stats["records"]["accounts"].as_u64().unwrap_or(0) as usize;
     if landed != records {
@@ -178,11 +159,8 @@ pub async fn measure_read(
         "name = \"load\"\n{}[sources.src]\npath = \"accounts.csv\"\n[target]\nconnection = \"crm\"\ntable = \"accounts\"\nmode = \"insert\"\nbatch_size = 1000\nworkers = 4\n",
         connection(&loader, 1, PAGE)
     );
-    let report = run_text(dir.path(), "load.toml", &load).await?;
+    run_text(dir.path(), "load.toml", &load, "the load").await?;
     loader.stop().await;
-    if report.status != Status::Completed {
-        bail!("the load did not complete:\n{report}");
-    }
 
     let limits = scaled_limits();
     let window = limits.window.as_secs_f64();
@@ -206,15 +184,8 @@ pub async fn measure_read(
         "name = \"read-ceiling\"\n{}[sources.accounts]\nconnection = \"crm\"\ntable = \"accounts\"\npartitions = {partitions}\npartition_column = \"accountid\"\n[target]\npath = \"out.parquet\"\nmode = \"truncate\"\n[run]\nmax_retries = 20\n",
         connection(&emu, users, page_size)
     );
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let sampler = tokio::spawn(sample(stats_url.clone(), "records_read", samples.clone()));
-    let report = run_text(dir.path(), "read.toml", &read).await?;
-    sampler.abort();
-    let samples = samples.lock().expect("samples").clone();
-    if report.status != Status::Completed {
-        bail!("the read did not complete:\n{report}");
-    }
-    let stats: serde_json::Value = reqwest::get(&stats_url).await?.json().await?;
+    let (report, samples, stats) =
+        sampled_run(dir.path(), "read.toml", &read, &stats_url, "records_read").await?;
     emu.stop().await;
     let read = stats["total"]["records_read"].as_u64().unwrap_or(0) as usize;
     if read != records {
@@ -237,8 +208,14 @@ pub async fn measure_read(
     })
 }
 
-/// Runs the pipeline `text`, written to `dir/name` (relative paths in it are under `dir`).
-async fn run_text(dir: &std::path::Path, name: &str, text: &str) -> Result<ferry::run::RunReport> {
+/// Runs the pipeline `text`, written to `dir/name` (relative paths in it are under `dir`); `what`
+/// names it when it does not complete.
+async fn run_text(
+    dir: &std::path::Path,
+    name: &str,
+    text: &str,
+    what: &str,
+) -> Result<ferry::run::RunReport> {
     let path = dir.join(name);
     std::fs::write(&path, text)?;
     let pipeline = Pipeline::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -247,9 +224,32 @@ async fn run_text(dir: &std::path::Path, name: &str, text: &str) -> Result<ferry
         fresh: true,
         confirmed: true,
     };
-    ferry::run::run(&pipeline, &settings)
+    let report = ferry::run::run(&pipeline, &settings)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if report.status != Status::Completed {
+        bail!("{what} did not complete:\n{report}");
+    }
+    Ok(report)
+}
+
+/// The measured run: `run_text` while the emulator's `counter` is sampled every half second.
+/// Returns the report, the samples and the emulator's stats at the end.
+async fn sampled_run(
+    dir: &std::path::Path,
+    name: &str,
+    text: &str,
+    stats_url: &str,
+    counter: &'static str,
+) -> Result<(ferry::run::RunReport, Vec<(f64, u64)>, serde_json::Value)> {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = tokio::spawn(sample(stats_url.to_string(), counter, samples.clone()));
+    let report = run_text(dir, name, text, "the measured run").await;
+    sampler.abort();
+    let report = report?;
+    let samples = samples.lock().expect("samples").clone();
+    let stats = reqwest::get(stats_url).await?.json().await?;
+    Ok((report, samples, stats))
 }
 
 /// The application users' connection block: user-0 as the connection's own, the others as

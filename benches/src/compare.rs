@@ -297,11 +297,7 @@ async fn ferry_run(scenario: Scenario, data: &Data) -> Result<f64> {
         }
         Scenario::PgRead => {
             pg_loaded(data)?;
-            format!(
-                "{pg}[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\npartitions = 2\npartition_column = \"order_id\"\n\
-                 [target]\npath = \"{}/from-pg.parquet\"\nmode = \"truncate\"\n",
-                data.scratch.display()
-            )
+            format!("{pg}{}", table_to_parquet(data, "from-pg"))
         }
         Scenario::MysqlInsert => {
             my_fresh()?;
@@ -309,11 +305,7 @@ async fn ferry_run(scenario: Scenario, data: &Data) -> Result<f64> {
         }
         Scenario::MysqlRead => {
             my_loaded(data)?;
-            format!(
-                "{my}[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\npartitions = 2\npartition_column = \"order_id\"\n\
-                 [target]\npath = \"{}/from-mysql.parquet\"\nmode = \"truncate\"\n",
-                data.scratch.display()
-            )
+            format!("{my}{}", table_to_parquet(data, "from-mysql"))
         }
         Scenario::Odata => bail!("the odata scenario is measured whole by ceiling::measure"),
     };
@@ -367,6 +359,16 @@ fn my_fresh() -> Result<()> {
     mysql(&format!(
         "USE ferry_bench; DROP TABLE IF EXISTS orders; {MY_TABLE}"
     ))
+}
+
+/// The read scenarios' source and target: the orders table in two partitions into
+/// `scratch/<file>.parquet`.
+fn table_to_parquet(data: &Data, file: &str) -> String {
+    format!(
+        "[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\npartitions = 2\npartition_column = \"order_id\"\n\
+         [target]\npath = \"{}/{file}.parquet\"\nmode = \"truncate\"\n",
+        data.scratch.display()
+    )
 }
 
 /// LOAD DATA of an orders CSV file (the reference of mysql-insert).
