@@ -10,6 +10,7 @@ use ferry::run::{RunReport, RunSettings};
 use ferry::spec::Pipeline;
 use tempfile::TempDir;
 
+pub mod azure;
 pub mod browser;
 pub mod db;
 pub mod fuzz;

@@ -70,7 +70,7 @@ fn from_env(var: &str, default_port: u16, default_user: &str) -> Option<TestServ
 }
 
 /// A port nobody listens on now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -99,7 +99,7 @@ fn running_as_root() -> bool {
 }
 
 /// The first of `names` found in `dirs` or on PATH.
-fn find_binary(names: &[&str], dirs: &[PathBuf]) -> Option<PathBuf> {
+pub(crate) fn find_binary(names: &[&str], dirs: &[PathBuf]) -> Option<PathBuf> {
     let path_dirs = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -167,7 +167,7 @@ fn run(mut command: Command, what: &str) -> Result<(), String> {
 }
 
 /// A temporary folder for one server, owned by the user it runs as.
-fn server_folder(prefix: &str, owner: Option<&str>) -> Result<PathBuf, String> {
+pub(crate) fn server_folder(prefix: &str, owner: Option<&str>) -> Result<PathBuf, String> {
     let folder = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir()
@@ -182,7 +182,7 @@ fn server_folder(prefix: &str, owner: Option<&str>) -> Result<PathBuf, String> {
 
 /// Starts `server_args` in the background under a watcher shell that stops it (SIGINT: a fast,
 /// clean shutdown) and deletes `folder` once this test process is gone.
-fn start_watched(
+pub(crate) fn start_watched(
     user: Option<&str>,
     server: &Path,
     server_args: &[String],
@@ -213,7 +213,7 @@ fn start_watched(
 }
 
 /// Waits until `ready` succeeds, up to 60 seconds; says what the server logged otherwise.
-fn wait_until(folder: &Path, mut ready: impl FnMut() -> bool) -> Result<(), String> {
+pub(crate) fn wait_until(folder: &Path, mut ready: impl FnMut() -> bool) -> Result<(), String> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
         if ready() {

@@ -40,7 +40,7 @@ use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, WriteMode};
 
 /// Registers the Delta table at `location` as the table `name`.
 pub async fn register_source(ctx: &SessionContext, name: &str, location: &str) -> Result<()> {
-    let url = deltalake::ensure_table_uri(location)?;
+    let url = super::stores::delta_url(location)?;
     let table = deltalake::open_table(url).await.map_err(|e| {
         ConnectorError::fatal(format!("{location} is not a readable Delta table: {e}"))
     })?;
@@ -119,7 +119,7 @@ impl Sink for DeltaSink {
             return Err(first);
         }
         let schema = widened_schema(&schema);
-        let url = deltalake::ensure_table_uri(&self.location)?;
+        let url = super::stores::delta_url(&self.location)?;
         let mut table = DeltaTable::try_from_url(url).await?;
         let app_id = txn_app_id(&attempt.run_id);
         if attempt.resume && table.load().await.is_ok() {

@@ -115,14 +115,11 @@ pub struct ListedFile {
     pub modified: i64,
 }
 
-/// The files a local source location names (a file, a folder read recursively, or a glob), sorted.
-pub fn list_files(source: &FileSource) -> Result<Vec<ListedFile>> {
+/// The files a source location names (a file, a folder read recursively, or a glob; local or on
+/// object storage), sorted.
+pub async fn list_files(source: &FileSource) -> Result<Vec<ListedFile>> {
     if is_url(&source.location) {
-        return Err(ConnectorError::fatal(format!(
-            "incremental sources read local files; {} is an object-store URL",
-            source.location
-        ))
-        .with_hint("copy the files to a local folder, or drop incremental = true"));
+        return list_objects(source).await;
     }
     let location = listing_location(&source.location)?;
     let mut paths: Vec<std::path::PathBuf> = if location.contains(['*', '?', '[']) {
@@ -164,6 +161,56 @@ pub fn list_files(source: &FileSource) -> Result<Vec<ListedFile>> {
         .collect()
 }
 
+/// The objects an object-store location names: `.../folder/` (every object below it with the
+/// format's extension), a glob (`.../2026-*.csv`, matched below the part before the first wildcard),
+/// or one object. Sizes and last-modified times come from the store's listing.
+async fn list_objects(source: &FileSource) -> Result<Vec<ListedFile>> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+
+    let location = source.location.as_str();
+    let (store, path) = stores::store_at(location)?;
+    let url = url::Url::parse(location).map_err(|e| ConnectorError::fatal(e.to_string()))?;
+    let root = format!("{}://{}", url.scheme(), url.authority());
+    let cannot = |e: object_store::Error| {
+        ConnectorError::retryable(format!("cannot list {location}: {e}"))
+            .with_hint("check the URL and the cloud's environment variables (AWS_*, AZURE_STORAGE_*, GOOGLE_*)")
+    };
+    let listed = |meta: object_store::ObjectMeta| ListedFile {
+        path: format!("{root}/{}", meta.location),
+        size: meta.size,
+        modified: meta.last_modified.timestamp_micros(),
+    };
+    let wildcard = url.path().find(['*', '?', '[']);
+    let mut files: Vec<ListedFile> = if let Some(at) = wildcard {
+        let pattern = glob::Pattern::new(url.path().trim_start_matches('/')).map_err(|e| {
+            ConnectorError::fatal(format!("\"{location}\" is not a valid pattern: {e}"))
+        })?;
+        let fixed = &url.path()[..at];
+        let prefix = object_store::path::Path::from(&fixed[..fixed.rfind('/').unwrap_or(0)]);
+        store
+            .list(Some(&prefix))
+            .try_filter(|m| std::future::ready(pattern.matches(m.location.as_ref())))
+            .map_ok(listed)
+            .try_collect()
+            .await
+            .map_err(cannot)?
+    } else if location.ends_with('/') {
+        let extension = source.format.extension();
+        store
+            .list(Some(&path))
+            .try_filter(|m| std::future::ready(m.location.as_ref().ends_with(extension)))
+            .map_ok(listed)
+            .try_collect()
+            .await
+            .map_err(cannot)?
+    } else {
+        vec![listed(store.head(&path).await.map_err(cannot)?)]
+    };
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
 fn walk(dir: &std::path::Path, extension: &str, found: &mut Vec<std::path::PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| ConnectorError::fatal(format!("cannot read {}: {e}", dir.display())))?;
@@ -196,6 +243,7 @@ pub async fn register_files(
         ctx.register_table(name, std::sync::Arc::new(empty))?;
         return Ok(());
     }
+    stores::register_for(ctx, &source.location)?;
     let paths: Vec<String> = files.to_vec();
     let df = match source.format {
         FileFormat::Parquet => {

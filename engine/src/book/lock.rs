@@ -1,6 +1,7 @@
 //! One run of a pipeline at a time: an exclusive lock (flock) on a file under the state folder, which
 //! the kernel releases when the process ends however it ends, so a killed run's lock is never stale
 //! and two runs can never both take it over. The file also says who holds it, for the message.
+//! On object storage, where there is no flock, the lock is a lease (see [`super::lease`]).
 
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -8,35 +9,33 @@ use std::path::Path;
 
 use ferry_connectors::ConnectorError;
 
+use super::lease::Lease;
+
 /// Held for the length of a run; released when dropped (or when the process dies).
 #[derive(Debug)]
-pub struct RunLock {
-    _file: Option<File>,
+pub enum RunLock {
+    File(File),
+    Lease(Lease),
 }
 
 impl RunLock {
     /// Takes the lock for `pipeline` under `state_dir`, or says who holds it.
-    pub fn acquire(state_dir: &str, pipeline: &str) -> Result<RunLock, ConnectorError> {
-        if ferry_connectors::files::is_url(state_dir) {
-            tracing::warn!(
-                state_dir,
-                "no run lock on object stores yet: do not start two runs of one pipeline at once"
-            );
-            return Ok(RunLock { _file: None });
+    pub async fn acquire(state_dir: &str, pipeline: &str) -> Result<RunLock, ConnectorError> {
+        if !ferry_connectors::files::is_url(state_dir) {
+            return RunLock::acquire_file(state_dir, pipeline);
         }
+        let (store, root) = ferry_connectors::files::stores::store_at(state_dir)?;
+        let path = object_store::path::Path::from(format!("{root}/locks/{}.lease", safe(pipeline)));
+        let what = format!("pipeline \"{pipeline}\"");
+        Ok(RunLock::Lease(Lease::take(store, path, &what).await?))
+    }
+
+    /// Takes the lock file for `pipeline` under the folder `state_dir`, or says who holds it.
+    pub fn acquire_file(state_dir: &str, pipeline: &str) -> Result<RunLock, ConnectorError> {
+        let safe = safe(pipeline);
         let dir = Path::new(state_dir).join("locks");
         std::fs::create_dir_all(&dir)
             .map_err(|e| ConnectorError::fatal(format!("cannot create {}: {e}", dir.display())))?;
-        let safe: String = pipeline
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
         let path = dir.join(format!("{safe}.lock"));
         let cannot = |e: std::io::Error| {
             ConnectorError::fatal(format!("cannot use the lock {}: {e}", path.display()))
@@ -91,8 +90,38 @@ impl RunLock {
         file.rewind().map_err(cannot)?;
         file.write_all(holder.as_bytes()).map_err(cannot)?;
         file.flush().map_err(cannot)?;
-        Ok(RunLock { _file: Some(file) })
+        Ok(RunLock::File(file))
     }
+
+    /// Resolves (with why) if the lock is lost while held: a lease taken by another process or not
+    /// renewed in time. A file lock is never lost.
+    pub async fn lost(&self) -> String {
+        match self {
+            RunLock::File(_) => std::future::pending().await,
+            RunLock::Lease(lease) => lease.lost().await,
+        }
+    }
+
+    /// Lets the lock go now (a lease is released on the store, not left to expire).
+    pub async fn release(self) {
+        if let RunLock::Lease(lease) = self {
+            lease.release().await;
+        }
+    }
+}
+
+/// The pipeline's name as a file name.
+fn safe(pipeline: &str) -> String {
+    pipeline
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Whether the lock file names this process as its holder.
@@ -105,7 +134,7 @@ fn holder_is_this_process(file: &mut File) -> bool {
         && holder.split_whitespace().next() == Some(std::process::id().to_string().as_str())
 }
 
-fn hostname() -> String {
+pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string())
@@ -129,7 +158,7 @@ mod tests {
                 let (state, barrier) = (state.clone(), barrier.clone());
                 std::thread::spawn(move || {
                     barrier.wait();
-                    let lock = RunLock::acquire(&state, "p");
+                    let lock = RunLock::acquire_file(&state, "p");
                     // Longer than a taker waits for a holder of this same process (1 s).
                     std::thread::sleep(std::time::Duration::from_millis(1500));
                     lock.is_ok()
@@ -142,14 +171,14 @@ mod tests {
             .filter(|ok| *ok)
             .count();
         assert_eq!(held, 1);
-        let again = RunLock::acquire(&state, "p").unwrap();
-        let refused = RunLock::acquire(&state, "p").unwrap_err();
+        let again = RunLock::acquire_file(&state, "p").unwrap();
+        let refused = RunLock::acquire_file(&state, "p").unwrap_err();
         assert!(
             refused.message.contains("is already running (process"),
             "{refused}"
         );
         drop(again);
-        assert!(RunLock::acquire(&state, "p").is_ok());
+        assert!(RunLock::acquire_file(&state, "p").is_ok());
     }
 
     /// A lock this process released, while a forked child still holds a copy of its descriptor
@@ -159,7 +188,7 @@ mod tests {
     fn a_lock_held_a_moment_longer_by_this_process_is_waited_for() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().to_str().unwrap().to_string();
-        let first = RunLock::acquire(&state, "p").unwrap();
+        let first = RunLock::acquire_file(&state, "p").unwrap();
         let copy = std::fs::File::open(dir.path().join("locks/p.lock")).unwrap();
         // The first run ends; the copy (the child's) keeps the lock for a moment.
         drop(first);
@@ -168,7 +197,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(200));
             drop(copy);
         });
-        assert!(RunLock::acquire(&state, "p").is_ok());
+        assert!(RunLock::acquire_file(&state, "p").is_ok());
         child.join().unwrap();
     }
 }

@@ -8,10 +8,16 @@
 //! <state_dir>/checkpoints         input files consumed by incremental sources
 //! <state_dir>/quarantine/<table>  rejected rows with their error; append-only, retried rows marked resolved
 //! <state_dir>/locks/<pipeline>.lock   held while a run of the pipeline is under way
+//!                                     (on object storage: <pipeline>.lease, see `lease`)
 //! ```
+//!
+//! `state_dir` may be a folder or an object-store URL (s3://, az://, gs://): Delta's commits there
+//! are conditional puts, so processes that share it (two pipelines, or a run and `ferry history`)
+//! never overwrite each other's commits.
 //!
 //! A table that exists but cannot be read stops the run: it is never taken for "nothing done yet".
 
+pub mod lease;
 pub mod lock;
 pub mod quarantine;
 pub mod recorder;
@@ -139,7 +145,7 @@ impl Book {
                     .with_hint("set state_dir in the pipeline file to a folder Ferry can write")
             })?;
         }
-        deltalake::ensure_table_uri(&location).map_err(|e| self.damaged(name, e))
+        ferry_connectors::files::stores::delta_url(&location).map_err(|e| self.damaged(name, e))
     }
 
     fn damaged(&self, name: &str, e: impl std::fmt::Display) -> ConnectorError {

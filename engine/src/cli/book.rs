@@ -238,7 +238,8 @@ pub async fn reset(file: &Path, what: ResetWhat, yes: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let _lock = match crate::book::lock::RunLock::acquire(&pipeline.state_dir, &pipeline.name) {
+    let _lock = match crate::book::lock::RunLock::acquire(&pipeline.state_dir, &pipeline.name).await
+    {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");

@@ -50,7 +50,7 @@ fn say(line: &str) {
 
 /// Processes what the inbox holds now, then exits (available-now). Holds the dropbox's lock.
 pub async fn run_once(dropbox: &Dropbox) -> Result<Outcome, String> {
-    let _lock = RunLock::acquire(
+    let _lock = RunLock::acquire_file(
         &dropbox.state_dir.display().to_string(),
         &format!("dropbox-{}", dropbox.name),
     )

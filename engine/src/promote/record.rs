@@ -162,7 +162,7 @@ impl Store {
 
     /// Held while a promotion is created, completed, commented or reverted: one change at a time.
     pub fn lock(&self) -> Result<crate::book::lock::RunLock, ConnectorError> {
-        crate::book::lock::RunLock::acquire(&self.dir.to_string_lossy(), "promotions")
+        crate::book::lock::RunLock::acquire_file(&self.dir.to_string_lossy(), "promotions")
     }
 
     pub async fn save(&self, p: &Promotion) -> Result<(), ConnectorError> {

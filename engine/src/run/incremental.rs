@@ -40,7 +40,7 @@ pub async fn select(pipeline: &Pipeline, book: &Book) -> Result<Selection, Conne
         let crate::spec::Origin::File(file_source) = &source.origin else {
             continue;
         };
-        for file in list_files(file_source)? {
+        for file in list_files(file_source).await? {
             match consumed.get(&file.path) {
                 None => take.push(file),
                 Some(c) if c.size == file.size as i64 && c.modified == file.modified => {}

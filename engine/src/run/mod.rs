@@ -236,13 +236,14 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         start_time,
     )
     .await;
+    prepared.lock.release().await;
     Ok(report)
 }
 
 /// What a run holds once it may start: the run lock, the bookkeeping, the files an incremental
 /// source reads this time, the plan, and the target, checked.
 struct Prepared {
-    _lock: RunLock,
+    lock: RunLock,
     book: Book,
     selection: incremental::Selection,
     planned: plan::Planned,
@@ -252,7 +253,9 @@ struct Prepared {
 }
 
 async fn prepare(pipeline: &Pipeline, settings: &RunSettings) -> Result<Prepared, StartError> {
-    let lock = RunLock::acquire(&pipeline.state_dir, &pipeline.name).map_err(StartError::Book)?;
+    let lock = RunLock::acquire(&pipeline.state_dir, &pipeline.name)
+        .await
+        .map_err(StartError::Book)?;
     let book = Book::open(&pipeline.state_dir, &pipeline.name)
         .await
         .map_err(StartError::Book)?;
@@ -295,7 +298,7 @@ async fn prepare(pipeline: &Pipeline, settings: &RunSettings) -> Result<Prepared
         }
     }
     Ok(Prepared {
-        _lock: lock,
+        lock,
         book,
         selection,
         planned,
@@ -459,6 +462,8 @@ async fn write(
                 .with_hint("raise timeout under [run], e.g. timeout = \"2h\""))),
         },
         _ = stop_requested() => Err((Status::Stopped, ConnectorError::fatal("stopped by the user or the scheduler"))),
+        why = prepared.lock.lost() => Err((Status::Failed, ConnectorError::retryable(why)
+            .with_hint("another process may be running this pipeline now; its run carries on from what this one recorded"))),
     };
     let recorded = recorder_task.close().await;
     match (outcome, recorded) {

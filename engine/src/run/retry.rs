@@ -73,7 +73,7 @@ pub async fn retry(
     table: &str,
     from: Option<&Path>,
 ) -> Result<Retried, ConnectorError> {
-    let _lock = RunLock::acquire(&pipeline.state_dir, &pipeline.name)?;
+    let _lock = RunLock::acquire(&pipeline.state_dir, &pipeline.name).await?;
     let book = Book::open(&pipeline.state_dir, &pipeline.name).await?;
     if table != target_name(pipeline) {
         return Err(ConnectorError::fatal(format!(

@@ -12,6 +12,7 @@ mod files;
 mod fuzz;
 mod incremental;
 mod matrix;
+mod object_storage;
 mod odata;
 mod odata_source;
 mod params;
