@@ -56,6 +56,38 @@ pub fn delta_url(location: &str) -> DeltaResult<Url> {
     deltalake::ensure_table_uri(location)
 }
 
+/// The object stores of a process that has no pipeline to say which it needs (a `ferry worker`):
+/// local files as DataFusion serves them, and any s3://, az://, gs:// store made from the
+/// environment the first time a plan reads from it.
+#[derive(Debug, Default)]
+pub struct StoresOnDemand(datafusion::execution::object_store::DefaultObjectStoreRegistry);
+
+impl datafusion::execution::object_store::ObjectStoreRegistry for StoresOnDemand {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.0.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.0.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.0.get_store(url).or_else(|missing| {
+            if !SCHEMES.contains(&url.scheme()) {
+                return Err(missing);
+            }
+            let store = store_for(url)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            self.0.register_store(url, store.clone());
+            Ok(store)
+        })
+    }
+}
+
 const SCHEMES: [&str; 8] = ["s3", "s3a", "az", "azure", "abfs", "abfss", "gs", "gcs"];
 
 /// Delta's hooks to Ferry's stores: the store from the environment, the default log store (its

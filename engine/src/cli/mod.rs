@@ -254,6 +254,17 @@ pub enum Command {
         #[arg(long)]
         jobs: Option<PathBuf>,
     },
+    /// Serve as a worker of distributed runs: pipelines whose [run] cluster names this address
+    /// run their steps' stages here (GROUP BY, joins over parquet, CSV and JSON files the worker can
+    /// read at the same paths). The run, its target and its bookkeeping stay with `ferry run`.
+    #[command(
+        after_help = "Examples:\n  ferry worker --listen 127.0.0.1:7470\n  ferry worker --listen 0.0.0.0:7470     # reachable from other machines: put it on a private network\n\nIn the pipeline file:\n  [run]\n  cluster = [\"http://10.0.0.5:7470\", \"http://10.0.0.6:7470\"]\n\nNeeds a ferry built with --features distributed."
+    )]
+    Worker {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7470")]
+        listen: std::net::SocketAddr,
+    },
     /// Emulate a target service on this machine.
     #[command(subcommand)]
     Emulate(EmulateCommand),
@@ -504,6 +515,13 @@ pub async fn main(mut cli: Cli) -> ExitCode {
             schedule::schedule(&dir, max_concurrent_runs, clock, stop_after).await
         }
         Command::Promote(args) => promote::promote(cli.project, args).await,
+        Command::Worker { listen } => match crate::plan::cluster::serve_worker(listen).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(INVALID)
+            }
+        },
         Command::Serve {
             state_dir,
             port,

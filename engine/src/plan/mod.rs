@@ -7,6 +7,8 @@
 //!
 //! A SQL error is reported at the step's line, on the line of the name it is about when it can be found.
 
+pub mod cluster;
+
 use std::collections::HashMap;
 
 use datafusion::execution::config::SessionConfig;
@@ -28,12 +30,13 @@ impl Planned {
     }
 }
 
-/// A session tuned for moving data: batches of DataFusion's usual size, all cores.
-pub fn session() -> SessionContext {
+/// A session tuned for moving data: batches of DataFusion's usual size, all cores; planned across
+/// the `ferry worker`s of `cluster` when it names any.
+pub fn session(cluster: &[url::Url]) -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(false)
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    SessionContext::new_with_config(config)
+    cluster::session(config, cluster)
 }
 
 /// Registers every source and plans every step. Stops at the first step that does not plan, since the
@@ -48,9 +51,15 @@ pub async fn plan_with(
     files: &HashMap<String, Vec<String>>,
 ) -> Result<Planned, SpecErrors> {
     use ferry_connectors::files::source::{register, register_files};
-    let ctx = session();
+    let ctx = session(&pipeline.run.cluster);
     let mut errors = Vec::new();
     for source in &pipeline.sources {
+        if !pipeline.run.cluster.is_empty() && !distributable(&source.origin) {
+            errors.push(pipeline.locator.error(source.span.clone(), format!(
+                "source \"{}\": with a cluster, sources are parquet, CSV or JSON files the workers can read", source.name))
+                .hint("read databases, Excel and Delta in a pipeline without cluster, or stage them as parquet first"));
+            continue;
+        }
         let registered = match (&source.origin, files.get(&source.name)) {
             (Origin::File(file), Some(list)) => {
                 register_files(&ctx, &source.name, file, list).await
@@ -74,6 +83,17 @@ pub async fn plan_with(
     }
     let mut steps = Vec::with_capacity(pipeline.steps.len());
     for (i, step) in pipeline.steps.iter().enumerate() {
+        if step.connection.is_some() && !pipeline.run.cluster.is_empty() {
+            return Err(SpecErrors(vec![
+                sql_error(
+                    pipeline,
+                    i,
+                    step,
+                    "with a cluster, a step cannot run on a database",
+                )
+                .hint("run database steps in a pipeline without cluster"),
+            ]));
+        }
         if let Some(reader) = &step.connection {
             // The SQL runs whole on its database; later steps see its result as a table.
             let read = ferry_connectors::Read::Query(step.sql.clone());
@@ -100,6 +120,13 @@ pub async fn plan_with(
         steps.push(df);
     }
     Ok(Planned { ctx, steps })
+}
+
+/// Whether the workers of a cluster can read a source: plain file scans travel as plans; Ferry's own
+/// readers (databases, Excel, Delta, OData) do not.
+fn distributable(origin: &Origin) -> bool {
+    use ferry_connectors::files::FileFormat;
+    matches!(origin, Origin::File(f) if matches!(f.format, FileFormat::Parquet | FileFormat::Csv | FileFormat::Json))
 }
 
 /// A step's SQL as a DataFrame, if it is a query: a step that would write a file (COPY, INSERT),

@@ -132,6 +132,8 @@ pub struct RunOptions {
     pub validate: bool,
     /// Compare the target with the source's result after a completed run.
     pub reconcile: Option<crate::run::reconcile::Depth>,
+    /// The `ferry worker`s that run the steps' plans with this process (empty: this process alone).
+    pub cluster: Vec<url::Url>,
 }
 
 impl Pipeline {

@@ -143,4 +143,6 @@ pub struct RawRun {
     pub validate: Option<bool>,
     /// After a completed run: "count" or "checksum" (`run::reconcile`).
     pub reconcile: Option<Spanned<String>>,
+    /// `ferry worker` processes the steps are planned across (`plan::cluster`).
+    pub cluster: Option<Spanned<Vec<String>>>,
 }

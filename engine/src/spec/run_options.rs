@@ -16,6 +16,7 @@ impl Checker<'_> {
             timeout: None,
             validate: None,
             reconcile: None,
+            cluster: None,
         });
         let max_consecutive_failures = self.positive(
             raw.max_consecutive_failures,
@@ -52,13 +53,60 @@ impl Checker<'_> {
                 }
             },
         };
+        let cluster = self.cluster(raw.cluster)?;
         Some(RunOptions {
             max_retries,
             max_consecutive_failures,
             timeout,
             validate: raw.validate.unwrap_or(true),
             reconcile,
+            cluster,
         })
+    }
+
+    /// `cluster = ["http://10.0.0.5:7470", ...]`: the workers' addresses, checked as URLs, and only
+    /// in a Ferry built with the distributed engine.
+    fn cluster(&mut self, raw: Option<Spanned<Vec<String>>>) -> Option<Vec<url::Url>> {
+        let Some(raw) = raw else {
+            return Some(Vec::new());
+        };
+        let span = raw.span();
+        if !cfg!(feature = "distributed") {
+            self.errors.push(
+                self.loc
+                    .error(span, "this ferry was built without the distributed engine")
+                    .hint("build it with `cargo build --release -p ferry --features distributed`, or remove cluster"),
+            );
+            return None;
+        }
+        let mut urls = Vec::new();
+        for text in raw.into_inner() {
+            match url::Url::parse(&text) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.port_or_known_default().is_some() =>
+                {
+                    urls.push(u)
+                }
+                _ => {
+                    self.errors.push(
+                        self.loc
+                            .error(span.clone(), format!("\"{text}\" is not a worker's address"))
+                            .hint("cluster = [\"http://10.0.0.5:7470\"]: each a `ferry worker --listen` address"),
+                    );
+                    return None;
+                }
+            }
+        }
+        if urls.is_empty() {
+            self.errors.push(
+                self.loc
+                    .error(span, "cluster names no worker")
+                    .hint("name at least one `ferry worker` address, or remove cluster"),
+            );
+            return None;
+        }
+        Some(urls)
     }
 }
 

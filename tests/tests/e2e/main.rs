@@ -5,6 +5,7 @@
 mod bookkeeping;
 mod bulk;
 mod capabilities;
+mod cluster;
 mod dropbox;
 mod emulator;
 mod environments;

@@ -1,0 +1,254 @@
+//! A run whose steps are planned across `ferry worker` processes (`[run] cluster`): the same rows
+//! in the target as a run in one process, the work done by the workers (a run with its workers gone
+//! fails rather than quietly computing alone), and sources the workers cannot read refused.
+
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry_tests::{Workspace, azure, ferry_command, rows, sqlite_rows};
+
+/// A `ferry worker` on a free loopback port, stopped when dropped.
+struct WorkerProcess {
+    child: Child,
+    url: String,
+}
+
+impl WorkerProcess {
+    fn start() -> WorkerProcess {
+        WorkerProcess::start_with(Vec::new())
+    }
+
+    fn start_with(env: Vec<(&'static str, String)>) -> WorkerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = ferry_command()
+            .args(["worker", "--listen", &format!("127.0.0.1:{port}")])
+            .envs(env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the worker never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        WorkerProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Six CSV files of orders: customer c<i % 37>, amount i, for i in 1..=6000.
+fn orders(ws: &Workspace) {
+    for file in 0..6 {
+        let mut csv = String::from("order_id,customer,amount\n");
+        for i in file * 1000 + 1..=(file + 1) * 1000 {
+            csv.push_str(&format!("{i},c{},{i}\n", i % 37));
+        }
+        ws.write(&format!("in/orders-{file}.csv"), csv);
+    }
+}
+
+fn pipeline(db: &str, cluster: &[&str]) -> String {
+    let cluster = if cluster.is_empty() {
+        String::new()
+    } else {
+        let urls: Vec<String> = cluster.iter().map(|u| format!("\"{u}\"")).collect();
+        format!("[run]\ncluster = [{}]\n", urls.join(", "))
+    };
+    format!(
+        r#"name = "totals"
+[connections.db]
+url = "sqlite://{db}"
+[sources.orders]
+path = "in/"
+format = "csv"
+[[steps]]
+name = "totals"
+sql = """
+SELECT o.customer, count(*) AS orders, sum(o.amount) AS total, max(b.biggest_even) AS biggest
+FROM orders o
+JOIN (SELECT customer, max(amount) AS biggest_even FROM orders WHERE amount % 2 = 0 GROUP BY customer) b
+  ON b.customer = o.customer
+GROUP BY o.customer
+"""
+[target]
+connection = "db"
+table = "totals"
+mode = "upsert"
+key = ["customer"]
+create = true
+{cluster}"#
+    )
+}
+
+fn run(ws: &Workspace, file: &str) -> (bool, String) {
+    let out = ferry_command()
+        .args(["run", file])
+        .current_dir(ws.path())
+        .env("FERRY_CLUSTER_SCAN_BYTES", "4096")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_run_across_two_workers_lands_what_one_process_computes() {
+    let ws = Workspace::new();
+    orders(&ws);
+    let workers = [WorkerProcess::start(), WorkerProcess::start()];
+    let owned: Vec<String> = workers.iter().map(|w| w.url.clone()).collect();
+    let urls: Vec<&str> = owned.iter().map(String::as_str).collect();
+    ws.write("alone.toml", pipeline("alone.sqlite", &[]));
+    ws.write("spread.toml", pipeline("spread.sqlite", &urls));
+
+    let (ok, out) = run(&ws, "alone.toml");
+    assert!(ok, "{out}");
+    let (ok, out) = run(&ws, "spread.toml");
+    assert!(ok, "{out}");
+    let query = "SELECT customer, orders, total, biggest FROM totals";
+    let alone = sqlite_rows(&ws.join("alone.sqlite"), query);
+    assert_eq!(alone.len(), 37);
+    assert_eq!(sqlite_rows(&ws.join("spread.sqlite"), query), alone);
+
+    // The workers computed it: without them, the run fails and says which worker is missing.
+    drop(workers);
+    ws.write("gone.toml", pipeline("gone.sqlite", &urls));
+    let (ok, out) = run(&ws, "gone.toml");
+    assert!(!ok, "{out}");
+    assert!(out.contains("127.0.0.1"), "{out}");
+}
+
+#[test]
+fn a_cluster_refuses_sources_the_workers_cannot_read() {
+    let ws = Workspace::new();
+    ws.write("in/a.xlsx", b"not read");
+    ws.write(
+        "p.toml",
+        r#"name = "p"
+[connections.db]
+url = "sqlite://db.sqlite"
+[sources.sheet]
+path = "in/a.xlsx"
+[target]
+connection = "db"
+table = "t"
+create = true
+[run]
+cluster = ["http://127.0.0.1:9"]
+"#,
+    );
+    let out = ferry_command()
+        .args(["validate", "p.toml"])
+        .current_dir(ws.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("with a cluster, sources are parquet, CSV or JSON files"),
+        "{text}"
+    );
+}
+
+/// Workers read the files of an object store themselves (here Azure Blob Storage, Azurite), with
+/// the stores made from their own environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_read_files_from_object_storage() {
+    let ws = Workspace::new();
+    let bucket = format!("ferry-{}", uuid::Uuid::new_v4().simple());
+    azure::create_container(&bucket).await;
+    for file in 0..3 {
+        let mut csv = String::from("order_id,customer,amount\n");
+        for i in file * 100 + 1..=(file + 1) * 100 {
+            csv.push_str(&format!("{i},c{},{i}\n", i % 3));
+        }
+        azure::upload(&format!("{bucket}/orders/{file}.csv"), csv).await;
+    }
+    // Two: a stage of one task runs in the planning process, so one worker would never be asked.
+    let workers = [
+        WorkerProcess::start_with(azure::env()),
+        WorkerProcess::start_with(azure::env()),
+    ];
+    ws.write(
+        "p.toml",
+        format!(
+            r#"name = "p"
+[connections.db]
+url = "sqlite://db.sqlite"
+[sources.orders]
+path = "az://{bucket}/orders/"
+format = "csv"
+[[steps]]
+name = "totals"
+sql = "SELECT customer, count(*) AS orders, sum(amount) AS total FROM orders GROUP BY customer"
+[target]
+connection = "db"
+table = "totals"
+create = true
+[run]
+cluster = ["{}", "{}"]
+"#,
+            workers[0].url, workers[1].url
+        ),
+    );
+    let out = ferry_command()
+        .args(["run", "p.toml"])
+        .current_dir(ws.path())
+        .envs(azure::env())
+        .env("FERRY_CLUSTER_SCAN_BYTES", "1024")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Customer c0: 3, 6, ..., 300 (100 orders, 15,150); c1: 1, 4, ..., 298; c2: 2, 5, ..., 299.
+    assert_eq!(
+        sqlite_rows(
+            &ws.join("db.sqlite"),
+            "SELECT customer, orders, total FROM totals"
+        ),
+        rows(&[
+            &["c0", "100", "15150"],
+            &["c1", "100", "14950"],
+            &["c2", "100", "15050"]
+        ])
+    );
+    // The workers read them: without them the same run fails.
+    drop(workers);
+    let out = ferry_command()
+        .args(["run", "p.toml", "--fresh"])
+        .current_dir(ws.path())
+        .envs(azure::env())
+        .env("FERRY_CLUSTER_SCAN_BYTES", "1024")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
