@@ -170,12 +170,20 @@ impl Book {
         if table.version().is_some() {
             return Ok(table);
         }
-        table
+        let created = table
             .write(vec![RecordBatch::new_empty(schema)])
             .with_save_mode(SaveMode::Append)
             .with_table_name(name)
-            .await
-            .map_err(|e| self.damaged(name, e))
+            .await;
+        match created {
+            Ok(table) => Ok(table),
+            // Another process created it at the same moment (the processes of a spread run, or
+            // two pipelines sharing a state dir): theirs is the table.
+            Err(e) => match DeltaTable::try_from_url(self.url(name)?).await {
+                Ok(table) if table.version().is_some() => Ok(table),
+                _ => Err(self.damaged(name, e)),
+            },
+        }
     }
 
     /// Opens an existing bookkeeping table at its latest version; `None` when it was never written.

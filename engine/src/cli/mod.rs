@@ -116,6 +116,12 @@ pub enum Command {
         /// more). Filled into the SQL as a literal of the declared type, never as SQL text.
         #[arg(long, value_name = "NAME=VALUE")]
         param: Vec<String>,
+        /// Lead a run shared by N processes: this one and N-1 `ferry worker --join PIPELINE`, on
+        /// this machine or others sharing the state dir. Each writes some of the target's
+        /// partitions ([target] workers) through its own connections; a process that dies has its
+        /// partitions taken over. Keyed modes only (upsert, or insert with a key).
+        #[arg(long, value_name = "N")]
+        spread: Option<usize>,
     },
     /// Show the first rows of a step (the last one by default). Writes nothing.
     #[command(
@@ -262,8 +268,14 @@ pub enum Command {
     )]
     Worker {
         /// The address to listen on.
-        #[arg(long, default_value = "127.0.0.1:7470")]
+        #[arg(long, default_value = "127.0.0.1:7470", conflicts_with = "join")]
         listen: std::net::SocketAddr,
+        /// Instead: help write the spread run of this pipeline file (led by `ferry run --spread`).
+        #[arg(long, value_name = "PIPELINE")]
+        join: Option<PathBuf>,
+        /// With --join: how long to wait for the run to start.
+        #[arg(long, default_value = "60s", value_parser = parse_wait)]
+        wait: std::time::Duration,
     },
     /// Emulate a target service on this machine.
     #[command(subcommand)]
@@ -464,6 +476,7 @@ pub async fn main(mut cli: Cli) -> ExitCode {
             yes,
             dry_run,
             param,
+            spread,
         } => {
             if dry_run {
                 return dry_run::dry_run_command(&pipeline, &param).await;
@@ -473,7 +486,7 @@ pub async fn main(mut cli: Cli) -> ExitCode {
                 fresh,
                 confirmed: yes,
             };
-            run_command(&pipeline, &param, &settings).await
+            run_command(&pipeline, &param, &settings, spread).await
         }
         Command::Preview {
             pipeline,
@@ -515,7 +528,32 @@ pub async fn main(mut cli: Cli) -> ExitCode {
             schedule::schedule(&dir, max_concurrent_runs, clock, stop_after).await
         }
         Command::Promote(args) => promote::promote(cli.project, args).await,
-        Command::Worker { listen } => match crate::plan::cluster::serve_worker(listen).await {
+        Command::Worker {
+            join: Some(file),
+            wait,
+            ..
+        } => {
+            let pipeline = match load_filled(&file, &[], false).await {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            match run::join(&pipeline, wait).await {
+                Ok(joined) => {
+                    say!(
+                        "joined run {}: wrote partitions {:?} ({} rows); every partition is done",
+                        joined.run_id,
+                        joined.partitions,
+                        joined.rows_written
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(if e.is_retryable() { 75 } else { 1 })
+                }
+            }
+        }
+        Command::Worker { listen, .. } => match crate::plan::cluster::serve_worker(listen).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -765,12 +803,17 @@ async fn run_command(
     file: &std::path::Path,
     params: &[String],
     settings: &RunSettings,
+    spread: Option<usize>,
 ) -> ExitCode {
     let pipeline = match load_filled(file, params, settings.fresh).await {
         Ok(p) => p,
         Err(code) => return code,
     };
-    match run::run(&pipeline, settings).await {
+    let ran = match spread {
+        Some(processes) => run::run_spread(&pipeline, settings, processes).await,
+        None => run::run(&pipeline, settings).await,
+    };
+    match ran {
         Ok(report) => {
             say!("{report}");
             ExitCode::from(report.status.exit_code() as u8)
@@ -780,4 +823,10 @@ async fn run_command(
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `--wait 90s`: a duration as pipeline files write them.
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    crate::spec::parse_duration(text)
+        .ok_or_else(|| format!("\"{text}\" is not a duration (e.g. 90s, 5m)"))
 }

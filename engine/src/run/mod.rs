@@ -49,12 +49,13 @@ pub mod reconcile;
 pub mod report;
 pub mod retry;
 mod route;
+pub mod spread;
 pub mod validate;
 mod workers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ferry_connectors::failpoint::pause_point;
@@ -177,6 +178,28 @@ fn resets_target(pipeline: &Pipeline) -> bool {
 /// [`start_or_resume`] (this run's identity, history: Running), [`write`] (the workers, until the
 /// sink finishes, fails, times out or is stopped), [`account`] (the report, state and history).
 pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunReport, StartError> {
+    run_as(pipeline, settings, None).await
+}
+
+/// A run led by this process and shared with `processes - 1` others that join it (`spread`).
+pub async fn run_spread(
+    pipeline: &Pipeline,
+    settings: &RunSettings,
+    processes: usize,
+) -> Result<RunReport, StartError> {
+    if let Some(why) = spread::refusal(pipeline) {
+        return Err(StartError::Target(vec![
+            ConnectorError::fatal(why).with_hint("run it in one process: drop --spread"),
+        ]));
+    }
+    run_as(pipeline, settings, Some(processes.max(1))).await
+}
+
+async fn run_as(
+    pipeline: &Pipeline,
+    settings: &RunSettings,
+    spread: Option<usize>,
+) -> Result<RunReport, StartError> {
     let started = Instant::now();
     let start_time = Utc::now();
     let prepared = prepare(pipeline, settings).await?;
@@ -203,7 +226,16 @@ pub async fn run(pipeline: &Pipeline, settings: &RunSettings) -> Result<RunRepor
         notes: Vec::new(),
         reconciled: None,
     };
-    match write(pipeline, &prepared, &mut attempt, &counters, &progress).await {
+    match write(
+        pipeline,
+        &prepared,
+        &mut attempt,
+        &counters,
+        &progress,
+        spread,
+    )
+    .await
+    {
         Ok(finished) => {
             pause_point("sink_finished");
             report.rows_deleted = finished.deleted;
@@ -409,6 +441,7 @@ async fn write(
     attempt: &mut Attempt,
     counters: &Arc<Counters>,
     progress: &Progress,
+    spread: Option<usize>,
 ) -> Result<ferry_connectors::Finished, (Status, ConnectorError)> {
     let Prepared {
         book,
@@ -432,6 +465,31 @@ async fn write(
         .await?;
         if begun == Resume::Lost {
             attempt.done.clear();
+        }
+        if let Some(processes) = spread {
+            drop(recorder);
+            let shared = spread::Shared::new(pipeline, &attempt.run_id)?;
+            shared.announce(processes).await?;
+            let work = spread::Share {
+                pipeline,
+                planned,
+                sink: sink.clone(),
+                book,
+                run_id: attempt.run_id.clone(),
+                attempt: attempt.number,
+                table_name: table_name.clone(),
+                counters: counters.clone(),
+                progress: progress.clone(),
+            };
+            spread::share(&shared, &work).await?;
+            let totals = spread::run_totals(book, &attempt.run_id, table_name).await?;
+            counters.set_run_totals(&totals);
+            return workers::retrying(
+                "finishing the target",
+                pipeline.run.max_retries,
+                async || sink.finish().await,
+            )
+            .await;
         }
         let config = WorkerConfig {
             batch_size: pipeline.target.batch_size,
@@ -471,6 +529,79 @@ async fn write(
         (Ok(_), Err(e)) => Err((Status::Failed, e)),
         (Err(e), _) => Err(e),
     }
+}
+
+/// What a process that joined a spread run wrote.
+pub struct Joined {
+    pub run_id: String,
+    pub partitions: Vec<usize>,
+    pub rows_written: u64,
+}
+
+/// Joins the spread run of `pipeline` that a `ferry run --spread` leads (waiting up to `wait` for
+/// it to start), and writes partitions until every partition is done.
+pub async fn join(pipeline: &Pipeline, wait: Duration) -> Result<Joined, ConnectorError> {
+    if let Some(why) = spread::refusal(pipeline) {
+        return Err(ConnectorError::fatal(why));
+    }
+    let book = Book::open(&pipeline.state_dir, &pipeline.name).await?;
+    let planned = plan::plan(pipeline)
+        .await
+        .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+    let sink = sink_for(pipeline).map_err(|e| ConnectorError::fatal(e.to_string()))?;
+    let identity = run_identity(pipeline, &sink.describe());
+    let started = Instant::now();
+    let (run, shared) = loop {
+        if let Some(run) = book.unfinished_run().await?
+            && run.status == "Running"
+            && run.identity.as_deref() == Some(identity.as_str())
+        {
+            let shared = spread::Shared::new(pipeline, &run.run_id)?;
+            if shared.processes().await?.is_some() {
+                break (run, shared);
+            }
+        }
+        if started.elapsed() > wait {
+            return Err(ConnectorError::retryable(format!(
+                "no spread run of \"{}\" to join",
+                pipeline.name
+            ))
+            .with_hint("start one with `ferry run PIPELINE --spread N` (the same pipeline file), or wait longer with --wait"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let schema = Arc::new(planned.result().schema().as_arrow().clone());
+    let attempt = ferry_connectors::Attempt {
+        run_id: run.run_id.clone(),
+        resume: true,
+    };
+    workers::retrying(
+        "preparing the target",
+        pipeline.run.max_retries,
+        async || sink.begin(schema.clone(), &attempt).await,
+    )
+    .await?;
+    let counters = Arc::new(Counters::default());
+    let work = spread::Share {
+        pipeline,
+        planned: &planned,
+        sink: sink.clone(),
+        book: &book,
+        run_id: run.run_id.clone(),
+        attempt: run.attempt,
+        table_name: target_name(pipeline),
+        counters: counters.clone(),
+        progress: Progress::new(false, &pipeline.name),
+    };
+    let partitions = tokio::select! {
+        r = spread::share(&shared, &work) => r?,
+        _ = stop_requested() => return Err(ConnectorError::fatal("stopped by the user")),
+    };
+    Ok(Joined {
+        run_id: run.run_id,
+        partitions,
+        rows_written: counters.written(),
+    })
 }
 
 /// Ctrl-C (SIGINT), or SIGTERM (a service manager, or `ferry schedule` stopping a run at its

@@ -58,10 +58,13 @@ pub fn route(
                         Err(e) => vec![(0, Err(e))],
                     },
                 };
+                // A worker that is gone (failed, or a partition this process does not write in a
+                // spread run) takes nothing more; the others still get their rows.
                 for (worker, part) in parts {
-                    if senders[worker].send(part).await.is_err() {
-                        return;
-                    }
+                    let _ = senders[worker].send(part).await;
+                }
+                if senders.iter().all(|s| s.is_closed()) {
+                    return;
                 }
             }
         });

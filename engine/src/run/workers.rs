@@ -61,6 +61,20 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The rows this process wrote.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// The run's totals as every process that shared it logged them (a spread run).
+    pub fn set_run_totals(&self, totals: &Totals) {
+        self.read.store(totals.read, Ordering::Relaxed);
+        self.written.store(totals.written, Ordering::Relaxed);
+        self.skipped.store(totals.skipped, Ordering::Relaxed);
+        self.rejected.store(totals.rejected, Ordering::Relaxed);
+        self.resumed.store(0, Ordering::Relaxed);
+    }
+
     /// Counts what an earlier attempt did for a batch this attempt skips.
     fn inherit(&self, batch: (i32, i32), earlier: &Totals) {
         self.written.fetch_add(earlier.written, Ordering::Relaxed);
@@ -111,9 +125,22 @@ pub async fn run_all(
     progress: Progress,
     recorder: Recorder,
 ) -> Result<(), ConnectorError> {
+    let numbered = streams.into_iter().enumerate().collect();
+    run_partitions(numbered, sink, config, counters, progress, recorder).await
+}
+
+/// Like [`run_all`], for some of the partitions only: (partition, its stream).
+pub async fn run_partitions(
+    streams: Vec<(usize, SendableRecordBatchStream)>,
+    sink: Arc<dyn Sink>,
+    config: WorkerConfig,
+    counters: Arc<Counters>,
+    progress: Progress,
+    recorder: Recorder,
+) -> Result<(), ConnectorError> {
     let config = Arc::new(config);
     let mut tasks = JoinSet::new();
-    for (partition, stream) in streams.into_iter().enumerate() {
+    for (partition, stream) in streams {
         let worker = Worker {
             partition: partition as i32,
             sink: sink.clone(),

@@ -25,6 +25,7 @@ mod schedule;
 mod secrets;
 mod serve;
 mod sources;
+mod spread;
 mod sql_sources;
 mod sql_targets;
 mod sqlite_modes;

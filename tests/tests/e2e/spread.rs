@@ -1,0 +1,237 @@
+//! A run spread over processes (`ferry run --spread N` and `ferry worker --join`): one of them is
+//! killed with SIGKILL in the middle of its partitions; the others take them over, and every row
+//! lands exactly once, in PostgreSQL and in the emulator.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use ferry_tests::db::{Server, TestDb};
+use ferry_tests::{Workspace, ferry_command, odata_records, quiet_emulator};
+
+const ROWS: usize = 6000;
+
+fn source(ws: &Workspace) {
+    let mut csv = String::from("id,name,amount\n");
+    for i in 1..=ROWS {
+        csv.push_str(&format!("{i},row {i},{}\n", i * 3));
+    }
+    ws.write("in/src.csv", csv);
+}
+
+fn ferry(ws: &Workspace) -> Command {
+    let mut c = ferry_command();
+    c.current_dir(ws.path());
+    c
+}
+
+/// Starts the leader, a worker, and a worker that pauses after its third batch; kills the last
+/// once it paused; returns the leader's and the surviving worker's outputs.
+fn three_processes_one_killed(ws: &Workspace) -> (String, String) {
+    let spawn = |args: &[&str], pause: Option<&str>| -> Child {
+        let mut c = ferry(ws);
+        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some(point) = pause {
+            c.env("FERRY_PAUSE_AT", point);
+        }
+        c.spawn().unwrap()
+    };
+    let mut doomed = spawn(&["worker", "--join", "p.toml"], Some("batch_written:3"));
+    let worker = spawn(&["worker", "--join", "p.toml"], None);
+    let leader = spawn(&["run", "p.toml", "--spread", "3"], None);
+    let mut said = Vec::new();
+    for line in BufReader::new(doomed.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("ferry: paused at") {
+            said.clear();
+            break;
+        }
+        said.push(line);
+    }
+    assert!(
+        said.is_empty(),
+        "the doomed worker never wrote three batches:\n{}",
+        said.join("\n")
+    );
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let text = |child: Child| {
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    (text(leader), text(worker))
+}
+
+fn history(ws: &Workspace) -> Vec<serde_json::Value> {
+    let out = ferry(ws)
+        .args(["history", "p.toml", "--json"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spread_run_into_postgres_survives_a_killed_process() {
+    let ws = Workspace::new();
+    let db = TestDb::new(Server::Postgres).await;
+    source(&ws);
+    ws.write(
+        "p.toml",
+        format!(
+            r#"name = "p"
+[connections.pg]
+url = "{}"
+[sources.src]
+path = "in/src.csv"
+[target]
+connection = "pg"
+table = "t"
+mode = "upsert"
+key = ["id"]
+create = true
+batch_size = 100
+workers = 6
+"#,
+            db.url()
+        ),
+    );
+    let (leader, worker) = three_processes_one_killed(&ws);
+    assert!(worker.contains("joined run"), "{worker}");
+    assert_eq!(
+        db.rows("SELECT count(*), count(DISTINCT id), sum(amount) FROM t")
+            .await,
+        vec![vec![
+            ROWS.to_string(),
+            ROWS.to_string(),
+            (3 * ROWS * (ROWS + 1) / 2).to_string()
+        ]],
+        "{leader}"
+    );
+    let runs = history(&ws);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "Completed", "{runs:?}");
+    assert!(
+        runs[0]["rows_written"].as_i64().unwrap() >= ROWS as i64,
+        "{runs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spread_run_into_the_emulator_survives_a_killed_process() {
+    let ws = Workspace::new();
+    let emu = quiet_emulator().await;
+    source(&ws);
+    ws.write(
+        "p.toml",
+        format!(
+            r#"name = "p"
+[connections.crm]
+url = "{url}"
+kind = "dataverse"
+auth = "client_credentials"
+token_url = "{token}"
+client_id = "app"
+client_secret = "x"
+[sources.src]
+path = "in/src.csv"
+[[steps]]
+name = "accounts"
+sql = "SELECT concat('A-', CAST(id AS VARCHAR)) AS accountnumber, name, CAST(amount AS INT) AS numberofemployees FROM src"
+[target]
+connection = "crm"
+table = "accounts"
+mode = "upsert"
+key = ["accountnumber"]
+batch_size = 100
+workers = 6
+"#,
+            url = emu.url(),
+            token = emu.token_url()
+        ),
+    );
+    three_processes_one_killed(&ws);
+    let records = odata_records(
+        &emu.url(),
+        &emu.token_url(),
+        "accounts",
+        "accountnumber,numberofemployees",
+    )
+    .await;
+    let mut numbers: Vec<i64> = records
+        .iter()
+        .map(|r| {
+            let number = r["accountnumber"].as_str().unwrap();
+            number.strip_prefix("A-").unwrap().parse().unwrap()
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=ROWS as i64).collect::<Vec<_>>());
+    let runs = history(&ws);
+    assert_eq!(runs[0]["status"], "Completed", "{runs:?}");
+}
+
+/// The leader killed once the run started: the worker writes the partitions, and the next `ferry run --spread`
+/// resumes the same run (its lock ended with the dead leader), finds every partition done,
+/// finishes the target and records the run Completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_leaders_run_is_resumed_by_the_next_leader() {
+    let ws = Workspace::new();
+    let db = TestDb::new(Server::Postgres).await;
+    source(&ws);
+    ws.write(
+        "p.toml",
+        format!(
+            "name = \"p\"\n[connections.pg]\nurl = \"{}\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"pg\"\ntable = \"t\"\nmode = \"upsert\"\nkey = [\"id\"]\ncreate = true\nbatch_size = 100\nworkers = 6\n",
+            db.url()
+        ),
+    );
+    let worker = ferry(&ws)
+        .args(["worker", "--join", "p.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut leader = ferry(&ws)
+        .args(["run", "p.toml", "--spread", "2"])
+        .env("FERRY_PAUSE_AT", "spread_arrived")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let paused = BufReader::new(leader.stderr.take().unwrap())
+        .lines()
+        .any(|l| l.unwrap().starts_with("ferry: paused at"));
+    assert!(paused);
+    leader.kill().unwrap();
+    leader.wait().unwrap();
+    let out = worker.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let again = ferry(&ws)
+        .args(["run", "p.toml", "--spread", "2"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&again.stdout).to_string()
+        + &String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{text}");
+    assert!(text.contains("resumed"), "{text}");
+    assert_eq!(
+        db.rows("SELECT count(*), count(DISTINCT id) FROM t").await,
+        vec![vec![ROWS.to_string(), ROWS.to_string()]]
+    );
+    let runs = history(&ws);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "Completed", "{runs:?}");
+}
