@@ -46,7 +46,7 @@ pub enum Scenario {
     Odata,
 }
 
-const PG_TABLE: &str = "CREATE TABLE orders (order_id bigint PRIMARY KEY, customer_id int NOT NULL, \
+pub(crate) const PG_TABLE: &str = "CREATE TABLE orders (order_id bigint PRIMARY KEY, customer_id int NOT NULL, \
     status text NOT NULL, description text NOT NULL, amount numeric(12,2) NOT NULL, \
     discount double precision NOT NULL, paid boolean NOT NULL, order_date date NOT NULL, \
     created_at timestamp NOT NULL, coupon text)";
@@ -389,7 +389,7 @@ fn my_loaded(data: &Data) -> Result<()> {
     mysql("ANALYZE TABLE ferry_bench.orders")
 }
 
-fn psql(db: &str, command: &str) -> Result<()> {
+pub(crate) fn psql(db: &str, command: &str) -> Result<()> {
     psql_run(db, "-c", command.as_ref())
 }
 

@@ -5,6 +5,7 @@ mod ceiling;
 mod compare;
 mod emulator;
 mod quickstart;
+mod spread;
 mod sweep;
 
 use std::path::PathBuf;
@@ -153,6 +154,20 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
         /// Where the datasets are generated once and kept.
+        #[arg(long, default_value = "/tmp/ferry-bench")]
+        data: PathBuf,
+    },
+    /// One load of ROWS orders into PostgreSQL written by 1, 2, 4... `ferry` processes (`ferry run
+    /// --spread N` and N-1 `ferry worker --join`), sharing a state dir: rows/s for each count.
+    #[command(after_help = "Example:\n  ferry-bench spread --rows 1000000 --processes 1,2,4")]
+    Spread {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        processes: Vec<usize>,
+        /// The target's partitions, shared out among the processes.
+        #[arg(long, default_value_t = 8)]
+        partitions: usize,
         #[arg(long, default_value = "/tmp/ferry-bench")]
         data: PathBuf,
     },
@@ -393,6 +408,14 @@ fn main() -> Result<()> {
                     ms(t.worst)
                 );
             }
+        }
+        Command::Spread {
+            rows,
+            processes,
+            partitions,
+            data,
+        } => {
+            spread::spread(rows, &processes, &data, partitions)?;
         }
         Command::Run { pipeline } => {
             let pipeline = Pipeline::load(&pipeline).map_err(|e| anyhow::anyhow!("{e}"))?;

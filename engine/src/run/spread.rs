@@ -240,8 +240,14 @@ pub async fn share(shared: &Shared, work: &Share<'_>) -> Result<Vec<usize>, Conn
         let done = shared.done().await?;
         claimed.retain(|(k, _)| !done.contains(k));
         if claimed.is_empty() {
-            // The rest are being written; wait, and take over any whose writer dies.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // The rest are being written; wait, and take over any whose writer dies. Each look
+            // at a lease on object storage is a few requests: look less often there.
+            let pause = if ferry_connectors::files::is_url(&shared.state_dir) {
+                Duration::from_secs(2)
+            } else {
+                Duration::from_millis(500)
+            };
+            tokio::time::sleep(pause).await;
             continue;
         }
         let partitions: Vec<usize> = claimed.iter().map(|(k, _)| *k).collect();

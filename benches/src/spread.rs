@@ -1,0 +1,95 @@
+//! `ferry-bench spread`: one migration written by 1, 2, 4... processes on this machine (`ferry run
+//! --spread N` and N-1 `ferry worker --join`), each a separate `ferry` process as on separate
+//! machines, sharing a state dir: rows/s for each count, to see what binds as processes are added.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+use crate::compare::{PG_TABLE, psql};
+use ferry_bench::data;
+
+/// Rows/s of a load of `rows` orders into a fresh PostgreSQL table by each process count.
+pub fn spread(
+    rows: u64,
+    counts: &[usize],
+    root: &Path,
+    partitions: usize,
+) -> Result<Vec<(usize, f64)>> {
+    let dir = root.join(rows.to_string());
+    if !dir.join("orders").exists() {
+        data::write_orders_parquet(&dir.join("orders"), 0, rows, 8, 42)?;
+    }
+    let ferry = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("ferry"))
+        .filter(|f| f.exists())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the ferry binary is not beside ferry-bench: cargo build --workspace --bins"
+            )
+        })?;
+    let scratch = root.join("spread");
+    psql("postgres", "DROP DATABASE IF EXISTS ferry_bench_spread")?;
+    psql("postgres", "CREATE DATABASE ferry_bench_spread")?;
+    let mut measured = Vec::new();
+    for &n in counts {
+        psql("ferry_bench_spread", "DROP TABLE IF EXISTS orders")?;
+        psql("ferry_bench_spread", PG_TABLE)?;
+        psql("ferry_bench_spread", "CHECKPOINT")?;
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch)?;
+        let file = scratch.join("spread.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"spread\"\nstate_dir = \"{state}\"\n[connections.db]\nurl = \"postgres://postgres@127.0.0.1:5432/ferry_bench_spread\"\n\
+                 [sources.orders]\npath = \"{data}/orders/*.parquet\"\n\
+                 [target]\nconnection = \"db\"\ntable = \"orders\"\nmode = \"insert\"\nkey = [\"order_id\"]\nbatch_size = 20000\nworkers = {partitions}\n",
+                state = scratch.join("state").display(),
+                data = dir.display(),
+            ),
+        )?;
+        let started = Instant::now();
+        let workers: Vec<_> = (1..n)
+            .map(|_| {
+                Command::new(&ferry)
+                    .arg("worker")
+                    .arg("--join")
+                    .arg(&file)
+                    .args(["--wait", "5m"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+            })
+            .collect::<std::io::Result<_>>()?;
+        let leader = Command::new(&ferry)
+            .arg("run")
+            .arg(&file)
+            .args(["--quiet", "--spread", &n.to_string()])
+            .output()?;
+        if !leader.status.success() {
+            bail!(
+                "the leader of {n} failed:\n{}{}",
+                String::from_utf8_lossy(&leader.stdout),
+                String::from_utf8_lossy(&leader.stderr)
+            );
+        }
+        for worker in workers {
+            let out = worker.wait_with_output()?;
+            if !out.status.success() {
+                bail!("a worker failed:\n{}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let rate = rows as f64 / seconds;
+        println!(
+            "bench: spread processes={n} rows={rows} partitions={partitions} seconds={seconds:.1} rows_per_s={rate:.0}"
+        );
+        measured.push((n, rate));
+    }
+    psql("postgres", "DROP DATABASE IF EXISTS ferry_bench_spread")?;
+    Ok(measured)
+}
