@@ -255,22 +255,33 @@ async fn sampled_run(
 /// The application users' connection block: user-0 as the connection's own, the others as
 /// `[[connections.crm.users]]`.
 fn connection(emu: &emulator::Running, users: usize, page_size: usize) -> String {
+    let names: Vec<String> = (0..users).map(|u| format!("user-{u}")).collect();
+    connection_with(emu, &names, page_size)
+}
+
+/// The connection block with these client ids (the first as the connection's own).
+pub(crate) fn connection_with(
+    emu: &emulator::Running,
+    users: &[String],
+    page_size: usize,
+) -> String {
     let mut toml = format!(
         r#"[connections.crm]
 url = "{}"
 kind = "dataverse"
 auth = "client_credentials"
 token_url = "{}"
-client_id = "user-0"
+client_id = "{}"
 client_secret = "s"
 page_size = {page_size}
 "#,
         emu.url(),
-        emu.token_url()
+        emu.token_url(),
+        users[0]
     );
-    for u in 1..users {
+    for u in &users[1..] {
         toml.push_str(&format!(
-            "[[connections.crm.users]]\nclient_id = \"user-{u}\"\nclient_secret = \"s\"\n"
+            "[[connections.crm.users]]\nclient_id = \"{u}\"\nclient_secret = \"s\"\n"
         ));
     }
     toml

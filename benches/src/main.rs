@@ -159,7 +159,9 @@ enum Command {
     },
     /// One load of ROWS orders into PostgreSQL written by 1, 2, 4... `ferry` processes (`ferry run
     /// --spread N` and N-1 `ferry worker --join`), sharing a state dir: rows/s for each count.
-    #[command(after_help = "Example:\n  ferry-bench spread --rows 1000000 --processes 1,2,4")]
+    #[command(
+        after_help = "Examples:\n  ferry-bench spread --rows 10000000 --processes 1,2,4\n  ferry-bench spread --odata --records 240000 --users 8 --processes 1,2,4"
+    )]
     Spread {
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
@@ -170,6 +172,14 @@ enum Command {
         partitions: usize,
         #[arg(long, default_value = "/tmp/ferry-bench")]
         data: PathBuf,
+        /// Instead: RECORDS new accounts into the emulator by USERS application users in all,
+        /// shared out among the processes (each signs in as its own).
+        #[arg(long)]
+        odata: bool,
+        #[arg(long, default_value_t = 240_000)]
+        records: usize,
+        #[arg(long, default_value_t = 8)]
+        users: usize,
     },
     /// Run a pipeline in this process and report rows/s and peak memory (VmHWM).
     #[command(after_help = "Example:\n  ferry-bench run benches/pipelines/orders-to-sqlite.toml")]
@@ -414,8 +424,16 @@ fn main() -> Result<()> {
             processes,
             partitions,
             data,
+            odata,
+            records,
+            users,
         } => {
-            spread::spread(rows, &processes, &data, partitions)?;
+            if odata {
+                tokio::runtime::Runtime::new()?
+                    .block_on(spread::spread_odata(records, &processes, users))?;
+            } else {
+                spread::spread(rows, &processes, &data, partitions)?;
+            }
         }
         Command::Run { pipeline } => {
             let pipeline = Pipeline::load(&pipeline).map_err(|e| anyhow::anyhow!("{e}"))?;

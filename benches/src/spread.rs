@@ -93,3 +93,128 @@ pub fn spread(
     psql("postgres", "DROP DATABASE IF EXISTS ferry_bench_spread")?;
     Ok(measured)
 }
+
+/// Records/s of a load of `records` new accounts into the emulator (Dataverse's limits scaled as
+/// in `odata-ceiling`) by `users` application users in all, shared out among each count of
+/// processes: process p signs in as its own users (`${FERRY_SPREAD_USER_i}` in the one pipeline
+/// file, so every process runs the same definition), as separate machines would.
+pub async fn spread_odata(
+    records: usize,
+    counts: &[usize],
+    users: usize,
+) -> Result<Vec<(usize, f64)>> {
+    use ferry_emulator::{self as emulator, Config, Latency};
+    let ferry = ferry_binary()?;
+    let mut measured = Vec::new();
+    for &n in counts {
+        if users % n != 0 {
+            bail!("{users} users do not share out among {n} processes");
+        }
+        let per_process = users / n;
+        let emu = emulator::start(
+            Config {
+                limits: crate::ceiling::scaled_limits(),
+                latency: Latency {
+                    base: std::time::Duration::from_millis(5),
+                    per_record: std::time::Duration::from_millis(2),
+                    jitter: 0.1,
+                    ..Latency::none()
+                },
+                ..Config::default()
+            },
+            "127.0.0.1:0".parse()?,
+        )
+        .await?;
+        let dir = tempfile::tempdir()?;
+        let mut csv = String::from("accountnumber,name\n");
+        for i in 0..records {
+            csv.push_str(&format!("C-{i:07},Account {i}\n"));
+        }
+        std::fs::write(dir.path().join("accounts.csv"), csv)?;
+        let names: Vec<String> = (0..per_process)
+            .map(|i| format!("${{FERRY_SPREAD_USER_{i}}}"))
+            .collect();
+        let file = dir.path().join("spread.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"spread-odata\"\n{}[sources.src]\npath = \"accounts.csv\"\n[target]\nconnection = \"crm\"\ntable = \"accounts\"\nmode = \"upsert\"\nkey = [\"accountnumber\"]\nbatch_size = 100\nworkers = {}\nbatch_mode = \"batch\"\n[run]\nmax_retries = 20\n",
+                crate::ceiling::connection_with(&emu, &names, 5000),
+                16 * users
+            ),
+        )?;
+        let command = |p: usize| {
+            let mut c = Command::new(&ferry);
+            for i in 0..per_process {
+                c.env(
+                    format!("FERRY_SPREAD_USER_{i}"),
+                    format!("user-{}", p * per_process + i),
+                );
+            }
+            c
+        };
+        let started = Instant::now();
+        let workers: Vec<_> = (1..n)
+            .map(|p| {
+                command(p)
+                    .arg("worker")
+                    .arg("--join")
+                    .arg(&file)
+                    .args(["--wait", "5m"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+            })
+            .collect::<std::io::Result<_>>()?;
+        let leader = tokio::task::spawn_blocking({
+            let mut c = command(0);
+            c.arg("run")
+                .arg(&file)
+                .args(["--quiet", "--spread", &n.to_string()]);
+            move || c.output()
+        })
+        .await??;
+        if !leader.status.success() {
+            bail!(
+                "the leader of {n} failed:\n{}{}",
+                String::from_utf8_lossy(&leader.stdout),
+                String::from_utf8_lossy(&leader.stderr)
+            );
+        }
+        for worker in workers {
+            let out = tokio::task::spawn_blocking(move || worker.wait_with_output()).await??;
+            if !out.status.success() {
+                bail!("a worker failed:\n{}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let stats: serde_json::Value = reqwest::get(format!("http://{}/_emulator/stats", emu.addr))
+            .await?
+            .json()
+            .await?;
+        emu.stop().await;
+        let landed = stats["records"]["accounts"].as_u64().unwrap_or(0) as usize;
+        if landed != records {
+            bail!("{landed} records landed, not {records}");
+        }
+        let rate = records as f64 / seconds;
+        let throttled = stats["total"]["throttled"].as_u64().unwrap_or(0);
+        println!(
+            "bench: spread-odata processes={n} users={users} records={records} seconds={seconds:.1} records_per_s={rate:.0} throttled={throttled}"
+        );
+        measured.push((n, rate));
+    }
+    Ok(measured)
+}
+
+fn ferry_binary() -> Result<std::path::PathBuf> {
+    std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("ferry"))
+        .filter(|f| f.exists())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the ferry binary is not beside ferry-bench: cargo build --workspace --bins"
+            )
+        })
+}
