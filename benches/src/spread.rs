@@ -107,7 +107,7 @@ pub async fn spread_odata(
     let ferry = ferry_binary()?;
     let mut measured = Vec::new();
     for &n in counts {
-        if users % n != 0 {
+        if !users.is_multiple_of(n) {
             bail!("{users} users do not share out among {n} processes");
         }
         let per_process = users / n;
