@@ -22,15 +22,7 @@ pub fn spread(
     if !dir.join("orders").exists() {
         data::write_orders_parquet(&dir.join("orders"), 0, rows, 8, 42)?;
     }
-    let ferry = std::env::current_exe()?
-        .parent()
-        .map(|d| d.join("ferry"))
-        .filter(|f| f.exists())
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "the ferry binary is not beside ferry-bench: cargo build --workspace --bins"
-            )
-        })?;
+    let ferry = ferry_binary()?;
     let scratch = root.join("spread");
     psql("postgres", "DROP DATABASE IF EXISTS ferry_bench_spread")?;
     psql("postgres", "CREATE DATABASE ferry_bench_spread")?;
@@ -52,38 +44,7 @@ pub fn spread(
                 data = dir.display(),
             ),
         )?;
-        let started = Instant::now();
-        let workers: Vec<_> = (1..n)
-            .map(|_| {
-                Command::new(&ferry)
-                    .arg("worker")
-                    .arg("--join")
-                    .arg(&file)
-                    .args(["--wait", "5m"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-            })
-            .collect::<std::io::Result<_>>()?;
-        let leader = Command::new(&ferry)
-            .arg("run")
-            .arg(&file)
-            .args(["--quiet", "--spread", &n.to_string()])
-            .output()?;
-        if !leader.status.success() {
-            bail!(
-                "the leader of {n} failed:\n{}{}",
-                String::from_utf8_lossy(&leader.stdout),
-                String::from_utf8_lossy(&leader.stderr)
-            );
-        }
-        for worker in workers {
-            let out = worker.wait_with_output()?;
-            if !out.status.success() {
-                bail!("a worker failed:\n{}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = run_processes(&file, n, |_| Command::new(&ferry))?;
         let rate = rows as f64 / seconds;
         println!(
             "bench: spread processes={n} rows={rows} partitions={partitions} seconds={seconds:.1} rows_per_s={rate:.0}"
@@ -143,7 +104,8 @@ pub async fn spread_odata(
                 16 * users
             ),
         )?;
-        let command = |p: usize| {
+        let ferry = ferry.clone();
+        let command = move |p: usize| {
             let mut c = Command::new(&ferry);
             for i in 0..per_process {
                 c.env(
@@ -153,41 +115,8 @@ pub async fn spread_odata(
             }
             c
         };
-        let started = Instant::now();
-        let workers: Vec<_> = (1..n)
-            .map(|p| {
-                command(p)
-                    .arg("worker")
-                    .arg("--join")
-                    .arg(&file)
-                    .args(["--wait", "5m"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-            })
-            .collect::<std::io::Result<_>>()?;
-        let leader = tokio::task::spawn_blocking({
-            let mut c = command(0);
-            c.arg("run")
-                .arg(&file)
-                .args(["--quiet", "--spread", &n.to_string()]);
-            move || c.output()
-        })
-        .await??;
-        if !leader.status.success() {
-            bail!(
-                "the leader of {n} failed:\n{}{}",
-                String::from_utf8_lossy(&leader.stdout),
-                String::from_utf8_lossy(&leader.stderr)
-            );
-        }
-        for worker in workers {
-            let out = tokio::task::spawn_blocking(move || worker.wait_with_output()).await??;
-            if !out.status.success() {
-                bail!("a worker failed:\n{}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds =
+            tokio::task::spawn_blocking(move || run_processes(&file, n, command)).await??;
         let stats: serde_json::Value = reqwest::get(format!("http://{}/_emulator/stats", emu.addr))
             .await?
             .json()
@@ -205,6 +134,43 @@ pub async fn spread_odata(
         measured.push((n, rate));
     }
     Ok(measured)
+}
+
+/// Runs the leader (`command(0)`) and `n - 1` workers (`command(1..n)`) of the spread run of
+/// `file` to the end; the seconds it took.
+fn run_processes(file: &Path, n: usize, command: impl Fn(usize) -> Command) -> Result<f64> {
+    let started = Instant::now();
+    let workers: Vec<_> = (1..n)
+        .map(|p| {
+            command(p)
+                .arg("worker")
+                .arg("--join")
+                .arg(file)
+                .args(["--wait", "5m"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    let leader = command(0)
+        .arg("run")
+        .arg(file)
+        .args(["--quiet", "--spread", &n.to_string()])
+        .output()?;
+    if !leader.status.success() {
+        bail!(
+            "the leader of {n} failed:\n{}{}",
+            String::from_utf8_lossy(&leader.stdout),
+            String::from_utf8_lossy(&leader.stderr)
+        );
+    }
+    for worker in workers {
+        let out = worker.wait_with_output()?;
+        if !out.status.success() {
+            bail!("a worker failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 fn ferry_binary() -> Result<std::path::PathBuf> {

@@ -443,3 +443,29 @@ pub fn kill_at(args: &[&str], point: &str) {
     child.kill().expect("kill");
     child.wait().expect("wait");
 }
+
+/// Starts `command` with `FERRY_PAUSE_AT=point` and returns the process once it has paused there
+/// (for the test to kill), or, when it ended without reaching the point, what it wrote to stderr.
+pub fn start_paused(
+    mut command: std::process::Command,
+    point: &str,
+) -> Result<std::process::Child, String> {
+    use std::io::BufRead;
+    let mut child = command
+        .env("FERRY_PAUSE_AT", point)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ferry starts");
+    let stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
+    let mut said = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap_or_default();
+        if line.starts_with("ferry: paused at") {
+            return Ok(child);
+        }
+        said.push(line);
+    }
+    let _ = child.wait();
+    Err(said.join("\n"))
+}

@@ -6,11 +6,13 @@
 //! <state_dir>/locks/<pipeline>.<run>.p<k>.lock|.lease   held by the process writing partition k
 //! <state_dir>/runs/<pipeline>/<run>/spread.json         the leader's: how many processes to expect
 //! <state_dir>/runs/<pipeline>/<run>/arrived/<process>    each process, as it arrives
+//! <state_dir>/runs/<pipeline>/<run>/p<k>.started        partition k claimed once
 //! <state_dir>/runs/<pipeline>/<run>/p<k>.done           partition k written and logged
 //! ```
 //!
 //! Processes start claiming once all N have arrived (or after half a minute with those that did),
-//! each at most N-th of the partitions at a time, so the first to arrive does not take them all.
+//! each its own share first (by its rank among them), then any partition another process started
+//! and let go (it died), or did not start within ten seconds.
 //!
 //! Each process executes the plan, keeps the rows of the partitions it claimed (a key always hashes
 //! to the same partition), writes them through its own sink (its own connections, its own
@@ -108,29 +110,52 @@ impl Shared {
     }
 
     /// This process is here.
-    async fn arrive(&self) -> Result<(), ConnectorError> {
-        let me = format!(
-            "arrived/{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        );
+    async fn arrive(&self) -> Result<String, ConnectorError> {
+        let me = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         self.store
-            .put(&self.mark(&me), PutPayload::from_static(b"here"))
+            .put(
+                &self.mark(&format!("arrived/{me}")),
+                PutPayload::from_static(b"here"),
+            )
             .await
             .map_err(|e| self.cannot(e))?;
-        Ok(())
+        Ok(me)
     }
 
-    async fn arrived(&self) -> Result<usize, ConnectorError> {
+    /// The processes that arrived, in a fixed order every process sees alike.
+    async fn arrived(&self) -> Result<Vec<String>, ConnectorError> {
         use futures::TryStreamExt;
         let prefix = self.mark("arrived");
-        let all: Vec<_> = self
+        let mut all: Vec<String> = self
             .store
             .list(Some(&prefix))
+            .map_ok(|m| m.location.filename().unwrap_or_default().to_string())
             .try_collect()
             .await
             .map_err(|e| self.cannot(e))?;
-        Ok(all.len())
+        all.sort();
+        Ok(all)
+    }
+
+    /// Partition k was claimed by some process once (if its claim is free and it is not done,
+    /// that process let it go without finishing it: it died).
+    async fn started(&self, k: usize) -> Result<bool, ConnectorError> {
+        match self.store.head(&self.mark(&format!("p{k}.started"))).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.cannot(e)),
+        }
+    }
+
+    async fn mark_started(&self, k: usize) -> Result<(), ConnectorError> {
+        self.store
+            .put(
+                &self.mark(&format!("p{k}.started")),
+                PutPayload::from_static(b"started"),
+            )
+            .await
+            .map_err(|e| self.cannot(e))?;
+        Ok(())
     }
 
     async fn done(&self) -> Result<HashSet<usize>, ConnectorError> {
@@ -168,6 +193,9 @@ impl Shared {
 
 /// How long processes wait for each other before they start.
 const ARRIVAL: Duration = Duration::from_secs(30);
+
+/// How long a process leaves another's unstarted partitions to it.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// Why a pipeline cannot be spread, if it cannot.
 pub fn refusal(pipeline: &Pipeline) -> Option<String> {
@@ -214,25 +242,38 @@ pub async fn share(shared: &Shared, work: &Share<'_>) -> Result<Vec<usize>, Conn
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    shared.arrive().await?;
+    let me = shared.arrive().await?;
     ferry_connectors::failpoint::pause_point("spread_arrived");
-    let waiting = std::time::Instant::now();
-    while shared.arrived().await? < processes && waiting.elapsed() < ARRIVAL {
+    let arrived_at = std::time::Instant::now();
+    let mut arrived = shared.arrived().await?;
+    while arrived.len() < processes && arrived_at.elapsed() < ARRIVAL {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        arrived = shared.arrived().await?;
     }
-    let per_pass = shared.partitions.div_ceil(processes).max(1);
+    // Each process's own share: the partitions k with k % count == its rank. Another's partition
+    // is taken only once it was started and let go (its writer died), or when its owner has not
+    // started it within the grace period (its owner never came, or died before it began).
+    let count = arrived.len().max(1);
+    let rank = arrived.iter().position(|a| *a == me).unwrap_or(0);
+    let per_pass = shared.partitions.div_ceil(count).max(1);
     let mut mine = Vec::new();
     loop {
         let done = shared.done().await?;
         if done.len() >= shared.partitions {
             return Ok(mine);
         }
+        let graced = arrived_at.elapsed() > GRACE;
         let mut claimed = Vec::new();
         for k in (0..shared.partitions).filter(|k| !done.contains(k)) {
             if claimed.len() == per_pass {
                 break;
             }
+            let ours = k % count == rank;
+            if !ours && !graced && !shared.started(k).await? {
+                continue;
+            }
             if let Some(lock) = shared.claim(k).await {
+                shared.mark_started(k).await?;
                 claimed.push((k, lock));
             }
         }

@@ -2,11 +2,10 @@
 //! (Azurite, on loopback): the tables land there, processes that share them commit side by side,
 //! and the run lock is a lease that a dead holder loses.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ferry_tests::{Workspace, azure, ferry_command, sqlite_rows};
+use ferry_tests::{Workspace, azure, ferry_command, sqlite_rows, start_paused};
 
 /// A pipeline `name` from in/<name>.csv into the SQLite table `name`, its books in `state_dir`.
 fn pipeline(name: &str, state_dir: &str) -> String {
@@ -93,19 +92,11 @@ async fn a_run_keeps_its_books_in_object_storage_and_resumes_from_them() {
     source(&ws, "p", 95);
     ws.write("p.toml", pipeline("p", &state_dir));
 
-    let mut child = ferry(&ws)
-        .args(["run", "p.toml"])
-        .env("FERRY_PAUSE_AT", "log_flushed:1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let paused = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .any(|l| l.unwrap().starts_with("ferry: paused at"));
+    let mut run = ferry(&ws);
+    run.args(["run", "p.toml"]);
+    let mut child = start_paused(run, "log_flushed:1").expect("the run flushes its log");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(paused, "the run never flushed its log");
 
     // The killed run's lease is still fresh: wait it out (FERRY_LEASE_SECONDS below) and resume.
     std::thread::sleep(Duration::from_secs(5));
@@ -185,15 +176,9 @@ async fn a_dead_holders_lease_expires_and_the_next_run_takes_over() {
     source(&ws, "p", 40);
     ws.write("p.toml", pipeline("p", &state_dir));
 
-    let mut holder = ferry(&ws)
-        .args(["run", "p.toml"])
-        .env("FERRY_PAUSE_AT", "log_flushed:1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(holder.stderr.take().unwrap()).lines();
-    assert!(stderr.any(|l| l.unwrap().starts_with("ferry: paused at")));
+    let mut run = ferry(&ws);
+    run.args(["run", "p.toml"]);
+    let mut holder = start_paused(run, "log_flushed:1").expect("the run flushes its log");
 
     // Held, and renewed: still refused after longer than the lease's time to live.
     for _ in 0..2 {

@@ -2,11 +2,10 @@
 //! killed with SIGKILL in the middle of its partitions; the others take them over, and every row
 //! lands exactly once, in PostgreSQL and in the emulator.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use ferry_tests::db::{Server, TestDb};
-use ferry_tests::{Workspace, azure, ferry_command, odata_records, quiet_emulator};
+use ferry_tests::{Workspace, azure, ferry_command, odata_records, quiet_emulator, start_paused};
 
 const ROWS: usize = 30_000;
 
@@ -30,31 +29,17 @@ fn ferry(ws: &Workspace) -> Command {
 /// Starts the leader, a worker, and a worker that pauses after its first batch; kills the last
 /// once it paused; returns the leader's and the surviving worker's outputs.
 fn three_processes_one_killed(ws: &Workspace) -> (String, String) {
-    let spawn = |args: &[&str], pause: Option<&str>| -> Child {
+    let spawn = |args: &[&str]| -> Child {
         let mut c = ferry(ws);
         c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        if let Some(point) = pause {
-            c.env("FERRY_PAUSE_AT", point);
-        }
         c.spawn().unwrap()
     };
-    let mut doomed = spawn(&["worker", "--join", "p.toml"], Some("batch_written:1"));
-    let worker = spawn(&["worker", "--join", "p.toml"], None);
-    let leader = spawn(&["run", "p.toml", "--spread", "3"], None);
-    let mut said = Vec::new();
-    for line in BufReader::new(doomed.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.starts_with("ferry: paused at") {
-            said.clear();
-            break;
-        }
-        said.push(line);
-    }
-    assert!(
-        said.is_empty(),
-        "the doomed worker never wrote a batch:\n{}",
-        said.join("\n")
-    );
+    let mut join = ferry(ws);
+    join.args(["worker", "--join", "p.toml"]);
+    let worker = spawn(&["worker", "--join", "p.toml"]);
+    let leader = spawn(&["run", "p.toml", "--spread", "3"]);
+    let mut doomed = start_paused(join, "batch_written:1")
+        .unwrap_or_else(|said| panic!("the doomed worker never wrote a batch:\n{said}"));
     doomed.kill().unwrap();
     doomed.wait().unwrap();
     let text = |child: Child| {
@@ -222,17 +207,9 @@ async fn a_dead_leaders_run_is_resumed_by_the_next_leader() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut leader = ferry(&ws)
-        .args(["run", "p.toml", "--spread", "2"])
-        .env("FERRY_PAUSE_AT", "spread_arrived")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let paused = BufReader::new(leader.stderr.take().unwrap())
-        .lines()
-        .any(|l| l.unwrap().starts_with("ferry: paused at"));
-    assert!(paused);
+    let mut lead = ferry(&ws);
+    lead.args(["run", "p.toml", "--spread", "2"]);
+    let mut leader = start_paused(lead, "spread_arrived").expect("the leader arrives");
     leader.kill().unwrap();
     leader.wait().unwrap();
     let out = worker.wait_with_output().unwrap();
