@@ -14,6 +14,7 @@ pub mod azure;
 pub mod browser;
 pub mod db;
 pub mod fuzz;
+pub mod s3;
 pub mod servers;
 
 /// Expected rows written as text, sorted like [`sqlite_rows`] and [`batch_rows`] sort theirs.

@@ -1,11 +1,12 @@
 //! Bookkeeping on object storage: `state_dir = "az://..."` against a real Azure Blob Storage
-//! (Azurite, on loopback): the tables land there, processes that share them commit side by side,
-//! and the run lock is a lease that a dead holder loses.
+//! (Azurite, on loopback) and `"s3://..."` against an S3 (moto's server): the tables land there,
+//! processes that share them commit side by side, and the run lock is a lease that a dead holder
+//! loses.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ferry_tests::{Workspace, azure, ferry_command, sqlite_rows, start_paused};
+use ferry_tests::{Workspace, azure, ferry_command, s3, sqlite_rows, start_paused};
 
 /// A pipeline `name` from in/<name>.csv into the SQLite table `name`, its books in `state_dir`.
 fn pipeline(name: &str, state_dir: &str) -> String {
@@ -43,12 +44,37 @@ fn expected(n: usize) -> Vec<Vec<String>> {
     all
 }
 
-/// `ferry` with the environment that points az:// at the test's Azurite.
+/// The object store a test keeps its books in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cloud {
+    Azure,
+    S3,
+}
+
+/// A fresh container (bucket) of `cloud` for the workspace's books; its `state_dir`.
+async fn books(ws: &Workspace, cloud: Cloud) -> String {
+    let name = format!("ferry-{}", uuid::Uuid::new_v4().simple());
+    ws.write("cloud", format!("{cloud:?}"));
+    match cloud {
+        Cloud::Azure => {
+            azure::create_container(&name).await;
+            format!("az://{name}/books")
+        }
+        Cloud::S3 => {
+            s3::create_bucket(&name).await;
+            format!("s3://{name}/books")
+        }
+    }
+}
+
+/// `ferry` with the environment that points az:// or s3:// at the test's server.
 fn ferry(ws: &Workspace) -> Command {
     let mut c = ferry_command();
-    c.current_dir(ws.path())
-        .envs(azure::env())
-        .env("FERRY_LEASE_SECONDS", "4");
+    c.current_dir(ws.path()).env("FERRY_LEASE_SECONDS", "4");
+    match std::fs::read_to_string(ws.join("cloud")).as_deref() {
+        Ok("S3") => c.envs(s3::env()),
+        _ => c.envs(azure::env()),
+    };
     c
 }
 
@@ -77,18 +103,21 @@ fn history(ws: &Workspace, file: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-async fn container() -> String {
-    let name = format!("ferry-{}", uuid::Uuid::new_v4().simple());
-    azure::create_container(&name).await;
-    name
-}
-
 /// A run keeps its books in Azure Blob Storage; a run killed after logging batches is resumed
 /// from them, and every row lands exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_keeps_its_books_in_object_storage_and_resumes_from_them() {
+async fn a_run_keeps_its_books_in_azure_and_resumes_from_them() {
+    keeps_its_books_and_resumes(Cloud::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_keeps_its_books_in_s3_and_resumes_from_them() {
+    keeps_its_books_and_resumes(Cloud::S3).await;
+}
+
+async fn keeps_its_books_and_resumes(cloud: Cloud) {
     let ws = Workspace::new();
-    let state_dir = format!("az://{}/books", container().await);
+    let state_dir = books(&ws, cloud).await;
     source(&ws, "p", 95);
     ws.write("p.toml", pipeline("p", &state_dir));
 
@@ -119,9 +148,18 @@ async fn a_run_keeps_its_books_in_object_storage_and_resumes_from_them() {
 /// Two processes run two pipelines at once with their books in the same object-storage folder:
 /// every commit of both lands (Delta's commits there are create-if-absent puts, retried on a race).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_share_one_state_dir_on_object_storage() {
+async fn two_processes_share_one_state_dir_on_azure() {
+    two_processes_share_one_state_dir(Cloud::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_state_dir_on_s3() {
+    two_processes_share_one_state_dir(Cloud::S3).await;
+}
+
+async fn two_processes_share_one_state_dir(cloud: Cloud) {
     let ws = Workspace::new();
-    let state_dir = format!("az://{}/books", container().await);
+    let state_dir = books(&ws, cloud).await;
     for name in ["a", "b"] {
         source(&ws, name, 200);
         ws.write(&format!("{name}.toml"), pipeline(name, &state_dir));
@@ -170,9 +208,18 @@ async fn two_processes_share_one_state_dir_on_object_storage() {
 /// While a run holds the lease, a second run of the pipeline is refused, naming the holder; a
 /// holder killed with SIGKILL stops renewing, its lease expires, and the next run takes it over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_holders_lease_expires_and_the_next_run_takes_over() {
+async fn a_dead_holders_lease_on_azure_expires_and_the_next_run_takes_over() {
+    a_dead_holders_lease_expires(Cloud::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_holders_lease_on_s3_expires_and_the_next_run_takes_over() {
+    a_dead_holders_lease_expires(Cloud::S3).await;
+}
+
+async fn a_dead_holders_lease_expires(cloud: Cloud) {
     let ws = Workspace::new();
-    let state_dir = format!("az://{}/books", container().await);
+    let state_dir = books(&ws, cloud).await;
     source(&ws, "p", 40);
     ws.write("p.toml", pipeline("p", &state_dir));
 
@@ -215,7 +262,8 @@ async fn a_dead_holders_lease_expires_and_the_next_run_takes_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_source_reads_new_objects_of_a_folder() {
     let ws = Workspace::new();
-    let bucket = container().await;
+    let bucket = format!("ferry-{}", uuid::Uuid::new_v4().simple());
+    azure::create_container(&bucket).await;
     azure::upload(&format!("{bucket}/in/1.csv"), "id,name\n1,row 1\n2,row 2\n").await;
     azure::upload(&format!("{bucket}/in/2.csv"), "id,name\n3,row 3\n").await;
     azure::upload(&format!("{bucket}/in/notes.txt"), "not a csv").await;

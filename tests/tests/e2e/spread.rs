@@ -191,13 +191,32 @@ workers = 6
 /// finishes the target and records the run Completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_leaders_run_is_resumed_by_the_next_leader() {
+    dead_leader(None).await;
+}
+
+/// The same with the books on object storage: the dead leader's run lease expires, and the next
+/// leader takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_leaders_lease_on_object_storage_expires_and_the_next_leader_resumes() {
+    let bucket = format!("ferry-{}", uuid::Uuid::new_v4().simple());
+    azure::create_container(&bucket).await;
+    dead_leader(Some(format!("az://{bucket}/books"))).await;
+}
+
+async fn dead_leader(state_dir: Option<String>) {
     let ws = Workspace::new();
+    if state_dir.is_some() {
+        ws.write("azure", "");
+    }
+    let state_dir = state_dir
+        .map(|s| format!("state_dir = \"{s}\"\n"))
+        .unwrap_or_default();
     let db = TestDb::new(Server::Postgres).await;
     source(&ws);
     ws.write(
         "p.toml",
         format!(
-            "name = \"p\"\n[connections.pg]\nurl = \"{}\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"pg\"\ntable = \"t\"\nmode = \"upsert\"\nkey = [\"id\"]\ncreate = true\nbatch_size = 50\nworkers = 6\n",
+            "name = \"p\"\n{state_dir}[connections.pg]\nurl = \"{}\"\n[sources.src]\npath = \"in/src.csv\"\n[target]\nconnection = \"pg\"\ntable = \"t\"\nmode = \"upsert\"\nkey = [\"id\"]\ncreate = true\nbatch_size = 50\nworkers = 6\n",
             db.url()
         ),
     );
