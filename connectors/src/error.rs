@@ -266,6 +266,13 @@ fn classify_datafusion(
     }
 }
 
+/// The worker named by a distributed-engine error about connecting to it.
+fn unreachable_worker(text: &str) -> Option<String> {
+    let at = text.find("Error connecting to Distributed DataFusion worker on '")?;
+    let rest = &text[at + "Error connecting to Distributed DataFusion worker on '".len()..];
+    Some(rest[..rest.find('\'')?].to_string())
+}
+
 /// An Arrow error by its variant.
 fn classify_arrow(err: &arrow::error::ArrowError, message: &str) -> Option<ConnectorError> {
     use arrow::error::ArrowError as A;
@@ -279,6 +286,13 @@ fn classify_arrow(err: &arrow::error::ArrowError, message: &str) -> Option<Conne
 impl From<datafusion::error::DataFusionError> for ConnectorError {
     fn from(err: datafusion::error::DataFusionError) -> Self {
         let message = err.to_string();
+        if let Some(worker) = unreachable_worker(&format!("{message} {err:?}")) {
+            return ConnectorError::retryable(format!(
+                "the worker {worker} of [run] cluster does not answer"
+            ))
+            .with_hint("start `ferry worker --listen ADDRESS` there, or remove it from cluster; a run that failed this way resumes where it stopped")
+            .caused_by(err);
+        }
         classify_datafusion(&err, &message)
             .unwrap_or_else(|| ConnectorError::fatal(message))
             .caused_by(err)

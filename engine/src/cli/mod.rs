@@ -260,11 +260,12 @@ pub enum Command {
         #[arg(long)]
         jobs: Option<PathBuf>,
     },
-    /// Serve as a worker of distributed runs: pipelines whose [run] cluster names this address
-    /// run their steps' stages here (GROUP BY, joins over parquet, CSV and JSON files the worker can
-    /// read at the same paths). The run, its target and its bookkeeping stay with `ferry run`.
+    /// Work for a run led elsewhere. With --join PIPELINE: write some of the target's partitions of
+    /// the spread run `ferry run PIPELINE --spread N` leads (same pipeline file, same state dir),
+    /// taking over those of a process that dies. With --listen: serve the steps' stages of
+    /// pipelines whose [run] cluster names this address (needs --features distributed).
     #[command(
-        after_help = "Examples:\n  ferry worker --listen 127.0.0.1:7470\n  ferry worker --listen 0.0.0.0:7470     # reachable from other machines: put it on a private network\n\nIn the pipeline file:\n  [run]\n  cluster = [\"http://10.0.0.5:7470\", \"http://10.0.0.6:7470\"]\n\nNeeds a ferry built with --features distributed."
+        after_help = "Examples:\n  ferry worker --join pipelines/accounts.toml           # beside: ferry run pipelines/accounts.toml --spread 3\n  ferry worker --listen 0.0.0.0:7470                   # reachable from other machines: a private network\n\nIn a pipeline file, for --listen workers:\n  [run]\n  cluster = [\"http://10.0.0.5:7470\", \"http://10.0.0.6:7470\"]"
     )]
     Worker {
         /// The address to listen on.
