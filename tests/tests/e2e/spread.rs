@@ -1,6 +1,6 @@
 //! A run spread over processes (`ferry run --spread N` and `ferry worker --join`): one of them is
 //! killed with SIGKILL in the middle of its partitions; the others take them over, and every row
-//! lands exactly once, in PostgreSQL and in the emulator.
+//! lands exactly once, in PostgreSQL, MariaDB and the emulator.
 
 use std::process::{Child, Command, Stdio};
 
@@ -68,7 +68,12 @@ fn history(ws: &Workspace) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spread_run_into_postgres_survives_a_killed_process() {
-    spread_into_postgres(None).await;
+    spread_into(Server::Postgres, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spread_run_into_mariadb_survives_a_killed_process() {
+    spread_into(Server::Mysql, None).await;
 }
 
 /// The same with the books on object storage (Azurite), as processes on several machines share
@@ -77,16 +82,16 @@ async fn a_spread_run_into_postgres_survives_a_killed_process() {
 async fn a_spread_run_with_books_on_object_storage_survives_a_killed_process() {
     let bucket = format!("ferry-{}", uuid::Uuid::new_v4().simple());
     azure::create_container(&bucket).await;
-    spread_into_postgres(Some(format!("az://{bucket}/books"))).await;
+    spread_into(Server::Postgres, Some(format!("az://{bucket}/books"))).await;
 }
 
-async fn spread_into_postgres(state_dir: Option<String>) {
+async fn spread_into(server: Server, state_dir: Option<String>) {
     let ws = Workspace::new();
     if state_dir.is_some() {
         // Marks the workspace whose `ferry`s use the test's Azurite.
         ws.write("azure", "");
     }
-    let db = TestDb::new(Server::Postgres).await;
+    let db = TestDb::new(server).await;
     source(&ws);
     let state_dir = state_dir
         .map(|s| format!("state_dir = \"{s}\"\n"))
@@ -95,12 +100,12 @@ async fn spread_into_postgres(state_dir: Option<String>) {
         "p.toml",
         format!(
             r#"name = "p"
-{state_dir}[connections.pg]
+{state_dir}[connections.db]
 url = "{}"
 [sources.src]
 path = "in/src.csv"
 [target]
-connection = "pg"
+connection = "db"
 table = "t"
 mode = "upsert"
 key = ["id"]
