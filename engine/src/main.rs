@@ -26,5 +26,10 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    runtime.block_on(cli::main(cli))
+    runtime.block_on(async {
+        let code = cli::main(cli).await;
+        // Run leases on object storage a command let go of are released, not left to expire.
+        ferry::book::lease::settle().await;
+        code
+    })
 }

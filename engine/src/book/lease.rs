@@ -169,13 +169,31 @@ impl Lease {
     }
 }
 
+/// The renewing tasks of leases dropped without [`Lease::release`], releasing them on their own:
+/// [`settle`] waits for them before the process exits.
+static LETTING_GO: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
 impl Drop for Lease {
-    /// Without [`Lease::release`], the renewing task releases it on its own (while the runtime
-    /// lives); otherwise the lease simply expires.
+    /// Without [`Lease::release`] (a command that returned early with an error), the renewing task
+    /// releases it on its own, and [`settle`] lets it finish before the process exits; a process
+    /// that dies leaves the lease to expire.
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        if let Some(renewing) = self.renewing.take() {
+            LETTING_GO.lock().expect("leases letting go").push(renewing);
+        }
+    }
+}
+
+/// Waits (a few seconds at most) for the leases dropped without `release` to be released, so that
+/// the next command need not wait for them to expire. Called by `main` before it returns.
+pub async fn settle() {
+    let tasks = std::mem::take(&mut *LETTING_GO.lock().expect("leases letting go"));
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
 }
 
@@ -281,6 +299,20 @@ mod tests {
         );
         held.release().await;
         Lease::take(store, path, "pipeline \"p\"").await.unwrap();
+    }
+
+    /// A lease dropped without `release` (a command that failed early) is released once `settle`
+    /// returns: the next taker gets it at once.
+    #[tokio::test]
+    async fn a_dropped_lease_is_released_by_settle() {
+        let (store, path) = store();
+        let lease = Lease::take(store.clone(), path.clone(), "p").await.unwrap();
+        drop(lease);
+        settle().await;
+        let body = store.get(&path).await.unwrap().bytes().await.unwrap();
+        let now: Holder = serde_json::from_slice(&body).unwrap();
+        assert!(now.released, "{now:?}");
+        Lease::take(store, path, "p").await.unwrap();
     }
 
     /// A holder that died (its lease says 0 s to live and was written over a second ago) loses it.
