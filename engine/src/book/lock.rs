@@ -25,14 +25,15 @@ impl RunLock {
             return RunLock::acquire_file(state_dir, pipeline);
         }
         let (store, root) = ferry_connectors::files::stores::store_at(state_dir)?;
-        let path = object_store::path::Path::from(format!("{root}/locks/{}.lease", safe(pipeline)));
+        let path =
+            object_store::path::Path::from(format!("{root}/locks/{}.lease", file_name(pipeline)));
         let what = format!("pipeline \"{pipeline}\"");
         Ok(RunLock::Lease(Lease::take(store, path, &what).await?))
     }
 
     /// Takes the lock file for `pipeline` under the folder `state_dir`, or says who holds it.
     pub fn acquire_file(state_dir: &str, pipeline: &str) -> Result<RunLock, ConnectorError> {
-        let safe = safe(pipeline);
+        let safe = file_name(pipeline);
         let dir = Path::new(state_dir).join("locks");
         std::fs::create_dir_all(&dir)
             .map_err(|e| ConnectorError::fatal(format!("cannot create {}: {e}", dir.display())))?;
@@ -110,8 +111,8 @@ impl RunLock {
     }
 }
 
-/// The pipeline's name as a file name.
-fn safe(pipeline: &str) -> String {
+/// A pipeline's name as a file name: letters, digits, - and _ kept, anything else _.
+pub(crate) fn file_name(pipeline: &str) -> String {
     pipeline
         .chars()
         .map(|c| {

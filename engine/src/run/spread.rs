@@ -62,7 +62,7 @@ impl Shared {
                     .map_err(|e| ConnectorError::fatal(format!("{state_dir}: {e}")))?;
                 (Arc::new(local), Path::from(""))
             };
-        let name = safe(&pipeline.name);
+        let name = crate::book::lock::file_name(&pipeline.name);
         Ok(Shared {
             store,
             folder: Path::from(format!("{root}/runs/{name}/{run_id}")),
@@ -109,78 +109,51 @@ impl Shared {
         }
     }
 
-    /// This process is here.
-    async fn arrive(&self) -> Result<String, ConnectorError> {
-        let me = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    async fn put_mark(&self, name: &str) -> Result<(), ConnectorError> {
         self.store
-            .put(
-                &self.mark(&format!("arrived/{me}")),
-                PutPayload::from_static(b"here"),
-            )
+            .put(&self.mark(name), PutPayload::from_static(b"1"))
             .await
             .map_err(|e| self.cannot(e))?;
-        Ok(me)
+        Ok(())
     }
 
-    /// The processes that arrived, in a fixed order every process sees alike.
-    async fn arrived(&self) -> Result<Vec<String>, ConnectorError> {
+    /// The names of the marks under `folder` of the run (all of them for ""), in a fixed order
+    /// every process sees alike: one listing, however many partitions.
+    async fn marks(&self, folder: &str) -> Result<Vec<String>, ConnectorError> {
         use futures::TryStreamExt;
-        let prefix = self.mark("arrived");
-        let mut all: Vec<String> = self
+        let prefix = if folder.is_empty() {
+            self.folder.clone()
+        } else {
+            self.mark(folder)
+        };
+        let mut names: Vec<String> = self
             .store
             .list(Some(&prefix))
             .map_ok(|m| m.location.filename().unwrap_or_default().to_string())
             .try_collect()
             .await
             .map_err(|e| self.cannot(e))?;
-        all.sort();
-        Ok(all)
+        names.sort();
+        Ok(names)
     }
 
-    /// Partition k was claimed by some process once (if its claim is free and it is not done,
-    /// that process let it go without finishing it: it died).
-    async fn started(&self, k: usize) -> Result<bool, ConnectorError> {
-        match self.store.head(&self.mark(&format!("p{k}.started"))).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.cannot(e)),
-        }
+    /// This process is here: its name among the arrivals.
+    async fn arrive(&self) -> Result<String, ConnectorError> {
+        let me = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        self.put_mark(&format!("arrived/{me}")).await?;
+        Ok(me)
     }
 
-    async fn mark_started(&self, k: usize) -> Result<(), ConnectorError> {
-        self.store
-            .put(
-                &self.mark(&format!("p{k}.started")),
-                PutPayload::from_static(b"started"),
-            )
-            .await
-            .map_err(|e| self.cannot(e))?;
-        Ok(())
-    }
-
-    async fn done(&self) -> Result<HashSet<usize>, ConnectorError> {
-        let mut done = HashSet::new();
-        for k in 0..self.partitions {
-            match self.store.head(&self.mark(&format!("p{k}.done"))).await {
-                Ok(_) => {
-                    done.insert(k);
-                }
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.cannot(e)),
-            }
-        }
-        Ok(done)
-    }
-
-    async fn mark_done(&self, k: usize) -> Result<(), ConnectorError> {
-        self.store
-            .put(
-                &self.mark(&format!("p{k}.done")),
-                PutPayload::from_static(b"done"),
-            )
-            .await
-            .map_err(|e| self.cannot(e))?;
-        Ok(())
+    /// The partitions marked `state` ("started": claimed once, so if its claim is free and it is
+    /// not done, its writer died; "done": written and logged).
+    async fn partitions_marked(&self, state: &str) -> Result<HashSet<usize>, ConnectorError> {
+        let suffix = format!(".{state}");
+        Ok(self
+            .marks("")
+            .await?
+            .iter()
+            .filter_map(|n| n.strip_suffix(&suffix)?.strip_prefix('p')?.parse().ok())
+            .collect())
     }
 
     /// Partition k's claim, unless another process holds it.
@@ -245,10 +218,10 @@ pub async fn share(shared: &Shared, work: &Share<'_>) -> Result<Vec<usize>, Conn
     let me = shared.arrive().await?;
     ferry_connectors::failpoint::pause_point("spread_arrived");
     let arrived_at = std::time::Instant::now();
-    let mut arrived = shared.arrived().await?;
+    let mut arrived = shared.marks("arrived").await?;
     while arrived.len() < processes && arrived_at.elapsed() < ARRIVAL {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        arrived = shared.arrived().await?;
+        arrived = shared.marks("arrived").await?;
     }
     // Each process's own share: the partitions k with k % count == its rank. Another's partition
     // is taken only once it was started and let go (its writer died), or when its owner has not
@@ -258,27 +231,28 @@ pub async fn share(shared: &Shared, work: &Share<'_>) -> Result<Vec<usize>, Conn
     let per_pass = shared.partitions.div_ceil(count).max(1);
     let mut mine = Vec::new();
     loop {
-        let done = shared.done().await?;
+        let done = shared.partitions_marked("done").await?;
         if done.len() >= shared.partitions {
             return Ok(mine);
         }
         let graced = arrived_at.elapsed() > GRACE;
+        let started = shared.partitions_marked("started").await?;
         let mut claimed = Vec::new();
         for k in (0..shared.partitions).filter(|k| !done.contains(k)) {
             if claimed.len() == per_pass {
                 break;
             }
             let ours = k % count == rank;
-            if !ours && !graced && !shared.started(k).await? {
+            if !ours && !graced && !started.contains(&k) {
                 continue;
             }
             if let Some(lock) = shared.claim(k).await {
-                shared.mark_started(k).await?;
+                shared.put_mark(&format!("p{k}.started")).await?;
                 claimed.push((k, lock));
             }
         }
         // Done between the listing and the claim: its writer marked it, then let it go.
-        let done = shared.done().await?;
+        let done = shared.partitions_marked("done").await?;
         claimed.retain(|(k, _)| !done.contains(k));
         if claimed.is_empty() {
             // The rest are being written; wait, and take over any whose writer dies. Each look
@@ -306,7 +280,7 @@ pub async fn share(shared: &Shared, work: &Share<'_>) -> Result<Vec<usize>, Conn
             why = lost => return Err(ConnectorError::retryable(why)),
         }
         for (k, lock) in claimed {
-            shared.mark_done(k).await?;
+            shared.put_mark(&format!("p{k}.done")).await?;
             lock.release().await;
             mine.push(k);
         }
@@ -370,16 +344,4 @@ pub async fn run_totals(book: &Book, run_id: &str, table: &str) -> Result<Totals
         sum.rejected += t.rejected;
     }
     Ok(sum)
-}
-
-fn safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
