@@ -106,19 +106,9 @@ pub async fn measure(
         stats["total"][name].as_f64().unwrap_or(0.0) - before["total"][name].as_f64().unwrap_or(0.0)
     };
     let ceiling = ceiling_of(users, records, batch_size as f64, delta("execution_ms"));
-    Ok(Share {
-        users,
-        records,
-        seconds,
-        achieved: records as f64 / seconds,
-        sustained: sustained_rate(&samples, window),
-        ceiling,
-        throttled: delta("throttled") as u64,
-        requests: delta("requests") as u64,
-        last_throttled: Duration::from_millis(
-            stats["total"]["last_throttled_ms"].as_u64().unwrap_or(0),
-        ),
-    })
+    Ok(share_of(
+        users, records, seconds, &samples, window, ceiling, delta, &stats,
+    ))
 }
 
 /// The records a read asks for in a page unless told (`Prefer: odata.maxpagesize`).
@@ -193,19 +183,37 @@ pub async fn measure_read(
     }
     let total = |name: &str| stats["total"][name].as_f64().unwrap_or(0.0);
     let seconds = report.duration.as_secs_f64();
-    Ok(Share {
+    let ceiling = ceiling_of(users, records, page_size as f64, total("execution_ms"));
+    Ok(share_of(
+        users, records, seconds, &samples, window, ceiling, total, &stats,
+    ))
+}
+
+/// A measured run's share of its ceiling; `count` gives the emulator's totals for this run.
+#[allow(clippy::too_many_arguments)]
+fn share_of(
+    users: usize,
+    records: usize,
+    seconds: f64,
+    samples: &[(f64, u64)],
+    window: f64,
+    ceiling: f64,
+    count: impl Fn(&str) -> f64,
+    stats: &serde_json::Value,
+) -> Share {
+    Share {
         users,
         records,
         seconds,
         achieved: records as f64 / seconds,
-        sustained: sustained_rate(&samples, window),
-        ceiling: ceiling_of(users, records, page_size as f64, total("execution_ms")),
-        throttled: total("throttled") as u64,
-        requests: total("requests") as u64,
+        sustained: sustained_rate(samples, window),
+        ceiling,
+        throttled: count("throttled") as u64,
+        requests: count("requests") as u64,
         last_throttled: Duration::from_millis(
             stats["total"]["last_throttled_ms"].as_u64().unwrap_or(0),
         ),
-    })
+    }
 }
 
 /// Runs the pipeline `text`, written to `dir/name` (relative paths in it are under `dir`); `what`
