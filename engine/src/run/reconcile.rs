@@ -6,6 +6,15 @@
 //! `upsert`, a difference for `sync` and `truncate`).
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::BooleanArray;
+use arrow::datatypes::DataType;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::SessionContext;
 
 use ferry_connectors::{Read, WriteMode};
 
@@ -115,6 +124,36 @@ impl fmt::Display for Reconciliation {
     }
 }
 
+/// Registers the target table as `__ferry_target_raw`: read in ranges of its first key column on
+/// as many connections as the machine has cores where the reader can (a database's integer, date
+/// or timestamp key; an OData key), else whole on one.
+async fn register_target(
+    reader: &dyn ferry_connectors::Reader,
+    ctx: &datafusion::prelude::SessionContext,
+    table: &str,
+    key: Option<&String>,
+) -> Result<(), ferry_connectors::ConnectorError> {
+    let whole = Read::Table {
+        name: table.to_string(),
+        partitions: None,
+    };
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    if let Some(key) = key.filter(|_| cores > 1) {
+        let ranges = Read::Table {
+            name: table.to_string(),
+            partitions: Some((cores, key.clone())),
+        };
+        if reader
+            .register(ctx, "__ferry_target_raw", &ranges)
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    reader.register(ctx, "__ferry_target_raw", &whole).await
+}
+
 /// Compares `pipeline`'s result with its target.
 pub async fn reconcile(pipeline: &Pipeline, depth: Depth) -> Result<Reconciliation, String> {
     let destination = &pipeline.target.destination;
@@ -156,11 +195,8 @@ pub(crate) async fn compare(
     let opts = &pipeline.target.options;
     let planned = plan::plan(pipeline).await.map_err(|e| e.to_string())?;
     let ctx = &planned.ctx;
-    let target = Read::Table {
-        name: opts.table.clone(),
-        partitions: None,
-    };
-    if let Err(why) = reader.register(ctx, "__ferry_target_raw", &target).await {
+    let registered = register_target(reader, ctx, &opts.table, opts.key.first()).await;
+    if let Err(why) = registered {
         let source_rows = planned
             .result()
             .clone()
@@ -224,20 +260,20 @@ pub(crate) async fn compare(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
     };
-    let source_rows = count("SELECT count(*) FROM __ferry_r".into()).await?;
-    let target_rows = count("SELECT count(*) FROM __ferry_t".into()).await?;
     let extra_allowed = matches!(opts.mode, WriteMode::Insert | WriteMode::Upsert);
     let mut found = Reconciliation {
         depth,
         table: opts.table.clone(),
-        source_rows,
-        target_rows,
+        source_rows: 0,
+        target_rows: 0,
         missing: Differences::default(),
         different: Differences::default(),
         extra: Differences::default(),
         extra_allowed,
     };
     if depth == Depth::Count {
+        found.source_rows = count("SELECT count(*) FROM __ferry_r".into()).await?;
+        found.target_rows = count("SELECT count(*) FROM __ferry_t".into()).await?;
         return Ok(Compared::Found(found));
     }
     let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
@@ -265,20 +301,29 @@ pub(crate) async fn compare(
     } else {
         differs.join(" OR ")
     };
-    // One pass over both sides counts every kind of difference; the keys are read only for the
-    // kinds that occur (a reconciliation that agrees reads each side twice: counted, and joined).
-    let joined = format!(
-        "FROM (SELECT *, true AS __ferry_in FROM __ferry_r) r \
-         FULL OUTER JOIN (SELECT *, true AS __ferry_in FROM __ferry_t) t ON {on}"
-    );
+    // One pass over both sides counts each side's rows (as they stream into the join) and every
+    // kind of difference; the keys are read only for the kinds that occur. A reconciliation that
+    // agrees reads each side once.
+    let source_tally = Tally::register(ctx, "__ferry_tally_r");
+    let target_tally = Tally::register(ctx, "__ferry_tally_t");
+    let joined_by = |r: &str, t: &str| {
+        format!(
+            "FROM (SELECT *, {r} AS __ferry_in FROM __ferry_r) r \
+             FULL OUTER JOIN (SELECT *, {t} AS __ferry_in FROM __ferry_t) t ON {on}"
+        )
+    };
+    let tallied = joined_by("__ferry_tally_r()", "__ferry_tally_t()");
+    let joined = joined_by("true", "true");
     let kinds_sql = format!(
         "SELECT count(CASE WHEN t.__ferry_in IS NULL THEN 1 END), \
          count(CASE WHEN r.__ferry_in AND t.__ferry_in AND ({differs}) THEN 1 END), \
-         count(CASE WHEN r.__ferry_in IS NULL THEN 1 END) {joined}"
+         count(CASE WHEN r.__ferry_in IS NULL THEN 1 END) {tallied}"
     );
     let (_, counted) = super::query_text(ctx, &kinds_sql)
         .await
         .map_err(|e| e.to_string())?;
+    found.source_rows = source_tally.load(Ordering::Relaxed);
+    found.target_rows = target_tally.load(Ordering::Relaxed);
     let counted: Vec<u64> = counted
         .into_iter()
         .next()
@@ -314,4 +359,67 @@ pub(crate) async fn compare(
     found.different = results.pop().unwrap_or_default();
     found.missing = results.pop().unwrap_or_default();
     Ok(Compared::Found(found))
+}
+
+/// A function of no arguments that returns `true` for every row and counts the rows it was
+/// evaluated on: put in one side's projection under the join, it counts that side's rows in the
+/// same pass (a join reads each side whole), where `count(*)` of each side would read it again.
+#[derive(Debug)]
+struct Tally {
+    name: String,
+    rows: Arc<AtomicU64>,
+    signature: Signature,
+}
+
+impl Tally {
+    /// Registers `name()` in `ctx`; returns its counter.
+    fn register(ctx: &SessionContext, name: &str) -> Arc<AtomicU64> {
+        let rows = Arc::new(AtomicU64::new(0));
+        ctx.register_udf(ScalarUDF::new_from_impl(Tally {
+            name: name.to_string(),
+            rows: rows.clone(),
+            signature: Signature::nullary(Volatility::Volatile),
+        }));
+        rows
+    }
+}
+
+impl PartialEq for Tally {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.rows, &other.rows)
+    }
+}
+
+impl Eq for Tally {}
+
+impl std::hash::Hash for Tally {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Tally {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        self.rows
+            .fetch_add(args.number_rows as u64, Ordering::Relaxed);
+        Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(vec![
+            true;
+            args.number_rows
+        ]))))
+    }
 }

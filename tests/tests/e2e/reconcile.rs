@@ -42,6 +42,11 @@ async fn changed_missing_and_extra_rows_are_named(url: &str, tamper: impl AsyncF
     let (code, out) = ferry_output(&["reconcile", &file]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("source and target DIFFER"), "{out}");
+    // Each side counted as it streams into the join: one row missing and one extra leave 50 each.
+    assert!(
+        out.contains("50 rows in the source, 50 in accounts"),
+        "{out}"
+    );
     assert!(out.contains("1 missing from the target: 9"), "{out}");
     assert!(out.contains("1 different: 7"), "{out}");
     assert!(out.contains("1 only in the target: 999"), "{out}");
@@ -186,6 +191,10 @@ async fn odata_reconciliation_names_the_keys_that_differ() {
     }
     let (code, out) = ferry_output(&["reconcile", &file]);
     assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("50 rows in the source, 50 in accounts"),
+        "{out}"
+    );
     assert!(out.contains("1 missing from the target: A-9"), "{out}");
     assert!(out.contains("1 different: A-7"), "{out}");
     assert!(out.contains("1 only in the target: A-999"), "{out}");
