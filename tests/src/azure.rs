@@ -127,7 +127,13 @@ fn start() -> Result<String, String> {
         "--skipApiVersionCheck".into(),
         "--silent".into(),
     ];
-    servers::start_watched(None, &azurite, &args, &folder)?;
+    servers::start_watched(
+        None,
+        &azurite,
+        &args,
+        &folder,
+        servers::Watch::this_process("INT"),
+    )?;
     servers::wait_until(&folder, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })?;

@@ -57,7 +57,13 @@ fn start() -> Result<String, String> {
         "-p".into(),
         port.to_string(),
     ];
-    servers::start_watched(None, &moto, &args, &folder)?;
+    servers::start_watched(
+        None,
+        &moto,
+        &args,
+        &folder,
+        servers::Watch::this_process("INT"),
+    )?;
     servers::wait_until(&folder, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })?;

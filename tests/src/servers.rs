@@ -39,7 +39,8 @@ pub fn mysql() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         from_env("FERRY_TEST_MYSQL", 3306, "root").unwrap_or_else(|| {
-            start_mariadb("--local-infile=1").unwrap_or_else(|e| panic!("MariaDB test server: {e}"))
+            start_mariadb("--local-infile=1", Watch::this_process(MARIADB_STOP))
+                .unwrap_or_else(|e| panic!("MariaDB test server: {e}"))
         })
     })
 }
@@ -49,7 +50,7 @@ pub fn mysql() -> &'static TestServer {
 pub fn mysql_without_local_infile() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(|| {
-        start_mariadb("--local-infile=0")
+        start_mariadb("--local-infile=0", Watch::this_process(MARIADB_STOP))
             .unwrap_or_else(|e| panic!("MariaDB test server without local_infile: {e}"))
     })
 }
@@ -180,13 +181,32 @@ pub(crate) fn server_folder(prefix: &str, owner: Option<&str>) -> Result<PathBuf
     Ok(folder)
 }
 
-/// Starts `server_args` in the background under a watcher shell that stops it (SIGINT: a fast,
-/// clean shutdown) and deletes `folder` once this test process is gone.
+/// How a watcher stops its server: the signal that shuts it down fast and clean (PostgreSQL,
+/// Azurite and moto: INT; MariaDB ignores INT and stops on TERM), once process `parent` is gone.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch {
+    pub stop_signal: &'static str,
+    pub parent: u32,
+}
+
+impl Watch {
+    /// Stopped by `stop_signal` when this test process is gone.
+    pub fn this_process(stop_signal: &'static str) -> Watch {
+        Watch {
+            stop_signal,
+            parent: std::process::id(),
+        }
+    }
+}
+
+/// Starts `server_args` in the background under a watcher shell that stops it and deletes
+/// `folder` once the watched process is gone.
 pub(crate) fn start_watched(
     user: Option<&str>,
     server: &Path,
     server_args: &[String],
     folder: &Path,
+    watch: Watch,
 ) -> Result<(), String> {
     let quoted: Vec<String> = std::iter::once(server.display().to_string())
         .chain(server_args.iter().cloned())
@@ -195,10 +215,11 @@ pub(crate) fn start_watched(
     let script = format!(
         "{server} >'{dir}/server.log' 2>&1 & pid=$!\n\
          while [ -d /proc/{parent} ] && kill -0 $pid 2>/dev/null; do sleep 1; done\n\
-         kill -INT $pid 2>/dev/null; wait $pid; rm -rf '{dir}'",
+         kill -{signal} $pid 2>/dev/null; wait $pid; rm -rf '{dir}'",
         server = quoted.join(" "),
         dir = folder.display(),
-        parent = std::process::id()
+        parent = watch.parent,
+        signal = watch.stop_signal,
     );
     let mut watcher = command_as(user, Path::new("/bin/sh"));
     watcher
@@ -266,7 +287,7 @@ fn start_postgres() -> Result<TestServer, String> {
     if tls_ca.is_some() {
         args.extend(["-c".into(), "ssl=on".into()]);
     }
-    start_watched(user, &server, &args, &folder)?;
+    start_watched(user, &server, &args, &folder, Watch::this_process("INT"))?;
     wait_until(&folder, || {
         Command::new(&ready)
             .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
@@ -307,8 +328,16 @@ fn make_certificate(data: &Path, user: Option<&str>) -> Option<PathBuf> {
     Some(data.join("server.crt"))
 }
 
+/// MariaDB shuts down on TERM (INT is ignored unless it runs under a debugger).
+pub const MARIADB_STOP: &str = "TERM";
+
+/// A MariaDB of its own, stopped as `watch` says (for the test of the watcher itself).
+pub fn start_mariadb_watched(watch: Watch) -> Result<TestServer, String> {
+    start_mariadb("--local-infile=1", watch)
+}
+
 /// `local_infile`: `--local-infile=1` (LOAD DATA LOCAL allowed) or `=0`.
-fn start_mariadb(local_infile: &str) -> Result<TestServer, String> {
+fn start_mariadb(local_infile: &str, watch: Watch) -> Result<TestServer, String> {
     let dirs = [PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")];
     let (Some(install), Some(server), Some(client)) = (
         find_binary(&["mariadb-install-db", "mysql_install_db"], &dirs),
@@ -340,7 +369,7 @@ fn start_mariadb(local_infile: &str) -> Result<TestServer, String> {
         "--innodb-flush-log-at-trx-commit=0".into(),
         "--skip-log-bin".into(),
     ];
-    start_watched(user, &server, &args, &folder)?;
+    start_watched(user, &server, &args, &folder, watch)?;
     let sql = |statement: &str| {
         Command::new(&client)
             .arg("--no-defaults")

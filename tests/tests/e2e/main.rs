@@ -24,6 +24,7 @@ mod safety;
 mod schedule;
 mod secrets;
 mod serve;
+mod servers;
 mod sources;
 mod spread;
 mod sql_sources;
