@@ -7,6 +7,7 @@
 pub mod connector;
 pub mod declared;
 pub mod delta;
+pub mod parquet_writer;
 pub mod sink;
 pub mod source;
 pub mod stores;

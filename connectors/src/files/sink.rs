@@ -13,17 +13,17 @@ use arrow::csv::Writer as CsvWriter;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::FileFormat;
+use super::parquet_writer::ParallelParquetWriter;
 use crate::error::{ConnectorError, Result};
 use crate::sink::{Attempt, BatchWritten, Finished, Resume, Sink, WriteMode};
 
 enum Writer {
-    Parquet(ArrowWriter<BufWriter<File>>),
-    Csv(CsvWriter<BufWriter<File>>),
+    Parquet(Box<ParallelParquetWriter<BufWriter<File>>>),
+    Csv(Box<CsvWriter<BufWriter<File>>>),
 }
 
 /// A single parquet or CSV file, replaced whole when the run finishes.
@@ -94,20 +94,21 @@ impl Sink for FileSink {
         let file = File::create(self.partial_path()).map_err(|e| self.io_error(e))?;
         let out = BufWriter::with_capacity(1 << 20, file);
         let writer = match self.format {
-            FileFormat::Csv => Writer::Csv(
+            FileFormat::Csv => Writer::Csv(Box::new(
                 arrow::csv::WriterBuilder::new()
                     .with_header(true)
                     .build(out),
-            ),
+            )),
             _ => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))
                     // Small row groups keep the writer's buffer, and so the run's memory, flat.
                     .set_max_row_group_row_count(Some(128 * 1024))
                     .build();
-                Writer::Parquet(
-                    ArrowWriter::try_new(out, schema, Some(props)).map_err(|e| self.io_error(e))?,
-                )
+                Writer::Parquet(Box::new(
+                    ParallelParquetWriter::try_new(out, schema, props)
+                        .map_err(|e| self.io_error(e))?,
+                ))
             }
         };
         *self.writer.lock().expect("writer lock") = Some(writer);
