@@ -190,7 +190,7 @@ pub enum Command {
     )]
     History {
         pipeline: Option<PathBuf>,
-        /// Without a pipeline: the state folder to read.
+        /// Without a pipeline: the state folder to read (a folder, or s3://…, az://…, gs://…).
         #[arg(long, default_value = ".ferry")]
         state_dir: PathBuf,
         /// Only runs with this status: Running, Completed, "Partial Success", Failed, Stopped.

@@ -203,6 +203,26 @@ async fn two_processes_share_one_state_dir(cloud: Cloud) {
             "{log}"
         );
     }
+    // Every pipeline's runs, read from the bucket without a pipeline file.
+    let mut every: Vec<(String, String)> =
+        ferry_ok(&ws, &["history", "--state-dir", &state_dir, "--json"])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                (
+                    v["pipeline"].as_str().unwrap_or_default().to_string(),
+                    v["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+    every.sort();
+    assert_eq!(
+        every,
+        vec![
+            ("a".to_string(), "Completed".to_string()),
+            ("b".to_string(), "Completed".to_string())
+        ]
+    );
 }
 
 /// While a run holds the lease, a second run of the pipeline is refused, naming the holder; a
