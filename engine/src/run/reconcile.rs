@@ -129,7 +129,7 @@ impl fmt::Display for Reconciliation {
 /// or timestamp key; an OData key), else whole on one.
 async fn register_target(
     reader: &dyn ferry_connectors::Reader,
-    ctx: &datafusion::prelude::SessionContext,
+    ctx: &SessionContext,
     table: &str,
     key: Option<&String>,
 ) -> Result<(), ferry_connectors::ConnectorError> {
