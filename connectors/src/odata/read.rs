@@ -117,22 +117,25 @@ impl Reader for ODataReader {
 }
 
 async fn metadata(service: &Service) -> Result<String> {
-    let response = service
-        .send(0, || service.client.get(service.url("$metadata")))
-        .await?;
-    if !response.status().is_success() {
-        return Err(service
-            .refused(
-                0,
-                response,
-                "is the url the service root (…/api/data/v9.2)?".into(),
-            )
-            .await);
-    }
-    response
-        .text()
-        .await
-        .map_err(|e| ConnectorError::retryable(format!("{}: $metadata: {e}", service.root)))
+    retrying(service, 0, move || async move {
+        let response = service
+            .send(0, || service.client.get(service.url("$metadata")))
+            .await?;
+        if !response.status().is_success() {
+            return Err(service
+                .refused(
+                    0,
+                    response,
+                    "is the url the service root (…/api/data/v9.2)?".into(),
+                )
+                .await);
+        }
+        response
+            .text()
+            .await
+            .map_err(|e| ConnectorError::retryable(format!("{}: $metadata: {e}", service.root)))
+    })
+    .await
 }
 
 /// An entity type's properties as Arrow fields: text and GUIDs (keys, lookups' `_x_value`) as text,
@@ -263,35 +266,44 @@ async fn page(
     url: &str,
     page_size: usize,
 ) -> Result<serde_json::Value> {
+    retrying(service, user, move || async move {
+        let response = service
+            .send(user, || {
+                service
+                    .client
+                    .get(url)
+                    .header("prefer", format!("odata.maxpagesize={page_size}"))
+                    .header("odata-version", "4.0")
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(service
+                .refused(user, response, "is the entity set's name right?".into())
+                .await);
+        }
+        response.json::<serde_json::Value>().await.map_err(|e| {
+            ConnectorError::retryable(format!("{}: a page was cut off: {e}", service.root))
+        })
+    })
+    .await
+}
+
+/// A read (`$metadata`, a page) through `user`'s lane, tried again up to `PAGE_TRIES` times while
+/// the service is busy or fails for a moment (429, 5xx, a response cut off).
+async fn retrying<T, F: Future<Output = Result<T>>>(
+    service: &Service,
+    user: usize,
+    request: impl Fn() -> F,
+) -> Result<T> {
     let mut tries = 0;
     loop {
         tries += 1;
         let lane = service.lane(user);
         let slot = lane.acquire().await;
-        let outcome = async {
-            let response = service
-                .send(user, || {
-                    service
-                        .client
-                        .get(url)
-                        .header("prefer", format!("odata.maxpagesize={page_size}"))
-                        .header("odata-version", "4.0")
-                })
-                .await?;
-            if !response.status().is_success() {
-                return Err(service
-                    .refused(user, response, "is the entity set's name right?".into())
-                    .await);
-            }
-            response.json::<serde_json::Value>().await.map_err(|e| {
-                ConnectorError::retryable(format!("{}: a page was cut off: {e}", service.root))
-            })
-        }
-        .await;
-        match outcome {
-            Ok(page) => {
+        match request().await {
+            Ok(value) => {
                 slot.success();
-                return Ok(page);
+                return Ok(value);
             }
             Err(e) if e.class == crate::error::ErrorClass::Retryable && tries < PAGE_TRIES => {
                 drop(slot);

@@ -218,3 +218,30 @@ async fn a_query_or_a_missing_entity_set_is_refused_with_what_to_write() {
     }
     emu.stop().await;
 }
+
+/// A service that fails a request now and then (500/503, one in ten): `$metadata` and every page
+/// are asked again, so each of sixteen runs reads every record once. (A `$metadata`
+/// that failed once used to fail the run at its source's line.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_and_pages_are_asked_again_when_the_service_fails_a_read() {
+    let emu = emulator(ferry_emulator::limits::Limits::off(), 0.1).await;
+    let ws = Workspace::new();
+    seed(&ws, &emu.url());
+    for run in 0..16 {
+        let name = format!("flaky_{run}");
+        read_into_delta(
+            &ws,
+            &emu.url(),
+            &name,
+            "",
+            "SELECT accountnumber FROM accounts",
+        );
+        let (_, count) = read_delta(
+            &ws.join(&format!("out/{name}")),
+            "SELECT count(*), count(DISTINCT accountnumber) FROM t",
+        )
+        .await;
+        assert_eq!(count, [[RECORDS.to_string(), RECORDS.to_string()]]);
+    }
+    emu.stop().await;
+}
