@@ -21,10 +21,7 @@ const KEY: &str =
 pub fn azurite() -> &'static str {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
     ENDPOINT.get_or_init(|| {
-        std::env::var("FERRY_TEST_AZURITE")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| start().unwrap_or_else(|e| panic!("Azurite test server: {e}")))
+        servers::endpoint_or_start("FERRY_TEST_AZURITE", "Azurite test server", start)
     })
 }
 
@@ -112,30 +109,21 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 }
 
 fn start() -> Result<String, String> {
-    let Some(azurite) = servers::find_binary(&["azurite-blob"], &[]) else {
-        return Err("azurite-blob not found: install Microsoft's Azure Storage emulator (npm install -g azurite), or set FERRY_TEST_AZURITE=http://host:port".into());
-    };
-    let folder = servers::server_folder("ferry-test-azurite-", None)?;
-    let port = servers::free_port();
-    let args: Vec<String> = vec![
-        "--blobHost".into(),
-        "127.0.0.1".into(),
-        "--blobPort".into(),
-        port.to_string(),
-        "--location".into(),
-        folder.display().to_string(),
-        "--skipApiVersionCheck".into(),
-        "--silent".into(),
-    ];
-    servers::start_watched(
-        None,
-        &azurite,
-        &args,
-        &folder,
-        servers::Watch::this_process("INT"),
-    )?;
-    servers::wait_until(&folder, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })?;
-    Ok(format!("http://127.0.0.1:{port}"))
+    servers::start_http_server(
+        &["azurite-blob"],
+        "azurite-blob not found: install Microsoft's Azure Storage emulator (npm install -g azurite), or set FERRY_TEST_AZURITE=http://host:port",
+        "ferry-test-azurite-",
+        |port, folder| {
+            vec![
+                "--blobHost".into(),
+                "127.0.0.1".into(),
+                "--blobPort".into(),
+                port.to_string(),
+                "--location".into(),
+                folder.display().to_string(),
+                "--skipApiVersionCheck".into(),
+                "--silent".into(),
+            ]
+        },
+    )
 }

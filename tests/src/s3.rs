@@ -12,12 +12,7 @@ use crate::servers;
 /// The endpoint of this test process's S3; started on first use.
 pub fn endpoint() -> &'static str {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
-    ENDPOINT.get_or_init(|| {
-        std::env::var("FERRY_TEST_S3")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| start().unwrap_or_else(|e| panic!("S3 test server: {e}")))
-    })
+    ENDPOINT.get_or_init(|| servers::endpoint_or_start("FERRY_TEST_S3", "S3 test server", start))
 }
 
 /// The environment a Ferry process needs to use this S3 for s3:// locations.
@@ -46,26 +41,17 @@ pub async fn create_bucket(name: &str) {
 }
 
 fn start() -> Result<String, String> {
-    let Some(moto) = servers::find_binary(&["moto_server"], &[]) else {
-        return Err("moto_server not found: install moto's S3 server (pip install \"moto[server]\"), or set FERRY_TEST_S3=http://host:port".into());
-    };
-    let folder = servers::server_folder("ferry-test-s3-", None)?;
-    let port = servers::free_port();
-    let args: Vec<String> = vec![
-        "-H".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.to_string(),
-    ];
-    servers::start_watched(
-        None,
-        &moto,
-        &args,
-        &folder,
-        servers::Watch::this_process("INT"),
-    )?;
-    servers::wait_until(&folder, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })?;
-    Ok(format!("http://127.0.0.1:{port}"))
+    servers::start_http_server(
+        &["moto_server"],
+        "moto_server not found: install moto's S3 server (pip install \"moto[server]\"), or set FERRY_TEST_S3=http://host:port",
+        "ferry-test-s3-",
+        |port, _| {
+            vec![
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ]
+        },
+    )
 }

@@ -233,6 +233,41 @@ pub(crate) fn start_watched(
     Ok(())
 }
 
+/// The endpoint in `var` when set, else the one `start` returns (`what` names the server when
+/// it cannot start).
+pub(crate) fn endpoint_or_start(
+    var: &str,
+    what: &str,
+    start: impl FnOnce() -> Result<String, String>,
+) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| start().unwrap_or_else(|e| panic!("{what}: {e}")))
+}
+
+/// Starts `binary` (one of `names`, or says `missing`) with the arguments `args` gives for a free
+/// loopback port and a fresh folder (`prefix`), watched like the databases; returns its
+/// `http://127.0.0.1:port` once the port answers.
+pub(crate) fn start_http_server(
+    names: &[&str],
+    missing: &str,
+    prefix: &str,
+    args: impl FnOnce(u16, &Path) -> Vec<String>,
+) -> Result<String, String> {
+    let Some(binary) = find_binary(names, &[]) else {
+        return Err(missing.to_string());
+    };
+    let folder = server_folder(prefix, None)?;
+    let port = free_port();
+    let args = args(port, &folder);
+    start_watched(None, &binary, &args, &folder, Watch::this_process("INT"))?;
+    wait_until(&folder, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })?;
+    Ok(format!("http://127.0.0.1:{port}"))
+}
+
 /// Waits until `ready` succeeds, up to 60 seconds; says what the server logged otherwise.
 pub(crate) fn wait_until(folder: &Path, mut ready: impl FnMut() -> bool) -> Result<(), String> {
     let started = Instant::now();
