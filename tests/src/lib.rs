@@ -428,19 +428,10 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
 /// Runs `ferry ARGS` until it pauses at `point` (`FERRY_PAUSE_AT`, e.g. `batch_written:2`), then
 /// kills it with SIGKILL, as a crash would.
 pub fn kill_at(args: &[&str], point: &str) {
-    use std::io::BufRead;
-    let mut child = ferry_command()
-        .args(args)
-        .env("FERRY_PAUSE_AT", point)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("ferry starts");
-    let stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let paused = stderr
-        .lines()
-        .any(|l| l.is_ok_and(|l| l.starts_with("ferry: paused at")));
-    assert!(paused, "ferry {args:?} never reached {point}");
+    let mut command = ferry_command();
+    command.args(args);
+    let mut child = start_paused(command, point)
+        .unwrap_or_else(|said| panic!("ferry {args:?} never reached {point}: {said}"));
     child.kill().expect("kill");
     child.wait().expect("wait");
 }
