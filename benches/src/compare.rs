@@ -12,6 +12,9 @@
 //! pg-read       psql \copy (SELECT ...) TO CSV                   | Ferry table → parquet, 2 partitions
 //! mysql-insert  LOAD DATA LOCAL INFILE from CSV                  | Ferry insert from parquet
 //! mysql-read    mysql --batch --quick SELECT * into a TSV file   | Ferry table → parquet, 2 partitions
+//! pg-arrow      the same as pg-read                              | Ferry table → Arrow, 2 partitions:
+//! mysql-arrow   the same as mysql-read                           | every column aggregated in a step
+//!                                                                | (the read alone; one row out)
 //! odata         the emulator's configured ceiling (Dataverse's   | Ferry upsert of accounts, one
 //!               limits scaled 30x in time: what they allow)      | application user
 //! ```
@@ -41,8 +44,10 @@ pub enum Scenario {
     PgSync,
     PgSyncUnchanged,
     PgRead,
+    PgArrow,
     MysqlInsert,
     MysqlRead,
+    MysqlArrow,
     Odata,
 }
 
@@ -170,8 +175,10 @@ pub fn name(s: Scenario) -> &'static str {
         Scenario::PgSync => "pg-sync",
         Scenario::PgSyncUnchanged => "pg-sync-unchanged",
         Scenario::PgRead => "pg-read",
+        Scenario::PgArrow => "pg-arrow",
         Scenario::MysqlInsert => "mysql-insert",
         Scenario::MysqlRead => "mysql-read",
+        Scenario::MysqlArrow => "mysql-arrow",
         Scenario::Odata => "odata",
     }
 }
@@ -183,9 +190,9 @@ pub fn reference_name(s: Scenario) -> &'static str {
         Scenario::PgUpsert => "\\copy to temp + INSERT ON CONFLICT",
         Scenario::PgSync => "the same + anti-join DELETE",
         Scenario::PgSyncUnchanged => "the same, 90% unchanged",
-        Scenario::PgRead => "psql \\copy (SELECT) TO CSV",
+        Scenario::PgRead | Scenario::PgArrow => "psql \\copy (SELECT) TO CSV",
         Scenario::MysqlInsert => "LOAD DATA LOCAL INFILE",
-        Scenario::MysqlRead => "mysql --batch --quick to TSV",
+        Scenario::MysqlRead | Scenario::MysqlArrow => "mysql --batch --quick to TSV",
         Scenario::Odata => "the emulator's sustained ceiling",
     }
 }
@@ -231,7 +238,7 @@ fn reference_run(scenario: Scenario, data: &Data) -> Result<f64> {
             std::fs::write(&file, script)?;
             timed(&|| psql_file("ferry_bench", &file))
         }
-        Scenario::PgRead => {
+        Scenario::PgRead | Scenario::PgArrow => {
             pg_loaded(data)?;
             let out = data.scratch.join("from-pg.csv");
             timed(&|| {
@@ -248,7 +255,7 @@ fn reference_run(scenario: Scenario, data: &Data) -> Result<f64> {
             my_fresh()?;
             timed(&|| mysql(&my_load(&csv)))
         }
-        Scenario::MysqlRead => {
+        Scenario::MysqlRead | Scenario::MysqlArrow => {
             my_loaded(data)?;
             let out = data.scratch.join("from-mysql.tsv");
             timed(&|| {
@@ -306,6 +313,14 @@ async fn ferry_run(scenario: Scenario, data: &Data) -> Result<f64> {
         Scenario::MysqlRead => {
             my_loaded(data)?;
             format!("{my}{}", table_to_parquet(data, "from-mysql"))
+        }
+        Scenario::PgArrow => {
+            pg_loaded(data)?;
+            format!("{pg}{}", table_to_arrow(data, "from-pg"))
+        }
+        Scenario::MysqlArrow => {
+            my_loaded(data)?;
+            format!("{my}{}", table_to_arrow(data, "from-mysql"))
         }
         Scenario::Odata => bail!("the odata scenario is measured whole by ceiling::measure"),
     };
@@ -367,6 +382,21 @@ fn table_to_parquet(data: &Data, file: &str) -> String {
     format!(
         "[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\npartitions = 2\npartition_column = \"order_id\"\n\
          [target]\npath = \"{}/{file}.parquet\"\nmode = \"truncate\"\n",
+        data.scratch.display()
+    )
+}
+
+/// The Arrow read scenarios: the orders table in two partitions, every column of every row
+/// decoded into Arrow and folded by one step into a one-row summary (`scratch/<file>-sums.csv`), so
+/// that what is timed is the read, not a file's encoding.
+fn table_to_arrow(data: &Data, file: &str) -> String {
+    format!(
+        "[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\npartitions = 2\npartition_column = \"order_id\"\n\
+         [[steps]]\nname = \"sums\"\nsql = \"SELECT count(*) AS orders, sum(order_id) AS ids, \
+         sum(customer_id) AS customers, max(status) AS status, sum(length(description)) AS text, \
+         sum(amount) AS amount, sum(discount) AS discount, sum(CASE WHEN paid THEN 1 ELSE 0 END) AS paid, \
+         max(order_date) AS last_day, max(created_at) AS last_time, count(coupon) AS coupons FROM orders\"\n\
+         [target]\npath = \"{}/{file}-sums.csv\"\nmode = \"truncate\"\n",
         data.scratch.display()
     )
 }

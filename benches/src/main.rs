@@ -143,6 +143,8 @@ enum Command {
     #[command(
         after_help = "Scenarios: pg-insert (psql \\copy), pg-upsert and pg-sync (hand-written staging SQL),\n\
                       pg-read (psql \\copy TO), mysql-insert (LOAD DATA LOCAL INFILE),\n\
+                      mysql-read (mysql --batch), pg-arrow and mysql-arrow (the same references;\n\
+                      Ferry reads every column into Arrow and writes a one-row summary),\n\
                       odata (the emulator's scaled Dataverse ceiling; 60,000 records a run, --rows aside).\n\n\
                       Example:\n  ferry-bench compare pg-insert mysql-insert --rows 1000000 --repeat 3"
     )]

@@ -115,27 +115,39 @@ impl Lane {
     }
 
     /// Waits for the lane's turn.
+    ///
+    /// A pace's turn, once taken, is kept while the request waits for a slot: a turn given up
+    /// because every slot was busy at that moment would be a turn the pace never gets back, and
+    /// the lane would ride below the pace it learned (reads measured 87% of the ceiling at a pace
+    /// of 93% that way).
     pub async fn acquire(&self) -> Slot<'_> {
+        let mut has_turn = false;
         loop {
             let pause = self.state.lock().expect("lane").paused_until;
             match pause {
                 Some(until) if until > Instant::now() => {
+                    // The service said to wait: turns taken before are void (the pace hands
+                    // out new ones from the end of the pause, without a burst).
+                    has_turn = false;
                     tokio::time::sleep_until(until.into()).await;
                     continue;
                 }
                 _ => {}
             }
-            if let Some(rate) = &self.rate {
-                rate.until_ready().await;
-            }
-            let turn = self
-                .state
-                .lock()
-                .expect("lane")
-                .pace
-                .next_turn(Instant::now());
-            if let Some(at) = turn {
-                tokio::time::sleep_until(at.into()).await;
+            if !has_turn {
+                if let Some(rate) = &self.rate {
+                    rate.until_ready().await;
+                }
+                let turn = self
+                    .state
+                    .lock()
+                    .expect("lane")
+                    .pace
+                    .next_turn(Instant::now());
+                if let Some(at) = turn {
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                has_turn = true;
             }
             let notified = self.freed.notified();
             {
@@ -327,6 +339,33 @@ mod tests {
         lane.state.lock().unwrap().paused_until = None;
         lane.pause(Duration::ZERO, Limit::Concurrency);
         assert_eq!(lane.limit(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_turn_of_the_pace_is_kept_while_the_request_waits_for_a_slot() {
+        // One request at a time, paced at two a second.
+        let lane = Lane::new(None, 1, 1);
+        lane.state.lock().unwrap().pace = Pace::at(2.0);
+        let first = lane.acquire().await;
+        let started = Instant::now();
+        // The second's turn comes at 0.5 s, while the first still holds the only slot (0.6 s).
+        let second = async { lane.acquire().await.succeeded_in(STEADY) };
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            first.succeeded_in(STEADY);
+        };
+        tokio::join!(second, release);
+        // It went on that turn when the slot freed: two turns handed out, so the next is 1 s after
+        // the first. (Giving the turn up for a busy slot took another at 1 s: the next at 1.5 s.)
+        let next = lane
+            .state
+            .lock()
+            .unwrap()
+            .pace
+            .next_turn(Instant::now())
+            .expect("a turn ahead");
+        let after = next.duration_since(started);
+        assert!(after < Duration::from_millis(1250), "{after:?}");
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //!                                        in flight at the refusal are not what the window held
 //!                                        (with requests of seconds, a page of 5,000 records or a
 //!                                        bulk message of 1,000, they are a large share);
-//!                        after one more window it creeps up very slowly, in case the lane had run
-//!                        longer than one window before the first 429
+//!                        after one more window it creeps up 2% a window, in case the lane had run
+//!                        longer than one window before the first 429 (or the lesson was cautious)
 //! later refusals:        pace = 0.97 × the pace that was refused, and it holds there (for ten windows
 //!                        without a refusal; then it creeps up again)
 //! within about one window of a lesson a refusal teaches nothing: the service's window still holds
@@ -30,8 +30,10 @@ use std::time::{Duration, Instant};
 const FIRST_PACE: f64 = 0.96;
 /// A later lesson's pace, as a share of the pace that was refused.
 const CUT: f64 = 0.97;
-/// How much each success raises a creeping pace.
-const CREEP: f64 = 1.000_03;
+/// How much a creeping pace rises over one window (the hold's length), whatever the requests'
+/// rate: per request, a pace of 20 a second crept 20% a window and one of pages at 8 a second
+/// 0.2%, so slow lanes stayed where their first, cautious lesson put them.
+const CREEP_PER_WINDOW: f64 = 1.02;
 
 #[derive(Default)]
 pub(super) struct Pace {
@@ -47,6 +49,8 @@ pub(super) struct Pace {
     /// come from before the change and teach nothing.
     lesson_at: Option<Instant>,
     hold: Duration,
+    /// When a creeping pace last rose.
+    crept_at: Option<Instant>,
     first_send: Option<Instant>,
     /// Requests sent, and how many of them were refused with 429 (not counted by the service).
     sent: u64,
@@ -166,6 +170,7 @@ impl Pace {
         );
         self.rate = Some(rate);
         self.creeping = true;
+        self.crept_at = None;
         self.lesson_at = Some(refilled);
         // About one window: what the service still counts from before the pace.
         self.hold = span.min(Duration::from_secs(300));
@@ -175,16 +180,25 @@ impl Pace {
     pub(super) fn succeeded(&mut self, now: Instant) {
         self.completed += 1;
         self.first_completion.get_or_insert(now);
-        let since_lesson = self.lesson_at.map(|at| at.elapsed());
+        let since_lesson = self.lesson_at.map(|at| now.saturating_duration_since(at));
         // Creeping waits out the hold: while the window still counts the requests from before the
         // pace, a refusal would teach nothing.
         let held = since_lesson.is_some_and(|d| d < self.hold);
         if let (Some(rate), true, false) = (self.rate, self.creeping, held) {
-            self.rate = Some(rate * CREEP);
+            let held_until = self.lesson_at.map(|at| at + self.hold);
+            let from = match (self.crept_at, held_until) {
+                (Some(c), Some(h)) => c.max(h),
+                (c, h) => c.or(h).unwrap_or(now),
+            };
+            let windows = now.saturating_duration_since(from).as_secs_f64()
+                / self.hold.as_secs_f64().max(0.001);
+            self.rate = Some(rate * CREEP_PER_WINDOW.powf(windows));
+            self.crept_at = Some(now);
         }
         // Ten windows without a refusal: the service may have more room than when it last refused.
-        if since_lesson.is_some_and(|d| d > self.hold * 10) {
+        if !self.creeping && since_lesson.is_some_and(|d| d > self.hold * 10) {
             self.creeping = true;
+            self.crept_at = Some(now);
         }
     }
 }
@@ -248,6 +262,33 @@ mod tests {
         // sustains 4 s of execution a second. Counting the 24 sent and not refused over the
         // 12.5 s from the first send would have said 1.84, 15% over the ceiling.
         assert!((rate - 0.96 * 1.6).abs() < 1e-9, "{rate}");
+    }
+
+    #[test]
+    fn a_pace_creeps_by_the_window_not_by_the_request() {
+        // Two lanes paced at 8 a second, lessons at t0 with windows of 10 s; one sends 20 requests
+        // over the next 30 s, the other 2,000.
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        let crept = |successes: usize| {
+            let mut p = Pace {
+                rate: Some(8.0),
+                creeping: true,
+                lesson_at: Some(t0),
+                hold: Duration::from_secs(10),
+                ..Pace::default()
+            };
+            for i in 0..=successes {
+                p.succeeded(at(30.0 * i as f64 / successes as f64));
+            }
+            p.rate.unwrap()
+        };
+        // Held for the first window, then two windows of creeping: 2% each.
+        let expected = 8.0 * 1.02f64.powi(2);
+        for successes in [20, 2000] {
+            let rate = crept(successes);
+            assert!((rate - expected).abs() < 1e-6, "{successes}: {rate}");
+        }
     }
 
     #[test]

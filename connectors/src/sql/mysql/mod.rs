@@ -13,7 +13,10 @@
 //!           rows whose key is not there, in one transaction, after every batch succeeded
 //! ```
 //!
-//! LOAD DATA LOCAL is not used: the server turns its errors into warnings (as with IGNORE).
+//! Plain inserts (insert and truncate before any key conflict, keyless) go by LOAD DATA LOCAL from
+//! memory, the server's fastest path; it turns errors into warnings (as IGNORE does), so a batch is
+//! kept only when every row landed without one, and is otherwise rolled back and written by INSERT,
+//! which reports each error for its row (`load_data`).
 
 pub mod client;
 pub mod connector;
