@@ -247,6 +247,67 @@ async fn mysql_bad_rows_are_isolated() {
     bad_rows_are_isolated(Server::Mysql).await;
 }
 
+/// A value LOAD DATA cannot carry (NaN: MySQL has none) in a later chunk of a batch's file, after
+/// the first chunks were sent: the batch is rolled back, the row goes to quarantine naming its
+/// column, and every other row lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_a_value_load_data_cannot_carry_is_quarantined_and_the_rest_lands_once() {
+    let db = TestDb::new(Server::Mysql).await;
+    db.exec("CREATE TABLE t (id BIGINT PRIMARY KEY, score DOUBLE)")
+        .await;
+    let ws = Workspace::new();
+    let mut csv = String::from("id\n");
+    for i in 1..=5000 {
+        csv.push_str(&format!("{i}\n"));
+    }
+    ws.write("in/src.csv", &csv);
+    let pipeline = ws.pipeline(
+        "p.toml",
+        &format!(
+            r#"name = "nan"
+[connections.db]
+url = "{}"
+[sources.src]
+path = "in/src.csv"
+[[steps]]
+name = "scored"
+sql = "SELECT id, CASE WHEN id = 3000 THEN CAST('NaN' AS DOUBLE) ELSE CAST(id AS DOUBLE) END AS score FROM src"
+[target]
+connection = "db"
+table = "t"
+mode = "insert"
+key = "id"
+batch_size = 5000
+workers = 1
+"#,
+            db.url()
+        ),
+    );
+    let report = run(&pipeline).await;
+    assert_eq!(
+        (report.status, report.rows_written, report.rows_rejected),
+        (Status::PartialSuccess, 4999, 1),
+        "{report}"
+    );
+    let sum = 5000 * 5001 / 2 - 3000;
+    assert_eq!(
+        db.rows("SELECT count(*), sum(id), sum(score) FROM t").await,
+        rows(&[&["4999", &sum.to_string(), &sum.to_string()]])
+    );
+    let (_, quarantined) = read_delta(
+        &ws.join(".ferry/quarantine/t"),
+        "SELECT id, _ferry_error FROM t",
+    )
+    .await;
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(quarantined[0][0], "3000", "{quarantined:?}");
+    assert!(
+        quarantined[0][1].contains("column \"score\"")
+            && quarantined[0][1].contains("MySQL has no NaN or infinity"),
+        "{quarantined:?}"
+    );
+}
+
 async fn upsert_never_overwrites_another_unique_row(server: Server) {
     let db = TestDb::new(server).await;
     db.exec("CREATE TABLE u (id BIGINT PRIMARY KEY, email VARCHAR(50) NOT NULL UNIQUE)")
