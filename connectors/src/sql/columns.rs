@@ -8,7 +8,6 @@ use arrow::record_batch::RecordBatch;
 use crate::error::Result;
 
 /// Each column of a batch converted by a dialect, and how many rows there are.
-#[derive(Clone)]
 pub struct Columns<C> {
     pub columns: Vec<C>,
     rows: usize,

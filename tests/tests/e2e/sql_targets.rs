@@ -247,9 +247,8 @@ async fn mysql_bad_rows_are_isolated() {
     bad_rows_are_isolated(Server::Mysql).await;
 }
 
-/// A value LOAD DATA cannot carry (NaN: MySQL has none) in a later chunk of a batch's file, after
-/// the first chunks were sent: the batch is rolled back, the row goes to quarantine naming its
-/// column, and every other row lands once.
+/// A value LOAD DATA cannot carry (NaN: MySQL has none) deep in a batch of 5,000: the row goes to
+/// quarantine naming its column, and every other row lands once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_a_value_load_data_cannot_carry_is_quarantined_and_the_rest_lands_once() {
     let db = TestDb::new(Server::Mysql).await;

@@ -46,9 +46,6 @@ use crate::sql::{check, statements};
 /// Statements stay well under MariaDB's default 16 MiB max_allowed_packet.
 const MAX_STATEMENT_BYTES: usize = 4 << 20;
 
-/// Rows in each chunk of a LOAD DATA file as it is encoded and sent.
-const LOAD_CHUNK_ROWS: usize = 2048;
-
 /// MySQL's (and MariaDB's) way of doing each step of the SQL sink ([`SqlSink`]).
 pub struct Mysql {
     db: DbConfig,
@@ -215,11 +212,6 @@ impl Mysql {
 /// warnings (as IGNORE does), so the batch is kept only when every row landed without a warning;
 /// otherwise it is rolled back and written by INSERT, which reports each error properly. A server
 /// that refuses LOAD DATA LOCAL altogether (`local_infile=OFF`) sets `refused`: INSERT from then on.
-///
-/// The file is encoded a chunk at a time as the driver sends it, so that the server parses one
-/// chunk while the next is encoded (encoded whole first, one stream spent a fifth of each batch's
-/// time with the server idle). A value that cannot be encoded ends the file early; the batch is
-/// rolled back and the error, naming its row, is the batch's, as before anything was sent.
 async fn load_data(
     conn: &mut Conn,
     plan: &Plan,
@@ -227,36 +219,14 @@ async fn load_data(
     refused: &AtomicBool,
 ) -> Result<bool> {
     use futures::StreamExt;
-    let unencodable: Arc<Mutex<Option<ConnectorError>>> = Arc::default();
-    let chunks = {
-        let (rows, unencodable) = (Arc::new(rows.clone()), unencodable.clone());
-        futures::stream::unfold(0, move |start| {
-            let (rows, unencodable) = (rows.clone(), unencodable.clone());
-            async move {
-                let end = (start + LOAD_CHUNK_ROWS).min(rows.num_rows());
-                if start >= end {
-                    return None;
-                }
-                match rows.load_data(start..end) {
-                    Ok(chunk) => Some((Ok(bytes::Bytes::from(chunk)), end)),
-                    Err(e) => {
-                        *unencodable.lock().expect("unencodable") = Some(e);
-                        None
-                    }
-                }
-            }
-        })
-    };
+    let file = bytes::Bytes::from(rows.load_data()?);
     conn.query_drop("START TRANSACTION")
         .await
         .map_err(classify)?;
-    conn.set_infile_handler(async move { Ok(chunks.boxed()) });
+    conn.set_infile_handler(
+        async move { Ok(futures::stream::once(async move { Ok(file) }).boxed()) },
+    );
     let loaded = conn.query_drop(&plan.load).await;
-    let unencodable = unencodable.lock().expect("unencodable").take();
-    if let Some(e) = unencodable {
-        let _ = conn.query_drop("ROLLBACK").await;
-        return Err(e);
-    }
     // MariaDB 10.6+ says 4166 (capability disabled; 1148 before), MySQL 8 says 3948.
     if let Err(mysql_async::Error::Server(e)) = &loaded
         && matches!(e.code, 1148 | 3948 | 4166)

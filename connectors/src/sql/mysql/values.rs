@@ -19,7 +19,6 @@ use crate::sql::columns::Columns;
 use crate::sql::declared::Declared;
 
 /// One column, cast to the shape its literals are written from.
-#[derive(Clone)]
 pub enum Column {
     Int(Int64Array),
     UInt(UInt64Array),
@@ -73,12 +72,11 @@ impl Literals {
             .any(|(_, c)| matches!(c, Column::Bytes(_)))
     }
 
-    /// The rows `rows` as a part of a LOAD DATA file: tab-separated, `\N` for NULL, backslash
-    /// escapes, one row a line. An error names its row's place in the whole batch.
-    pub fn load_data(&self, rows: std::ops::Range<usize>) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(rows.len() * self.columns.len() * 12);
+    /// The rows as a LOAD DATA file: tab-separated, `\N` for NULL, backslash escapes, one row a line.
+    pub fn load_data(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.num_rows() * self.columns.len() * 12);
         let mut text = String::new();
-        for row in rows {
+        for row in 0..self.num_rows() {
             for (i, (name, column)) in self.columns.iter().enumerate() {
                 if i > 0 {
                     out.push(b'\t');
@@ -336,15 +334,11 @@ mod tests {
             ),
         ])
         .unwrap();
-        let rows = Literals::new(&batch).unwrap();
-        let file = rows.load_data(0..2).unwrap();
+        let file = Literals::new(&batch).unwrap().load_data().unwrap();
         assert_eq!(
             String::from_utf8(file).unwrap(),
             "a\\tb\\\\c\\nd\t1\n\\N\t\\N\n"
         );
-        // A part of the file is those rows' lines.
-        let second = rows.load_data(1..2).unwrap();
-        assert_eq!(String::from_utf8(second).unwrap(), "\\N\t\\N\n");
     }
 
     #[test]
