@@ -376,12 +376,15 @@ fn my_fresh() -> Result<()> {
     ))
 }
 
+/// Every read scenario's source: the orders table read on two connections, in ranges of its key.
+const ORDERS_IN_TWO_PARTITIONS: &str = "[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\n\
+    partitions = 2\npartition_column = \"order_id\"\n";
+
 /// The read scenarios' source and target: the orders table in two partitions into
 /// `scratch/<file>.parquet`.
 fn table_to_parquet(data: &Data, file: &str) -> String {
     format!(
-        "[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\npartitions = 2\npartition_column = \"order_id\"\n\
-         [target]\npath = \"{}/{file}.parquet\"\nmode = \"truncate\"\n",
+        "{ORDERS_IN_TWO_PARTITIONS}[target]\npath = \"{}/{file}.parquet\"\nmode = \"truncate\"\n",
         data.scratch.display()
     )
 }
@@ -391,8 +394,7 @@ fn table_to_parquet(data: &Data, file: &str) -> String {
 /// that what is timed is the read, not a file's encoding.
 fn table_to_arrow(data: &Data, file: &str) -> String {
     format!(
-        "[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\npartitions = 2\npartition_column = \"order_id\"\n\
-         [[steps]]\nname = \"sums\"\nsql = \"SELECT count(*) AS orders, sum(order_id) AS ids, \
+        "{ORDERS_IN_TWO_PARTITIONS}[[steps]]\nname = \"sums\"\nsql = \"SELECT count(*) AS orders, sum(order_id) AS ids, \
          sum(customer_id) AS customers, max(status) AS status, sum(length(description)) AS text, \
          sum(amount) AS amount, sum(discount) AS discount, sum(CASE WHEN paid THEN 1 ELSE 0 END) AS paid, \
          max(order_date) AS last_day, max(created_at) AS last_time, count(coupon) AS coupons FROM orders\"\n\

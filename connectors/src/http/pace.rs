@@ -185,11 +185,13 @@ impl Pace {
         // pace, a refusal would teach nothing.
         let held = since_lesson.is_some_and(|d| d < self.hold);
         if let (Some(rate), true, false) = (self.rate, self.creeping, held) {
+            // From the last rise, but never from inside the hold.
             let held_until = self.lesson_at.map(|at| at + self.hold);
-            let from = match (self.crept_at, held_until) {
-                (Some(c), Some(h)) => c.max(h),
-                (c, h) => c.or(h).unwrap_or(now),
-            };
+            let from = [self.crept_at, held_until]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(now);
             let windows = now.saturating_duration_since(from).as_secs_f64()
                 / self.hold.as_secs_f64().max(0.001);
             self.rate = Some(rate * CREEP_PER_WINDOW.powf(windows));
