@@ -66,6 +66,8 @@ pub struct ScanTable {
     from: String,
     columns: Vec<ScanColumn>,
     schema: SchemaRef,
+    /// A condition in the database's SQL every scan adds to its WHERE (a range of blocks).
+    condition: Option<String>,
 }
 
 impl ScanTable {
@@ -79,6 +81,18 @@ impl ScanTable {
             from,
             columns,
             schema,
+            condition: None,
+        }
+    }
+
+    /// The same table, restricted to the rows `condition` (in the database's SQL) selects.
+    pub fn restricted(&self, condition: String) -> Self {
+        Self {
+            source: self.source.clone(),
+            from: self.from.clone(),
+            columns: self.columns.clone(),
+            schema: self.schema.clone(),
+            condition: Some(condition),
         }
     }
 
@@ -102,7 +116,9 @@ impl ScanTable {
                 .join(", ")
         };
         let mut sql = format!("SELECT {list} FROM {}", self.from);
-        let pushed: Vec<String> = filters.iter().filter_map(|f| self.filter_sql(f)).collect();
+        let pushed: Vec<String> = (self.condition.iter().cloned())
+            .chain(filters.iter().filter_map(|f| self.filter_sql(f)))
+            .collect();
         if !pushed.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&pushed.join(" AND "));

@@ -6,7 +6,8 @@
 //! table = "s.t"                 ScanTable: SELECT <needed columns> FROM s.t WHERE <pushed filters>
 //! table + partitions = N        N filtered scans of the table over ranges of partition_column,
 //!                               UNION ALL: N connections read in parallel; a whole read must
-//!                               return the COUNT(*) taken with the bounds (`counted.rs`)
+//!                               return the COUNT(*) taken with the bounds (`counted.rs`); on
+//!                               PostgreSQL all of them read the snapshot that COUNT(*) saw
 //! query = "SELECT ..."          ScanTable over "(query) AS ferry_query": its columns are the
 //! (and steps with connection)   server's description of the prepared query, even with no rows
 //! ```
@@ -17,12 +18,13 @@ use async_trait::async_trait;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableProvider;
 use datafusion::logical_expr::{col, lit};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::connector::{Read, Reader};
 use crate::error::{ConnectorError, Result};
 use crate::sql::db::DbConfig;
 use crate::sql::ident::TableName;
+use crate::sql::postgres::read::Snapshot;
 use crate::sql::scan::ScanTable;
 
 /// Which server a [`ServerReader`] reads.
@@ -59,8 +61,13 @@ impl Reader for ServerReader {
     }
 }
 
-/// A table or query of a server as a DataFusion table.
-async fn scan_table(server: Server, db: &DbConfig, read: &Read) -> Result<ScanTable> {
+/// A table or query of a server as a DataFusion table (on PostgreSQL, read at `snapshot`).
+async fn scan_table(
+    server: Server,
+    db: &DbConfig,
+    read: &Read,
+    snapshot: Option<Arc<Snapshot>>,
+) -> Result<ScanTable> {
     let from = match read {
         Read::Table { name, .. } => {
             let table = TableName::parse(name);
@@ -72,7 +79,7 @@ async fn scan_table(server: Server, db: &DbConfig, read: &Read) -> Result<ScanTa
         Read::Query(sql) => format!("({}) AS ferry_query", sql.trim().trim_end_matches(';')),
     };
     let scanned = match server {
-        Server::Postgres => super::postgres::read::scan_table(db, from).await,
+        Server::Postgres => super::postgres::read::scan_table(db, from, snapshot).await,
         Server::Mysql => super::mysql::read::scan_table(db, from).await,
     };
     scanned.map_err(|e| {
@@ -98,51 +105,21 @@ async fn register(
     db: &DbConfig,
     read: &Read,
 ) -> Result<()> {
-    let provider: Arc<dyn TableProvider> = Arc::new(scan_table(server, db, read).await?);
-    let partition_bounds = partitioning(server, db, read).await?;
+    let (partition_bounds, snapshot) = match partitioning(server, db, read).await? {
+        Some((bounds, rows, snapshot)) => (Some((bounds, rows)), snapshot),
+        None => (None, None),
+    };
+    let scan = scan_table(server, db, read, snapshot).await?;
     let Some((Some((column, kind, ranges)), rows)) = partition_bounds else {
-        ctx.register_table(name, provider)?;
+        ctx.register_table(name, Arc::new(scan))?;
         return Ok(());
     };
-    // One filtered scan per range; the filters are pushed down, so each is its own query.
-    let whole = format!("__ferry_{name}_whole");
-    // Bounds of the column's own type, so that the filters reach the database as they are.
-    let column_type = provider
-        .schema()
-        .field_with_name(&column)?
-        .data_type()
-        .clone();
-    ctx.register_table(whole.as_str(), provider)?;
-    let mut union: Option<datafusion::prelude::DataFrame> = None;
-    let last = ranges.len() - 1;
-    let as_column = |v: ScalarValue| v.cast_to(&column_type).map(lit);
-    let value = |v: i64| match &kind {
-        RangeKind::Integer => as_column(ScalarValue::Int64(Some(v))),
-        RangeKind::Date => as_column(ScalarValue::Date32(Some(v as i32))),
-        RangeKind::Timestamp => as_column(ScalarValue::TimestampMicrosecond(Some(v), None)),
+    let parts = match kind {
+        RangeKind::Blocks => block_ranges(ctx, name, &scan, &ranges).await?,
+        kind => column_ranges(ctx, name, scan, &column, kind, &ranges).await?,
     };
-    // The first range is open below (and takes the NULLs), the last open above, and each cut is
-    // `< x` on one side and `>= x` on the other: every row is in exactly one range, whatever the
-    // column's type and however the bounds compare with it.
-    for (i, (from, _)) in ranges.iter().enumerate() {
-        let lower = match i > 0 {
-            true => Some(col(&column).gt_eq(value(*from)?)),
-            false => None,
-        };
-        let upper = match i < last {
-            true => Some(col(&column).lt(value(ranges[i + 1].0)?)),
-            false => None,
-        };
-        let mut filter = match (lower, upper) {
-            (Some(l), Some(u)) => l.and(u),
-            (Some(l), None) => l,
-            (None, Some(u)) => u,
-            (None, None) => lit(true),
-        };
-        if i == 0 {
-            filter = filter.or(col(&column).is_null());
-        }
-        let part = ctx.table(whole.as_str()).await?.filter(filter)?;
+    let mut union: Option<DataFrame> = None;
+    for part in parts {
         union = Some(match union {
             None => part,
             Some(u) => u.union(part)?,
@@ -160,6 +137,81 @@ async fn register(
     Ok(())
 }
 
+/// One filtered scan of the whole table per range of `column`; the filters are pushed down, so
+/// each is its own query.
+async fn column_ranges(
+    ctx: &SessionContext,
+    name: &str,
+    scan: ScanTable,
+    column: &str,
+    kind: RangeKind,
+    ranges: &[(i64, i64)],
+) -> Result<Vec<DataFrame>> {
+    let whole = format!("__ferry_{name}_whole");
+    // Bounds of the column's own type, so that the filters reach the database as they are.
+    let column_type = scan.schema().field_with_name(column)?.data_type().clone();
+    ctx.register_table(whole.as_str(), Arc::new(scan))?;
+    let last = ranges.len() - 1;
+    let as_column = |v: ScalarValue| v.cast_to(&column_type).map(lit);
+    let value = |v: i64| match &kind {
+        RangeKind::Integer => as_column(ScalarValue::Int64(Some(v))),
+        RangeKind::Date => as_column(ScalarValue::Date32(Some(v as i32))),
+        RangeKind::Timestamp => as_column(ScalarValue::TimestampMicrosecond(Some(v), None)),
+        RangeKind::Blocks => unreachable!("blocks are not a column's values"),
+    };
+    // The first range is open below (and takes the NULLs), the last open above, and each cut is
+    // `< x` on one side and `>= x` on the other: every row is in exactly one range, whatever the
+    // column's type and however the bounds compare with it.
+    let mut parts = Vec::new();
+    for (i, (from, _)) in ranges.iter().enumerate() {
+        let lower = match i > 0 {
+            true => Some(col(column).gt_eq(value(*from)?)),
+            false => None,
+        };
+        let upper = match i < last {
+            true => Some(col(column).lt(value(ranges[i + 1].0)?)),
+            false => None,
+        };
+        let mut filter = match (lower, upper) {
+            (Some(l), Some(u)) => l.and(u),
+            (Some(l), None) => l,
+            (None, Some(u)) => u,
+            (None, None) => lit(true),
+        };
+        if i == 0 {
+            filter = filter.or(col(column).is_null());
+        }
+        parts.push(ctx.table(whole.as_str()).await?.filter(filter)?);
+    }
+    Ok(parts)
+}
+
+/// One scan per range of the table's blocks (PostgreSQL's `ctid`, read by TID range scans): the
+/// first range open below, the last open above, so every row version the snapshot sees is in
+/// exactly one, wherever it lies.
+async fn block_ranges(
+    ctx: &SessionContext,
+    name: &str,
+    scan: &ScanTable,
+    ranges: &[(i64, i64)],
+) -> Result<Vec<DataFrame>> {
+    let last = ranges.len() - 1;
+    let mut parts = Vec::new();
+    for (i, (from, _)) in ranges.iter().enumerate() {
+        let lower = (i > 0).then(|| format!("ctid >= '({from},0)'::tid"));
+        let upper = (i < last).then(|| format!("ctid < '({},0)'::tid", ranges[i + 1].0));
+        let condition = match (lower, upper) {
+            (Some(l), Some(u)) => format!("{l} AND {u}"),
+            (Some(c), None) | (None, Some(c)) => c,
+            (None, None) => "TRUE".to_string(),
+        };
+        let part = format!("__ferry_{name}_blocks_{i}");
+        ctx.register_table(part.as_str(), Arc::new(scan.restricted(condition)))?;
+        parts.push(ctx.table(part.as_str()).await?);
+    }
+    Ok(parts)
+}
+
 /// What the partition column holds: ranges are of integers, of days since 1970, or of microseconds
 /// since 1970 (UTC) for a timestamp; bounds are cast to the column's own type.
 #[derive(Debug, Clone)]
@@ -167,14 +219,17 @@ enum RangeKind {
     Integer,
     Date,
     Timestamp,
+    /// Page numbers of a PostgreSQL table (`partition_column = "ctid"`).
+    Blocks,
 }
 
 /// Integer or date ranges of the partition column, from its MIN and MAX.
 type Bounds = Option<(String, RangeKind, Vec<(i64, i64)>)>;
 
-/// The ranges of a partitioned read, and the table's rows counted with them (what the partitions
-/// must add up to: `counted.rs`).
-type Partitioning = Option<(Bounds, u64)>;
+/// The ranges of a partitioned read, the table's rows counted with them (what the partitions must
+/// add up to: `counted.rs`), and on PostgreSQL the snapshot they were counted in, which every range
+/// reads at.
+type Partitioning = Option<(Bounds, u64, Option<Arc<Snapshot>>)>;
 
 /// The partition column's MIN and MAX as the server prints them, and the table's rows.
 type Extent = (Option<String>, Option<String>, u64);
@@ -189,25 +244,76 @@ async fn partitioning(server: Server, db: &DbConfig, read: &Read) -> Result<Part
         return Ok(None);
     };
     let table = TableName::parse(table);
-    let (min, max, rows) = match server {
+    let ((min, max, rows), snapshot) = match server {
         Server::Postgres => extent_pg(db, &table, column).await?,
-        Server::Mysql => extent_mysql(db, &table, column).await?,
+        Server::Mysql => (extent_mysql(db, &table, column).await?, None),
     };
-    Ok(Some((ranges(column, *n, min, max)?, rows)))
+    let mut bounds = ranges(column, *n, min, max)?;
+    if server == Server::Postgres && column == BLOCKS {
+        if snapshot.is_none() {
+            return Err(ConnectorError::fatal(format!(
+                "partition_column = \"ctid\" reads {} in ranges of its blocks, which needs one snapshot on every connection, and this server exports none",
+                table.quoted()
+            ))
+            .with_hint("partition over an integer or date column, or remove partitions"));
+        }
+        if let Some((_, kind, _)) = &mut bounds {
+            *kind = RangeKind::Blocks;
+        }
+    }
+    Ok(Some((bounds, rows, snapshot)))
 }
 
-async fn extent_pg(db: &DbConfig, table: &TableName, column: &str) -> Result<Extent> {
+/// The partition column that splits a PostgreSQL table by its blocks (where its rows lie), for a
+/// table without an integer or date key.
+const BLOCKS: &str = "ctid";
+
+/// PostgreSQL's first version with TID range scans (a range of blocks read without the others).
+const TID_RANGE_SCANS: i32 = 140_000;
+
+/// The extent, counted in a snapshot exported for the ranges to read at (when the server has one).
+async fn extent_pg(
+    db: &DbConfig,
+    table: &TableName,
+    column: &str,
+) -> Result<(Extent, Option<Arc<Snapshot>>)> {
     let client = super::postgres::client::connect(db).await?;
-    let c = crate::sql::ident::quote_ansi(column);
-    let sql = format!(
-        "SELECT MIN({c})::text, MAX({c})::text, COUNT(*) FROM {}",
-        table.quoted()
-    );
-    let row = client
-        .query_one(&sql, &[])
-        .await
-        .map_err(super::postgres::client::classify)?;
-    Ok((row.get(0), row.get(1), row.get::<_, i64>(2) as u64))
+    let (client, exported) = Snapshot::export(client).await?;
+    let classify = super::postgres::client::classify;
+    let extent = match column {
+        BLOCKS => {
+            let version: i32 = client
+                .query_one("SELECT current_setting('server_version_num')::int", &[])
+                .await
+                .map_err(classify)?
+                .get(0);
+            if version < TID_RANGE_SCANS {
+                return Err(ConnectorError::fatal(format!(
+                    "partition_column = \"ctid\" needs PostgreSQL 14 or later, which reads a range of a table's blocks alone; this server is version {version}"
+                ))
+                .with_hint("partition over an integer or date column, or remove partitions"));
+            }
+            // The blocks the table has now hold every row the snapshot sees; the last range is
+            // open above anyway.
+            let sql = format!(
+                "SELECT '0', (pg_relation_size($1::text::regclass) / current_setting('block_size')::int)::text, COUNT(*) FROM {}",
+                table.quoted()
+            );
+            client.query_one(&sql, &[&table.quoted()]).await
+        }
+        _ => {
+            let c = crate::sql::ident::quote_ansi(column);
+            let sql = format!(
+                "SELECT MIN({c})::text, MAX({c})::text, COUNT(*) FROM {}",
+                table.quoted()
+            );
+            client.query_one(&sql, &[]).await
+        }
+    };
+    let row = extent.map_err(classify)?;
+    let extent = (row.get(0), row.get(1), row.get::<_, i64>(2) as u64);
+    let snapshot = exported.map(|id| Arc::new(Snapshot::new(id, client)));
+    Ok((extent, snapshot))
 }
 
 async fn extent_mysql(db: &DbConfig, table: &TableName, column: &str) -> Result<Extent> {
@@ -269,7 +375,7 @@ fn ranges(column: &str, n: usize, min: Option<String>, max: Option<String>) -> R
             return Err(ConnectorError::fatal(format!(
                 "partition_column \"{column}\" must be an integer or date column (its values run from {min} to {max})"
             ))
-            .with_hint("pick a numeric key such as the primary key, or a date, or remove partitions"));
+            .with_hint("pick a numeric key such as the primary key, or a date (on PostgreSQL 14+, \"ctid\" splits any table by its blocks), or remove partitions"));
         }
     };
     let n = n.max(1) as i64;

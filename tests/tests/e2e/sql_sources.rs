@@ -362,6 +362,146 @@ async fn mysql_partitioned_read_returns_every_row_once() {
     partitioned_read_returns_every_row_once(Server::Mysql).await;
 }
 
+/// A partitioned PostgreSQL read sees the table as it was when the read began, on every one of its
+/// connections: rows deleted, changed or added while its ranges start are read as they were, and
+/// the count check holds on a table that is in use (a sync of a live table deletes nothing it has).
+/// Over ranges of blocks an update moves a row to another block: without one snapshot it would be
+/// read twice.
+async fn a_partitioned_read_sees_one_snapshot_on_every_connection(partition_column: &str) {
+    use datafusion::physical_plan::execute_stream_partitioned;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+    use ferry_connectors::sql::source::{Server as Db, ServerReader};
+    use ferry_connectors::{Read, Reader};
+    use futures::StreamExt;
+
+    let db = TestDb::new(Server::Postgres).await;
+    db.exec("CREATE TABLE live (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)")
+        .await;
+    db.exec("INSERT INTO live SELECT i, i FROM generate_series(1, 4000) i")
+        .await;
+    let reader = ServerReader {
+        server: Db::Postgres,
+        db: ferry_connectors::sql::db::DbConfig::parse(&db.url(), std::path::Path::new("."))
+            .unwrap(),
+    };
+    // One partition per range, as planned: the ranges start one after another here.
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    let read = Read::Table {
+        name: "live".into(),
+        partitions: Some((4, partition_column.into())),
+    };
+    reader.register(&ctx, "live", &read).await.unwrap();
+    let plan = ctx
+        .sql("SELECT id, v FROM live")
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let mut ranges = execute_stream_partitioned(plan, ctx.task_ctx()).unwrap();
+    assert_eq!(ranges.len(), 4, "one stream per range");
+    let mut batches = vec![ranges[0].next().await.unwrap().unwrap()];
+    // The first range is reading; the others have not begun when the table changes.
+    db.exec("DELETE FROM live WHERE id > 3000").await;
+    db.exec("UPDATE live SET v = -v WHERE id <= 2000").await;
+    db.exec("INSERT INTO live SELECT i, i FROM generate_series(5001, 5500) i")
+        .await;
+    for range in ranges.iter_mut() {
+        while let Some(batch) = range.next().await {
+            batches.push(batch.unwrap_or_else(|e| panic!("the read failed: {e}")));
+        }
+    }
+    let read_back = SessionContext::new();
+    let schema = batches[0].schema();
+    read_back
+        .register_batch(
+            "r",
+            arrow::compute::concat_batches(&schema, &batches).unwrap(),
+        )
+        .unwrap();
+    let summary = read_back
+        .sql("SELECT count(*), count(DISTINCT id), min(v), max(id), sum(v) FROM r")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        ferry_tests::batch_rows(&summary),
+        rows(&[&["4000", "4000", "1", "4000", "8002000"]]),
+        "the read is the table as it was when it began"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_partitioned_read_by_key_sees_one_snapshot() {
+    a_partitioned_read_sees_one_snapshot_on_every_connection("id").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_partitioned_read_by_blocks_sees_one_snapshot() {
+    a_partitioned_read_sees_one_snapshot_on_every_connection("ctid").await;
+}
+
+/// A table keyed by uuids has no integer or date column to split: `partition_column = "ctid"`
+/// reads it in ranges of its blocks, every row once, with the count check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_table_without_a_numeric_key_is_read_in_ranges_of_blocks() {
+    let db = TestDb::new(Server::Postgres).await;
+    db.exec("CREATE TABLE people (id uuid PRIMARY KEY, n INT NOT NULL, name TEXT)")
+        .await;
+    db.exec(
+        "INSERT INTO people SELECT md5(i::text)::uuid, i, repeat('x', i % 50) \
+         FROM generate_series(1, 5000) i",
+    )
+    .await;
+    // Dead row versions and free space in the first blocks, as a table in use has.
+    db.exec("DELETE FROM people WHERE n % 7 = 0").await;
+    db.exec("UPDATE people SET name = 'moved' WHERE n % 11 = 0")
+        .await;
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline(
+        "p.toml",
+        &format!(
+            r#"name = "blocks"
+[connections.db]
+url = "{}"
+[sources.people]
+connection = "db"
+table = "people"
+partitions = 4
+partition_column = "ctid"
+[target]
+path = "out/people.parquet"
+mode = "truncate"
+"#,
+            db.url()
+        ),
+    );
+    let report = run(&pipeline).await;
+    let kept = (1..=5000).filter(|n| n % 7 != 0).count();
+    assert_eq!(
+        (report.status, report.rows_written),
+        (Status::Completed, kept as u64),
+        "{report}"
+    );
+    let expected_sum: i64 = (1..=5000i64).filter(|n| n % 7 != 0).sum();
+    let moved = (1..=5000).filter(|n| n % 7 != 0 && n % 11 == 0).count();
+    assert_eq!(
+        ferry_tests::datafusion_rows(
+            &[("p", &ws.join("out/people.parquet"))],
+            "SELECT count(*), count(DISTINCT id), sum(n), sum(CASE WHEN name = 'moved' THEN 1 ELSE 0 END) FROM p"
+        )
+        .await,
+        rows(&[&[
+            &kept.to_string(),
+            &kept.to_string(),
+            &expected_sum.to_string(),
+            &moved.to_string()
+        ]])
+    );
+}
+
 /// What a server restart looks like to a client, done to the run's connections again and again:
 /// the run retries, and every row lands exactly once.
 async fn cut_connections_lose_and_double_nothing(server: Server) {

@@ -18,6 +18,10 @@
 //! Binary COPY carries each value in its column's own binary form (no text formatting and parsing
 //! on either side): a timestamp is 8 bytes of microseconds since 2000, a numeric its base-10000
 //! digits, so values before 1970 or with 38 digits arrive exactly as stored.
+//!
+//! A partitioned read runs one COPY per range on its own connection, all at one point in time: a
+//! [`Snapshot`] exported by the transaction that counted the table (as `pg_dump -j` does), which
+//! every range imports before it reads. Rows changed while the ranges start are read as they were.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -34,6 +38,7 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
+use tokio_postgres::Client;
 use tokio_postgres::types::{Kind, Type};
 
 use super::client::{classify, connect};
@@ -50,8 +55,13 @@ const EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// The scale a `numeric` without declared precision is read at.
 const FREE_NUMERIC_SCALE: i8 = 10;
 
-/// A PostgreSQL table or query (`from` is what follows FROM) as a DataFusion table.
-pub async fn scan_table(db: &DbConfig, from: String) -> Result<ScanTable> {
+/// A PostgreSQL table or query (`from` is what follows FROM) as a DataFusion table, read at
+/// `snapshot` when there is one.
+pub async fn scan_table(
+    db: &DbConfig,
+    from: String,
+    snapshot: Option<Arc<Snapshot>>,
+) -> Result<ScanTable> {
     let client = connect(db).await?;
     let statement = client
         .prepare(&format!("SELECT * FROM {from}"))
@@ -79,8 +89,80 @@ pub async fn scan_table(db: &DbConfig, from: String) -> Result<ScanTable> {
         };
         columns.push(ScanColumn { field, select });
     }
-    let source = Arc::new(PgScan { db: db.clone() });
+    let source = Arc::new(PgScan {
+        db: db.clone(),
+        snapshot,
+    });
     Ok(ScanTable::new(source, from, columns))
+}
+
+/// One point in time for every connection of a read: the snapshot of a read-only repeatable-read
+/// transaction, exported with `pg_export_snapshot()` and kept open (its connection held here) for
+/// as long as the table is registered, so that a range that starts late still imports it.
+pub struct Snapshot {
+    id: String,
+    /// The exporting transaction: its snapshot can be imported while it is open.
+    holder: Client,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Snapshot({})", self.id)
+    }
+}
+
+impl Snapshot {
+    /// Begins the exporting transaction on `client`; `None` (and no transaction) where the server
+    /// cannot export one (a proxy or a PostgreSQL-compatible database without snapshots), whose
+    /// ranges then read at their own points in time, as before.
+    pub async fn export(client: Client) -> Result<(Client, Option<String>)> {
+        // The transaction waits idle while the ranges start; a server's idle timeout would end it
+        // (and the snapshot) under them. Servers before 9.6 have no such setting: nothing to lift.
+        let _ = client
+            .batch_execute("SET idle_in_transaction_session_timeout = 0")
+            .await;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(classify)?;
+        match client.query_one("SELECT pg_export_snapshot()", &[]).await {
+            Ok(row) => Ok((client, Some(row.try_get(0).map_err(classify)?))),
+            Err(e) if e.code().is_some() => {
+                tracing::warn!(error = %e, "the server exports no snapshot: each range of the read sees the table at its own start");
+                client.batch_execute("ROLLBACK").await.map_err(classify)?;
+                Ok((client, None))
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    /// The snapshot `id` exported by the transaction open on `holder`.
+    pub fn new(id: String, holder: Client) -> Self {
+        Self { id, holder }
+    }
+
+    /// The statements that make a new transaction read at this snapshot.
+    fn import_sql(&self) -> String {
+        format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+            self.id.replace('\'', "''")
+        )
+    }
+
+    /// Imports the snapshot into a new transaction on `client`.
+    async fn import(&self, client: &Client) -> Result<()> {
+        client.batch_execute(&self.import_sql()).await.map_err(|e| {
+            let gone = self.holder.is_closed();
+            let e = classify(e).context("the read could not take the table's snapshot");
+            match gone {
+                true => e.with_hint(
+                    "the connection that held the snapshot was closed (by the server's \
+                         idle_in_transaction_session_timeout?); run again",
+                ),
+                false => e,
+            }
+        })
+    }
 }
 
 /// The Arrow type a column of `ty` (with its type modifier) is read as, and the type the SELECT
@@ -152,14 +234,20 @@ fn numeric_precision(typmod: i32) -> Option<(i32, i32)> {
 #[derive(Debug)]
 struct PgScan {
     db: DbConfig,
+    /// The point in time every scan reads at, for a partitioned read.
+    snapshot: Option<Arc<Snapshot>>,
 }
 
 impl ScanSource for PgScan {
     fn stream(&self, sql: String, schema: SchemaRef) -> SendableRecordBatchStream {
         let db = self.db.clone();
+        let snapshot = self.snapshot.clone();
         let decoder_schema = schema.clone();
         let batches = futures::stream::once(async move {
             let client = connect(&db).await.map_err(external)?;
+            if let Some(snapshot) = snapshot {
+                snapshot.import(&client).await.map_err(external)?;
+            }
             let copy = client
                 .copy_out(&format!("COPY ({sql}) TO STDOUT (FORMAT binary)"))
                 .await
