@@ -15,6 +15,8 @@
 //! pg-arrow      the same as pg-read                              | Ferry table → Arrow, 2 partitions:
 //! mysql-arrow   the same as mysql-read                           | every column aggregated in a step
 //!                                                                | (the read alone; one row out)
+//! pg-arrow-blocks  the same as pg-read                           | pg-arrow over 2 ranges of blocks
+//!                                                                | (partition_column = "ctid")
 //! odata         the emulator's configured ceiling (Dataverse's   | Ferry upsert of accounts, one
 //!               limits scaled 30x in time: what they allow)      | application user
 //! ```
@@ -45,6 +47,7 @@ pub enum Scenario {
     PgSyncUnchanged,
     PgRead,
     PgArrow,
+    PgArrowBlocks,
     MysqlInsert,
     MysqlRead,
     MysqlArrow,
@@ -176,6 +179,7 @@ pub fn name(s: Scenario) -> &'static str {
         Scenario::PgSyncUnchanged => "pg-sync-unchanged",
         Scenario::PgRead => "pg-read",
         Scenario::PgArrow => "pg-arrow",
+        Scenario::PgArrowBlocks => "pg-arrow-blocks",
         Scenario::MysqlInsert => "mysql-insert",
         Scenario::MysqlRead => "mysql-read",
         Scenario::MysqlArrow => "mysql-arrow",
@@ -190,7 +194,9 @@ pub fn reference_name(s: Scenario) -> &'static str {
         Scenario::PgUpsert => "\\copy to temp + INSERT ON CONFLICT",
         Scenario::PgSync => "the same + anti-join DELETE",
         Scenario::PgSyncUnchanged => "the same, 90% unchanged",
-        Scenario::PgRead | Scenario::PgArrow => "psql \\copy (SELECT) TO CSV",
+        Scenario::PgRead | Scenario::PgArrow | Scenario::PgArrowBlocks => {
+            "psql \\copy (SELECT) TO CSV"
+        }
         Scenario::MysqlInsert => "LOAD DATA LOCAL INFILE",
         Scenario::MysqlRead | Scenario::MysqlArrow => "mysql --batch --quick to TSV",
         Scenario::Odata => "the emulator's sustained ceiling",
@@ -238,7 +244,7 @@ fn reference_run(scenario: Scenario, data: &Data) -> Result<f64> {
             std::fs::write(&file, script)?;
             timed(&|| psql_file("ferry_bench", &file))
         }
-        Scenario::PgRead | Scenario::PgArrow => {
+        Scenario::PgRead | Scenario::PgArrow | Scenario::PgArrowBlocks => {
             pg_loaded(data)?;
             let out = data.scratch.join("from-pg.csv");
             timed(&|| {
@@ -317,6 +323,14 @@ async fn ferry_run(scenario: Scenario, data: &Data) -> Result<f64> {
         Scenario::PgArrow => {
             pg_loaded(data)?;
             format!("{pg}{}", table_to_arrow(data, "from-pg"))
+        }
+        Scenario::PgArrowBlocks => {
+            pg_loaded(data)?;
+            let by_blocks = table_to_arrow(data, "from-pg").replace(
+                "partition_column = \"order_id\"",
+                "partition_column = \"ctid\"",
+            );
+            format!("{pg}{by_blocks}")
         }
         Scenario::MysqlArrow => {
             my_loaded(data)?;

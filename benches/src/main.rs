@@ -145,6 +145,7 @@ enum Command {
                       pg-read (psql \\copy TO), mysql-insert (LOAD DATA LOCAL INFILE),\n\
                       mysql-read (mysql --batch), pg-arrow and mysql-arrow (the same references;\n\
                       Ferry reads every column into Arrow and writes a one-row summary),\n\
+                      pg-arrow-blocks (pg-arrow over ranges of the table's blocks, ctid),\n\
                       odata (the emulator's scaled Dataverse ceiling; 60,000 records a run, --rows aside).\n\n\
                       Example:\n  ferry-bench compare pg-insert mysql-insert --rows 1000000 --repeat 3"
     )]

@@ -47,6 +47,10 @@ impl Reader for ServerReader {
         register(ctx, name, self.server, &self.db, read).await
     }
 
+    fn block_column(&self) -> Option<&'static str> {
+        (self.server == Server::Postgres).then_some(BLOCKS)
+    }
+
     fn string_literal(&self, text: &str) -> String {
         match self.server {
             // An escape string: the same meaning whatever standard_conforming_strings says.
@@ -280,7 +284,7 @@ async fn extent_pg(
     let client = super::postgres::client::connect(db).await?;
     let (client, exported) = Snapshot::export(client).await?;
     let classify = super::postgres::client::classify;
-    let extent = match column {
+    let ends = match column {
         BLOCKS => {
             let version: i32 = client
                 .query_one("SELECT current_setting('server_version_num')::int", &[])
@@ -295,25 +299,29 @@ async fn extent_pg(
             }
             // The blocks the table has now hold every row the snapshot sees; the last range is
             // open above anyway.
-            let sql = format!(
-                "SELECT '0', (pg_relation_size($1::text::regclass) / current_setting('block_size')::int)::text, COUNT(*) FROM {}",
-                table.quoted()
-            );
-            client.query_one(&sql, &[&table.quoted()]).await
+            let sql = "SELECT '0', (pg_relation_size($1::text::regclass) / current_setting('block_size')::int)::text";
+            client.query_one(sql, &[&table.quoted()]).await
         }
         _ => {
             let c = crate::sql::ident::quote_ansi(column);
             let sql = format!(
-                "SELECT MIN({c})::text, MAX({c})::text, COUNT(*) FROM {}",
+                "SELECT MIN({c})::text, MAX({c})::text FROM {}",
                 table.quoted()
             );
             client.query_one(&sql, &[]).await
         }
     };
-    let row = extent.map_err(classify)?;
-    let extent = (row.get(0), row.get(1), row.get::<_, i64>(2) as u64);
+    let row = ends.map_err(classify)?;
+    let (min, max) = (row.get(0), row.get(1));
+    // A column that does not split is refused before the count reads the whole table.
+    ranges(column, 1, Option::clone(&min), Option::clone(&max))?;
+    let rows: i64 = client
+        .query_one(&format!("SELECT COUNT(*) FROM {}", table.quoted()), &[])
+        .await
+        .map_err(classify)?
+        .get(0);
     let snapshot = exported.map(|id| Arc::new(Snapshot::new(id, client)));
-    Ok((extent, snapshot))
+    Ok(((min, max, rows as u64), snapshot))
 }
 
 async fn extent_mysql(db: &DbConfig, table: &TableName, column: &str) -> Result<Extent> {
@@ -321,16 +329,24 @@ async fn extent_mysql(db: &DbConfig, table: &TableName, column: &str) -> Result<
     let pool = super::mysql::client::pool(db)?;
     let mut conn = super::mysql::client::conn(&pool, db).await?;
     let c = crate::sql::ident::quote_mysql(column);
-    let row: Option<Extent> = conn
+    let classify = super::mysql::client::classify;
+    let ends: Option<(Option<String>, Option<String>)> = conn
         .query_first(format!(
-            "SELECT CAST(MIN({c}) AS CHAR), CAST(MAX({c}) AS CHAR), COUNT(*) FROM {}",
+            "SELECT CAST(MIN({c}) AS CHAR), CAST(MAX({c}) AS CHAR) FROM {}",
             table.quoted_mysql()
         ))
         .await
-        .map_err(super::mysql::client::classify)?;
+        .map_err(classify)?;
+    let (min, max) = ends.unwrap_or_default();
+    // A column that does not split is refused before the count reads the whole table.
+    ranges(column, 1, Option::clone(&min), Option::clone(&max))?;
+    let rows: Option<u64> = conn
+        .query_first(format!("SELECT COUNT(*) FROM {}", table.quoted_mysql()))
+        .await
+        .map_err(classify)?;
     drop(conn);
     pool.disconnect().await.ok();
-    Ok(row.unwrap_or_default())
+    Ok((min, max, rows.unwrap_or_default()))
 }
 
 /// A timestamp as the databases print it (`2026-01-01 08:00:00[.123456][+02[:00]]`): microseconds

@@ -5,8 +5,8 @@
 use ferry_tests::db::{Server, TestDb};
 use ferry_tests::{Workspace, ferry_output};
 
-/// 50 accounts in a CSV and a sync pipeline into `connection` (its url).
-fn accounts(ws: &Workspace, url: &str) -> String {
+/// 50 accounts in a CSV and a sync pipeline into `connection` (its url), keyed by `key`.
+fn accounts_by(ws: &Workspace, url: &str, key: &str) -> String {
     let mut csv = String::from("id,name,balance\n");
     for i in 1..=50 {
         csv.push_str(&format!("{i},Account {i},{i}.25\n"));
@@ -17,18 +17,33 @@ fn accounts(ws: &Workspace, url: &str) -> String {
         format!(
             "name = \"accounts\"\n[connections.db]\nurl = \"{url}\"\n[sources.accounts]\npath = \"in/accounts.csv\"\n\
              schema = {{ balance = \"decimal(12,2)\" }}\n[target]\nconnection = \"db\"\ntable = \"accounts\"\n\
-             mode = \"sync\"\nkey = \"id\"\ncreate = true\n"
+             mode = \"sync\"\nkey = \"{key}\"\ncreate = true\n"
         ),
     )
     .display()
     .to_string()
 }
 
+/// 50 accounts keyed by id.
+fn accounts(ws: &Workspace, url: &str) -> String {
+    accounts_by(ws, url, "id")
+}
+
 /// Runs the pipeline, checks they agree, tampers with the target by `tamper`, and checks the
 /// reconciliation names each key.
 async fn changed_missing_and_extra_rows_are_named(url: &str, tamper: impl AsyncFnOnce()) {
+    keys_that_differ_are_named(url, "id", ["9", "7", "999"], tamper).await;
+}
+
+/// The same, keyed by `key`: `named` are the missing, changed and extra rows' keys as printed.
+async fn keys_that_differ_are_named(
+    url: &str,
+    key: &str,
+    named: [&str; 3],
+    tamper: impl AsyncFnOnce(),
+) {
     let ws = Workspace::new();
-    let file = accounts(&ws, url);
+    let file = accounts_by(&ws, url, key);
     let (code, out) = ferry_output(&["run", &file, "--quiet"]);
     assert_eq!(code, 0, "{out}");
     let (code, out) = ferry_output(&["reconcile", &file]);
@@ -47,9 +62,16 @@ async fn changed_missing_and_extra_rows_are_named(url: &str, tamper: impl AsyncF
         out.contains("50 rows in the source, 50 in accounts"),
         "{out}"
     );
-    assert!(out.contains("1 missing from the target: 9"), "{out}");
-    assert!(out.contains("1 different: 7"), "{out}");
-    assert!(out.contains("1 only in the target: 999"), "{out}");
+    let [missing, different, extra] = named;
+    assert!(
+        out.contains(&format!("1 missing from the target: {missing}")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("1 different: {different}")), "{out}");
+    assert!(
+        out.contains(&format!("1 only in the target: {extra}")),
+        "{out}"
+    );
     let (code, out) = ferry_output(&["reconcile", &file, "--count"]);
     assert_eq!(code, 0, "the same number of rows: {out}");
     // The next run puts it right, and they agree again.
@@ -66,6 +88,17 @@ const TAMPER: &str = "UPDATE accounts SET balance = 7.26 WHERE id = 7; DELETE FR
 async fn postgres_reconciliation_names_the_keys_that_differ() {
     let db = TestDb::new(Server::Postgres).await;
     changed_missing_and_extra_rows_are_named(&db.url(), async || db.exec(TAMPER).await).await;
+}
+
+/// A text key does not split in ranges: the target is read in ranges of its blocks instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reconciliation_by_a_text_key_names_the_keys_that_differ() {
+    let db = TestDb::new(Server::Postgres).await;
+    let tamper = "UPDATE accounts SET balance = 7.26 WHERE name = 'Account 7'; \
+        DELETE FROM accounts WHERE name = 'Account 9'; \
+        INSERT INTO accounts (id, name, balance) VALUES (999, 'Stray', 0)";
+    let named = ["Account 9", "Account 7", "Stray"];
+    keys_that_differ_are_named(&db.url(), "name", named, async || db.exec(tamper).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
