@@ -443,6 +443,63 @@ async fn postgres_a_partitioned_read_by_blocks_sees_one_snapshot() {
     a_partitioned_read_sees_one_snapshot_on_every_connection("ctid").await;
 }
 
+/// A server that exports no snapshot (here: a user who may not call `pg_export_snapshot`, as on
+/// some PostgreSQL-compatible services) is read as before, each range at its own start; ranges of
+/// blocks need the snapshot and are refused, saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_without_snapshots_ranges_of_a_key_still_read_and_blocks_are_refused() {
+    let db = TestDb::new(Server::Postgres).await;
+    let user = format!("ferry_nosnap_{}", &db.name[8..]);
+    db.exec(&format!(
+        "CREATE TABLE live (id BIGINT PRIMARY KEY, v BIGINT NOT NULL); \
+         INSERT INTO live SELECT i, i FROM generate_series(1, 3000) i; \
+         CREATE ROLE {user} LOGIN; GRANT SELECT ON live TO {user}; \
+         REVOKE EXECUTE ON FUNCTION pg_export_snapshot() FROM PUBLIC"
+    ))
+    .await;
+    let url = db.url().replace("postgres@", &format!("{user}@"));
+    let ws = Workspace::new();
+    let toml = |column: &str| {
+        format!(
+            r#"name = "nosnap"
+[connections.db]
+url = "{url}"
+[sources.live]
+connection = "db"
+table = "live"
+partitions = 3
+partition_column = "{column}"
+[target]
+path = "out/live.parquet"
+mode = "truncate"
+"#
+        )
+    };
+    let report = run(&ws.pipeline("id.toml", &toml("id"))).await;
+    assert_eq!(
+        (report.status, report.rows_written),
+        (Status::Completed, 3000),
+        "{report}"
+    );
+    assert_eq!(
+        ferry_tests::datafusion_rows(
+            &[("l", &ws.join("out/live.parquet"))],
+            "SELECT count(DISTINCT id), sum(v) FROM l"
+        )
+        .await,
+        rows(&[&["3000", "4501500"]])
+    );
+    let by_blocks = ws.write("ctid.toml", toml("ctid"));
+    let (code, out) = ferry_tests::ferry_output(&["run", by_blocks.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("partition_column = \"ctid\"")
+            && out.contains("this server exports none")
+            && out.contains("partition over an integer or date column"),
+        "{out}"
+    );
+}
+
 /// A table keyed by uuids has no integer or date column to split: `partition_column = "ctid"`
 /// reads it in ranges of its blocks, every row once, with the count check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
