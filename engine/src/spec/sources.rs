@@ -311,7 +311,7 @@ impl Checker<'_> {
                     self.loc
                         .error(n.span(), "partitions needs a partition_column")
                         .hint(
-                            "partition_column = \"order_id\" (an integer column, ideally indexed)",
+                            "partition_column = \"order_id\" (an integer or date column, ideally indexed; on PostgreSQL 14+ \"ctid\" splits any table by its blocks)",
                         ),
                 );
                 return None;
