@@ -176,12 +176,6 @@ pub trait Reader: fmt::Debug + Send + Sync {
     /// Registers `read` in `ctx` under `name`.
     async fn register(&self, ctx: &SessionContext, name: &str, read: &Read) -> Result<()>;
 
-    /// The partition column that splits any table by where its rows lie (PostgreSQL's `ctid`), for
-    /// a table whose key is not one to split in ranges; `None` where there is none.
-    fn block_column(&self) -> Option<&'static str> {
-        None
-    }
-
     /// `text` as a string literal of this database's SQL (a parameter filled into a query): quotes
     /// doubled, so that no value can end the literal.
     fn string_literal(&self, text: &str) -> String {

@@ -47,10 +47,6 @@ impl Reader for ServerReader {
         register(ctx, name, self.server, &self.db, read).await
     }
 
-    fn block_column(&self) -> Option<&'static str> {
-        (self.server == Server::Postgres).then_some(BLOCKS)
-    }
-
     fn string_literal(&self, text: &str) -> String {
         match self.server {
             // An escape string: the same meaning whatever standard_conforming_strings says.

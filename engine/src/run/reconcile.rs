@@ -126,7 +126,7 @@ impl fmt::Display for Reconciliation {
 
 /// Registers the target table as `__ferry_target_raw`: read in ranges of its first key column on
 /// as many connections as the machine has cores where the reader can (a database's integer, date
-/// or timestamp key; an OData key), else in ranges of its blocks (PostgreSQL), else whole on one.
+/// or timestamp key; an OData key), else whole on one.
 async fn register_target(
     reader: &dyn ferry_connectors::Reader,
     ctx: &SessionContext,
@@ -138,15 +138,10 @@ async fn register_target(
         partitions: None,
     };
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // Ranges of the key, else of the table's blocks (a text or uuid key on PostgreSQL), else whole.
-    let columns = key
-        .cloned()
-        .into_iter()
-        .chain(reader.block_column().map(String::from));
-    for column in columns.filter(|_| cores > 1) {
+    if let Some(key) = key.filter(|_| cores > 1) {
         let ranges = Read::Table {
             name: table.to_string(),
-            partitions: Some((cores, column)),
+            partitions: Some((cores, key.clone())),
         };
         if reader
             .register(ctx, "__ferry_target_raw", &ranges)

@@ -90,7 +90,7 @@ async fn postgres_reconciliation_names_the_keys_that_differ() {
     changed_missing_and_extra_rows_are_named(&db.url(), async || db.exec(TAMPER).await).await;
 }
 
-/// A text key does not split in ranges: the target is read in ranges of its blocks instead.
+/// A text key does not split in ranges: the target is read whole, and every key is named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_reconciliation_by_a_text_key_names_the_keys_that_differ() {
     let db = TestDb::new(Server::Postgres).await;
