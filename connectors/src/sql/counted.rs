@@ -1,7 +1,8 @@
 //! The count check of a partitioned read: the table's rows, counted by the database before the read,
 //! against the rows the partitions returned. A partition bound that misses rows would otherwise be
 //! a silent loss (and, for a sync, a delete of rows the source still has); with the check, the read
-//! fails before the target finishes.
+//! fails before the target finishes. Where the count and every range read one snapshot
+//! (PostgreSQL), the rows must match it exactly: a row more is a row read twice.
 //!
 //! ```text
 //! CheckedTable::scan(no filter, no limit) ─▶ CountedExec(partitions' union)
@@ -36,6 +37,9 @@ pub struct CheckedTable {
     pub expected: u64,
     /// The table, for the error.
     pub table: String,
+    /// The count and every range read one snapshot (PostgreSQL): any difference is a range that
+    /// missed rows or read some twice, never a change to the table.
+    pub exact: bool,
 }
 
 #[async_trait]
@@ -70,6 +74,7 @@ impl TableProvider for CheckedTable {
             plan,
             self.expected,
             self.table.clone(),
+            self.exact,
         )))
     }
 }
@@ -88,15 +93,17 @@ pub struct CountedExec {
 struct Tally {
     expected: u64,
     table: String,
+    exact: bool,
     read: AtomicU64,
     ended: AtomicUsize,
 }
 
 impl CountedExec {
-    pub fn new(input: Arc<dyn ExecutionPlan>, expected: u64, table: String) -> Self {
+    pub fn new(input: Arc<dyn ExecutionPlan>, expected: u64, table: String, exact: bool) -> Self {
         let tally = Tally {
             expected,
             table,
+            exact,
             read: AtomicU64::new(0),
             ended: AtomicUsize::new(0),
         };
@@ -115,6 +122,18 @@ impl Tally {
             return None;
         }
         let read = self.read.load(Ordering::Acquire);
+        if self.exact && read != self.expected {
+            let what = match read < self.expected {
+                true => "a range missed rows",
+                false => "a range read rows twice",
+            };
+            return Some(DataFusionError::Execution(format!(
+                "the partitioned read of {} returned {read} rows, but the table held {} in the \
+                 snapshot every range read: {what}; nothing more is written (read it without \
+                 partitions, and report this with the table's partition_column and its type)",
+                self.table, self.expected
+            )));
+        }
         if read < self.expected {
             return Some(DataFusionError::Execution(format!(
                 "the partitioned read of {} returned {read} rows, but the table held {} when the \
@@ -174,6 +193,7 @@ impl ExecutionPlan for CountedExec {
             children.swap_remove(0),
             self.tally.expected,
             self.tally.table.clone(),
+            self.tally.exact,
         )))
     }
 
@@ -213,8 +233,9 @@ mod tests {
     use datafusion::datasource::MemTable;
     use datafusion::prelude::SessionContext;
 
-    /// Two partitions of 3 and 2 rows, read whole through a check that expects `expected`.
-    async fn read_whole(expected: u64) -> Result<usize> {
+    /// Two partitions of 3 and 2 rows, read whole through a check that expects `expected` (counted
+    /// in the ranges' own snapshot when `exact`).
+    async fn read_whole(expected: u64, exact: bool) -> Result<usize> {
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
         let batch = |ids: Vec<i64>| {
             RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(ids))]).unwrap()
@@ -230,6 +251,7 @@ mod tests {
                 union: Arc::new(union),
                 expected,
                 table: "public.t".into(),
+                exact,
             }),
         )?;
         let batches = ctx.sql("SELECT * FROM t").await?.collect().await?;
@@ -238,14 +260,35 @@ mod tests {
 
     #[tokio::test]
     async fn a_whole_read_that_meets_the_count_passes() {
-        assert_eq!(read_whole(5).await.unwrap(), 5);
+        assert_eq!(read_whole(5, false).await.unwrap(), 5);
+        assert_eq!(read_whole(5, true).await.unwrap(), 5);
     }
 
     #[tokio::test]
     async fn a_read_that_returns_fewer_rows_than_the_table_held_fails() {
-        let e = read_whole(7).await.unwrap_err().to_string();
+        let e = read_whole(7, false).await.unwrap_err().to_string();
         assert!(
             e.contains("the partitioned read of public.t returned 5 rows, but the table held 7"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn more_rows_than_a_table_held_pass_unless_counted_in_the_same_snapshot() {
+        // Rows added during a read whose ranges each read at their own start.
+        assert_eq!(read_whole(4, false).await.unwrap(), 5);
+        // In one snapshot, a row more is a row read twice.
+        let e = read_whole(4, true).await.unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "the partitioned read of public.t returned 5 rows, but the table held 4 in the \
+                 snapshot every range read: a range read rows twice"
+            ),
+            "{e}"
+        );
+        let e = read_whole(6, true).await.unwrap_err().to_string();
+        assert!(
+            e.contains("held 6 in the snapshot every range read: a range missed rows"),
             "{e}"
         );
     }
@@ -263,6 +306,7 @@ mod tests {
                 union: Arc::new(MemTable::try_new(schema, vec![vec![rows]]).unwrap()),
                 expected: 9,
                 table: "t".into(),
+                exact: true,
             }),
         )
         .unwrap();

@@ -109,6 +109,7 @@ async fn register(
         Some((bounds, rows, snapshot)) => (Some((bounds, rows)), snapshot),
         None => (None, None),
     };
+    let exact = snapshot.is_some();
     let scan = scan_table(server, db, read, snapshot).await?;
     let Some((Some((column, kind, ranges)), rows)) = partition_bounds else {
         ctx.register_table(name, Arc::new(scan))?;
@@ -132,6 +133,7 @@ async fn register(
         union: union.expect("at least one range").into_view(),
         expected: rows,
         table: table.clone(),
+        exact,
     };
     ctx.register_table(name, Arc::new(checked))?;
     Ok(())
