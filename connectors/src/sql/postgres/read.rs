@@ -156,8 +156,8 @@ impl Snapshot {
             let e = classify(e).context("the read could not take the table's snapshot");
             match gone {
                 true => e.with_hint(
-                    "the connection that held the snapshot was closed (by the server's \
-                         idle_in_transaction_session_timeout?); run again",
+                    "the connection that held the snapshot was closed (the server restarted, \
+                     or the connection was cut); run again",
                 ),
                 false => e,
             }
