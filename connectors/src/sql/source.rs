@@ -105,9 +105,14 @@ async fn register(
     db: &DbConfig,
     read: &Read,
 ) -> Result<()> {
-    let (partition_bounds, snapshot) = match partitioning(server, db, read).await? {
-        Some((bounds, rows, snapshot)) => (Some((bounds, rows)), snapshot),
-        None => (None, None),
+    let (partition_bounds, snapshot) = match partitioning(server, db, read).await {
+        Ok(Some((bounds, rows, snapshot))) => (Some((bounds, rows)), snapshot),
+        Ok(None) => (None, None),
+        Err(e) => {
+            // A table that cannot be read is said as such (with its hint), before the bounds' error.
+            scan_table(server, db, read, None).await?;
+            return Err(e);
+        }
     };
     let exact = snapshot.is_some();
     let scan = scan_table(server, db, read, snapshot).await?;

@@ -500,6 +500,30 @@ mode = "truncate"
     );
 }
 
+/// A partitioned source whose table does not exist says so, with what to check, as a whole read
+/// does (the bounds are read first; their error would name only the database's words).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_partitioned_read_of_a_missing_table_names_it() {
+    let db = TestDb::new(Server::Postgres).await;
+    let ws = Workspace::new();
+    let file = ws.write(
+        "p.toml",
+        format!(
+            "name = \"missing\"\n[connections.db]\nurl = \"{}\"\n[sources.s]\nconnection = \"db\"\n\
+             table = \"sales.nosuch\"\npartitions = 2\npartition_column = \"id\"\n\
+             [target]\npath = \"out/s.parquet\"\nmode = \"truncate\"\n",
+            db.url()
+        ),
+    );
+    let (code, out) = ferry_tests::ferry_output(&["run", file.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("cannot read table sales.nosuch")
+            && out.contains("check the table name (schema.table)"),
+        "{out}"
+    );
+}
+
 /// A table keyed by uuids has no integer or date column to split: `partition_column = "ctid"`
 /// reads it in ranges of its blocks, every row once, with the count check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
