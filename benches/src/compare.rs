@@ -322,19 +322,15 @@ async fn ferry_run(scenario: Scenario, data: &Data) -> Result<f64> {
         }
         Scenario::PgArrow => {
             pg_loaded(data)?;
-            format!("{pg}{}", table_to_arrow(data, "from-pg"))
+            format!("{pg}{}", table_to_arrow(data, "from-pg", "order_id"))
         }
         Scenario::PgArrowBlocks => {
             pg_loaded(data)?;
-            let by_blocks = table_to_arrow(data, "from-pg").replace(
-                "partition_column = \"order_id\"",
-                "partition_column = \"ctid\"",
-            );
-            format!("{pg}{by_blocks}")
+            format!("{pg}{}", table_to_arrow(data, "from-pg", "ctid"))
         }
         Scenario::MysqlArrow => {
             my_loaded(data)?;
-            format!("{my}{}", table_to_arrow(data, "from-mysql"))
+            format!("{my}{}", table_to_arrow(data, "from-mysql", "order_id"))
         }
         Scenario::Odata => bail!("the odata scenario is measured whole by ceiling::measure"),
     };
@@ -390,29 +386,35 @@ fn my_fresh() -> Result<()> {
     ))
 }
 
-/// Every read scenario's source: the orders table read on two connections, in ranges of its key.
-const ORDERS_IN_TWO_PARTITIONS: &str = "[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\n\
-    partitions = 2\npartition_column = \"order_id\"\n";
+/// Every read scenario's source: the orders table read on two connections, in ranges of `column`
+/// (its key, or `ctid`: its blocks).
+fn orders_in_two_ranges_of(column: &str) -> String {
+    format!(
+        "[sources.orders]\nconnection = \"db\"\ntable = \"orders\"\npartitions = 2\npartition_column = \"{column}\"\n"
+    )
+}
 
 /// The read scenarios' source and target: the orders table in two partitions into
 /// `scratch/<file>.parquet`.
 fn table_to_parquet(data: &Data, file: &str) -> String {
     format!(
-        "{ORDERS_IN_TWO_PARTITIONS}[target]\npath = \"{}/{file}.parquet\"\nmode = \"truncate\"\n",
+        "{}[target]\npath = \"{}/{file}.parquet\"\nmode = \"truncate\"\n",
+        orders_in_two_ranges_of("order_id"),
         data.scratch.display()
     )
 }
 
-/// The Arrow read scenarios: the orders table in two partitions, every column of every row
+/// The Arrow read scenarios: the orders table in two ranges of `column`, every column of every row
 /// decoded into Arrow and folded by one step into a one-row summary (`scratch/<file>-sums.csv`), so
 /// that what is timed is the read, not a file's encoding.
-fn table_to_arrow(data: &Data, file: &str) -> String {
+fn table_to_arrow(data: &Data, file: &str, column: &str) -> String {
     format!(
-        "{ORDERS_IN_TWO_PARTITIONS}[[steps]]\nname = \"sums\"\nsql = \"SELECT count(*) AS orders, sum(order_id) AS ids, \
+        "{}[[steps]]\nname = \"sums\"\nsql = \"SELECT count(*) AS orders, sum(order_id) AS ids, \
          sum(customer_id) AS customers, max(status) AS status, sum(length(description)) AS text, \
          sum(amount) AS amount, sum(discount) AS discount, sum(CASE WHEN paid THEN 1 ELSE 0 END) AS paid, \
          max(order_date) AS last_day, max(created_at) AS last_time, count(coupon) AS coupons FROM orders\"\n\
          [target]\npath = \"{}/{file}-sums.csv\"\nmode = \"truncate\"\n",
+        orders_in_two_ranges_of(column),
         data.scratch.display()
     )
 }

@@ -230,16 +230,13 @@ enum RangeKind {
     Blocks,
 }
 
-/// Integer or date ranges of the partition column, from its MIN and MAX.
+/// Ranges of the partition column (from its MIN and MAX) or of the table's blocks.
 type Bounds = Option<(String, RangeKind, Vec<(i64, i64)>)>;
 
 /// The ranges of a partitioned read, the table's rows counted with them (what the partitions must
 /// add up to: `counted.rs`), and on PostgreSQL the snapshot they were counted in, which every range
 /// reads at.
 type Partitioning = Option<(Bounds, u64, Option<Arc<Snapshot>>)>;
-
-/// The partition column's MIN and MAX as the server prints them, and the table's rows.
-type Extent = (Option<String>, Option<String>, u64);
 
 /// A partitioned table read's ranges and count; `None` for every other read.
 async fn partitioning(server: Server, db: &DbConfig, read: &Read) -> Result<Partitioning> {
@@ -251,24 +248,13 @@ async fn partitioning(server: Server, db: &DbConfig, read: &Read) -> Result<Part
         return Ok(None);
     };
     let table = TableName::parse(table);
-    let ((min, max, rows), snapshot) = match server {
-        Server::Postgres => extent_pg(db, &table, column).await?,
-        Server::Mysql => (extent_mysql(db, &table, column).await?, None),
-    };
-    let mut bounds = ranges(column, *n, min, max)?;
-    if server == Server::Postgres && column == BLOCKS {
-        if snapshot.is_none() {
-            return Err(ConnectorError::fatal(format!(
-                "partition_column = \"ctid\" reads {} in ranges of its blocks, which needs one snapshot on every connection, and this server exports none",
-                table.quoted()
-            ))
-            .with_hint("partition over an integer or date column, or remove partitions"));
+    Ok(Some(match server {
+        Server::Postgres => extent_pg(db, &table, column, *n).await?,
+        Server::Mysql => {
+            let (bounds, rows) = extent_mysql(db, &table, column, *n).await?;
+            (bounds, rows, None)
         }
-        if let Some((_, kind, _)) = &mut bounds {
-            *kind = RangeKind::Blocks;
-        }
-    }
-    Ok(Some((bounds, rows, snapshot)))
+    }))
 }
 
 /// The partition column that splits a PostgreSQL table by its blocks (where its rows lie), for a
@@ -278,16 +264,19 @@ const BLOCKS: &str = "ctid";
 /// PostgreSQL's first version with TID range scans (a range of blocks read without the others).
 const TID_RANGE_SCANS: i32 = 140_000;
 
-/// The extent, counted in a snapshot exported for the ranges to read at (when the server has one).
+/// The `n` ranges of `column` (or of the table's blocks) and the table's rows, counted in a
+/// snapshot exported for the ranges to read at (when the server has one). A column that does not
+/// split is refused before the count reads the whole table.
 async fn extent_pg(
     db: &DbConfig,
     table: &TableName,
     column: &str,
-) -> Result<(Extent, Option<Arc<Snapshot>>)> {
+    n: usize,
+) -> Result<(Bounds, u64, Option<Arc<Snapshot>>)> {
     let client = super::postgres::client::connect(db).await?;
     let (client, exported) = Snapshot::export(client).await?;
     let classify = super::postgres::client::classify;
-    let ends = match column {
+    let bounds = match column {
         BLOCKS => {
             let version: i32 = client
                 .query_one("SELECT current_setting('server_version_num')::int", &[])
@@ -300,10 +289,23 @@ async fn extent_pg(
                 ))
                 .with_hint("partition over an integer or date column, or remove partitions"));
             }
+            if exported.is_none() {
+                return Err(ConnectorError::fatal(format!(
+                    "partition_column = \"ctid\" reads {} in ranges of its blocks, which needs one snapshot on every connection, and this server exports none",
+                    table.quoted()
+                ))
+                .with_hint("partition over an integer or date column, or remove partitions"));
+            }
             // The blocks the table has now hold every row the snapshot sees; the last range is
             // open above anyway.
-            let sql = "SELECT '0', (pg_relation_size($1::text::regclass) / current_setting('block_size')::int)::text";
-            client.query_one(sql, &[&table.quoted()]).await
+            let sql =
+                "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::int";
+            let blocks: i64 = client
+                .query_one(sql, &[&table.quoted()])
+                .await
+                .map_err(classify)?
+                .get(0);
+            Some((column.to_string(), RangeKind::Blocks, split(n, 0, blocks)))
         }
         _ => {
             let c = crate::sql::ident::quote_ansi(column);
@@ -311,23 +313,27 @@ async fn extent_pg(
                 "SELECT MIN({c})::text, MAX({c})::text FROM {}",
                 table.quoted()
             );
-            client.query_one(&sql, &[]).await
+            let row = client.query_one(&sql, &[]).await.map_err(classify)?;
+            ranges(column, n, row.get(0), row.get(1))?
         }
     };
-    let row = ends.map_err(classify)?;
-    let (min, max) = (row.get(0), row.get(1));
-    // A column that does not split is refused before the count reads the whole table.
-    ranges(column, 1, Option::clone(&min), Option::clone(&max))?;
     let rows: i64 = client
         .query_one(&format!("SELECT COUNT(*) FROM {}", table.quoted()), &[])
         .await
         .map_err(classify)?
         .get(0);
     let snapshot = exported.map(|id| Arc::new(Snapshot::new(id, client)));
-    Ok(((min, max, rows as u64), snapshot))
+    Ok((bounds, rows as u64, snapshot))
 }
 
-async fn extent_mysql(db: &DbConfig, table: &TableName, column: &str) -> Result<Extent> {
+/// The `n` ranges of `column` and the table's rows; a column that does not split is refused before
+/// the count reads the whole table.
+async fn extent_mysql(
+    db: &DbConfig,
+    table: &TableName,
+    column: &str,
+    n: usize,
+) -> Result<(Bounds, u64)> {
     use mysql_async::prelude::Queryable;
     let pool = super::mysql::client::pool(db)?;
     let mut conn = super::mysql::client::conn(&pool, db).await?;
@@ -341,15 +347,14 @@ async fn extent_mysql(db: &DbConfig, table: &TableName, column: &str) -> Result<
         .await
         .map_err(classify)?;
     let (min, max) = ends.unwrap_or_default();
-    // A column that does not split is refused before the count reads the whole table.
-    ranges(column, 1, Option::clone(&min), Option::clone(&max))?;
+    let bounds = ranges(column, n, min, max)?;
     let rows: Option<u64> = conn
         .query_first(format!("SELECT COUNT(*) FROM {}", table.quoted_mysql()))
         .await
         .map_err(classify)?;
     drop(conn);
     pool.disconnect().await.ok();
-    Ok((min, max, rows.unwrap_or_default()))
+    Ok((bounds, rows.unwrap_or_default()))
 }
 
 /// A timestamp as the databases print it (`2026-01-01 08:00:00[.123456][+02[:00]]`): microseconds
@@ -397,6 +402,11 @@ fn ranges(column: &str, n: usize, min: Option<String>, max: Option<String>) -> R
             .with_hint("pick a numeric key such as the primary key, or a date (on PostgreSQL 14+, \"ctid\" splits any table by its blocks), or remove partitions"));
         }
     };
+    Ok(Some((column.to_string(), kind, split(n, lo, hi))))
+}
+
+/// [lo, hi] in at most `n` ranges of equal width (at least 1), each from the last one's end.
+fn split(n: usize, lo: i64, hi: i64) -> Vec<(i64, i64)> {
     let n = n.max(1) as i64;
     let step = ((hi - lo) / n).max(1);
     let mut out = Vec::new();
@@ -413,5 +423,5 @@ fn ranges(column: &str, n: usize, min: Option<String>, max: Option<String>) -> R
         }
         from = to;
     }
-    Ok(Some((column.to_string(), kind, out)))
+    out
 }
