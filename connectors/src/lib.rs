@@ -11,6 +11,7 @@ pub mod files;
 pub mod hash;
 pub mod http;
 pub mod odata;
+pub mod ranges;
 pub mod redact;
 pub mod registry;
 pub mod secret;

@@ -16,12 +16,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{ScalarValue, Statistics};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
@@ -40,6 +43,17 @@ pub struct CheckedTable {
     /// The count and every range read one snapshot (PostgreSQL): any difference is a range that
     /// missed rows or read some twice, never a change to the table.
     pub exact: bool,
+    /// The partition column's least and greatest values, when the ranges are of a column.
+    pub extent: Option<Extent>,
+}
+
+/// A column's least and greatest values when the read began, of the column's own type: the plan's
+/// statistics say them (a spread run cuts its partitions between them).
+#[derive(Debug, Clone)]
+pub struct Extent {
+    pub column: String,
+    pub min: ScalarValue,
+    pub max: ScalarValue,
 }
 
 #[async_trait]
@@ -70,12 +84,10 @@ impl TableProvider for CheckedTable {
         if !filters.is_empty() || limit.is_some() {
             return Ok(plan);
         }
-        Ok(Arc::new(CountedExec::new(
-            plan,
-            self.expected,
-            self.table.clone(),
-            self.exact,
-        )))
+        Ok(Arc::new(
+            CountedExec::new(plan, self.expected, self.table.clone(), self.exact)
+                .with_extent(self.extent.clone()),
+        ))
     }
 }
 
@@ -85,6 +97,7 @@ impl TableProvider for CheckedTable {
 pub struct CountedExec {
     input: Arc<dyn ExecutionPlan>,
     tally: Arc<Tally>,
+    extent: Option<Extent>,
 }
 
 /// What the partitions of one execution share: the rows read, the partitions ended, and what the
@@ -110,7 +123,13 @@ impl CountedExec {
         Self {
             input,
             tally: Arc::new(tally),
+            extent: None,
         }
+    }
+
+    pub fn with_extent(mut self, extent: Option<Extent>) -> Self {
+        self.extent = extent;
+        self
     }
 }
 
@@ -189,12 +208,40 @@ impl ExecutionPlan for CountedExec {
                 "CountedExec has one input".into(),
             ));
         }
-        Ok(Arc::new(Self::new(
-            children.swap_remove(0),
-            self.tally.expected,
-            self.tally.table.clone(),
-            self.tally.exact,
-        )))
+        Ok(Arc::new(
+            Self::new(
+                children.swap_remove(0),
+                self.tally.expected,
+                self.tally.table.clone(),
+                self.tally.exact,
+            )
+            .with_extent(self.extent.clone()),
+        ))
+    }
+
+    /// The rows counted before the read (exact when counted in the read's snapshot) and the
+    /// partition column's least and greatest values (inexact: rows may come and go).
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let schema = self.schema();
+        let mut stats = Statistics::new_unknown(&schema);
+        if args.partition().is_some() {
+            return Ok(Arc::new(stats));
+        }
+        stats.num_rows = match self.tally.exact {
+            true => Precision::Exact(self.tally.expected as usize),
+            false => Precision::Inexact(self.tally.expected as usize),
+        };
+        if let Some(extent) = &self.extent
+            && let Ok(i) = schema.index_of(&extent.column)
+        {
+            stats.column_statistics[i].min_value = Precision::Inexact(extent.min.clone());
+            stats.column_statistics[i].max_value = Precision::Inexact(extent.max.clone());
+        }
+        Ok(Arc::new(stats))
     }
 
     fn execute(
@@ -252,6 +299,7 @@ mod tests {
                 expected,
                 table: "public.t".into(),
                 exact,
+                extent: None,
             }),
         )?;
         let batches = ctx.sql("SELECT * FROM t").await?.collect().await?;
@@ -307,6 +355,7 @@ mod tests {
                 expected: 9,
                 table: "t".into(),
                 exact: true,
+                extent: None,
             }),
         )
         .unwrap();

@@ -14,10 +14,10 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use async_trait::async_trait;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableProvider;
-use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::connector::{Read, Reader};
@@ -120,6 +120,20 @@ async fn register(
         ctx.register_table(name, Arc::new(scan))?;
         return Ok(());
     };
+    // The column's least and greatest values, for the plan's statistics (a spread run cuts its
+    // partitions by them).
+    let extent = match &kind {
+        RangeKind::Blocks => None,
+        kind => {
+            let column_type = scan.schema().field_with_name(&column)?.data_type().clone();
+            let (lo, hi) = (ranges[0].0, ranges[ranges.len() - 1].1);
+            Some(super::counted::Extent {
+                column: column.clone(),
+                min: kind.value(lo, &column_type)?,
+                max: kind.value(hi, &column_type)?,
+            })
+        }
+    };
     let parts = match kind {
         RangeKind::Blocks => block_ranges(ctx, name, &scan, &ranges).await?,
         kind => column_ranges(ctx, name, scan, &column, kind, &ranges).await?,
@@ -139,6 +153,7 @@ async fn register(
         expected: rows,
         table: table.clone(),
         exact,
+        extent,
     };
     ctx.register_table(name, Arc::new(checked))?;
     Ok(())
@@ -158,36 +173,13 @@ async fn column_ranges(
     // Bounds of the column's own type, so that the filters reach the database as they are.
     let column_type = scan.schema().field_with_name(column)?.data_type().clone();
     ctx.register_table(whole.as_str(), Arc::new(scan))?;
-    let last = ranges.len() - 1;
-    let as_column = |v: ScalarValue| v.cast_to(&column_type).map(lit);
-    let value = |v: i64| match &kind {
-        RangeKind::Integer => as_column(ScalarValue::Int64(Some(v))),
-        RangeKind::Date => as_column(ScalarValue::Date32(Some(v as i32))),
-        RangeKind::Timestamp => as_column(ScalarValue::TimestampMicrosecond(Some(v), None)),
-        RangeKind::Blocks => unreachable!("blocks are not a column's values"),
-    };
-    // The first range is open below (and takes the NULLs), the last open above, and each cut is
-    // `< x` on one side and `>= x` on the other: every row is in exactly one range, whatever the
-    // column's type and however the bounds compare with it.
+    let cuts = ranges[1..]
+        .iter()
+        .map(|(from, _)| kind.value(*from, &column_type))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut parts = Vec::new();
-    for (i, (from, _)) in ranges.iter().enumerate() {
-        let lower = match i > 0 {
-            true => Some(col(column).gt_eq(value(*from)?)),
-            false => None,
-        };
-        let upper = match i < last {
-            true => Some(col(column).lt(value(ranges[i + 1].0)?)),
-            false => None,
-        };
-        let mut filter = match (lower, upper) {
-            (Some(l), Some(u)) => l.and(u),
-            (Some(l), None) => l,
-            (None, Some(u)) => u,
-            (None, None) => lit(true),
-        };
-        if i == 0 {
-            filter = filter.or(col(column).is_null());
-        }
+    for i in 0..ranges.len() {
+        let filter = crate::ranges::range_filter(column, i, &cuts);
         parts.push(ctx.table(whole.as_str()).await?.filter(filter)?);
     }
     Ok(parts)
@@ -228,6 +220,19 @@ enum RangeKind {
     Timestamp,
     /// Page numbers of a PostgreSQL table (`partition_column = "ctid"`).
     Blocks,
+}
+
+impl RangeKind {
+    /// The bound `v` as a value of the column's own type.
+    fn value(&self, v: i64, column_type: &DataType) -> datafusion::error::Result<ScalarValue> {
+        match self {
+            RangeKind::Integer => ScalarValue::Int64(Some(v)),
+            RangeKind::Date => ScalarValue::Date32(Some(v as i32)),
+            RangeKind::Timestamp => ScalarValue::TimestampMicrosecond(Some(v), None),
+            RangeKind::Blocks => unreachable!("blocks are not a column's values"),
+        }
+        .cast_to(column_type)
+    }
 }
 
 /// Ranges of the partition column (from its MIN and MAX) or of the table's blocks.
@@ -274,7 +279,20 @@ async fn extent_pg(
     n: usize,
 ) -> Result<(Bounds, u64, Option<Arc<Snapshot>>)> {
     let client = super::postgres::client::connect(db).await?;
-    let (client, exported) = Snapshot::export(client).await?;
+    // A spread run's other processes read at the leader's snapshot; the leader, or one process
+    // alone, exports its own.
+    let shared_as = super::postgres::shared::key(db, table);
+    let adopted = match super::postgres::shared::adopted(&shared_as) {
+        Some(id) if Snapshot::adopt(&client, &id).await? => Some(id),
+        _ => None,
+    };
+    let (client, exported, shared_as) = match adopted {
+        Some(id) => (client, Some(id), None),
+        None => {
+            let (client, exported) = Snapshot::export(client).await?;
+            (client, exported, Some(shared_as))
+        }
+    };
     let classify = super::postgres::client::classify;
     let bounds = match column {
         BLOCKS => {
@@ -322,7 +340,7 @@ async fn extent_pg(
         .await
         .map_err(classify)?
         .get(0);
-    let snapshot = exported.map(|id| Arc::new(Snapshot::new(id, client)));
+    let snapshot = exported.map(|id| Arc::new(Snapshot::new(id, client, shared_as)));
     Ok((bounds, rows as u64, snapshot))
 }
 

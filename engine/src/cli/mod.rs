@@ -540,8 +540,12 @@ pub async fn main(mut cli: Cli) -> ExitCode {
             };
             match run::join(&pipeline, wait).await {
                 Ok(joined) => {
+                    let read = joined
+                        .source_rows
+                        .map(|n| format!(", its sources gave {n}"))
+                        .unwrap_or_default();
                     say!(
-                        "joined run {}: wrote partitions {:?} ({} rows); every partition is done",
+                        "joined run {}: wrote partitions {:?} ({} rows{read}); every partition is done",
                         joined.run_id,
                         joined.partitions,
                         joined.rows_written

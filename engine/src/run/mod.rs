@@ -469,7 +469,10 @@ async fn write(
         if let Some(processes) = spread {
             drop(recorder);
             let shared = spread::Shared::new(pipeline, &attempt.run_id)?;
-            shared.announce(processes).await?;
+            let division =
+                spread::Division::of(planned, &pipeline.target.options.key, shared.partitions)
+                    .await;
+            shared.announce(processes, division).await?;
             let work = spread::Share {
                 pipeline,
                 planned,
@@ -536,6 +539,9 @@ pub struct Joined {
     pub run_id: String,
     pub partitions: Vec<usize>,
     pub rows_written: u64,
+    /// The rows its sources gave it, when they count them: all of them when partitions are the
+    /// key's hashes, about its share when they are ranges a source filters.
+    pub source_rows: Option<u64>,
 }
 
 /// Joins the spread run of `pipeline` that a `ferry run --spread` leads (waiting up to `wait` for
@@ -545,9 +551,6 @@ pub async fn join(pipeline: &Pipeline, wait: Duration) -> Result<Joined, Connect
         return Err(ConnectorError::fatal(why));
     }
     let book = Book::open(&pipeline.state_dir, &pipeline.name).await?;
-    let planned = plan::plan(pipeline)
-        .await
-        .map_err(|e| ConnectorError::fatal(e.to_string()))?;
     let sink = sink_for(pipeline).map_err(|e| ConnectorError::fatal(e.to_string()))?;
     let identity = run_identity(pipeline, &sink.describe());
     let started = Instant::now();
@@ -557,7 +560,9 @@ pub async fn join(pipeline: &Pipeline, wait: Duration) -> Result<Joined, Connect
             && run.identity.as_deref() == Some(identity.as_str())
         {
             let shared = spread::Shared::new(pipeline, &run.run_id)?;
-            if shared.processes().await?.is_some() {
+            if let Some(announced) = shared.announced().await? {
+                // Planned after the leader announced: its reads take the leader's snapshots.
+                ferry_connectors::sql::postgres::shared::adopt(announced.snapshots);
                 break (run, shared);
             }
         }
@@ -570,6 +575,9 @@ pub async fn join(pipeline: &Pipeline, wait: Duration) -> Result<Joined, Connect
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    let planned = plan::plan(pipeline)
+        .await
+        .map_err(|e| ConnectorError::fatal(e.to_string()))?;
     let schema = Arc::new(planned.result().schema().as_arrow().clone());
     let attempt = ferry_connectors::Attempt {
         run_id: run.run_id.clone(),
@@ -601,6 +609,7 @@ pub async fn join(pipeline: &Pipeline, wait: Duration) -> Result<Joined, Connect
         run_id: run.run_id,
         partitions,
         rows_written: counters.written(),
+        source_rows: counters.source_rows(),
     })
 }
 
@@ -707,7 +716,7 @@ async fn account(
 
 /// The rows the plan's sources produced (its leaves' `output_rows`); `None` when a source does not
 /// count them.
-fn source_rows(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<u64> {
+pub(super) fn source_rows(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<u64> {
     let children = plan.children();
     if children.is_empty() {
         if let Some(rows) = plan.metrics().and_then(|m| m.output_rows()) {

@@ -14,9 +14,13 @@
 //! each its own share first (by its rank among them), then any partition another process started
 //! and let go (it died), or did not start within ten seconds.
 //!
-//! Each process executes the plan, keeps the rows of the partitions it claimed (a key always hashes
-//! to the same partition), writes them through its own sink (its own connections, its own
-//! application users) and logs them in the shared log; then marks them done and claims more. A
+//! The leader fixes how partitions divide the rows in `spread.json`: ranges of the first key column
+//! when the plan knows that column's least and greatest values (a partitioned database read,
+//! parquet files), else the key's hash. With ranges, each process executes the plan filtered to each
+//! partition it claimed, and a source that filters (a database's WHERE, parquet statistics) reads
+//! only that share; with hashes, it executes the plan once a pass and keeps its partitions' rows.
+//! Either way a key is in one partition. It writes them through its own sink (its own connections,
+//! its own application users) and logs them in the shared log; then marks them done and claims more. A
 //! process that dies frees its claims (its flock ends with it; a lease on object storage expires),
 //! and another claims them and writes what the log does not show written. The leader begins the
 //! target, waits for every partition, finishes the target and records the run, as in one process.
@@ -27,9 +31,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 use ferry_connectors::{ConnectorError, WriteMode};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
 
 use super::progress::Progress;
 use super::workers::{self, Counters, WorkerConfig};
@@ -83,26 +90,44 @@ impl Shared {
         ))
     }
 
-    /// The leader says how many processes share the run.
-    pub async fn announce(&self, processes: usize) -> Result<(), ConnectorError> {
-        let body = serde_json::json!({ "processes": processes, "partitions": self.partitions });
+    /// The leader says how many processes share the run, and how its partitions divide the rows.
+    /// A resumed run keeps the division it was first announced with: partitions already done were
+    /// cut by it.
+    pub async fn announce(
+        &self,
+        processes: usize,
+        division: Option<Division>,
+    ) -> Result<Announced, ConnectorError> {
+        let division = match self.announced().await? {
+            Some(earlier) => earlier.division,
+            None => division,
+        };
+        let announced = Announced {
+            processes,
+            partitions: self.partitions,
+            division,
+            snapshots: ferry_connectors::sql::postgres::shared::exported(),
+        };
+        let body = serde_json::to_string(&announced).expect("plain data");
         self.store
-            .put(
-                &self.mark("spread.json"),
-                PutPayload::from(body.to_string()),
-            )
+            .put(&self.mark("spread.json"), PutPayload::from(body))
             .await
             .map_err(|e| self.cannot(e))?;
-        Ok(())
+        Ok(announced)
     }
 
-    /// How many processes the leader expects; None before it announced the run.
-    pub async fn processes(&self) -> Result<Option<usize>, ConnectorError> {
+    /// What the leader announced; None before it announced the run.
+    pub async fn announced(&self) -> Result<Option<Announced>, ConnectorError> {
         match self.store.get(&self.mark("spread.json")).await {
             Ok(got) => {
                 let bytes = got.bytes().await.map_err(|e| self.cannot(e))?;
-                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                Ok(Some(v["processes"].as_u64().unwrap_or(1).max(1) as usize))
+                let announced: Announced = serde_json::from_slice(&bytes).map_err(|e| {
+                    ConnectorError::fatal(format!(
+                        "the spread run's {} cannot be read: {e}",
+                        self.mark("spread.json")
+                    ))
+                })?;
+                Ok(Some(announced))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.cannot(e)),
@@ -164,6 +189,119 @@ impl Shared {
     }
 }
 
+/// What the leader announces in `spread.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Announced {
+    pub processes: usize,
+    pub partitions: usize,
+    /// Ranges of a key column, or None: partitions by the key's hash.
+    pub division: Option<Division>,
+    /// The leader's PostgreSQL snapshots, by table, for the others to read at (this leader's: a
+    /// resumed run's earlier leader took its own with it).
+    #[serde(default)]
+    pub snapshots: std::collections::BTreeMap<String, String>,
+}
+
+/// Partitions as ranges of the first key column, cut between the least and greatest values the
+/// plan's statistics know (a partitioned database read, parquet files). Each process then runs the
+/// plan filtered to its partitions' ranges, and a source that filters (a database's WHERE, parquet
+/// statistics) reads only those rows. Without it, partitions are the key's hashes, and every process
+/// reads every row to keep its partitions'. Either way a key is in one partition, whoever computes
+/// it: the cuts are fixed in `spread.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Division {
+    pub column: String,
+    /// The cuts between partitions, as the column's values in 64-bit integers (days for a date,
+    /// its unit since 1970 for a timestamp): partition k holds `cuts[k-1] <= column < cuts[k]`.
+    pub cuts: Vec<i64>,
+}
+
+impl Division {
+    /// Ranges of the first key column of `planned`'s result for `partitions` partitions, if its
+    /// type has integer cuts and the plan knows its least and greatest values without reading.
+    pub async fn of(planned: &Planned, key: &[String], partitions: usize) -> Option<Division> {
+        use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
+        let column = key.first()?;
+        if partitions < 2 {
+            return None;
+        }
+        let plan = planned.result().clone().create_physical_plan().await.ok()?;
+        let schema = plan.schema();
+        let i = schema.index_of(column).ok()?;
+        let column_type = schema.field(i).data_type();
+        let stats = StatisticsContext::new()
+            .compute(plan.as_ref(), &StatisticsArgs::new())
+            .ok()?;
+        let values = &stats.column_statistics.get(i)?;
+        let lo = as_integer(values.min_value.get_value()?, column_type)? as i128;
+        let hi = as_integer(values.max_value.get_value()?, column_type)? as i128;
+        if hi < lo {
+            return None;
+        }
+        let n = partitions as i128;
+        let cuts = (1..n)
+            .map(|k| (lo + (hi - lo + 1) * k / n) as i64)
+            .collect();
+        tracing::info!(
+            column,
+            lo,
+            hi,
+            partitions,
+            "a spread run's partitions are ranges"
+        );
+        Some(Division {
+            column: column.clone(),
+            cuts,
+        })
+    }
+
+    /// The filter of partition k, in the column's own type.
+    fn filter(
+        &self,
+        k: usize,
+        column_type: &DataType,
+    ) -> datafusion::error::Result<datafusion::prelude::Expr> {
+        let cuts = self
+            .cuts
+            .iter()
+            .map(|c| from_integer(*c, column_type))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(ferry_connectors::ranges::range_filter(
+            &self.column,
+            k,
+            &cuts,
+        ))
+    }
+}
+
+/// A value of an integer, date or timestamp column as a 64-bit integer.
+fn as_integer(value: &ScalarValue, column_type: &DataType) -> Option<i64> {
+    let comparable = column_type.is_integer()
+        || matches!(
+            column_type,
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+        );
+    if !comparable {
+        return None;
+    }
+    let value = match value {
+        ScalarValue::Date32(Some(days)) => ScalarValue::Int64(Some(*days as i64)),
+        other => other.cast_to(&DataType::Int64).ok()?,
+    };
+    match value {
+        ScalarValue::Int64(Some(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// The 64-bit integer `v` as a value of the column's type (the inverse of `as_integer`).
+fn from_integer(v: i64, column_type: &DataType) -> datafusion::error::Result<ScalarValue> {
+    match column_type {
+        DataType::Date32 => Ok(ScalarValue::Date32(Some(v as i32))),
+        other => ScalarValue::Int64(Some(v)).cast_to(other),
+    }
+}
+
 /// How long processes wait for each other before they start.
 const ARRIVAL: Duration = Duration::from_secs(30);
 
@@ -209,12 +347,13 @@ pub struct Share<'a> {
 /// Claims and writes partitions until every partition of the run is done (by this process or
 /// another). Returns the partitions this process wrote.
 pub async fn share(shared: &Shared, work: &Share<'_>) -> Result<Vec<usize>, ConnectorError> {
-    let processes = loop {
-        if let Some(n) = shared.processes().await? {
-            break n;
+    let announced = loop {
+        if let Some(announced) = shared.announced().await? {
+            break announced;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let processes = announced.processes.max(1);
     let me = shared.arrive().await?;
     ferry_connectors::failpoint::pause_point("spread_arrived");
     let arrived_at = std::time::Instant::now();
@@ -267,7 +406,7 @@ pub async fn share(shared: &Shared, work: &Share<'_>) -> Result<Vec<usize>, Conn
         }
         let partitions: Vec<usize> = claimed.iter().map(|(k, _)| *k).collect();
         tracing::info!(?partitions, "writing partitions of the spread run");
-        let written = write_partitions(work, &partitions);
+        let written = write_partitions(work, &partitions, announced.division.as_ref());
         let lost = async {
             let mut losses: futures::stream::FuturesUnordered<_> =
                 claimed.iter().map(|(_, lock)| lock.lost()).collect();
@@ -289,7 +428,11 @@ pub async fn share(shared: &Shared, work: &Share<'_>) -> Result<Vec<usize>, Conn
 
 /// One pass: the plan executed, the claimed partitions written and logged (skipping batches any
 /// process already logged for the run).
-async fn write_partitions(work: &Share<'_>, partitions: &[usize]) -> Result<(), ConnectorError> {
+async fn write_partitions(
+    work: &Share<'_>,
+    partitions: &[usize],
+    division: Option<&Division>,
+) -> Result<(), ConnectorError> {
     let target = &work.pipeline.target;
     let done = work
         .book
@@ -307,17 +450,43 @@ async fn write_partitions(work: &Share<'_>, partitions: &[usize]) -> Result<(), 
     };
     let df = work.planned.result().clone();
     let task = Arc::new(df.task_ctx());
-    let plan = df.create_physical_plan().await?;
-    let streams = super::route::route(
-        datafusion::physical_plan::execute_stream_partitioned(plan, task)?,
-        target.workers,
-        &target.options.key,
-    )?;
-    let mine: Vec<_> = streams
-        .into_iter()
-        .enumerate()
-        .filter(|(k, _)| partitions.contains(k))
-        .collect();
+    let mut plans = Vec::new();
+    let mine: Vec<_> = match division {
+        // Each partition its own plan, filtered to its range: a source that filters reads only it.
+        Some(division) => {
+            let column_type = df
+                .schema()
+                .field_with_unqualified_name(&division.column)?
+                .data_type()
+                .clone();
+            let mut mine = Vec::new();
+            for &k in partitions {
+                let filter = division.filter(k, &column_type)?;
+                let plan = df.clone().filter(filter)?.create_physical_plan().await?;
+                plans.push(plan.clone());
+                mine.push((
+                    k,
+                    datafusion::physical_plan::execute_stream(plan, task.clone())?,
+                ));
+            }
+            mine
+        }
+        // Every row read, each kept by the partition its key hashes to.
+        None => {
+            let plan = df.create_physical_plan().await?;
+            plans.push(plan.clone());
+            let streams = super::route::route(
+                datafusion::physical_plan::execute_stream_partitioned(plan, task)?,
+                target.workers,
+                &target.options.key,
+            )?;
+            streams
+                .into_iter()
+                .enumerate()
+                .filter(|(k, _)| partitions.contains(k))
+                .collect()
+        }
+    };
     let (recorder, recorded) = Recorder::start(work.book.clone());
     let written = workers::run_partitions(
         mine,
@@ -330,6 +499,8 @@ async fn write_partitions(work: &Share<'_>, partitions: &[usize]) -> Result<(), 
     .await;
     // Logged before marked done: a partition marked done is in the log.
     let recorded = recorded.close().await;
+    let sources: Option<u64> = plans.iter().map(|p| super::source_rows(p.as_ref())).sum();
+    work.counters.add_source_rows(sources);
     written.and(recorded)
 }
 

@@ -73,6 +73,7 @@ impl Counters {
         self.skipped.store(totals.skipped, Ordering::Relaxed);
         self.rejected.store(totals.rejected, Ordering::Relaxed);
         self.resumed.store(0, Ordering::Relaxed);
+        self.source_rows.store(0, Ordering::Relaxed);
     }
 
     /// Counts what an earlier attempt did for a batch this attempt skips.
@@ -98,6 +99,26 @@ impl Counters {
     pub fn set_source_rows(&self, rows: Option<u64>) {
         self.source_rows
             .store(rows.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Adds the rows one more execution's sources gave (a spread run executes a plan per pass).
+    pub fn add_source_rows(&self, rows: Option<u64>) {
+        let _ = self
+            .source_rows
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sum| {
+                Some(match (sum, rows) {
+                    (u64::MAX, _) | (_, None) => u64::MAX,
+                    (sum, Some(rows)) => sum.saturating_add(rows).min(u64::MAX - 1),
+                })
+            });
+    }
+
+    /// The rows this process's sources gave, if every source counted them.
+    pub fn source_rows(&self) -> Option<u64> {
+        match self.source_rows.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            rows => Some(rows),
+        }
     }
 
     pub fn fill(&self, report: &mut RunReport) {

@@ -94,6 +94,131 @@ async fn a_spread_run_with_books_on_object_storage_survives_a_killed_process() {
     spread_into(Server::Postgres, Some(format!("az://{bucket}/books"))).await;
 }
 
+/// The source rows as a PostgreSQL table `src` of `db`, read on two connections in ranges of id:
+/// the plan knows id's least and greatest values, so the spread run's partitions are ranges of id.
+async fn source_table(db: &TestDb) -> &'static str {
+    db.exec("CREATE TABLE src (id BIGINT PRIMARY KEY, name TEXT, amount BIGINT)")
+        .await;
+    db.exec(&format!(
+        "INSERT INTO src SELECT i, 'row ' || i, i * 3 FROM generate_series(1, {ROWS}) AS i"
+    ))
+    .await;
+    "[sources.src]\nconnection = \"db\"\ntable = \"src\"\npartitions = 2\npartition_column = \"id\"\n"
+}
+
+/// Each process of a spread run whose partitions are ranges reads only its share: the worker's
+/// sources gave it exactly the rows it wrote (the ranges reach PostgreSQL as WHERE clauses), about
+/// half of them, and together the two processes wrote every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_process_of_a_spread_run_reads_only_its_share_of_a_database_source() {
+    let ws = Workspace::new();
+    let db = TestDb::new(Server::Postgres).await;
+    let source = source_table(&db).await;
+    ws.write(
+        "p.toml",
+        format!(
+            "name = \"p\"\n[connections.db]\nurl = \"{}\"\n{source}[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"upsert\"\nkey = [\"id\"]\ncreate = true\nbatch_size = 500\nworkers = 4\n",
+            db.url()
+        ),
+    );
+    let worker = ferry(&ws)
+        .args(["worker", "--join", "p.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let leader = ferry(&ws)
+        .args(["run", "p.toml", "--spread", "2"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&leader.stdout).to_string()
+        + &String::from_utf8_lossy(&leader.stderr);
+    assert!(leader.status.success(), "{said}");
+    let out = worker.wait_with_output().unwrap();
+    let joined =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{joined}");
+    // "joined run …: wrote partitions [1, 3] (15000 rows, its sources gave 15000); …"
+    let figures = joined
+        .split_once(" rows, its sources gave ")
+        .and_then(|(before, after)| {
+            let written: u64 = before.rsplit('(').next()?.parse().ok()?;
+            let read: u64 = after.split(')').next()?.parse().ok()?;
+            Some((written, read))
+        })
+        .unwrap_or_else(|| panic!("no figures in the worker's summary:\n{joined}"));
+    let (written, read) = figures;
+    assert_eq!(written, read, "{joined}");
+    assert!(
+        written > 0 && written < ROWS as u64,
+        "the worker should have written a share, not {written}:\n{joined}"
+    );
+    assert!(db.rows("SELECT id, name, amount FROM t").await == source_rows());
+    let runs = history(&ws);
+    assert_eq!(runs[0]["status"], "Completed", "{runs:?}");
+    assert_eq!(runs[0]["rows_written"], ROWS as i64, "{runs:?}");
+}
+
+/// Every process of a spread run reads a PostgreSQL source at the leader's point in time: rows
+/// changed after the leader took its snapshot, before the worker planned, are written as they were
+/// (the worker would have read its ranges negated at its own point in time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_process_of_a_spread_run_reads_the_leaders_snapshot() {
+    let ws = Workspace::new();
+    let db = TestDb::new(Server::Postgres).await;
+    let source = source_table(&db).await;
+    ws.write(
+        "p.toml",
+        format!(
+            "name = \"p\"\n[connections.db]\nurl = \"{}\"\n{source}[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"upsert\"\nkey = [\"id\"]\ncreate = true\nbatch_size = 500\nworkers = 4\n",
+            db.url()
+        ),
+    );
+    let leader = ferry(&ws)
+        .args(["run", "p.toml", "--spread", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The leader announces the run once it has planned, its snapshot taken; it then waits for
+    // the worker before it reads.
+    let runs = ws.join(".ferry/runs/p");
+    let announced = || {
+        std::fs::read_dir(&runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|run| run.path().join("spread.json").exists())
+    };
+    let waited = std::time::Instant::now();
+    while !announced() {
+        assert!(
+            waited.elapsed().as_secs() < 120,
+            "the leader never announced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    db.exec("UPDATE src SET amount = -amount").await;
+    let worker = ferry(&ws)
+        .args(["worker", "--join", "p.toml"])
+        .output()
+        .unwrap();
+    let joined = String::from_utf8_lossy(&worker.stdout).to_string()
+        + &String::from_utf8_lossy(&worker.stderr);
+    assert!(worker.status.success(), "{joined}");
+    assert!(!joined.contains("wrote partitions [] "), "{joined}");
+    let leader = leader.wait_with_output().unwrap();
+    assert!(
+        leader.status.success(),
+        "{}",
+        String::from_utf8_lossy(&leader.stderr)
+    );
+    assert!(
+        db.rows("SELECT id, name, amount FROM t").await == source_rows(),
+        "rows read at another point in time:\n{joined}"
+    );
+}
+
 async fn spread_into(server: Server, state_dir: Option<String>) {
     let ws = Workspace::new();
     if state_dir.is_some() {
@@ -101,7 +226,15 @@ async fn spread_into(server: Server, state_dir: Option<String>) {
         ws.write("azure", "");
     }
     let db = TestDb::new(server).await;
-    source(&ws);
+    // Into PostgreSQL the source is a table read in ranges (partitions are ranges of the key);
+    // elsewhere a CSV file (partitions are the key's hashes).
+    let source = match server {
+        Server::Postgres if state_dir.is_none() => source_table(&db).await,
+        _ => {
+            source(&ws);
+            "[sources.src]\npath = \"in/src.csv\"\n"
+        }
+    };
     let state_dir = state_dir
         .map(|s| format!("state_dir = \"{s}\"\n"))
         .unwrap_or_default();
@@ -111,9 +244,7 @@ async fn spread_into(server: Server, state_dir: Option<String>) {
             r#"name = "p"
 {state_dir}[connections.db]
 url = "{}"
-[sources.src]
-path = "in/src.csv"
-[target]
+{source}[target]
 connection = "db"
 table = "t"
 mode = "upsert"

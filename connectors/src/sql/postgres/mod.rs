@@ -17,6 +17,7 @@ pub mod client;
 pub mod connector;
 pub mod copy;
 pub mod read;
+pub mod shared;
 pub mod types;
 
 use std::collections::BTreeSet;

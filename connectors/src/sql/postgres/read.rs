@@ -103,6 +103,16 @@ pub struct Snapshot {
     id: String,
     /// The exporting transaction: its snapshot can be imported while it is open.
     holder: Client,
+    /// The name other processes of a spread run know it by, when this process exported it.
+    shared_as: Option<String>,
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if let Some(key) = &self.shared_as {
+            super::shared::forget(key, &self.id);
+        }
+    }
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -136,33 +146,58 @@ impl Snapshot {
         }
     }
 
-    /// The snapshot `id` exported by the transaction open on `holder`.
-    pub fn new(id: String, holder: Client) -> Self {
-        Self { id, holder }
+    /// The snapshot `id` exported by the transaction open on `holder`, shared with the other
+    /// processes of a spread run as `shared_as`.
+    pub fn new(id: String, holder: Client, shared_as: Option<String>) -> Self {
+        if let Some(key) = &shared_as {
+            super::shared::note(key, &id);
+        }
+        Self {
+            id,
+            holder,
+            shared_as,
+        }
     }
 
-    /// The statements that make a new transaction read at this snapshot.
-    fn import_sql(&self) -> String {
-        format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
-            self.id.replace('\'', "''")
-        )
+    /// Begins a transaction on `client` at another process's snapshot `id` (a spread run's
+    /// leader's); false, with the transaction ended, when it cannot be imported.
+    pub async fn adopt(client: &Client, id: &str) -> Result<bool> {
+        match client.batch_execute(&import_sql(id)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.code().is_some() => {
+                tracing::warn!(error = %e, "the spread run's snapshot cannot be imported here: this process reads the table at its own point in time");
+                client.batch_execute("ROLLBACK").await.map_err(classify)?;
+                Ok(false)
+            }
+            Err(e) => Err(classify(e)),
+        }
     }
 
     /// Imports the snapshot into a new transaction on `client`.
     async fn import(&self, client: &Client) -> Result<()> {
-        client.batch_execute(&self.import_sql()).await.map_err(|e| {
-            let gone = self.holder.is_closed();
-            let e = classify(e).context("the read could not take the table's snapshot");
-            match gone {
-                true => e.with_hint(
-                    "the connection that held the snapshot was closed (the server restarted, \
+        client
+            .batch_execute(&import_sql(&self.id))
+            .await
+            .map_err(|e| {
+                let gone = self.holder.is_closed();
+                let e = classify(e).context("the read could not take the table's snapshot");
+                match gone {
+                    true => e.with_hint(
+                        "the connection that held the snapshot was closed (the server restarted, \
                      or the connection was cut); run again",
-                ),
-                false => e,
-            }
-        })
+                    ),
+                    false => e,
+                }
+            })
     }
+}
+
+/// The statements that make a new transaction read at the snapshot `id`.
+fn import_sql(id: &str) -> String {
+    format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+        id.replace('\'', "''")
+    )
 }
 
 /// The Arrow type a column of `ty` (with its type modifier) is read as, and the type the SELECT
