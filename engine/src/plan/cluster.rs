@@ -33,8 +33,57 @@ mod distributed {
     use datafusion::execution::SessionStateBuilder;
     use datafusion::execution::config::SessionConfig;
     use datafusion::prelude::SessionContext;
-    use datafusion_distributed::{DistributedExt, SessionStateBuilderExt, Worker, WorkerResolver};
+    use std::sync::Arc;
+
+    use datafusion::execution::TaskContext;
+    use datafusion::physical_plan::ExecutionPlan;
+    use datafusion_distributed::{
+        DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver,
+    };
+    use datafusion_proto::physical_plan::{
+        PhysicalExtensionCodec, PhysicalProtoConverterExtension,
+    };
+
+    use crate::run::cluster_write::{WriteExec, WriteJob};
     use url::Url;
+
+    /// Carries a run's [`WriteExec`] to the workers: its job as JSON (the pipeline file as written:
+    /// no secret, each worker fills its `${VAR}`s from its own environment).
+    #[derive(Debug)]
+    struct WriteCodec;
+
+    impl PhysicalExtensionCodec for WriteCodec {
+        fn try_decode(
+            &self,
+            buf: &[u8],
+            inputs: &[Arc<dyn ExecutionPlan>],
+            _ctx: &TaskContext,
+            _proto_converter: &dyn PhysicalProtoConverterExtension,
+        ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+            let job: WriteJob = serde_json::from_slice(buf)
+                .map_err(|e| DataFusionError::Internal(format!("a run's write job: {e}")))?;
+            let [input] = inputs else {
+                return Err(DataFusionError::Internal("WriteExec has one input".into()));
+            };
+            Ok(Arc::new(WriteExec::new(input.clone(), job)?))
+        }
+
+        fn try_encode(
+            &self,
+            node: Arc<dyn ExecutionPlan>,
+            buf: &mut Vec<u8>,
+            _proto_converter: &dyn PhysicalProtoConverterExtension,
+        ) -> Result<(), DataFusionError> {
+            let Some(write) = node.downcast_ref::<WriteExec>() else {
+                return Err(DataFusionError::NotImplemented(format!(
+                    "{} cannot be sent to a worker",
+                    node.name()
+                )));
+            };
+            serde_json::to_writer(buf, write.job())
+                .map_err(|e| DataFusionError::Internal(format!("a run's write job: {e}")))
+        }
+    }
 
     /// The cluster as the pipeline names it; asked again before each execution.
     struct Workers(Vec<Url>);
@@ -48,8 +97,11 @@ mod distributed {
     pub(super) fn session(config: SessionConfig, cluster: &[Url]) -> SessionContext {
         let builder = SessionStateBuilder::new()
             .with_config(config)
-            .with_default_features()
+            .with_default_features();
+        // The planner of the workers' writes first: the distributed planner wraps it.
+        let builder = crate::run::cluster_write::with_write_planner(builder)
             .with_distributed_worker_resolver(Workers(cluster.to_vec()))
+            .with_distributed_user_codec(WriteCodec)
             .with_distributed_planner();
         // The bytes of files one task scans (16 MiB by default): smaller spreads a scan over more
         // tasks, hence more workers.
@@ -73,9 +125,12 @@ mod distributed {
             ))
             .build_arc()
             .map_err(|e| e.to_string())?;
+        let sessions = |ctx: WorkerQueryContext| async move {
+            Ok(ctx.builder.with_distributed_user_codec(WriteCodec).build())
+        };
         tonic::transport::Server::builder()
             .add_service(
-                Worker::default()
+                Worker::from_session_builder(sessions)
                     .with_runtime_env(runtime)
                     .into_worker_server(),
             )

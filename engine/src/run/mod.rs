@@ -12,6 +12,7 @@
 //!
 //! Memory stays bounded by workers x batch_size x row width: nothing collects the whole result.
 
+pub mod cluster_write;
 pub mod dry_run;
 pub mod incremental;
 pub mod isolate;
@@ -487,6 +488,25 @@ async fn write(
             spread::share(&shared, &work).await?;
             let totals = spread::run_totals(book, &attempt.run_id, table_name).await?;
             counters.set_run_totals(&totals);
+            return workers::retrying(
+                "finishing the target",
+                pipeline.run.max_retries,
+                async || sink.finish().await,
+            )
+            .await;
+        }
+        if !pipeline.run.cluster.is_empty() && spread::target_refusal(pipeline).is_none() {
+            drop(recorder);
+            cluster_write::write_on_cluster(
+                pipeline,
+                planned,
+                book,
+                &attempt.run_id,
+                attempt.number,
+                table_name,
+                counters,
+            )
+            .await?;
             return workers::retrying(
                 "finishing the target",
                 pipeline.run.max_retries,

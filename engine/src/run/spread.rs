@@ -310,6 +310,21 @@ const GRACE: Duration = Duration::from_secs(10);
 
 /// Why a pipeline cannot be spread, if it cannot.
 pub fn refusal(pipeline: &Pipeline) -> Option<String> {
+    if let Some(why) = target_refusal(pipeline) {
+        return Some(why);
+    }
+    if pipeline.sources.iter().any(|s| s.incremental.is_some()) {
+        return Some(
+            "a spread run cannot have incremental sources: every process must read the same files"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Why the target cannot be written by several processes at once, if it cannot (a spread run, or
+/// a cluster's workers).
+pub fn target_refusal(pipeline: &Pipeline) -> Option<String> {
     let options = &pipeline.target.options;
     if options.key.is_empty() || !matches!(options.mode, WriteMode::Insert | WriteMode::Upsert) {
         return Some(
@@ -321,12 +336,6 @@ pub fn refusal(pipeline: &Pipeline) -> Option<String> {
         return Some(format!(
             "a spread run writes to PostgreSQL, MySQL/MariaDB or an OData service, not to {connector}"
         ));
-    }
-    if pipeline.sources.iter().any(|s| s.incremental.is_some()) {
-        return Some(
-            "a spread run cannot have incremental sources: every process must read the same files"
-                .into(),
-        );
     }
     None
 }

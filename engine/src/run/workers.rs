@@ -61,6 +61,11 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The rows the workers took from the plan.
+    pub fn rows_out(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
     /// The rows this process wrote.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)

@@ -6,7 +6,8 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_tests::{Workspace, azure, ferry_command, rows, sqlite_rows};
+use ferry_tests::db::{Server, TestDb};
+use ferry_tests::{Workspace, azure, ferry_command, rows, sqlite_rows, start_paused};
 
 /// A `ferry worker` on a free loopback port, stopped when dropped.
 struct WorkerProcess {
@@ -20,31 +21,50 @@ impl WorkerProcess {
     }
 
     fn start_with(env: Vec<(&'static str, String)>) -> WorkerProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = ferry_command()
-            .args(["worker", "--listen", &format!("127.0.0.1:{port}")])
+        let port = free_port();
+        let child = worker_command(port)
             .envs(env)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the worker never listened"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        WorkerProcess::listening(child, port)
+    }
+
+    /// `child`, a worker, once it listens on `port`.
+    fn listening(child: Child, port: u16) -> WorkerProcess {
         WorkerProcess {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: listened(port),
         }
     }
+}
+
+/// The URL of the worker on `port`, once it listens.
+fn listened(port: u16) -> String {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the worker never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    format!("http://127.0.0.1:{port}")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn worker_command(port: u16) -> std::process::Command {
+    let mut c = ferry_command();
+    c.args(["worker", "--listen", &format!("127.0.0.1:{port}")]);
+    c
 }
 
 impl Drop for WorkerProcess {
@@ -260,4 +280,97 @@ cluster = ["{}", "{}"]
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// Into PostgreSQL with a key, the workers write themselves: the shuffle by key hands each task its
+/// partitions, which it writes through its own connections and logs in the run's books. A worker
+/// killed (SIGKILL) after its first batch fails the run; the next run, with a worker in its place,
+/// resumes it, and every row is in the target exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_write_into_postgres_and_a_killed_one_loses_and_doubles_nothing() {
+    let ws = Workspace::new();
+    orders(&ws);
+    let db = TestDb::new(Server::Postgres).await;
+    let workers = [WorkerProcess::start(), WorkerProcess::start()];
+    let doomed_port = free_port();
+    // The third worker freezes once it has written and logged a batch: only a worker that writes
+    // gets there.
+    let (paused, doomed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = paused.send(start_paused(worker_command(doomed_port), "batch_written:1"));
+    });
+    let doomed_url = listened(doomed_port);
+    let cluster = format!(
+        "\"{}\", \"{}\", \"{doomed_url}\"",
+        workers[0].url, workers[1].url
+    );
+    ws.write(
+        "p.toml",
+        format!(
+            r#"name = "doubled"
+[connections.db]
+url = "{}"
+[sources.orders]
+path = "in/"
+format = "csv"
+[[steps]]
+name = "doubled"
+sql = "SELECT order_id, customer, amount * 2 AS doubled FROM orders"
+[target]
+connection = "db"
+table = "doubled"
+mode = "upsert"
+key = ["order_id"]
+create = true
+batch_size = 100
+[run]
+cluster = [{cluster}]
+"#,
+            db.url()
+        ),
+    );
+    let first = std::thread::spawn({
+        let dir = ws.path().to_path_buf();
+        move || {
+            ferry_command()
+                .args(["run", "p.toml"])
+                .current_dir(dir)
+                .env("FERRY_CLUSTER_SCAN_BYTES", "4096")
+                .output()
+                .unwrap()
+        }
+    });
+    let mut doomed = doomed
+        .recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("the third worker never wrote a batch"))
+        .unwrap_or_else(|said| panic!("the third worker never wrote a batch:\n{said}"));
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let failed = first.join().unwrap();
+    let said = String::from_utf8_lossy(&failed.stdout).to_string()
+        + &String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{said}");
+
+    // A worker in the dead one's place; the same pipeline resumes the run.
+    let _replacement = WorkerProcess::listening(
+        worker_command(doomed_port)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        doomed_port,
+    );
+    let (ok, out) = run(&ws, "p.toml");
+    assert!(ok, "{out}");
+    assert!(out.contains("resum"), "{out}");
+    let mut expected: Vec<Vec<String>> = (1..=6000)
+        .map(|i| vec![i.to_string(), format!("c{}", i % 37), (2 * i).to_string()])
+        .collect();
+    expected.sort();
+    assert!(
+        db.rows("SELECT order_id, customer, doubled FROM doubled")
+            .await
+            == expected,
+        "not every row exactly once"
+    );
 }
