@@ -163,7 +163,7 @@ enum Command {
     /// One load of ROWS orders into PostgreSQL written by 1, 2, 4... `ferry` processes (`ferry run
     /// --spread N` and N-1 `ferry worker --join`), sharing a state dir: rows/s for each count.
     #[command(
-        after_help = "Examples:\n  ferry-bench spread --rows 10000000 --processes 1,2,4\n  ferry-bench spread --odata --records 240000 --users 8 --processes 1,2,4"
+        after_help = "Examples:\n  ferry-bench spread --rows 10000000 --processes 1,2,4\n  ferry-bench spread --cluster --rows 10000000 --processes 1,2,4\n  ferry-bench spread --odata --records 240000 --users 8 --processes 1,2,4"
     )]
     Spread {
         #[arg(long, default_value_t = 1_000_000)]
@@ -179,6 +179,11 @@ enum Command {
         /// shared out among the processes (each signs in as its own).
         #[arg(long)]
         odata: bool,
+        /// Instead of a spread run: `ferry run` with `[run] cluster` naming that many `ferry worker
+        /// --listen`s, which read the files and write the target (a build with the distributed
+        /// engine: `cargo build --workspace --bins`).
+        #[arg(long, conflicts_with = "odata")]
+        cluster: bool,
         #[arg(long, default_value_t = 240_000)]
         records: usize,
         #[arg(long, default_value_t = 8)]
@@ -428,14 +433,19 @@ fn main() -> Result<()> {
             partitions,
             data,
             odata,
+            cluster,
             records,
             users,
         } => {
+            let sharing = match cluster {
+                true => spread::Sharing::Cluster,
+                false => spread::Sharing::Spread,
+            };
             if odata {
                 tokio::runtime::Runtime::new()?
                     .block_on(spread::spread_odata(records, &processes, users))?;
             } else {
-                spread::spread(rows, &processes, &data, partitions)?;
+                spread::spread(rows, &processes, &data, partitions, sharing)?;
             }
         }
         Command::Run { pipeline } => {

@@ -11,12 +11,22 @@ use anyhow::{Result, bail};
 use crate::compare::{PG_TABLE, psql};
 use ferry_bench::data;
 
+/// How the processes share a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// `ferry run --spread N` and N-1 `ferry worker --join`.
+    Spread,
+    /// `ferry run` with `[run] cluster` naming N `ferry worker --listen`s, which read and write.
+    Cluster,
+}
+
 /// Rows/s of a load of `rows` orders into a fresh PostgreSQL table by each process count.
 pub fn spread(
     rows: u64,
     counts: &[usize],
     root: &Path,
     partitions: usize,
+    sharing: Sharing,
 ) -> Result<Vec<(usize, f64)>> {
     let dir = root.join(rows.to_string());
     if !dir.join("orders").exists() {
@@ -34,20 +44,23 @@ pub fn spread(
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(&scratch)?;
         let file = scratch.join("spread.toml");
-        std::fs::write(
-            &file,
-            format!(
-                "name = \"spread\"\nstate_dir = \"{state}\"\n[connections.db]\nurl = \"postgres://postgres@127.0.0.1:5432/ferry_bench_spread\"\n\
-                 [sources.orders]\npath = \"{data}/orders/*.parquet\"\n\
-                 [target]\nconnection = \"db\"\ntable = \"orders\"\nmode = \"insert\"\nkey = [\"order_id\"]\nbatch_size = 20000\nworkers = {partitions}\n",
-                state = scratch.join("state").display(),
-                data = dir.display(),
-            ),
-        )?;
-        let seconds = run_processes(&file, n, |_| Command::new(&ferry))?;
+        let text = format!(
+            "name = \"spread\"\nstate_dir = \"{state}\"\n[connections.db]\nurl = \"postgres://postgres@127.0.0.1:5432/ferry_bench_spread\"\n\
+             [sources.orders]\npath = \"{data}/orders/*.parquet\"\n\
+             [target]\nconnection = \"db\"\ntable = \"orders\"\nmode = \"insert\"\nkey = [\"order_id\"]\nbatch_size = 20000\nworkers = {partitions}\n",
+            state = scratch.join("state").display(),
+            data = dir.display(),
+        );
+        let seconds = match sharing {
+            Sharing::Spread => {
+                std::fs::write(&file, text)?;
+                run_processes(&file, n, |_| Command::new(&ferry))?
+            }
+            Sharing::Cluster => run_cluster(&file, &text, n, &ferry)?,
+        };
         let rate = rows as f64 / seconds;
         println!(
-            "bench: spread processes={n} rows={rows} partitions={partitions} seconds={seconds:.1} rows_per_s={rate:.0}"
+            "bench: spread {sharing:?} processes={n} rows={rows} partitions={partitions} seconds={seconds:.1} rows_per_s={rate:.0}"
         );
         measured.push((n, rate));
     }
@@ -169,6 +182,60 @@ fn run_processes(file: &Path, n: usize, command: impl Fn(usize) -> Command) -> R
         if !out.status.success() {
             bail!("a worker failed:\n{}", String::from_utf8_lossy(&out.stderr));
         }
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Starts `n` `ferry worker --listen`s, then runs `text` (written to `file`) with `[run] cluster`
+/// naming them: the seconds the run took (the workers' start is not timed).
+fn run_cluster(file: &Path, text: &str, n: usize, ferry: &Path) -> Result<f64> {
+    struct Workers(Vec<std::process::Child>);
+    impl Drop for Workers {
+        fn drop(&mut self) {
+            for w in &mut self.0 {
+                let _ = w.kill();
+                let _ = w.wait();
+            }
+        }
+    }
+    let mut workers = Workers(Vec::new());
+    let mut urls = Vec::new();
+    for _ in 0..n {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        workers.0.push(
+            Command::new(ferry)
+                .args(["worker", "--listen", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed().as_secs() > 30 {
+                bail!("a ferry worker never listened on {port}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        urls.push(format!("\"http://127.0.0.1:{port}\""));
+    }
+    std::fs::write(
+        file,
+        format!("{text}[run]\ncluster = [{}]\n", urls.join(", ")),
+    )?;
+    let started = Instant::now();
+    let out = Command::new(ferry)
+        .arg("run")
+        .arg(file)
+        .arg("--quiet")
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "the run over {n} workers failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(started.elapsed().as_secs_f64())
 }

@@ -2,8 +2,9 @@
 //! plans with DataFusion's distributed engine (datafusion-contrib's `datafusion-distributed`, on the
 //! DataFusion and Arrow versions Ferry uses): it cuts a step's physical plan into stages at its
 //! shuffles (GROUP BY, joins), runs each stage's tasks on the workers, streaming between them over
-//! Arrow Flight, and streams the last stage back to the running `ferry run`, whose sink partitions
-//! write it as always. The bookkeeping and the target are the run's: a worker only computes.
+//! Arrow Flight. Keyed writes into PostgreSQL, MySQL or OData are written by the workers' tasks
+//! (`run::cluster_write`, its `WriteExec` carried to them by `WriteCodec`); for other targets the
+//! last stage streams back to the running `ferry run`, whose sink partitions write it as always.
 //!
 //! Built with `--features distributed`; without it, a pipeline that names a cluster is refused when
 //! it is loaded, and `ferry worker` says how to get a build that has it.

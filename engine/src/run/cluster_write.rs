@@ -298,9 +298,8 @@ impl ExecutionPlan for WriteExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         // A partition's number in the whole run: this task's partitions follow the earlier tasks'.
-        let task = datafusion_task(&context);
         let partitions = self.input.properties().partitioning.partition_count();
-        let global = task.0 * partitions + partition;
+        let global = task_index(&context) * partitions + partition;
         let input = self.input.execute(partition, context)?;
         let writer = self.writer.clone();
         let job = self.job.clone();
@@ -331,17 +330,16 @@ impl ExecutionPlan for WriteExec {
     }
 }
 
-/// (task index, task count) of the task executing a plan; (0, 1) in one process.
-fn datafusion_task(context: &Arc<TaskContext>) -> (usize, usize) {
+/// The index of the task executing a plan among its stage's tasks; 0 in one process.
+fn task_index(context: &Arc<TaskContext>) -> usize {
     #[cfg(feature = "distributed")]
     {
-        let task = datafusion_distributed::DistributedTaskContext::from_ctx(context);
-        (task.task_index, task.task_count)
+        datafusion_distributed::DistributedTaskContext::from_ctx(context).task_index
     }
     #[cfg(not(feature = "distributed"))]
     {
         let _ = context;
-        (0, 1)
+        0
     }
 }
 
