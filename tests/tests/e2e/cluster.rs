@@ -7,7 +7,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_tests::db::{Server, TestDb};
-use ferry_tests::{Workspace, azure, ferry_command, rows, sqlite_rows, start_paused};
+use ferry_tests::{
+    Workspace, azure, ferry_command, odata_records, quiet_emulator, rows, sqlite_rows, start_paused,
+};
 
 /// A `ferry worker` on a free loopback port, stopped when dropped.
 struct WorkerProcess {
@@ -291,28 +293,9 @@ async fn the_workers_write_into_postgres_and_a_killed_one_loses_and_doubles_noth
     let ws = Workspace::new();
     orders(&ws);
     let db = TestDb::new(Server::Postgres).await;
-    let workers = [WorkerProcess::start(), WorkerProcess::start()];
-    let doomed_port = free_port();
-    // The third worker freezes once it has written and logged a batch: only a worker that writes
-    // gets there.
-    let (paused, doomed) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = paused.send(start_paused(worker_command(doomed_port), "batch_written:1"));
-    });
-    let doomed_url = listened(doomed_port);
-    let cluster = format!(
-        "\"{}\", \"{}\", \"{doomed_url}\"",
-        workers[0].url, workers[1].url
-    );
-    ws.write(
-        "p.toml",
-        format!(
-            r#"name = "doubled"
-[connections.db]
+    let target = format!(
+        r#"[connections.db]
 url = "{}"
-[sources.orders]
-path = "in/"
-format = "csv"
 [[steps]]
 name = "doubled"
 sql = "SELECT order_id, customer, amount * 2 AS doubled FROM orders"
@@ -322,11 +305,91 @@ table = "doubled"
 mode = "upsert"
 key = ["order_id"]
 create = true
-batch_size = 100
-[run]
-cluster = [{cluster}]
 "#,
-            db.url()
+        db.url()
+    );
+    one_writing_worker_killed(&ws, &target);
+    let mut expected: Vec<Vec<String>> = (1..=6000)
+        .map(|i| vec![i.to_string(), format!("c{}", i % 37), (2 * i).to_string()])
+        .collect();
+    expected.sort();
+    assert!(
+        db.rows("SELECT order_id, customer, doubled FROM doubled")
+            .await
+            == expected,
+        "not every row exactly once"
+    );
+}
+
+/// The same into the emulator: each worker signs in and writes its records in `$batch`es.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_write_into_the_emulator_and_a_killed_one_loses_and_doubles_nothing() {
+    let ws = Workspace::new();
+    orders(&ws);
+    let emu = quiet_emulator().await;
+    let target = format!(
+        r#"[connections.crm]
+url = "{url}"
+kind = "dataverse"
+auth = "client_credentials"
+token_url = "{token}"
+client_id = "app"
+client_secret = "x"
+[[steps]]
+name = "accounts"
+sql = "SELECT concat('A-', CAST(order_id AS VARCHAR)) AS accountnumber, customer AS name, CAST(amount * 2 AS INT) AS numberofemployees FROM orders"
+[target]
+connection = "crm"
+table = "accounts"
+mode = "upsert"
+key = ["accountnumber"]
+"#,
+        url = emu.url(),
+        token = emu.token_url()
+    );
+    one_writing_worker_killed(&ws, &target);
+    let records = odata_records(
+        &emu.url(),
+        &emu.token_url(),
+        "accounts",
+        "accountnumber,name,numberofemployees",
+    )
+    .await;
+    let mut landed: Vec<(i64, String, i64)> = records
+        .iter()
+        .map(|r| {
+            let number = r["accountnumber"].as_str().unwrap();
+            (
+                number.strip_prefix("A-").unwrap().parse().unwrap(),
+                r["name"].as_str().unwrap().to_string(),
+                r["numberofemployees"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    landed.sort();
+    let expected: Vec<(i64, String, i64)> = (1..=6000)
+        .map(|i| (i, format!("c{}", i % 37), 2 * i))
+        .collect();
+    assert!(landed == expected, "not every record exactly once");
+}
+
+/// Runs the orders into `target` (its connection, step and `[target]`) over three workers, the
+/// third of which freezes once it has written and logged a batch (only a worker that writes gets
+/// there) and is killed: the run fails. A worker in its place, the same pipeline run again resumes
+/// the run and completes it.
+fn one_writing_worker_killed(ws: &Workspace, target: &str) {
+    let workers = [WorkerProcess::start(), WorkerProcess::start()];
+    let doomed_port = free_port();
+    let (paused, doomed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = paused.send(start_paused(worker_command(doomed_port), "batch_written:1"));
+    });
+    let doomed_url = listened(doomed_port);
+    ws.write(
+        "p.toml",
+        format!(
+            "name = \"written\"\n[sources.orders]\npath = \"in/\"\nformat = \"csv\"\n{target}batch_size = 100\n[run]\ncluster = [\"{}\", \"{}\", \"{doomed_url}\"]\n",
+            workers[0].url, workers[1].url
         ),
     );
     let first = std::thread::spawn({
@@ -351,7 +414,6 @@ cluster = [{cluster}]
         + &String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success(), "{said}");
 
-    // A worker in the dead one's place; the same pipeline resumes the run.
     let _replacement = WorkerProcess::listening(
         worker_command(doomed_port)
             .stdout(Stdio::null())
@@ -360,17 +422,7 @@ cluster = [{cluster}]
             .unwrap(),
         doomed_port,
     );
-    let (ok, out) = run(&ws, "p.toml");
+    let (ok, out) = run(ws, "p.toml");
     assert!(ok, "{out}");
     assert!(out.contains("resum"), "{out}");
-    let mut expected: Vec<Vec<String>> = (1..=6000)
-        .map(|i| vec![i.to_string(), format!("c{}", i % 37), (2 * i).to_string()])
-        .collect();
-    expected.sort();
-    assert!(
-        db.rows("SELECT order_id, customer, doubled FROM doubled")
-            .await
-            == expected,
-        "not every row exactly once"
-    );
 }

@@ -106,14 +106,10 @@ async fn source_table(db: &TestDb) -> &'static str {
     "[sources.src]\nconnection = \"db\"\ntable = \"src\"\npartitions = 2\npartition_column = \"id\"\n"
 }
 
-/// Each process of a spread run whose partitions are ranges reads only its share: the worker's
-/// sources gave it exactly the rows it wrote (the ranges reach PostgreSQL as WHERE clauses), about
-/// half of them, and together the two processes wrote every row once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_process_of_a_spread_run_reads_only_its_share_of_a_database_source() {
-    let ws = Workspace::new();
-    let db = TestDb::new(Server::Postgres).await;
-    let source = source_table(&db).await;
+/// `p.toml`: the table `src` of `db` (read in ranges of id) upserted into its table `t`, in 4
+/// partitions.
+async fn table_to_table(ws: &Workspace, db: &TestDb) {
+    let source = source_table(db).await;
     ws.write(
         "p.toml",
         format!(
@@ -121,6 +117,16 @@ async fn each_process_of_a_spread_run_reads_only_its_share_of_a_database_source(
             db.url()
         ),
     );
+}
+
+/// Each process of a spread run whose partitions are ranges reads only its share: the worker's
+/// sources gave it exactly the rows it wrote (the ranges reach PostgreSQL as WHERE clauses), about
+/// half of them, and together the two processes wrote every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_process_of_a_spread_run_reads_only_its_share_of_a_database_source() {
+    let ws = Workspace::new();
+    let db = TestDb::new(Server::Postgres).await;
+    table_to_table(&ws, &db).await;
     let worker = ferry(&ws)
         .args(["worker", "--join", "p.toml"])
         .stdout(Stdio::piped())
@@ -166,14 +172,7 @@ async fn each_process_of_a_spread_run_reads_only_its_share_of_a_database_source(
 async fn every_process_of_a_spread_run_reads_the_leaders_snapshot() {
     let ws = Workspace::new();
     let db = TestDb::new(Server::Postgres).await;
-    let source = source_table(&db).await;
-    ws.write(
-        "p.toml",
-        format!(
-            "name = \"p\"\n[connections.db]\nurl = \"{}\"\n{source}[target]\nconnection = \"db\"\ntable = \"t\"\nmode = \"upsert\"\nkey = [\"id\"]\ncreate = true\nbatch_size = 500\nworkers = 4\n",
-            db.url()
-        ),
-    );
+    table_to_table(&ws, &db).await;
     let leader = ferry(&ws)
         .args(["run", "p.toml", "--spread", "2"])
         .stdout(Stdio::piped())
