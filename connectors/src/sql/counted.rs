@@ -371,4 +371,49 @@ mod tests {
             .sum();
         assert_eq!(n, 1);
     }
+
+    #[tokio::test]
+    async fn a_whole_read_says_its_count_and_its_columns_extent() {
+        use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("id", DataType::Int64, false),
+        ]));
+        let ctx = SessionContext::new();
+        ctx.register_table(
+            "t",
+            Arc::new(CheckedTable {
+                union: Arc::new(MemTable::try_new(schema, vec![vec![]]).unwrap()),
+                expected: 300,
+                table: "t".into(),
+                exact: true,
+                extent: Some(Extent {
+                    column: "id".into(),
+                    min: ScalarValue::Int64(Some(-5)),
+                    max: ScalarValue::Int64(Some(3000)),
+                }),
+            }),
+        )
+        .unwrap();
+        let plan = ctx
+            .sql("SELECT id FROM t")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let stats = StatisticsContext::new()
+            .compute(plan.as_ref(), &StatisticsArgs::new())
+            .unwrap();
+        assert_eq!(stats.num_rows, Precision::Exact(300));
+        let id = &stats.column_statistics[0];
+        assert_eq!(
+            id.min_value,
+            Precision::Inexact(ScalarValue::Int64(Some(-5)))
+        );
+        assert_eq!(
+            id.max_value,
+            Precision::Inexact(ScalarValue::Int64(Some(3000)))
+        );
+    }
 }

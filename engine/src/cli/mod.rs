@@ -119,7 +119,9 @@ pub enum Command {
         /// Lead a run shared by N processes: this one and N-1 `ferry worker --join PIPELINE`, on
         /// this machine or others sharing the state dir. Each writes some of the target's
         /// partitions ([target] workers) through its own connections; a process that dies has its
-        /// partitions taken over. Keyed modes only (upsert, or insert with a key).
+        /// partitions taken over. Keyed modes only (upsert, or insert with a key). Partitions are
+        /// ranges of the key when its bounds are known (parquet, a database table read with
+        /// partitions over the key): each process then reads only its ranges.
         #[arg(long, value_name = "N")]
         spread: Option<usize>,
     },
@@ -263,7 +265,9 @@ pub enum Command {
     /// Work for a run led elsewhere. With --join PIPELINE: write some of the target's partitions of
     /// the spread run `ferry run PIPELINE --spread N` leads (same pipeline file, same state dir),
     /// taking over those of a process that dies. With --listen: serve the steps' stages of
-    /// pipelines whose [run] cluster names this address (needs --features distributed).
+    /// pipelines whose [run] cluster names this address (needs --features distributed), and write
+    /// their keyed PostgreSQL, MySQL or OData targets (filling the pipeline's ${VAR}s from this
+    /// process's environment, logging in the pipeline's state dir).
     #[command(
         after_help = "Examples:\n  ferry worker --join pipelines/accounts.toml           # beside: ferry run pipelines/accounts.toml --spread 3\n  ferry worker --listen 0.0.0.0:7470                   # reachable from other machines: a private network\n\nIn a pipeline file, for --listen workers:\n  [run]\n  cluster = [\"http://10.0.0.5:7470\", \"http://10.0.0.6:7470\"]"
     )]

@@ -238,10 +238,7 @@ impl Division {
         if hi < lo {
             return None;
         }
-        let n = partitions as i128;
-        let cuts = (1..n)
-            .map(|k| (lo + (hi - lo + 1) * k / n) as i64)
-            .collect();
+        let cuts = cuts(lo, hi, partitions);
         tracing::info!(
             column,
             lo,
@@ -272,6 +269,15 @@ impl Division {
             &cuts,
         ))
     }
+}
+
+/// The `n - 1` cuts of [lo, hi] into `n` ranges of equal width (equal cuts, hence empty ranges,
+/// when it holds fewer than `n` values).
+fn cuts(lo: i128, hi: i128, n: usize) -> Vec<i64> {
+    let n = n as i128;
+    (1..n)
+        .map(|k| (lo + (hi - lo + 1) * k / n) as i64)
+        .collect()
 }
 
 /// A value of an integer, date or timestamp column as a 64-bit integer.
@@ -524,4 +530,37 @@ pub async fn run_totals(book: &Book, run_id: &str, table: &str) -> Result<Totals
         sum.rejected += t.rejected;
     }
     Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_share_the_values_out_evenly_and_repeat_when_there_are_too_few() {
+        assert_eq!(cuts(1, 30_000, 4), vec![7_501, 15_001, 22_501]);
+        assert_eq!(cuts(1, 2, 4), vec![1, 2, 2]);
+        assert_eq!(
+            cuts(i64::MIN as i128, i64::MAX as i128, 2),
+            vec![0],
+            "the whole range of i64 without overflow"
+        );
+    }
+
+    #[test]
+    fn dates_and_timestamps_cut_in_their_own_units() {
+        let day = ScalarValue::Date32(Some(19_000));
+        assert_eq!(as_integer(&day, &DataType::Date32), Some(19_000));
+        assert_eq!(from_integer(19_000, &DataType::Date32).unwrap(), day);
+        let unit = DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, Some("UTC".into()));
+        let instant =
+            ScalarValue::TimestampMillisecond(Some(1_700_000_000_000), Some("UTC".into()));
+        assert_eq!(as_integer(&instant, &unit), Some(1_700_000_000_000));
+        assert_eq!(from_integer(1_700_000_000_000, &unit).unwrap(), instant);
+        // Text keys are cut by their hashes instead.
+        assert_eq!(
+            as_integer(&ScalarValue::Utf8(Some("a".into())), &DataType::Utf8),
+            None
+        );
+    }
 }
