@@ -8,9 +8,11 @@ use ferry::cli::{self, Cli};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // delta-rs's kernel logs an ERROR whenever it looks for a table that does not exist yet, which
-    // is how every bookkeeping table starts: keep it quiet unless asked for with FERRY_LOG.
+    // is how every bookkeeping table starts, and a WARN for every commit that lost a race its
+    // conflict check then resolves (processes sharing a run's log): keep them quiet unless asked
+    // for with FERRY_LOG.
     let level = match cli.verbose {
-        0 => "warn,buoyant_kernel=off",
+        0 => "warn,buoyant_kernel=off,deltalake_core::kernel::transaction=error",
         1 => "info,ferry=debug,buoyant_kernel=off",
         _ => "debug",
     };

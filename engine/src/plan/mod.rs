@@ -55,9 +55,15 @@ pub async fn plan_with(
     let mut errors = Vec::new();
     for source in &pipeline.sources {
         if !pipeline.run.cluster.is_empty() && !distributable(&source.origin) {
-            errors.push(pipeline.locator.error(source.span.clone(), format!(
-                "source \"{}\": with a cluster, sources are parquet, CSV or JSON files the workers can read", source.name))
-                .hint("read databases, Excel and Delta in a pipeline without cluster, or stage them as parquet first"));
+            let error = match &source.origin {
+                Origin::Database { .. } => pipeline.locator.error(source.span.clone(), format!(
+                    "source \"{}\": with a cluster, a database source is read whole by the run's process, not in partitions", source.name))
+                    .hint("remove partitions and partition_column (the workers still share the writes), or read it in ranges across processes with `ferry run --spread N`"),
+                _ => pipeline.locator.error(source.span.clone(), format!(
+                    "source \"{}\": with a cluster, sources are parquet, CSV or JSON files the workers can read, or database tables and queries", source.name))
+                    .hint("read Excel and Delta in a pipeline without cluster, or stage them as parquet first"),
+            };
+            errors.push(error);
             continue;
         }
         let registered = match (&source.origin, files.get(&source.name)) {
@@ -124,9 +130,25 @@ pub async fn plan_with(
 
 /// Whether the workers of a cluster can read a source: plain file scans travel as plans; Ferry's own
 /// readers (databases, Excel, Delta, OData) do not.
+/// Whether a source can be read in a cluster's plan: files the workers read themselves, or a
+/// database read whole (one scan, a stage of one task, which the engine runs in the run's process;
+/// a partitioned read's ranges are not plans it can send to the workers).
 fn distributable(origin: &Origin) -> bool {
+    use ferry_connectors::connector::Read;
     use ferry_connectors::files::FileFormat;
-    matches!(origin, Origin::File(f) if matches!(f.format, FileFormat::Parquet | FileFormat::Csv | FileFormat::Json))
+    match origin {
+        Origin::File(f) => matches!(
+            f.format,
+            FileFormat::Parquet | FileFormat::Csv | FileFormat::Json
+        ),
+        Origin::Database { read, .. } => !matches!(
+            read,
+            Read::Table {
+                partitions: Some(_),
+                ..
+            }
+        ),
+    }
 }
 
 /// A step's SQL as a DataFrame, if it is a query: a step that would write a file (COPY, INSERT),

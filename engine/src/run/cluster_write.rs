@@ -451,10 +451,10 @@ pub async fn write_on_cluster(
         reported += column.map_or(0, |c| c.iter().flatten().sum::<i64>() as u64);
     }
     let totals = super::spread::run_totals(book, run_id, table_name).await?;
-    if totals.written + totals.skipped < reported {
+    let logged = totals.0.written + totals.0.skipped;
+    if logged < reported {
         return Err(ferry_connectors::ConnectorError::fatal(format!(
-            "the cluster's workers wrote {reported} rows but this run's log holds {}: they keep their books elsewhere",
-            totals.written + totals.skipped
+            "the cluster's workers wrote {reported} rows but this run's log holds {logged}: they keep their books elsewhere"
         ))
         .with_hint(
             "give the pipeline a state_dir every worker reaches as the same place: object storage (s3://, az://, gs://) or a shared folder",

@@ -519,8 +519,12 @@ async fn write_partitions(
     written.and(recorded)
 }
 
-/// The run's totals over every batch any process logged.
-pub async fn run_totals(book: &Book, run_id: &str, table: &str) -> Result<Totals, ConnectorError> {
+/// The run's totals over every batch any process logged, and how many batches that is.
+pub async fn run_totals(
+    book: &Book,
+    run_id: &str,
+    table: &str,
+) -> Result<(Totals, u64), ConnectorError> {
     let batches = book.written_batches(run_id, table).await?;
     let mut sum = Totals::default();
     for t in batches.values() {
@@ -529,7 +533,7 @@ pub async fn run_totals(book: &Book, run_id: &str, table: &str) -> Result<Totals
         sum.skipped += t.skipped;
         sum.rejected += t.rejected;
     }
-    Ok(sum)
+    Ok((sum, batches.len() as u64))
 }
 
 #[cfg(test)]

@@ -72,7 +72,8 @@ impl Counters {
     }
 
     /// The run's totals as every process that shared it logged them (a spread run).
-    pub fn set_run_totals(&self, totals: &Totals) {
+    pub fn set_run_totals(&self, (totals, batches): &(Totals, u64)) {
+        self.batches.store(*batches, Ordering::Relaxed);
         self.read.store(totals.read, Ordering::Relaxed);
         self.written.store(totals.written, Ordering::Relaxed);
         self.skipped.store(totals.skipped, Ordering::Relaxed);

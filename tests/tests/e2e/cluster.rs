@@ -426,3 +426,48 @@ fn one_writing_worker_killed(ws: &Workspace, target: &str) {
     assert!(ok, "{out}");
     assert!(out.contains("resum"), "{out}");
 }
+
+/// A database table with a cluster: read whole by the run's process (a stage of one task), its rows
+/// shuffled by key to the workers, which write them; every row once. Read in partitions, it is
+/// refused when the pipeline loads, saying what to do instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_source_is_read_by_the_run_and_written_by_the_workers() {
+    let ws = Workspace::new();
+    let db = TestDb::new(Server::Postgres).await;
+    db.exec("CREATE TABLE src (id BIGINT PRIMARY KEY, name TEXT)")
+        .await;
+    db.exec("INSERT INTO src SELECT i, 'n' || i FROM generate_series(1, 5000) AS i")
+        .await;
+    let workers = [WorkerProcess::start(), WorkerProcess::start()];
+    let pipeline = |partitions: &str| {
+        format!(
+            "name = \"copied\"\n[connections.db]\nurl = \"{}\"\n[sources.src]\nconnection = \"db\"\ntable = \"src\"\n{partitions}[[steps]]\nname = \"s\"\nsql = \"SELECT id, upper(name) AS name FROM src\"\n[target]\nconnection = \"db\"\ntable = \"dst\"\nmode = \"upsert\"\nkey = [\"id\"]\ncreate = true\nbatch_size = 200\n[run]\ncluster = [\"{}\", \"{}\"]\n",
+            db.url(),
+            workers[0].url,
+            workers[1].url
+        )
+    };
+    ws.write("p.toml", pipeline(""));
+    let (ok, out) = run(&ws, "p.toml");
+    assert!(ok, "{out}");
+    let mut expected: Vec<Vec<String>> = (1..=5000)
+        .map(|i| vec![i.to_string(), format!("N{i}")])
+        .collect();
+    expected.sort();
+    assert!(
+        db.rows("SELECT id, name FROM dst").await == expected,
+        "not every row exactly once"
+    );
+
+    ws.write(
+        "partitioned.toml",
+        pipeline("partitions = 2\npartition_column = \"id\"\n"),
+    );
+    let (ok, out) = run(&ws, "partitioned.toml");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("with a cluster, a database source is read whole by the run's process")
+            && out.contains("ferry run --spread N"),
+        "{out}"
+    );
+}
