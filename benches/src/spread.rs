@@ -58,6 +58,15 @@ pub fn spread(
             }
             Sharing::Cluster => run_cluster(&file, &text, n, &ferry)?,
         };
+        // Every row landed once, or the figure means nothing.
+        psql(
+            "ferry_bench_spread",
+            &format!(
+                "DO $$ DECLARE n bigint; BEGIN SELECT count(DISTINCT order_id) INTO n FROM orders; \
+                 IF n <> {rows} OR n <> (SELECT count(*) FROM orders) THEN \
+                 RAISE EXCEPTION '% distinct orders landed, not {rows}', n; END IF; END $$"
+            ),
+        )?;
         let rate = rows as f64 / seconds;
         println!(
             "bench: spread {sharing:?} processes={n} rows={rows} partitions={partitions} seconds={seconds:.1} rows_per_s={rate:.0}"
