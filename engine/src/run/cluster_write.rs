@@ -64,13 +64,14 @@ pub struct WriteJob {
     pub key: Vec<String>,
 }
 
-/// The counts each partition's writer returns.
+/// What each partition's writer returns: the rows it wrote (the run's process checks the log
+/// holds as many).
 fn counts_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("partition", DataType::Int64, false),
-        Field::new("rows_read", DataType::Int64, false),
-        Field::new("rows_written", DataType::Int64, false),
-    ]))
+    Arc::new(Schema::new(vec![Field::new(
+        "rows_written",
+        DataType::Int64,
+        false,
+    )]))
 }
 
 /// The logical node: the result of the steps, written.
@@ -309,17 +310,13 @@ impl ExecutionPlan for WriteExec {
                 .get_or_try_init(|| Writer::start(job, schema))
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            let (read, written) = writer
+            let written = writer
                 .write(global, input)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             RecordBatch::try_new(
                 counts_schema(),
-                vec![
-                    Arc::new(Int64Array::from(vec![global as i64])),
-                    Arc::new(Int64Array::from(vec![read as i64])),
-                    Arc::new(Int64Array::from(vec![written as i64])),
-                ],
+                vec![Arc::new(Int64Array::from(vec![written as i64]))],
             )
             .map_err(DataFusionError::from)
         };
@@ -365,15 +362,10 @@ impl Writer {
             run_id: job.run_id.clone(),
             resume: true,
         };
-        // As `workers::retrying` does (its async closure is not Send enough for a task's stream).
-        let mut failures = 0;
-        while let Err(e) = sink.begin(schema.clone(), &attempt).await {
-            failures += 1;
-            if !e.is_retryable() || failures > pipeline.run.max_retries {
-                return Err(e.context("preparing the target"));
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
+        workers::retrying("preparing the target", pipeline.run.max_retries, || {
+            sink.begin(schema.clone(), &attempt)
+        })
+        .await?;
         Ok(Writer {
             pipeline,
             sink,
@@ -382,12 +374,12 @@ impl Writer {
         })
     }
 
-    /// Writes one partition's rows, logging its batches; (rows read, rows written).
+    /// Writes one partition's rows, logging its batches; the rows written.
     async fn write(
         &self,
         partition: usize,
         input: SendableRecordBatchStream,
-    ) -> Result<(u64, u64), ferry_connectors::ConnectorError> {
+    ) -> Result<u64, ferry_connectors::ConnectorError> {
         let done = self
             .book
             .written_batches(&self.job.run_id, &self.job.table_name)
@@ -415,13 +407,13 @@ impl Writer {
         .await;
         let recorded = recorded.close().await;
         written.and(recorded)?;
-        Ok((counters.rows_out(), counters.written()))
+        Ok(counters.written())
     }
 }
 
-/// Writes the run's result on the cluster's workers and takes the run's totals from the log. Fails
-/// when the workers logged fewer rows than they wrote here: their books are not this run's (a
-/// `state_dir` each machine resolves to a folder of its own).
+/// Writes the run's result on the cluster's workers; the run's totals from the log (and its
+/// batches). Fails when the workers logged fewer rows than they wrote here: their books are not this
+/// run's (a `state_dir` each machine resolves to a folder of its own).
 pub async fn write_on_cluster(
     pipeline: &Pipeline,
     planned: &crate::plan::Planned,
@@ -429,8 +421,7 @@ pub async fn write_on_cluster(
     run_id: &str,
     attempt: i32,
     table_name: &str,
-    counters: &Counters,
-) -> Result<(), ferry_connectors::ConnectorError> {
+) -> Result<(crate::book::Totals, u64), ferry_connectors::ConnectorError> {
     let file = pipeline.locator.file();
     let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
     let job = WriteJob {
@@ -460,6 +451,5 @@ pub async fn write_on_cluster(
             "give the pipeline a state_dir every worker reaches as the same place: object storage (s3://, az://, gs://) or a shared folder",
         ));
     }
-    counters.set_run_totals(&totals);
-    Ok(())
+    Ok(totals)
 }

@@ -319,11 +319,9 @@ async fn prepare(pipeline: &Pipeline, settings: &RunSettings) -> Result<Prepared
     }
     let schema = Arc::new(planned.result().schema().as_arrow().clone());
     if pipeline.run.validate {
-        let problems = workers::retrying(
-            "checking the target",
-            pipeline.run.max_retries,
-            async || sink.check(&schema).await,
-        )
+        let problems = workers::retrying("checking the target", pipeline.run.max_retries, || {
+            sink.check(&schema)
+        })
         .await
         .map_err(|e| StartError::Target(vec![e]))?;
         if !problems.is_empty() {
@@ -458,60 +456,50 @@ async fn write(
             run_id: attempt.run_id.clone(),
             resume: attempt.resumes,
         };
-        let begun = workers::retrying(
-            "preparing the target",
-            pipeline.run.max_retries,
-            async || sink.begin(schema.clone(), &begin_as).await,
-        )
+        let begun = workers::retrying("preparing the target", pipeline.run.max_retries, || {
+            sink.begin(schema.clone(), &begin_as)
+        })
         .await?;
         if begun == Resume::Lost {
             attempt.done.clear();
         }
-        if let Some(processes) = spread {
+        let on_cluster =
+            !pipeline.run.cluster.is_empty() && spread::target_refusal(pipeline).is_none();
+        if spread.is_some() || on_cluster {
+            // Other processes write and log too: the run's totals are the shared log's.
             drop(recorder);
-            let shared = spread::Shared::new(pipeline, &attempt.run_id)?;
-            let division =
-                spread::Division::of(planned, &pipeline.target.options.key, shared.partitions)
-                    .await;
-            shared.announce(processes, division).await?;
-            let work = spread::Share {
-                pipeline,
-                planned,
-                sink: sink.clone(),
-                book,
-                run_id: attempt.run_id.clone(),
-                attempt: attempt.number,
-                table_name: table_name.clone(),
-                counters: counters.clone(),
-                progress: progress.clone(),
+            let totals = match spread {
+                Some(processes) => {
+                    let shared = spread::Shared::new(pipeline, &attempt.run_id)?;
+                    let key = &pipeline.target.options.key;
+                    let division = spread::Division::of(planned, key, shared.partitions).await;
+                    shared.announce(processes, division).await?;
+                    let work = spread::Share {
+                        pipeline,
+                        planned,
+                        sink: sink.clone(),
+                        book,
+                        run_id: attempt.run_id.clone(),
+                        attempt: attempt.number,
+                        table_name: table_name.clone(),
+                        counters: counters.clone(),
+                        progress: progress.clone(),
+                    };
+                    spread::share(&shared, &work).await?;
+                    spread::run_totals(book, &attempt.run_id, table_name).await?
+                }
+                None => {
+                    let (run_id, number) = (&attempt.run_id, attempt.number);
+                    cluster_write::write_on_cluster(
+                        pipeline, planned, book, run_id, number, table_name,
+                    )
+                    .await?
+                }
             };
-            spread::share(&shared, &work).await?;
-            let totals = spread::run_totals(book, &attempt.run_id, table_name).await?;
             counters.set_run_totals(&totals);
-            return workers::retrying(
-                "finishing the target",
-                pipeline.run.max_retries,
-                async || sink.finish().await,
-            )
-            .await;
-        }
-        if !pipeline.run.cluster.is_empty() && spread::target_refusal(pipeline).is_none() {
-            drop(recorder);
-            cluster_write::write_on_cluster(
-                pipeline,
-                planned,
-                book,
-                &attempt.run_id,
-                attempt.number,
-                table_name,
-                counters,
-            )
-            .await?;
-            return workers::retrying(
-                "finishing the target",
-                pipeline.run.max_retries,
-                async || sink.finish().await,
-            )
+            return workers::retrying("finishing the target", pipeline.run.max_retries, || {
+                sink.finish()
+            })
             .await;
         }
         let config = WorkerConfig {
@@ -603,11 +591,9 @@ pub async fn join(pipeline: &Pipeline, wait: Duration) -> Result<Joined, Connect
         run_id: run.run_id.clone(),
         resume: true,
     };
-    workers::retrying(
-        "preparing the target",
-        pipeline.run.max_retries,
-        async || sink.begin(schema.clone(), &attempt).await,
-    )
+    workers::retrying("preparing the target", pipeline.run.max_retries, || {
+        sink.begin(schema.clone(), &attempt)
+    })
     .await?;
     let counters = Arc::new(Counters::default());
     let work = spread::Share {
@@ -800,11 +786,9 @@ async fn write_all(
     counters.set_source_rows(source_rows(probe.as_ref()));
     written?;
     pause_point("before_finish");
-    workers::retrying(
-        "finishing the target",
-        pipeline.run.max_retries,
-        async || sink.finish().await,
-    )
+    workers::retrying("finishing the target", pipeline.run.max_retries, || {
+        sink.finish()
+    })
     .await
 }
 

@@ -128,8 +128,8 @@ pub async fn retry(
         let len = pipeline.target.batch_size.min(rows.num_rows() - offset);
         let chunk = rows.slice(offset, len);
         let write = |slice: RecordBatch| async move {
-            retrying("quarantine retry", max_retries, async || {
-                sink.write(slice.clone()).await
+            retrying("quarantine retry", max_retries, || {
+                sink.write(slice.clone())
             })
             .await
             .map_err(|mut e| {

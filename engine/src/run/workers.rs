@@ -61,11 +61,6 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// The rows the workers took from the plan.
-    pub fn rows_out(&self) -> u64 {
-        self.read.load(Ordering::Relaxed)
-    }
-
     /// The rows this process wrote.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
@@ -505,12 +500,17 @@ fn fingerprint(batch: &RecordBatch) -> Result<i64, ConnectorError> {
 }
 
 /// Runs a step of the target's own (check, begin, finish) again while it fails for a passing reason
-/// (a lost connection, a restarting server), with the same backoff as batches.
-pub async fn retrying<T>(
+/// (a lost connection, a restarting server), with the same backoff as batches. `f` makes each
+/// attempt's future (a closure returning one, not an `async` closure, whose future the compiler
+/// cannot prove Send where a worker's task needs it).
+pub async fn retrying<T, F>(
     what: &str,
     max_retries: u32,
-    f: impl AsyncFn() -> Result<T, ConnectorError>,
-) -> Result<T, ConnectorError> {
+    f: impl Fn() -> F,
+) -> Result<T, ConnectorError>
+where
+    F: std::future::Future<Output = Result<T, ConnectorError>>,
+{
     let mut attempt = 0;
     loop {
         match f().await {

@@ -64,6 +64,21 @@ fn three_processes_one_killed(ws: &Workspace) -> (String, String) {
     (text(leader), text(worker))
 }
 
+/// A `ferry worker --join p.toml`, its output kept.
+fn joining(ws: &Workspace) -> Child {
+    ferry(ws)
+        .args(["worker", "--join", "p.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// What a finished `ferry` wrote, standard output then standard error.
+fn said(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
 fn history(ws: &Workspace) -> Vec<serde_json::Value> {
     let out = ferry(ws)
         .args(["history", "p.toml", "--json"])
@@ -127,22 +142,14 @@ async fn each_process_of_a_spread_run_reads_only_its_share_of_a_database_source(
     let ws = Workspace::new();
     let db = TestDb::new(Server::Postgres).await;
     table_to_table(&ws, &db).await;
-    let worker = ferry(&ws)
-        .args(["worker", "--join", "p.toml"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let worker = joining(&ws);
     let leader = ferry(&ws)
         .args(["run", "p.toml", "--spread", "2"])
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&leader.stdout).to_string()
-        + &String::from_utf8_lossy(&leader.stderr);
-    assert!(leader.status.success(), "{said}");
+    assert!(leader.status.success(), "{}", said(&leader));
     let out = worker.wait_with_output().unwrap();
-    let joined =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let joined = said(&out);
     assert!(out.status.success(), "{joined}");
     // "joined run …: wrote partitions [1, 3] (15000 rows, its sources gave 15000); …"
     let figures = joined
@@ -202,16 +209,11 @@ async fn every_process_of_a_spread_run_reads_the_leaders_snapshot() {
         .args(["worker", "--join", "p.toml"])
         .output()
         .unwrap();
-    let joined = String::from_utf8_lossy(&worker.stdout).to_string()
-        + &String::from_utf8_lossy(&worker.stderr);
+    let joined = said(&worker);
     assert!(worker.status.success(), "{joined}");
     assert!(!joined.contains("wrote partitions [] "), "{joined}");
     let leader = leader.wait_with_output().unwrap();
-    assert!(
-        leader.status.success(),
-        "{}",
-        String::from_utf8_lossy(&leader.stderr)
-    );
+    assert!(leader.status.success(), "{}", said(&leader));
     assert!(
         db.rows("SELECT id, name, amount FROM t").await == source_rows(),
         "rows read at another point in time:\n{joined}"
@@ -362,12 +364,7 @@ async fn dead_leader(state_dir: Option<String>) {
             db.url()
         ),
     );
-    let worker = ferry(&ws)
-        .args(["worker", "--join", "p.toml"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let worker = joining(&ws);
     let mut lead = ferry(&ws);
     lead.args(["run", "p.toml", "--spread", "2"]);
     let mut leader = start_paused(lead, "spread_arrived").expect("the leader arrives");
@@ -384,8 +381,7 @@ async fn dead_leader(state_dir: Option<String>) {
         .args(["run", "p.toml", "--spread", "2"])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&again.stdout).to_string()
-        + &String::from_utf8_lossy(&again.stderr);
+    let text = said(&again);
     assert!(again.status.success(), "{text}");
     assert!(text.contains("resumed"), "{text}");
     assert!(db.rows("SELECT id, name, amount FROM t").await == source_rows());
