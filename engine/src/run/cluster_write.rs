@@ -3,7 +3,7 @@
 //! shuffles the rows by key to the workers' tasks, and each task writes its partitions through its
 //! own sink (its own connections, its own application users: the pipeline's `${VAR}`s filled from
 //! the worker's environment) and logs its batches in the run's shared books. The running `ferry
-//! run` gets one row of counts per partition, finishes the target and takes the run's totals from
+//! run` gets the rows each partition wrote, finishes the target and takes the run's totals from
 //! the log, as a spread run's leader does.
 //!
 //! ```text
